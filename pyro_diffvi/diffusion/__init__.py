@@ -1,0 +1,3 @@
+"""Variance schedules, the Gaussian forward process and denoiser networks."""
+
+__all__: list[str] = []

@@ -1,0 +1,131 @@
+"""Multilayer perceptrons, with optional time and context conditioning."""
+
+from __future__ import annotations
+
+import math
+from typing import Callable, Sequence
+
+import torch
+from torch import nn
+
+_ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
+    "relu": nn.ReLU,
+    "leaky_relu": lambda: nn.LeakyReLU(0.2),
+    "elu": nn.ELU,
+    "silu": nn.SiLU,
+    "tanh": nn.Tanh,
+    "softplus": nn.Softplus,
+}
+
+
+def activation(name: str) -> nn.Module:
+    """Build an activation module by name (``relu``, ``leaky_relu``, ``elu``, ``silu``, ``tanh``, ``softplus``)."""
+    try:
+        return _ACTIVATIONS[name]()
+    except KeyError:
+        raise ValueError(
+            f"activation must be one of {sorted(_ACTIVATIONS)}, got {name!r}"
+        ) from None
+
+
+class MLP(nn.Sequential):
+    """A fully connected network ``in_features -> hidden_dims... -> out_features``.
+
+    :param in_features: input width.
+    :param out_features: output width.
+    :param hidden_dims: widths of the hidden layers.
+    :param activation: name of the hidden activation (see :func:`activation`).
+    """
+
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        hidden_dims: Sequence[int] = (256, 256),
+        activation: str = "relu",
+    ) -> None:
+        dims = [in_features, *hidden_dims, out_features]
+        layers: list[nn.Module] = []
+        for i, (a, b) in enumerate(zip(dims[:-1], dims[1:])):
+            layers.append(nn.Linear(a, b))
+            if i < len(dims) - 2:
+                layers.append(globals()["activation"](activation))
+        super().__init__(*layers)
+        self.in_features = in_features
+        self.out_features = out_features
+
+
+class SinusoidalTimeEmbedding(nn.Module):
+    r"""Fixed sinusoidal embedding of a (possibly fractional) time index.
+
+    :math:`e(t)_{2i} = \sin(t / 10000^{2i/d})`, :math:`e(t)_{2i+1} = \cos(t / 10000^{2i/d})`
+    (Vaswani et al. 2017), as used by DDPM denoisers.
+
+    :param dim: embedding width (even).
+    """
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        if dim <= 0 or dim % 2:
+            raise ValueError(f"dim must be a positive even int, got {dim}")
+        freqs = torch.exp(-math.log(10000.0) * torch.arange(dim // 2) / (dim // 2))
+        self.register_buffer("freqs", freqs, persistent=False)
+        self.dim = dim
+
+    def forward(self, t: torch.Tensor) -> torch.Tensor:
+        angles = t.to(self.freqs.dtype).unsqueeze(-1) * self.freqs
+        return torch.cat([angles.sin(), angles.cos()], dim=-1)
+
+
+class ConditionalMLP(nn.Module):
+    """An MLP ``f(y, t, c)`` of an input ``y``, an integer/real time ``t`` and a context ``c``.
+
+    The time enters through a :class:`SinusoidalTimeEmbedding` followed by a linear layer; time and
+    context embeddings are concatenated with ``y`` at the input. ``context_dim=0`` means no context;
+    ``time_dim=0`` means no time input.
+
+    :param in_features: width of ``y``.
+    :param out_features: output width.
+    :param context_dim: width of ``c`` (0 for none).
+    :param time_dim: width of the time embedding (0 for none).
+    :param hidden_dims: hidden widths.
+    :param activation: hidden activation name.
+    """
+
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        context_dim: int = 0,
+        time_dim: int = 0,
+        hidden_dims: Sequence[int] = (128, 128, 128, 128),
+        activation: str = "silu",
+    ) -> None:
+        super().__init__()
+        self.context_dim = context_dim
+        self.time_dim = time_dim
+        self.time_embedding = (
+            nn.Sequential(SinusoidalTimeEmbedding(time_dim), nn.Linear(time_dim, time_dim))
+            if time_dim
+            else None
+        )
+        self.net = MLP(in_features + context_dim + time_dim, out_features, hidden_dims, activation)
+
+    def forward(
+        self,
+        y: torch.Tensor,
+        t: torch.Tensor | None = None,
+        context: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        parts = [y]
+        batch_shape = y.shape[:-1]
+        if self.time_embedding is not None:
+            if t is None:
+                raise ValueError("t is required: this network was built with time_dim > 0")
+            t = torch.as_tensor(t, device=y.device)
+            parts.append(self.time_embedding(t).expand(*batch_shape, self.time_dim))
+        if self.context_dim:
+            if context is None:
+                raise ValueError("context is required: this network was built with context_dim > 0")
+            parts.append(context.expand(*batch_shape, self.context_dim))
+        return self.net(torch.cat(parts, dim=-1))

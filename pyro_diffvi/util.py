@@ -1,0 +1,57 @@
+"""Small helpers shared across the package: seeding and argument validation."""
+
+from __future__ import annotations
+
+import random
+from typing import Sequence
+
+import numpy as np
+import pyro
+import torch
+
+
+def set_seed(seed: int) -> None:
+    """Seed Python, NumPy, PyTorch (all devices) and Pyro from one integer.
+
+    :param seed: a non-negative integer.
+    """
+    if not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    pyro.set_rng_seed(seed)  # seeds torch (CPU and CUDA) as well
+
+
+def check_finite(name: str, value: torch.Tensor) -> torch.Tensor:
+    """Raise ``ValueError`` naming ``name`` if ``value`` has NaN or infinite entries."""
+    if not torch.is_tensor(value):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(value).__name__}")
+    if not torch.isfinite(value).all():
+        bad = (~torch.isfinite(value)).sum().item()
+        raise ValueError(f"{name} contains {bad} non-finite value(s) (NaN or inf)")
+    return value
+
+
+def check_event_shape(name: str, value: torch.Tensor, event_shape: Sequence[int]) -> None:
+    """Raise ``ValueError`` unless the trailing dimensions of ``value`` equal ``event_shape``."""
+    event_shape = tuple(event_shape)
+    n = len(event_shape)
+    if value.dim() < n or tuple(value.shape[value.dim() - n :]) != event_shape:
+        raise ValueError(
+            f"{name} must have trailing shape {event_shape}, got shape {tuple(value.shape)}"
+        )
+
+
+def default_device() -> torch.device:
+    """CUDA when available, else CPU; used only where a user asks for ``device="auto"``."""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    """Turn ``"auto"``/``None``/a name into a :class:`torch.device`, with a clear error for CUDA."""
+    if device is None or device == "auto":
+        return default_device()
+    device = torch.device(device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device={str(device)!r} requested but CUDA is not available")
+    return device
