@@ -1,3 +1,15 @@
 """Offline datasets: MNIST, 1000 Genomes genotypes, simulated genotypes, 2-D toy data."""
 
-__all__: list[str] = []
+from pyro_diffvi.datasets.genotypes import GenotypeData, load_1000_genomes
+from pyro_diffvi.datasets.mnist import Minibatches, binarize_images, load_digits, load_mnist
+from pyro_diffvi.datasets.simulate import simulate_genotypes
+
+__all__: list[str] = [
+    "GenotypeData",
+    "Minibatches",
+    "binarize_images",
+    "load_1000_genomes",
+    "load_digits",
+    "load_mnist",
+    "simulate_genotypes",
+]
