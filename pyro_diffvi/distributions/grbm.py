@@ -1,0 +1,312 @@
+r"""Gaussian-Bernoulli restricted Boltzmann machine (GRBM) prior, Eq. 12 of paper 001 (after Liao et al., 2022).
+
+Visible :math:`v \in \mathbb R^D`, hidden :math:`h \in \{0, 1\}^H`, per-visible mean :math:`\mu`, standard
+deviation :math:`\sigma = e^{\log\sigma}` (parametrized by ``log_sigma``), weights :math:`W \in \mathbb R^{D\times H}`,
+hidden bias :math:`b`. Joint energy (divisions elementwise)
+
+.. math::
+
+    E(v, h) = \tfrac12 \Big\| \frac{v - \mu}{\sigma} \Big\|^2 - \Big(\frac{v}{\sigma^2}\Big)^{\!\top} W h - b^\top h,
+
+whose sum over :math:`h` gives the marginal (free) energy of Eq. 12,
+
+.. math::
+
+    F(v) = -\log \sum_h e^{-E(v, h)} = \tfrac12 \Big\| \frac{v - \mu}{\sigma} \Big\|^2
+           - \mathbf 1^\top \operatorname{softplus}\Big(W^\top \frac{v}{\sigma^2} + b\Big).
+
+Conditionals (block Gibbs): :math:`p(h_j = 1 \mid v) = \operatorname{sigmoid}((W^\top v/\sigma^2 + b)_j)`,
+:math:`p(v \mid h) = \mathcal N(\mu + W h, \operatorname{diag}\sigma^2)`. Completing the square shows that the
+marginal is a mixture of :math:`2^H` Gaussians :math:`\mathcal N(\mu + Wh, \operatorname{diag}\sigma^2)` with
+log weights :math:`b^\top h + \sum_i (\mu_i m_i + m_i^2/2)/\sigma_i^2 + \sum_i \log(\sqrt{2\pi}\sigma_i)`,
+:math:`m = Wh`, whose log-sum-exp is :math:`\log Z`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from pyro.distributions import Categorical, MixtureSameFamily, Normal, constraints
+from pyro.nn import PyroModule
+from torch import Tensor, nn
+
+from pyro_diffvi.distributions.energy import EnergyDistribution
+from pyro_diffvi.samplers.langevin import check_num_steps, check_positive, langevin
+
+MAX_ENUMERATED_HIDDEN = 20
+_ENUM_CHUNK = 2**14
+
+
+@dataclass
+class GibbsSampler:
+    """Block Gibbs sampler for :class:`GRBM` (``sampler`` argument): ``num_steps`` sweeps
+    :math:`h \\sim p(h|v)`, :math:`v \\sim p(v|h)` from :math:`v_0 \\sim \\mathcal N(\\mu, \\sigma^2)`. Approximate."""
+
+    num_steps: int = 200
+
+    def __post_init__(self) -> None:
+        check_num_steps("num_steps", self.num_steps)
+
+    def __call__(self, grbm: "GRBM", shape: torch.Size) -> Tensor:
+        return grbm.gibbs(grbm.initial_visible(shape), self.num_steps)
+
+
+@dataclass
+class GibbsLangevinSampler:
+    """Gibbs-Langevin sampler for :class:`GRBM` (``sampler`` argument), see :meth:`GRBM.gibbs_langevin`. Approximate."""
+
+    num_steps: int = 100
+    step_size: float = 1e-2
+    langevin_steps: int = 1
+    noise_scale: float = 1.0
+    metropolis: bool = False
+
+    def __post_init__(self) -> None:
+        check_num_steps("num_steps", self.num_steps)
+        check_positive("step_size", self.step_size)
+
+    def __call__(self, grbm: "GRBM", shape: torch.Size) -> Tensor:
+        return grbm.gibbs_langevin(
+            grbm.initial_visible(shape),
+            self.num_steps,
+            self.step_size,
+            self.langevin_steps,
+            self.noise_scale,
+            self.metropolis,
+        )
+
+
+class GRBM(EnergyDistribution):
+    r"""Gaussian-Bernoulli RBM over the visible units, with the marginal energy :math:`F(v)` of Eq. 12 (paper 001).
+
+    ``log_prob(v) = -F(v)`` is **unnormalized**; :meth:`exact_log_partition` gives :math:`\log Z` for
+    ``hidden <= 20`` by enumeration, :func:`~pyro_diffvi.samplers.ais_log_partition` an estimate otherwise.
+    Parameters are unbatched; use ``expand`` for a batch shape.
+
+    :param mu: visible means, shape ``(D,)``.
+    :param log_sigma: log standard deviations of the visible units, shape ``(D,)`` (:math:`\sigma = e^{\log\sigma}`).
+    :param W: weights, shape ``(D, H)``.
+    :param b: hidden biases, shape ``(H,)``.
+    :param batch_shape: batch shape (the energy broadcasts over it).
+    :param sampler: ``sampler(grbm, shape)``; default :class:`GibbsSampler` (block Gibbs).
+    """
+
+    arg_constraints = {
+        "mu": constraints.real_vector,
+        "log_sigma": constraints.real_vector,
+        "W": constraints.independent(constraints.real, 2),
+        "b": constraints.real_vector,
+    }
+
+    def __init__(
+        self,
+        mu: Tensor,
+        log_sigma: Tensor,
+        W: Tensor,
+        b: Tensor,
+        batch_shape=(),
+        sampler: Callable | None = None,
+        validate_args: bool | None = None,
+    ) -> None:
+        _check_grbm_params(mu, log_sigma, W, b)
+        self.mu, self.log_sigma, self.W, self.b = mu, log_sigma, W, b
+        super().__init__(
+            self.free_energy,
+            (W.shape[0],),
+            batch_shape,
+            sampler if sampler is not None else GibbsSampler(),
+            validate_args,
+            dtype=W.dtype,
+            device=W.device,
+        )
+
+    @property
+    def visible(self) -> int:
+        return self.W.shape[0]
+
+    @property
+    def hidden(self) -> int:
+        return self.W.shape[1]
+
+    @property
+    def sigma(self) -> Tensor:
+        return self.log_sigma.exp()
+
+    def expand(self, batch_shape, _instance=None) -> "GRBM":
+        new = self._get_checked_instance(GRBM, _instance)
+        new.__dict__.update(self.__dict__)
+        new.energy_fn = new.free_energy
+        EnergyDistribution.__init__(
+            new, new.free_energy, self.event_shape, torch.Size(batch_shape), self.sampler, False,
+            dtype=self.W.dtype, device=self.W.device,
+        )
+        new._validate_args = self._validate_args
+        return new
+
+    def hidden_logits(self, v: Tensor) -> Tensor:
+        r""":math:`W^\top v/\sigma^2 + b`, shape ``v.shape[:-1] + (H,)``."""
+        return (v / self.sigma.pow(2)) @ self.W + self.b
+
+    def _quadratic(self, v: Tensor) -> Tensor:
+        return 0.5 * ((v - self.mu) / self.sigma).pow(2).sum(-1)
+
+    def free_energy(self, v: Tensor) -> Tensor:
+        r"""Marginal energy :math:`F(v)` of Eq. 12, shape ``v.shape[:-1]``."""
+        return self._quadratic(v) - F.softplus(self.hidden_logits(v)).sum(-1)
+
+    def joint_energy(self, v: Tensor, h: Tensor) -> Tensor:
+        r"""Joint energy :math:`E(v, h)`; ``v`` of shape ``(..., D)``, ``h`` of shape ``(..., H)`` (broadcast)."""
+        if v.shape[-1:] != (self.visible,) or h.shape[-1:] != (self.hidden,):
+            raise ValueError(
+                f"v and h must have trailing sizes {self.visible} and {self.hidden}, got {tuple(v.shape)} and {tuple(h.shape)}"
+            )
+        coupling = ((v / self.sigma.pow(2)) @ self.W * h).sum(-1)
+        return self._quadratic(v) - coupling - (h * self.b).sum(-1)
+
+    # ---- conditionals and samplers ------------------------------------------------------------
+    def initial_visible(self, shape: torch.Size) -> Tensor:
+        """Chain initialisation :math:`v_0 \\sim \\mathcal N(\\mu, \\operatorname{diag}\\sigma^2)`, shape ``shape``."""
+        with torch.no_grad():
+            return self.mu + self.sigma * torch.randn(shape, dtype=self.W.dtype, device=self.W.device)
+
+    def sample_hidden(self, v: Tensor) -> Tensor:
+        """:math:`h \\sim p(h \\mid v)` (independent Bernoullis), shape ``v.shape[:-1] + (H,)``."""
+        with torch.no_grad():
+            return torch.bernoulli(torch.sigmoid(self.hidden_logits(v)))
+
+    def sample_visible(self, h: Tensor) -> Tensor:
+        """:math:`v \\sim p(v \\mid h) = \\mathcal N(\\mu + W h, \\operatorname{diag}\\sigma^2)`, shape ``h.shape[:-1] + (D,)``."""
+        with torch.no_grad():
+            loc = self.mu + h @ self.W.T
+            return loc + self.sigma * torch.randn_like(loc)
+
+    def gibbs_step(self, v: Tensor) -> tuple[Tensor, Tensor]:
+        """One block-Gibbs sweep; returns ``(v_new, h)`` with ``h ~ p(h|v)``, ``v_new ~ p(v|h)``."""
+        h = self.sample_hidden(v)
+        return self.sample_visible(h), h
+
+    def gibbs(self, init: Tensor, num_steps: int) -> Tensor:
+        """``num_steps`` block-Gibbs sweeps of vectorized chains ``init`` of shape ``(..., D)``."""
+        check_num_steps("num_steps", num_steps)
+        self._check_visible("init", init)
+        v = init.detach()
+        for _ in range(num_steps):
+            v, _ = self.gibbs_step(v)
+        return v
+
+    def gibbs_langevin(
+        self,
+        init: Tensor,
+        num_steps: int,
+        step_size: float,
+        langevin_steps: int = 1,
+        noise_scale: float = 1.0,
+        metropolis: bool = False,
+    ) -> Tensor:
+        r"""Gibbs-Langevin sampling (Liao et al., 2022; the sampler paper 001 uses in Sec. 4.1).
+
+        Each of ``num_steps`` iterations draws :math:`h \sim p(h \mid v)` exactly, then runs
+        ``langevin_steps`` Langevin steps on :math:`v` with the joint energy :math:`E(v, h)` at fixed
+        :math:`h` (the convention of :func:`~pyro_diffvi.samplers.langevin`; ``metropolis=True`` adds the
+        MH correction, making each iteration leave the GRBM exactly invariant).
+
+        :param init: initial visible states, shape ``(..., D)``.
+        """
+        check_num_steps("num_steps", num_steps)
+        self._check_visible("init", init)
+        v = init.detach()
+        for _ in range(num_steps):
+            h = self.sample_hidden(v)
+            v, _ = langevin(lambda x: self.joint_energy(x, h), v, langevin_steps, step_size, noise_scale, metropolis)
+        return v
+
+    def _check_visible(self, name: str, v: Tensor) -> None:
+        if not torch.is_tensor(v) or v.dim() < 1 or v.shape[-1] != self.visible:
+            raise ValueError(f"{name} must be a tensor of shape (..., {self.visible})")
+
+    # ---- exact quantities by enumeration of the hidden states ---------------------------------
+    def hidden_states(self) -> Tensor:
+        """All :math:`2^H` hidden configurations, shape ``(2^H, H)`` (refused for ``H > 20``)."""
+        if self.hidden > MAX_ENUMERATED_HIDDEN:
+            raise ValueError(
+                f"exact enumeration needs 2^hidden terms; hidden={self.hidden} exceeds the limit of "
+                f"{MAX_ENUMERATED_HIDDEN}: estimate log Z with pyro_diffvi.samplers.ais_log_partition instead"
+            )
+        idx = torch.arange(2**self.hidden, device=self.W.device)
+        bits = torch.arange(self.hidden, device=self.W.device)
+        return ((idx[:, None] >> bits) & 1).to(self.W.dtype)
+
+    def _mixture_log_weights(self, h: Tensor) -> Tensor:
+        m = h @ self.W.T
+        var = self.sigma.pow(2)
+        gauss = 0.5 * self.visible * math.log(2 * math.pi) + self.log_sigma.sum()
+        return h @ self.b + ((self.mu * m + 0.5 * m.pow(2)) / var).sum(-1) + gauss
+
+    def exact_log_partition(self) -> Tensor:
+        r""":math:`\log Z = \log \sum_h \int e^{-E(v,h)} dv` by enumerating the hidden states (``H <= 20``).
+
+        Each term is a Gaussian integral (see the module docstring). Differentiable in the parameters.
+        """
+        states = self.hidden_states()
+        parts = [torch.logsumexp(self._mixture_log_weights(c), 0) for c in states.split(_ENUM_CHUNK)]
+        return torch.logsumexp(torch.stack(parts), 0)
+
+    def exact_marginal(self) -> MixtureSameFamily:
+        r"""The normalized marginal :math:`p(v)` as a mixture of :math:`2^H` Gaussians (``H <= 20``)."""
+        states = self.hidden_states()
+        logits = self._mixture_log_weights(states)
+        loc = self.mu + states @ self.W.T
+        scale = self.sigma.expand(loc.shape)
+        mix = MixtureSameFamily(Categorical(logits=logits), Normal(loc, scale).to_event(1))
+        return mix.expand(self.batch_shape) if self.batch_shape else mix
+
+
+def _check_grbm_params(mu: Tensor, log_sigma: Tensor, W: Tensor, b: Tensor) -> None:
+    for name, x in (("mu", mu), ("log_sigma", log_sigma), ("W", W), ("b", b)):
+        if not torch.is_tensor(x) or not x.is_floating_point():
+            raise TypeError(f"{name} must be a floating-point torch.Tensor, got {type(x).__name__}")
+    if W.dim() != 2:
+        raise ValueError(f"W must have shape (visible, hidden), got {tuple(W.shape)}")
+    D, H = W.shape
+    if mu.shape != (D,):
+        raise ValueError(f"mu must have shape (visible,) = ({D},), got {tuple(mu.shape)}")
+    if log_sigma.shape != (D,):
+        raise ValueError(f"log_sigma must have shape (visible,) = ({D},), got {tuple(log_sigma.shape)}")
+    if b.shape != (H,):
+        raise ValueError(f"b must have shape (hidden,) = ({H},), got {tuple(b.shape)}")
+
+
+class GRBMPrior(PyroModule):
+    r"""Learnable GRBM prior (paper 001, Eq. 12). ``prior()`` returns a :class:`GRBM` with batch shape ``()``.
+
+    Parameters: ``mu`` (zeros), ``log_sigma`` (zeros, i.e. :math:`\sigma = 1`), ``W`` (normal with
+    standard deviation ``init_scale``), ``b`` (zeros). Move with ``.to(device, dtype)``.
+
+    :param visible: number of visible units ``D`` (the latent dimension).
+    :param hidden: number of hidden units ``H``.
+    :param init_scale: standard deviation of the initial weights.
+    :param sampler: passed to :class:`GRBM`.
+    """
+
+    def __init__(self, visible: int, hidden: int, init_scale: float = 0.1, sampler: Callable | None = None) -> None:
+        super().__init__()
+        for name, n in (("visible", visible), ("hidden", hidden)):
+            if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+                raise ValueError(f"{name} must be a positive int, got {n!r}")
+        check_positive("init_scale", init_scale)
+        self.mu = nn.Parameter(torch.zeros(visible))
+        self.log_sigma = nn.Parameter(torch.zeros(visible))
+        self.W = nn.Parameter(init_scale * torch.randn(visible, hidden))
+        self.b = nn.Parameter(torch.zeros(hidden))
+        self.sampler = sampler
+
+    def forward(self) -> GRBM:
+        return GRBM(self.mu, self.log_sigma, self.W, self.b, sampler=self.sampler)
+
+    def energy(self, z: Tensor) -> Tensor:
+        """Marginal energy :math:`F(z)` of Eq. 12, shape ``z.shape[:-1]``."""
+        return self().energy(z)

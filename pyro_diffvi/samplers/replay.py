@@ -1,0 +1,117 @@
+r"""Persistent (replay-buffer) and short-run Langevin chains for EBM training.
+
+Dissertation (paper 003), Sec. 2 and Ch. 4: *short-run* chains restart from the initial noise
+distribution at every training iteration; *persistent* chains restart from states stored in a replay
+buffer, each re-initialised from noise with a small probability (Du & Mordatch, 2019; VAEBM uses a
+probability that rises over training). The Langevin convention is that of
+:func:`~pyro_diffvi.samplers.langevin.langevin`.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from torch import Tensor
+
+from pyro_diffvi.samplers.langevin import EnergyFn, langevin
+
+InitFn = Callable[[int], Tensor]
+
+
+class ReplayBuffer:
+    r"""A FIFO store of chain states for persistent Langevin chains.
+
+    :param capacity: maximum number of stored states; the oldest are overwritten first.
+    :param init_fn: ``init_fn(n)`` returns ``n`` fresh initial states, shape ``(n,) + event_shape``
+        (e.g. ``lambda n: torch.randn(n, D)``).
+    :param reinit_prob: probability that a drawn state is replaced by a fresh one from ``init_fn``.
+    """
+
+    def __init__(self, capacity: int, init_fn: InitFn, reinit_prob: float = 0.05) -> None:
+        if isinstance(capacity, bool) or not isinstance(capacity, int) or capacity < 1:
+            raise ValueError(f"capacity must be a positive int, got {capacity!r}")
+        if not callable(init_fn):
+            raise TypeError(f"init_fn must be callable (n -> tensor of n states), got {type(init_fn).__name__}")
+        if not (0.0 <= float(reinit_prob) <= 1.0):
+            raise ValueError(f"reinit_prob must be in [0, 1], got {reinit_prob!r}")
+        self.capacity = capacity
+        self.init_fn = init_fn
+        self.reinit_prob = float(reinit_prob)
+        self._states: Tensor | None = None
+        self._next = 0  # position of the oldest entry once the buffer is full
+        self.last_reinit_mask: Tensor | None = None
+
+    def __len__(self) -> int:
+        return 0 if self._states is None else self._states.shape[0]
+
+    def _fresh(self, n: int) -> Tensor:
+        x = self.init_fn(n)
+        if not torch.is_tensor(x) or x.dim() < 1 or x.shape[0] != n:
+            raise ValueError(f"init_fn({n}) must return a tensor with leading dimension {n}")
+        return x.detach()
+
+    def sample(self, n: int) -> Tensor:
+        """Draw ``n`` states: uniformly from the buffer, each replaced by a fresh state with
+        probability ``reinit_prob`` (all fresh while the buffer is empty).
+
+        ``self.last_reinit_mask`` records which rows were freshly initialised.
+        """
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise ValueError(f"n must be a positive int, got {n!r}")
+        fresh = self._fresh(n)
+        if self._states is None:
+            self.last_reinit_mask = torch.ones(n, dtype=torch.bool, device=fresh.device)
+            return fresh
+        idx = torch.randint(len(self), (n,), device=self._states.device)
+        stored = self._states[idx].to(fresh.device)
+        reinit = torch.rand(n, device=fresh.device) < self.reinit_prob
+        self.last_reinit_mask = reinit
+        mask = reinit.reshape((n,) + (1,) * (fresh.dim() - 1))
+        return torch.where(mask, fresh, stored)
+
+    def push(self, x: Tensor) -> None:
+        """Store the states ``x`` (shape ``(n,) + event_shape``), overwriting the oldest when full."""
+        if not torch.is_tensor(x) or x.dim() < 1:
+            raise ValueError("x must be a tensor of shape (n,) + event_shape")
+        x = x.detach()
+        if self._states is not None and x.shape[1:] != self._states.shape[1:]:
+            raise ValueError(
+                f"x must have event shape {tuple(self._states.shape[1:])}, got {tuple(x.shape[1:])}"
+            )
+        x = x[-self.capacity :]
+        if self._states is None:
+            self._states = x.clone()
+            self._next = 0
+            return
+        room = self.capacity - len(self)
+        if room > 0:
+            take = min(room, x.shape[0])
+            self._states = torch.cat([self._states, x[:take]])
+            x = x[take:]
+        if x.shape[0] > 0:  # full: overwrite the oldest entries, cyclically
+            pos = (self._next + torch.arange(x.shape[0], device=self._states.device)) % self.capacity
+            self._states[pos] = x.to(self._states.device)
+            self._next = int((self._next + x.shape[0]) % self.capacity)
+
+
+def short_run_langevin(
+    energy_fn: EnergyFn, init_fn: InitFn, n: int, num_steps: int, step_size: float, noise_scale: float = 1.0
+) -> Tensor:
+    """Short-run chains: ``n`` fresh states from ``init_fn``, then ``num_steps`` ULA steps."""
+    samples, _ = langevin(energy_fn, init_fn(n), num_steps, step_size, noise_scale)
+    return samples
+
+
+def persistent_langevin(
+    energy_fn: EnergyFn,
+    buffer: ReplayBuffer,
+    n: int,
+    num_steps: int,
+    step_size: float,
+    noise_scale: float = 1.0,
+) -> Tensor:
+    """Persistent chains: draw ``n`` states from ``buffer``, run ``num_steps`` ULA steps, push them back."""
+    samples, _ = langevin(energy_fn, buffer.sample(n), num_steps, step_size, noise_scale)
+    buffer.push(samples)
+    return samples
