@@ -1,3 +1,34 @@
 """Evaluation: ELBO / IWAE, MMD, latent NLL, kNN accuracy, clustering scores, PSIS k-hat."""
 
-__all__: list[str] = []
+from pyro_diffvi.metrics.clustering import (
+    cluster_completeness,
+    cluster_nmi,
+    cluster_purity,
+    clustering_scores,
+    knn_accuracy,
+)
+from pyro_diffvi.metrics.elbo import Estimate, LogWeights, elbo, iwae, log_weights
+from pyro_diffvi.metrics.latent import GaussianKDE, latent_nll
+from pyro_diffvi.metrics.mmd import DDVI_MMD_SIGMAS, mmd, mmd2, rbf_mixture_kernel
+from pyro_diffvi.metrics.psis import psis_khat, psis_khat_from_log_weights
+
+__all__: list[str] = [
+    "DDVI_MMD_SIGMAS",
+    "Estimate",
+    "GaussianKDE",
+    "LogWeights",
+    "cluster_completeness",
+    "cluster_nmi",
+    "cluster_purity",
+    "clustering_scores",
+    "elbo",
+    "iwae",
+    "knn_accuracy",
+    "latent_nll",
+    "log_weights",
+    "mmd",
+    "mmd2",
+    "psis_khat",
+    "psis_khat_from_log_weights",
+    "rbf_mixture_kernel",
+]

@@ -1,0 +1,124 @@
+r"""Downstream metrics of latents: kNN accuracy (DDVI paper, Table 2) and clustering scores (Table 3).
+
+* kNN accuracy with :math:`k = 20` (the paper's "KNN (K = 20) classifier"): a majority vote among the
+  :math:`k` nearest training latents (Euclidean), scored on test latents; with a single set, leave-one-out
+  (each point voted on by its :math:`k` nearest *other* points). Ties go to the smallest label, as in
+  scikit-learn's ``KNeighborsClassifier``.
+* cluster purity :math:`\frac1N\sum_{c} \max_{l} |C_c \cap L_l|`, completeness and normalized mutual
+  information (arithmetic normalization) from scikit-learn.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from sklearn.metrics import completeness_score, normalized_mutual_info_score
+
+from pyro_diffvi.util import check_finite
+
+__all__ = ["cluster_completeness", "cluster_nmi", "cluster_purity", "clustering_scores", "knn_accuracy"]
+
+
+def _latents(name: str, value: torch.Tensor) -> torch.Tensor:
+    if not torch.is_tensor(value):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(value).__name__}")
+    if value.dim() != 2 or value.shape[0] < 1:
+        raise ValueError(f"{name} must have shape (num_points, dim), got {tuple(value.shape)}")
+    return check_finite(name, value)
+
+
+def _labels(name: str, value, size: int | None = None) -> np.ndarray:
+    array = value.detach().cpu().numpy() if torch.is_tensor(value) else np.asarray(value)
+    if array.ndim != 1 or array.shape[0] < 1:
+        raise ValueError(f"{name} must be a non-empty 1-D array of labels, got shape {array.shape}")
+    if size is not None and array.shape[0] != size:
+        raise ValueError(f"{name} must have {size} entries (one per point), got {array.shape[0]}")
+    if array.dtype.kind not in "iub":
+        raise TypeError(f"{name} must hold integer labels, got dtype {array.dtype}")
+    return array
+
+
+def knn_accuracy(
+    train_latents: torch.Tensor,
+    train_labels,
+    test_latents: torch.Tensor | None = None,
+    test_labels=None,
+    *,
+    k: int = 20,
+    chunk_size: int = 1024,
+) -> float:
+    """Accuracy of the k-nearest-neighbour majority vote.
+
+    :param train_latents: reference latents, shape ``(n, d)``.
+    :param train_labels: their integer labels, shape ``(n,)``.
+    :param test_latents: latents to classify, shape ``(m, d)``; ``None`` for leave-one-out on the
+        training set.
+    :param test_labels: their labels, shape ``(m,)`` (required with ``test_latents``).
+    :param k: number of neighbours (DDVI paper: 20).
+    :param chunk_size: test rows per distance block.
+    :return: fraction of correctly classified points.
+    """
+    train = _latents("train_latents", train_latents)
+    train_y = _labels("train_labels", train_labels, train.shape[0])
+    leave_one_out = test_latents is None
+    if leave_one_out != (test_labels is None):
+        raise ValueError("test_latents and test_labels must be given together")
+    test = train if leave_one_out else _latents("test_latents", test_latents)
+    test_y = train_y if leave_one_out else _labels("test_labels", test_labels, test.shape[0])
+    if test.shape[1] != train.shape[1]:
+        raise ValueError(f"test_latents must have {train.shape[1]} columns, got {test.shape[1]}")
+    available = train.shape[0] - int(leave_one_out)
+    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= available:
+        raise ValueError(f"k must be an int in [1, {available}] (reference points available), got {k!r}")
+    classes, train_codes = np.unique(train_y, return_inverse=True)
+    codes = torch.as_tensor(train_codes, device=train.device)
+    test = test.to(train)
+    predictions = []
+    for start in range(0, test.shape[0], chunk_size):
+        dist = torch.cdist(test[start : start + chunk_size], train)
+        if leave_one_out:
+            rows = torch.arange(dist.shape[0], device=dist.device)
+            dist[rows, rows + start] = float("inf")
+        neighbours = dist.topk(k, dim=-1, largest=False).indices
+        votes = torch.nn.functional.one_hot(codes[neighbours], len(classes)).sum(-2)
+        predictions.append(votes.argmax(-1).cpu())
+    predicted = classes[torch.cat(predictions).numpy()]
+    return float(np.mean(predicted == test_y))
+
+
+def _clusterings(labels_true, labels_pred) -> tuple[np.ndarray, np.ndarray]:
+    labels_true = _labels("labels_true", labels_true)
+    return labels_true, _labels("labels_pred", labels_pred, labels_true.shape[0])
+
+
+def cluster_purity(labels_true, labels_pred) -> float:
+    r"""Purity :math:`\frac1N\sum_c \max_l |\{i: \hat c_i = c, l_i = l\}|` of a clustering.
+
+    :param labels_true: reference classes, shape ``(N,)``.
+    :param labels_pred: cluster assignments, shape ``(N,)``.
+    """
+    labels_true, labels_pred = _clusterings(labels_true, labels_pred)
+    _, true_codes = np.unique(labels_true, return_inverse=True)
+    _, pred_codes = np.unique(labels_pred, return_inverse=True)
+    contingency = np.zeros((pred_codes.max() + 1, true_codes.max() + 1), dtype=np.int64)
+    np.add.at(contingency, (pred_codes, true_codes), 1)
+    return float(contingency.max(axis=1).sum() / labels_true.shape[0])
+
+
+def cluster_completeness(labels_true, labels_pred) -> float:
+    """Completeness :math:`1 - H(C \\mid L) / H(C)` (Rosenberg & Hirschberg 2007), via scikit-learn."""
+    return float(completeness_score(*_clusterings(labels_true, labels_pred)))
+
+
+def cluster_nmi(labels_true, labels_pred) -> float:
+    """Normalized mutual information :math:`I(L; C) / ((H(L) + H(C)) / 2)`, via scikit-learn."""
+    return float(normalized_mutual_info_score(*_clusterings(labels_true, labels_pred)))
+
+
+def clustering_scores(labels_true, labels_pred) -> dict[str, float]:
+    """The DDVI paper's Table 3 scores: ``{"purity", "completeness", "nmi"}``."""
+    return {
+        "purity": cluster_purity(labels_true, labels_pred),
+        "completeness": cluster_completeness(labels_true, labels_pred),
+        "nmi": cluster_nmi(labels_true, labels_pred),
+    }
