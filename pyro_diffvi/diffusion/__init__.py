@@ -1,3 +1,20 @@
-"""Variance schedules, the Gaussian forward process and denoiser networks."""
+"""Variance schedules, the Gaussian forward process and denoiser networks (DDVI paper, Sec. 3)."""
 
-__all__: list[str] = []
+from pyro_diffvi.diffusion.denoiser import Denoiser
+from pyro_diffvi.diffusion.process import REVERSE_VARIANCES, GaussianDiffusion
+from pyro_diffvi.diffusion.schedules import (
+    SCHEDULES,
+    cosine_beta_schedule,
+    linear_beta_schedule,
+    make_schedule,
+)
+
+__all__ = [
+    "Denoiser",
+    "GaussianDiffusion",
+    "REVERSE_VARIANCES",
+    "SCHEDULES",
+    "cosine_beta_schedule",
+    "linear_beta_schedule",
+    "make_schedule",
+]

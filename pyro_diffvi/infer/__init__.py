@@ -1,3 +1,5 @@
 """Objectives: DDVI_ELBO, energy-prior ELBOs and prior objectives, adversarial autoencoders."""
 
-__all__: list[str] = []
+from pyro_diffvi.infer.ddvi import DDVI_ELBO
+
+__all__: list[str] = ["DDVI_ELBO"]

@@ -1,0 +1,81 @@
+r"""Noise-prediction networks :math:`\epsilon_\phi(y_t, t, c)` for diffusion posteriors (DDVI paper, Sec. 3.4)."""
+
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import torch
+from torch import nn
+
+from pyro_diffvi.nn import ConditionalMLP
+
+
+class Denoiser(nn.Module):
+    r"""A noise predictor :math:`\epsilon_\phi(y_t, t, c)` built on :class:`~pyro_diffvi.nn.ConditionalMLP`.
+
+    ``context_dim = 0`` gives an unconditional denoiser (the simplified wake-sleep of DDVI Sec. 3.4,
+    where :math:`q_\phi(z|y)` does not depend on :math:`x`). With ``learn_variance=True`` the network
+    also outputs an interpolation weight :math:`v` per coordinate for the reverse log-variance.
+
+    :param latent_dim: width :math:`d` of :math:`y_t`.
+    :param context_dim: width of the context :math:`c` (encoder output), 0 for none.
+    :param time_dim: width of the sinusoidal time embedding.
+    :param hidden_dims: hidden widths (the paper: four layers of 128).
+    :param activation: hidden activation name.
+    :param learn_variance: also predict the variance interpolation weight.
+    """
+
+    def __init__(
+        self,
+        latent_dim: int,
+        context_dim: int = 0,
+        time_dim: int = 32,
+        hidden_dims: Sequence[int] = (128, 128, 128, 128),
+        activation: str = "silu",
+        learn_variance: bool = False,
+    ) -> None:
+        super().__init__()
+        if time_dim <= 0:
+            raise ValueError(f"time_dim must be positive (the denoiser needs the time), got {time_dim}")
+        self.latent_dim = latent_dim
+        self.context_dim = context_dim
+        self.learn_variance = learn_variance
+        out = 2 * latent_dim if learn_variance else latent_dim
+        self.net = ConditionalMLP(latent_dim, out, context_dim, time_dim, hidden_dims, activation)
+
+    def forward(
+        self, y: torch.Tensor, t: torch.Tensor | int, context: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Raw output for ``y`` of shape ``batch + (d,)``, times ``t`` (int or tensor of batch shape)."""
+        t = torch.as_tensor(t, device=y.device, dtype=y.dtype)
+        return self.net(y, t, context if self.context_dim else None)
+
+    def stepper(
+        self, context: torch.Tensor | None, num_steps: int, like: torch.Tensor
+    ) -> Callable[[torch.Tensor, int], torch.Tensor]:
+        r"""A fast ``f(y_t, t)`` for a whole reverse chain with a fixed context.
+
+        The first linear layer acts on ``[y, e(t), c]``; its context part :math:`W_c c` and its time
+        part :math:`W_t e(t) + b` are computed once per chain instead of once per step. The result
+        equals :meth:`forward` up to floating-point rounding.
+
+        :param context: batch + ``(context_dim,)`` or ``None``.
+        :param num_steps: :math:`T` (times ``1..T`` are precomputed).
+        :param like: a tensor giving device and dtype.
+        """
+        layers = list(self.net.net)
+        first, rest = layers[0], nn.Sequential(*layers[1:])
+        d, k = self.latent_dim, self.net.time_dim
+        w = first.weight
+        times = torch.arange(1, num_steps + 1, device=like.device, dtype=like.dtype)
+        time_bias = self.net.time_embedding(times) @ w[:, d : d + k].T + first.bias  # (T, H)
+        ctx_part = context @ w[:, d + k :].T if self.context_dim else None
+        w_y = w[:, :d]
+
+        def step(y: torch.Tensor, t: int) -> torch.Tensor:
+            h = y @ w_y.T + time_bias[t - 1]
+            if ctx_part is not None:
+                h = h + ctx_part
+            return rest(h)
+
+        return step

@@ -1,0 +1,151 @@
+r"""The Gaussian forward process :math:`r` of DDVI and its closed-form marginals and posteriors.
+
+:math:`r(y_t|y_{t-1}) = \mathcal N(\sqrt{1-\beta_t}\, y_{t-1}, \beta_t I)` for :math:`t = 1..T`, with
+:math:`y_0 = z` (DDVI paper, Sec. 3.1 and Sec. 3.4; Ho et al. 2020). Writing :math:`\alpha_t = 1 - \beta_t`
+and :math:`\bar\alpha_t = \prod_{s \le t} \alpha_s`:
+
+* marginal :math:`r(y_t|y_0) = \mathcal N(\sqrt{\bar\alpha_t}\, y_0, (1-\bar\alpha_t) I)`;
+* posterior :math:`r(y_{t-1}|y_t, y_0) = \mathcal N(\tilde\mu_t, \tilde\beta_t I)` with
+  :math:`\tilde\mu_t = \frac{\sqrt{\bar\alpha_{t-1}}\beta_t}{1-\bar\alpha_t} y_0 + \frac{\sqrt{\alpha_t}(1-\bar\alpha_{t-1})}{1-\bar\alpha_t} y_t`
+  and :math:`\tilde\beta_t = \frac{1-\bar\alpha_{t-1}}{1-\bar\alpha_t}\beta_t` (the :math:`y_t` coefficient uses
+  :math:`\sqrt{\alpha_t}`, see the erratum to the dissertation's Eq. 2.51);
+* noise-prediction mean :math:`\mu(y_t, \hat\epsilon) = \big(y_t - \frac{\beta_t}{\sqrt{1-\bar\alpha_t}}\hat\epsilon\big)/\sqrt{\alpha_t}`,
+  equal to :math:`\tilde\mu_t` when :math:`\hat\epsilon` is the true noise of :math:`y_t = \sqrt{\bar\alpha_t} y_0 + \sqrt{1-\bar\alpha_t}\epsilon`.
+
+Time indices ``t`` run from 1 to T and may be Python ints or integer tensors (broadcast against the
+batch dimensions of the values; the last dimension of every value is the event dimension).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import torch
+from torch import nn
+
+import pyro.distributions as dist
+
+from pyro_diffvi.diffusion.schedules import make_schedule
+
+REVERSE_VARIANCES = ("beta", "posterior", "learned")
+
+
+class GaussianDiffusion(nn.Module):
+    r"""Schedule tensors and closed forms of the Gaussian forward process.
+
+    All tensors are buffers, so ``module.to(device)`` moves them and they are precomputed once.
+
+    :param num_steps: :math:`T`.
+    :param schedule: ``"linear"`` (DDPM, :math:`10^{-4}..0.02`), ``"cosine"`` or explicit betas.
+    :param dtype: dtype of the buffers.
+    """
+
+    def __init__(
+        self,
+        num_steps: int,
+        schedule: str | Sequence[float] | torch.Tensor = "linear",
+        dtype: torch.dtype = torch.float32,
+    ) -> None:
+        super().__init__()
+        betas = make_schedule(schedule, num_steps, dtype=torch.float64)
+        alphas = 1 - betas
+        abar = torch.cumprod(alphas, 0)
+        abar_prev = torch.cat([abar.new_ones(1), abar[:-1]])
+        post_var = (1 - abar_prev) / (1 - abar) * betas
+        # tilde-beta_1 = 0: the last reverse step borrows tilde-beta_2 (or beta_1 when T = 1) so that
+        # q(z | y_1, x) keeps a density (Nichol & Dhariwal 2021 clip the log-variance the same way).
+        post_var_clipped = post_var.clone()
+        post_var_clipped[0] = post_var[1] if num_steps > 1 else betas[0]
+        self.num_steps = num_steps
+        buffers = {
+            "betas": betas,
+            "alphas": alphas,
+            "alphas_cumprod": abar,
+            "alphas_cumprod_prev": abar_prev,
+            "sqrt_alphas": alphas.sqrt(),
+            "sqrt_alphas_cumprod": abar.sqrt(),
+            "sqrt_one_minus_alphas_cumprod": (1 - abar).sqrt(),
+            "eps_coef": betas / (1 - abar).sqrt(),
+            "posterior_variance": post_var,
+            "posterior_variance_clipped": post_var_clipped,
+            "posterior_coef_y0": abar_prev.sqrt() * betas / (1 - abar),
+            "posterior_coef_yt": alphas.sqrt() * (1 - abar_prev) / (1 - abar),
+        }
+        for name, value in buffers.items():
+            self.register_buffer(name, value.to(dtype), persistent=False)
+
+    def at(self, name: str, t: int | torch.Tensor, like: torch.Tensor | None = None) -> torch.Tensor:
+        """The schedule quantity ``name`` at time(s) ``t`` (1-based), with a trailing event dim of size 1.
+
+        :param name: a buffer name, e.g. ``"betas"``, ``"alphas_cumprod"``.
+        :param t: an int or an integer tensor of times in ``1..T``.
+        :param like: if given, the result is cast to its device and dtype.
+        """
+        table = getattr(self, name)
+        if isinstance(t, int):
+            if not 1 <= t <= self.num_steps:
+                raise ValueError(f"t must be in 1..{self.num_steps}, got {t}")
+            value = table[t - 1 : t]
+        else:
+            value = table[(t.long() - 1)].unsqueeze(-1)
+        if like is not None:
+            value = value.to(device=like.device, dtype=like.dtype)
+        return value
+
+    def transition(self, y_prev: torch.Tensor, t: int | torch.Tensor) -> dist.Normal:
+        r""":math:`r(y_t|y_{t-1}) = \mathcal N(\sqrt{1-\beta_t}\, y_{t-1}, \beta_t I)` (batch distribution per coordinate)."""
+        return dist.Normal(self.at("sqrt_alphas", t, y_prev) * y_prev, self.at("betas", t, y_prev).sqrt())
+
+    def marginal(self, y0: torch.Tensor, t: int | torch.Tensor) -> dist.Normal:
+        r""":math:`r(y_t|y_0) = \mathcal N(\sqrt{\bar\alpha_t}\, y_0, (1-\bar\alpha_t) I)`."""
+        return dist.Normal(
+            self.at("sqrt_alphas_cumprod", t, y0) * y0,
+            self.at("sqrt_one_minus_alphas_cumprod", t, y0).expand_as(y0),
+        )
+
+    def q_sample(self, y0: torch.Tensor, t: int | torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        r""":math:`y_t = \sqrt{\bar\alpha_t}\, y_0 + \sqrt{1-\bar\alpha_t}\,\epsilon` (reparameterized draw of the marginal)."""
+        return self.at("sqrt_alphas_cumprod", t, y0) * y0 + self.at("sqrt_one_minus_alphas_cumprod", t, y0) * noise
+
+    def posterior(self, y_t: torch.Tensor, y0: torch.Tensor, t: int | torch.Tensor) -> dist.Normal:
+        r""":math:`r(y_{t-1}|y_t, y_0) = \mathcal N(\tilde\mu_t, \tilde\beta_t I)` for :math:`t \ge 2` (:math:`t = 1` is a point mass at :math:`y_0`)."""
+        if isinstance(t, int) and t < 2:
+            raise ValueError("posterior r(y_{t-1}|y_t, y_0) needs t >= 2: at t = 1 it is a point mass at y_0")
+        loc = self.at("posterior_coef_y0", t, y0) * y0 + self.at("posterior_coef_yt", t, y0) * y_t
+        return dist.Normal(loc, self.at("posterior_variance", t, y0).sqrt().expand_as(loc))
+
+    def mean_from_eps(self, y_t: torch.Tensor, t: int | torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
+        r"""The reverse mean :math:`\big(y_t - \frac{\beta_t}{\sqrt{1-\bar\alpha_t}}\hat\epsilon\big)/\sqrt{\alpha_t}` (DDPM parametrization)."""
+        return (y_t - self.at("eps_coef", t, y_t) * eps) / self.at("sqrt_alphas", t, y_t)
+
+    def reverse_variance(self, kind: str, t: int | torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+        r"""Fixed reverse variance :math:`\sigma_t^2`: ``"beta"`` (:math:`\beta_t`) or ``"posterior"`` (:math:`\tilde\beta_t`, clipped at t = 1)."""
+        if kind == "beta":
+            return self.at("betas", t, like)
+        if kind == "posterior":
+            return self.at("posterior_variance_clipped", t, like)
+        raise ValueError(f"reverse variance must be 'beta' or 'posterior' here, got {kind!r}")
+
+    def learned_log_variance(self, t: int | torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        r"""Interpolated log-variance :math:`v \log\beta_t + (1-v)\log\tilde\beta_t` (Nichol & Dhariwal 2021, Eq. 15), :math:`v` unconstrained."""
+        log_beta = self.at("betas", t, v).log()
+        log_tilde = self.at("posterior_variance_clipped", t, v).log()
+        return v * log_beta + (1 - v) * log_tilde
+
+    def log_forward_density(self, ys: torch.Tensor) -> torch.Tensor:
+        r""":math:`\log r(y_{1:T}|y_0) = \sum_{t=1}^T \log\mathcal N(y_t; \sqrt{\alpha_t} y_{t-1}, \beta_t I)`, fused over all steps.
+
+        :param ys: the trajectory stacked as ``(T + 1,) + batch_shape + (d,)``, ``ys[t] = y_t``.
+        :return: tensor of shape ``batch_shape`` (summed over steps and the event dimension).
+        """
+        if ys.shape[0] != self.num_steps + 1:
+            raise ValueError(f"ys must stack T + 1 = {self.num_steps + 1} states on dim 0, got {ys.shape[0]}")
+        view = (self.num_steps,) + (1,) * (ys.dim() - 1)
+        sqrt_a = self.sqrt_alphas.to(ys).view(view)
+        betas = self.betas.to(ys).view(view)
+        diff = ys[1:] - sqrt_a * ys[:-1]
+        d = ys.shape[-1]
+        quad = (diff.pow(2) / betas).sum(-1).sum(0)
+        log_norm = d * (betas.log().sum() + self.num_steps * math.log(2 * math.pi))
+        return -0.5 * (quad + log_norm)

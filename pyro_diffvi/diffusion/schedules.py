@@ -1,0 +1,100 @@
+r"""Variance schedules :math:`(\beta_t)_{t=1}^T` of a Gaussian forward diffusion.
+
+DDVI's experiments use the linear DDPM schedule :math:`\beta_t` from :math:`10^{-4}` to :math:`0.02`
+(DDVI paper, Sec. 3.4 "Practical considerations" and Appendix A; Ho et al. 2020). With few steps
+(``T = 20``) this schedule destroys little of :math:`z` (:math:`\bar\alpha_T \approx 0.82`), so the
+Gaussian head :math:`q(y_T|x)` does most of the work and the chain refines it; the cosine schedule
+(Nichol & Dhariwal 2021) drives :math:`\bar\alpha_T` to about zero and lets the chain create
+multimodality from a near-standard-normal :math:`y_T`.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import torch
+
+SCHEDULES = ("linear", "cosine")
+
+
+def linear_beta_schedule(
+    num_steps: int,
+    beta_start: float = 1e-4,
+    beta_end: float = 0.02,
+    *,
+    dtype: torch.dtype = torch.float32,
+    device: torch.device | str | None = None,
+) -> torch.Tensor:
+    r"""Linearly spaced :math:`\beta_1 = \text{beta_start}, \ldots, \beta_T = \text{beta_end}`.
+
+    :param num_steps: :math:`T \ge 1`.
+    :param beta_start: :math:`\beta_1` in (0, 1).
+    :param beta_end: :math:`\beta_T` in (0, 1).
+    :return: tensor of shape ``(T,)``.
+    """
+    _check_num_steps(num_steps)
+    for name, b in (("beta_start", beta_start), ("beta_end", beta_end)):
+        if not 0.0 < b < 1.0:
+            raise ValueError(f"{name} must be in (0, 1), got {b}")
+    if num_steps == 1:
+        return torch.tensor([beta_end], dtype=dtype, device=device)
+    return torch.linspace(beta_start, beta_end, num_steps, dtype=torch.float64).to(dtype=dtype, device=device)
+
+
+def cosine_beta_schedule(
+    num_steps: int,
+    s: float = 0.008,
+    max_beta: float = 0.999,
+    *,
+    dtype: torch.dtype = torch.float32,
+    device: torch.device | str | None = None,
+) -> torch.Tensor:
+    r"""The cosine schedule :math:`\bar\alpha_t = f(t)/f(0)`, :math:`f(t) = \cos^2\big(\frac{t/T + s}{1 + s}\frac{\pi}{2}\big)`,
+    :math:`\beta_t = \min(1 - \bar\alpha_t/\bar\alpha_{t-1}, \text{max_beta})` (Nichol & Dhariwal 2021, Eq. 17).
+
+    :param num_steps: :math:`T \ge 1`.
+    :param s: small offset keeping :math:`\beta_1` away from zero.
+    :param max_beta: clip of the last betas (< 1 keeps every transition non-degenerate).
+    :return: tensor of shape ``(T,)``.
+    """
+    _check_num_steps(num_steps)
+    if not 0.0 < max_beta < 1.0:
+        raise ValueError(f"max_beta must be in (0, 1), got {max_beta}")
+    t = torch.arange(num_steps + 1, dtype=torch.float64) / num_steps
+    f = torch.cos((t + s) / (1 + s) * math.pi / 2) ** 2
+    abar = f / f[0]
+    betas = (1 - abar[1:] / abar[:-1]).clamp(min=1e-8, max=max_beta)
+    return betas.to(dtype=dtype, device=device)
+
+
+def make_schedule(
+    schedule: str | Sequence[float] | torch.Tensor,
+    num_steps: int,
+    *,
+    dtype: torch.dtype = torch.float32,
+    device: torch.device | str | None = None,
+) -> torch.Tensor:
+    """Resolve a schedule given by name (``"linear"``, ``"cosine"``) or as explicit betas.
+
+    :param schedule: a name in :data:`SCHEDULES` or a sequence of ``num_steps`` betas in (0, 1).
+    :param num_steps: :math:`T`.
+    :return: tensor of shape ``(T,)``.
+    """
+    if isinstance(schedule, str):
+        if schedule == "linear":
+            return linear_beta_schedule(num_steps, dtype=dtype, device=device)
+        if schedule == "cosine":
+            return cosine_beta_schedule(num_steps, dtype=dtype, device=device)
+        raise ValueError(f"schedule must be one of {SCHEDULES} or a tensor of betas, got {schedule!r}")
+    betas = torch.as_tensor(schedule, dtype=dtype, device=device)
+    if betas.shape != (num_steps,):
+        raise ValueError(f"schedule must have shape ({num_steps},) (num_steps betas), got {tuple(betas.shape)}")
+    if not ((betas > 0) & (betas < 1)).all():
+        raise ValueError("schedule betas must all lie in (0, 1)")
+    return betas
+
+
+def _check_num_steps(num_steps: int) -> None:
+    if not isinstance(num_steps, int) or num_steps < 1:
+        raise ValueError(f"num_steps must be a positive int, got {num_steps!r}")

@@ -1,0 +1,171 @@
+r"""The regularized wake-sleep objective of DDVI (DDVI paper, Sec. 3.3-3.4, Eqs. 5-9)."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from pyro import poutine
+from pyro.infer import ELBO
+from pyro.infer.enum import get_importance_trace
+from pyro.infer.util import is_validation_enabled, torch_item
+from pyro.util import check_if_enumerated, warn_if_nan
+
+SLEEP_VARIANTS = ("simplified", "wake-sleep", "none")
+
+
+class DDVI_ELBO(ELBO):
+    r"""The DDVI objective :math:`\mathcal L_{\mathrm{rec}} + \beta_{\mathrm{reg}}\mathcal L_{\mathrm{reg}} + \beta_{\mathrm{diff}}\mathcal L_{\mathrm{diff}}` (Eq. 9 and Sec. 3.3).
+
+    *Wake term.* For a guide whose sites carry :math:`\log q(y, z|x) - \log r(y|z)` (a
+    :class:`~pyro_diffvi.guides.DiffusionGuide`), the Markovian ELBO (Eq. 5) splits as
+
+    * :math:`\mathcal L_{\mathrm{rec}} = \mathbb E_q[\log p_\theta(x|z)]`: the log densities of the model's
+      observed sites (factors included);
+    * :math:`\mathcal L_{\mathrm{reg}} = \mathbb E_q[\log p(z) + \log r(y|z) - \log q(y, z|x)]`: the model's
+      latent sites minus the guide's sites.
+
+    With ``beta_reg = 1`` their sum is the ELBO, a lower bound on :math:`\log p(x)`.
+
+    *Sleep term* (``beta_diff`` times :math:`\mathcal L_{\mathrm{diff}}`, Eq. 9, noise-prediction form of
+    Sec. 3.4): :math:`\mathbb E_{t,\epsilon}\|\epsilon - \epsilon_\phi(\sqrt{\bar\alpha_t} z + \sqrt{1-\bar\alpha_t}\epsilon, t, c)\|^2`
+    at draws :math:`z` from the model, computed by the guide's ``sleep_loss``; data-plate scaling as in
+    the wake term. Gradients of this term reach only the guide (the draws are detached).
+
+    * ``sleep="simplified"``: :math:`z \sim p(z)` (the model run without a guide, its observations
+      kept); the denoiser does not see :math:`x` (context ``None``; a conditional denoiser reads zeros).
+      For the algorithm exactly as in the paper use ``DiffusionGuide(..., conditional=False)``.
+    * ``sleep="wake-sleep"``: :math:`(x, z) \sim p_\theta` by ``poutine.uncondition(model)``; the
+      denoiser reads the encoding of the simulated :math:`x`, and the KL term
+      :math:`\mathrm{KL}(r(y_T|z)\,\|\,q_\phi(y_T|x))` of Eq. 9 trains the Gaussian head too
+      (``sleep_head=True``).
+    * ``sleep="none"``: the unregularized DDVI (the Markovian ELBO only).
+
+    After each evaluation ``self.last_terms`` holds floats ``elbo`` (the Markovian ELBO estimate of this
+    batch, averaged over particles), ``rec``, ``reg``, ``sleep`` (the denoising loss) and ``loss``.
+    To evaluate the bound alone use ``-Trace_ELBO(num_particles=...).loss(model, guide, ...)`` on the
+    same guide (or ``last_terms["elbo"]``).
+
+    :param beta_reg: weight :math:`\beta_{\mathrm{reg}} > 0` of the prior-regularization term.
+    :param beta_diff: weight :math:`\beta_{\mathrm{diff}} \ge 0` of the sleep term.
+    :param sleep: ``"simplified"``, ``"wake-sleep"`` or ``"none"``.
+    :param sleep_head: include the Gaussian head's KL term in the wake-sleep variant.
+    :param num_particles: particles of the wake term (the sleep term uses one draw per datum).
+
+    Other arguments are those of :class:`~pyro.infer.ELBO`.
+    """
+
+    def __init__(
+        self,
+        beta_reg: float = 1.0,
+        beta_diff: float = 1.0,
+        sleep: str = "simplified",
+        sleep_head: bool = True,
+        num_particles: int = 1,
+        max_plate_nesting: float = float("inf"),
+        vectorize_particles: bool = False,
+        strict_enumeration_warning: bool = True,
+    ) -> None:
+        if sleep not in SLEEP_VARIANTS:
+            raise ValueError(f"sleep must be one of {SLEEP_VARIANTS}, got {sleep!r}")
+        if not (isinstance(beta_reg, (int, float)) and beta_reg > 0):
+            raise ValueError(f"beta_reg must be a positive number, got {beta_reg!r}")
+        if not (isinstance(beta_diff, (int, float)) and beta_diff >= 0):
+            raise ValueError(f"beta_diff must be a non-negative number, got {beta_diff!r}")
+        super().__init__(
+            num_particles=num_particles,
+            max_plate_nesting=max_plate_nesting,
+            vectorize_particles=vectorize_particles,
+            strict_enumeration_warning=strict_enumeration_warning,
+        )
+        self.beta_reg = float(beta_reg)
+        self.beta_diff = float(beta_diff)
+        self.sleep = sleep
+        self.sleep_head = sleep_head
+        self.last_terms: dict[str, float] = {}
+
+    def _get_trace(self, model, guide, args, kwargs):
+        model_trace, guide_trace = get_importance_trace("flat", self.max_plate_nesting, model, guide, args, kwargs)
+        if is_validation_enabled():
+            check_if_enumerated(guide_trace)
+        return model_trace, guide_trace
+
+    # ---- terms --------------------------------------------------------------------------------
+
+    def wake_terms(self, model, guide, *args, **kwargs) -> tuple[torch.Tensor, torch.Tensor]:
+        r"""Differentiable particle averages of :math:`\mathcal L_{\mathrm{rec}}` and :math:`\mathcal L_{\mathrm{reg}}`."""
+        rec, reg = 0.0, 0.0
+        for model_trace, guide_trace in self._get_traces(model, guide, args, kwargs):
+            rec_p, reg_p = 0.0, 0.0
+            for name, site in model_trace.nodes.items():
+                if site["type"] != "sample":
+                    continue
+                if site["is_observed"]:
+                    rec_p = rec_p + site["log_prob_sum"]
+                else:
+                    reg_p = reg_p + site["log_prob_sum"]
+            for name, site in guide_trace.nodes.items():
+                if site["type"] != "sample":
+                    continue
+                if not site["fn"].has_rsample:
+                    raise ValueError(
+                        f"DDVI_ELBO needs reparameterized guide sites; site '{name}' is not "
+                        "(use TraceGraph_ELBO / TraceEnum_ELBO for discrete latents)"
+                    )
+                reg_p = reg_p - site["log_prob_sum"]
+            rec = rec + rec_p / self.num_particles
+            reg = reg + reg_p / self.num_particles
+        return torch.as_tensor(rec), torch.as_tensor(reg)
+
+    def sleep_term(self, model, guide, *args, **kwargs) -> torch.Tensor:
+        r"""The denoising loss :math:`-\mathcal L_{\mathrm{diff}}` (Eq. 9) at draws from the model, summed over data
+        with the data plates' scale. Needs a guide with ``sleep_loss`` (a :class:`~pyro_diffvi.guides.DiffusionGuide`)
+        that has already been called once."""
+        if not hasattr(guide, "sleep_loss"):
+            raise TypeError(
+                f"the sleep term needs a DiffusionGuide (a guide with sleep_loss), got {type(guide).__name__}; "
+                "use sleep='none' or Trace_ELBO for other guides"
+            )
+        simulate = poutine.uncondition(model) if self.sleep == "wake-sleep" else model
+        with torch.no_grad(), poutine.block(hide_types=["sample"]):
+            trace = poutine.trace(simulate).get_trace(*args, **kwargs)
+        context = None
+        if self.sleep == "wake-sleep":
+            observed = [trace.nodes[n]["value"].detach() for n in guide.observed_names]
+            context = guide.context(*observed)
+        total = 0.0
+        for name in guide.latent_names:
+            site = trace.nodes[name]
+            loss = guide.sleep_loss(name, site["value"].detach(), context, head=self.sleep_head)
+            total = total + (loss * site["scale"]).sum()
+        return torch.as_tensor(total)
+
+    # ---- ELBO interface -----------------------------------------------------------------------
+
+    def differentiable_loss(self, model, guide, *args, **kwargs) -> torch.Tensor:
+        """The loss :math:`-(\\mathcal L_{\\mathrm{rec}} + \\beta_{\\mathrm{reg}}\\mathcal L_{\\mathrm{reg}}) + \\beta_{\\mathrm{diff}}\\,(-\\mathcal L_{\\mathrm{diff}})` as a differentiable tensor."""
+        rec, reg = self.wake_terms(model, guide, *args, **kwargs)
+        loss = -(rec + self.beta_reg * reg)
+        sleep = torch.zeros_like(loss)
+        if self.sleep != "none" and self.beta_diff > 0:
+            sleep = self.sleep_term(model, guide, *args, **kwargs)
+            loss = loss + self.beta_diff * sleep
+        self.last_terms = {
+            "elbo": torch_item(rec + reg),
+            "rec": torch_item(rec),
+            "reg": torch_item(reg),
+            "sleep": torch_item(sleep),
+            "loss": torch_item(loss),
+        }
+        warn_if_nan(loss, "loss")
+        return loss
+
+    def loss(self, model, guide, *args, **kwargs) -> float:
+        with torch.no_grad():
+            return torch_item(self.differentiable_loss(model, guide, *args, **kwargs))
+
+    def loss_and_grads(self, model, guide, *args, **kwargs) -> float:
+        loss = self.differentiable_loss(model, guide, *args, **kwargs)
+        if loss.requires_grad:
+            loss.backward(retain_graph=self.retain_graph)
+        return torch_item(loss)

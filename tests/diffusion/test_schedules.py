@@ -1,0 +1,38 @@
+"""Variance schedules against their defining formulas."""
+
+import math
+
+import pytest
+import torch
+
+from pyro_diffvi.diffusion import cosine_beta_schedule, linear_beta_schedule, make_schedule
+
+
+def test_linear_schedule_endpoints_and_spacing():
+    betas = linear_beta_schedule(20, dtype=torch.float64)
+    assert betas[0].item() == pytest.approx(1e-4) and betas[-1].item() == pytest.approx(0.02)
+    assert torch.allclose(betas.diff(), torch.full((19,), (0.02 - 1e-4) / 19, dtype=torch.float64))
+    # abar_T = prod(1 - beta_t): about 0.82 for the paper's T = 20 setting
+    assert torch.prod(1 - betas).item() == pytest.approx(0.8168, abs=1e-3)
+
+
+def test_cosine_schedule_matches_alpha_bar_formula():
+    T, s = 10, 0.008
+    betas = cosine_beta_schedule(T, dtype=torch.float64)
+    f = lambda t: math.cos((t / T + s) / (1 + s) * math.pi / 2) ** 2  # noqa: E731
+    abar = torch.cumprod(1 - betas, 0)
+    for t in range(1, T):  # the last beta is clipped at 0.999
+        assert abar[t - 1].item() == pytest.approx(f(t) / f(0), rel=1e-10)
+    assert betas[-1].item() == pytest.approx(0.999)
+
+
+def test_make_schedule_validation():
+    assert make_schedule([0.1, 0.2], 2).shape == (2,)
+    with pytest.raises(ValueError, match="schedule must be one of"):
+        make_schedule("quadratic", 5)
+    with pytest.raises(ValueError, match="shape \\(3,\\)"):
+        make_schedule([0.1, 0.2], 3)
+    with pytest.raises(ValueError, match="\\(0, 1\\)"):
+        make_schedule([0.1, 1.2], 2)
+    with pytest.raises(ValueError, match="num_steps"):
+        linear_beta_schedule(0)
