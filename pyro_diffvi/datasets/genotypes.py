@@ -172,8 +172,8 @@ def load_1000_genomes(
         raise ValueError(f"panel must be one of {PANELS}, got {panel!r}")
     if not dtype.is_floating_point:
         raise ValueError(f"dtype must be a floating-point torch.dtype, got {dtype}")
-    arrays = _panel_arrays(panel, str(data_dir()))
     target = torch.device("cpu") if device is None else resolve_device(device)
+    arrays = _panel_arrays(panel, str(data_dir()))
     return GenotypeData(
         dosages=torch.tensor(arrays["dosages"], dtype=dtype, device=target),
         population=torch.tensor(arrays["population"], device=target),

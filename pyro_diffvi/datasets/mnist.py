@@ -85,15 +85,10 @@ def binarize_images(
     return torch.bernoulli(images, generator=generator)
 
 
-def _to_tensors(
-    x: np.ndarray,
-    y: np.ndarray,
-    binarize: str | None,
-    seed: int,
-    device: str | torch.device | None,
-    dtype: torch.dtype,
-    loader: str,
-) -> tuple[torch.Tensor, torch.Tensor]:
+def _check_load_arguments(
+    binarize: str | None, seed: int, device: str | torch.device | None, dtype: torch.dtype, loader: str
+) -> None:
+    _data_device(device)
     _check_binarize(binarize)
     _check_seed(seed)
     if binarize == "dynamic":
@@ -102,13 +97,23 @@ def _to_tensors(
             f"tensor: load grey levels with {loader}(..., binarize=None) and iterate "
             f"Minibatches(images, labels, batch_size, binarize='dynamic', seed=...)"
         )
-    if not dtype.is_floating_point:
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
         raise ValueError(f"dtype must be a floating-point torch.dtype, got {dtype}")
+
+
+def _to_tensors(
+    x: np.ndarray,
+    y: np.ndarray,
+    binarize: str | None,
+    seed: int,
+    device: str | torch.device | None,
+    dtype: torch.dtype,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    target = _data_device(device)
     images = torch.tensor(x, dtype=dtype)  # copies: the cached arrays stay untouched
     if binarize == "static":
         images = binarize_images(images, torch.Generator().manual_seed(seed))
     labels = torch.tensor(y, dtype=torch.int64)
-    target = _data_device(device)
     return images.to(target), labels.to(target)
 
 
@@ -134,9 +139,9 @@ def load_mnist(
         the command that fetches it).
     """
     _check_split(split, SPLITS)
-    _check_binarize(binarize)
+    _check_load_arguments(binarize, seed, device, dtype, "load_mnist")
     x, y = _mnist_arrays(str(data_dir()))[split]
-    return _to_tensors(x, y, binarize, seed, device, dtype, "load_mnist")
+    return _to_tensors(x, y, binarize, seed, device, dtype)
 
 
 def load_digits(
@@ -160,14 +165,14 @@ def load_digits(
     :returns: ``(images, labels)`` of shapes ``(N, 64)`` and ``(N,)``.
     """
     _check_split(split, DIGITS_SPLITS)
-    _check_binarize(binarize)
+    _check_load_arguments(binarize, seed, device, dtype, "load_digits")
     x, y = _digits_arrays()
     rows = {
         "train": slice(0, DIGITS_NUM_TRAIN),
         "test": slice(DIGITS_NUM_TRAIN, None),
         "all": slice(None),
     }[split]
-    return _to_tensors(x[rows], y[rows], binarize, seed, device, dtype, "load_digits")
+    return _to_tensors(x[rows], y[rows], binarize, seed, device, dtype)
 
 
 class Minibatches:

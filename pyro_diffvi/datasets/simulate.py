@@ -128,6 +128,7 @@ def simulate_genotypes(
     counts = _sample_counts(model, samples_per_population)
     if not dtype.is_floating_point:
         raise ValueError(f"dtype must be a floating-point torch.dtype, got {dtype}")
+    target = torch.device("cpu") if device is None else resolve_device(device)
     stdpopsim = _import_popgen()
     species = stdpopsim.get_species(SPECIES)
     demography = species.get_demographic_model(model)
@@ -141,7 +142,6 @@ def simulate_genotypes(
     names = [ts.population(int(p)).metadata["name"] for p in population_ids]
     population, population_names = encode_labels(names, tuple(p for p in MODELS[model] if p in counts))
     superpopulation, _ = encode_labels([MODELS[model][n] for n in names], SUPERPOPULATIONS)
-    target = torch.device("cpu") if device is None else resolve_device(device)
     return GenotypeData(
         dosages=torch.tensor(dosages, dtype=dtype, device=target),
         population=torch.tensor(population, device=target),
