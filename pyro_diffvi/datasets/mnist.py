@@ -210,6 +210,8 @@ class Minibatches:
                 f"labels must be a tensor with {images.shape[0]} rows like images, got "
                 f"{tuple(labels.shape) if torch.is_tensor(labels) else type(labels).__name__}"
             )
+        if labels is not None and labels.device != images.device:
+            raise ValueError(f"labels are on {labels.device} but images on {images.device}")
         if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
         _check_binarize(binarize, (None, "dynamic"))

@@ -93,6 +93,9 @@ def test_minibatches_on_device(device):
     x = torch.rand(6, 3, device=device)
     batch = next(iter(Minibatches(x, batch_size=6, binarize="dynamic")))
     assert batch.device.type == device.type and batch.shape == (6, 3)
+    x_batch, y_batch = next(iter(Minibatches(x, torch.arange(6, device=device), batch_size=4)))
+    assert x_batch.device.type == y_batch.device.type == device.type
+    assert torch.equal(x[y_batch], x_batch)
 
 
 def test_digits_fallback():
