@@ -170,3 +170,14 @@ def test_grbm_prior_module_in_pyro_model(device):
         assert p.grad is not None and p.grad.abs().sum() > 0, name
     with pytest.raises(ValueError, match="hidden"):
         GRBMPrior(3, 0)
+
+
+def test_weight_annealed_ais_matches_exact_log_partition(device):
+    g = random_grbm(3, 8, device, seed=4)
+    exact = g.exact_log_partition()
+    log_z, se = g.ais_log_partition(num_chains=200, num_steps=300)
+    # unbiased Z estimate, delta-method SE; 3 SE tolerance
+    assert se < 0.1
+    assert (log_z - exact).abs() < 3 * se, (log_z, exact, se)
+    with pytest.raises(ValueError, match="num_chains"):
+        g.ais_log_partition(num_chains=1)
