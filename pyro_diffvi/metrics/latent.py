@@ -111,7 +111,8 @@ def latent_nll(
     :return: :class:`~pyro_diffvi.metrics.elbo.Estimate` (nats per prior sample; ``num_samples`` = n,
         ``num_data`` = m, ``values`` = per-sample negative log densities).
     """
-    kde = GaussianKDE(latents, bandwidth)
+    kde = GaussianKDE(_as_matrix("latents", latents, min_rows=2), bandwidth)
+    prior_samples = _as_matrix("prior_samples", prior_samples)
     nll = -kde.log_prob(prior_samples, chunk_size=chunk_size).detach().to(torch.float64)
     m = nll.shape[0]
     stderr = nll.std().item() / math.sqrt(m) if m > 1 else math.nan
