@@ -1,3 +1,16 @@
 """Distributions: diffusion posteriors, energy-based priors (GRBM, neural energies), VampPrior."""
 
-__all__: list[str] = []
+from pyro_diffvi.distributions.energy import EnergyDistribution, EnergyPrior, LangevinSampler
+from pyro_diffvi.distributions.grbm import GRBM, GibbsLangevinSampler, GibbsSampler, GRBMPrior
+from pyro_diffvi.distributions.vamp import VampPrior
+
+__all__: list[str] = [
+    "EnergyDistribution",
+    "EnergyPrior",
+    "LangevinSampler",
+    "GRBM",
+    "GRBMPrior",
+    "GibbsSampler",
+    "GibbsLangevinSampler",
+    "VampPrior",
+]
