@@ -1,7 +1,6 @@
 import math
 
 import pyro
-import pyro.distributions as dist
 import pytest
 import torch
 
