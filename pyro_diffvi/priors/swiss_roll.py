@@ -34,10 +34,10 @@ class SwissRoll(StructuredPrior):
     Density: :math:`p(z \\mid l) = \\frac{1}{\\Delta} \\int_{t_l}^{t_l + \\Delta}
     \\mathcal{N}(z; c(t), \\sigma^2 I)\\, dt` has no closed form (the curve is not straight); it is
     computed by deterministic composite Gauss-Legendre quadrature in :math:`t`: each component is
-    cut into ``num_panels`` panels of equal arc length and each panel gets ``quadrature_order``
-    Gauss-Legendre nodes; the sum is taken in log space. With the defaults (4 panels of order 8
-    per component, 320 nodes in all) panels are 1.2-3.3 sigma of arc long, and ``log_prob``
-    agrees with a 32-panel order-16 rule to about 1e-6 nats wherever the density is within 20 nats
+    cut into ``ceil(num_panels / K)`` panels of equal arc length and each panel gets
+    ``quadrature_order`` Gauss-Legendre nodes; the sum is taken in log space. With the defaults
+    (40 panels of order 8, i.e. 4 per component for K = 10, 320 nodes in all) panels are
+    1.2-3.3 sigma of arc long, and ``log_prob`` agrees with a 32-panel order-16 rule to about 1e-6 nats wherever the density is within 20 nats
     of its maximum (tests require 1e-4). ``component_log_prob`` of a point hundreds of nats away
     from that component is less accurate in absolute terms (the integrand is then a narrow peak at
     the segment's end), which does not affect the mixture density.
@@ -47,7 +47,7 @@ class SwissRoll(StructuredPrior):
     :param float t_max: end :math:`t_1 > t_0`.
     :param float curve_scale: :math:`\\lambda > 0`.
     :param float scale: noise std :math:`\\sigma > 0`.
-    :param int num_panels: quadrature panels per component.
+    :param int num_panels: total quadrature panels (split evenly among the components, rounded up).
     :param int quadrature_order: Gauss-Legendre nodes per panel.
     :param int dim: event size (coordinates beyond two are standard normal).
     """
@@ -59,7 +59,7 @@ class SwissRoll(StructuredPrior):
         t_max: float = 4.5 * math.pi,
         curve_scale: float = 0.2,
         scale: float = 0.2,
-        num_panels: int = 4,
+        num_panels: int = 40,
         quadrature_order: int = 8,
         dim: int = 2,
         **kwargs,
@@ -73,6 +73,7 @@ class SwissRoll(StructuredPrior):
         self.scale = check_positive_float("scale", scale)
         self.num_panels = check_positive_int("num_panels", num_panels)
         self.quadrature_order = check_positive_int("quadrature_order", quadrature_order)
+        self.panels_per_component = -(-self.num_panels // self._k)
         super().__init__(dim=dim, **kwargs)
         t_nodes, log_w = self._quadrature_rule()
         to = dict(dtype=self._dtype, device=self._device)
@@ -112,7 +113,7 @@ class SwissRoll(StructuredPrior):
         bounds = np.linspace(self.t_min, self.t_max, self._k + 1)
         nodes, weights = [], []
         for l in range(self._k):
-            edges = self._equal_arc_edges(bounds[l], bounds[l + 1], self.num_panels)
+            edges = self._equal_arc_edges(bounds[l], bounds[l + 1], self.panels_per_component)
             half = 0.5 * np.diff(edges)[:, None]
             mid = 0.5 * (edges[1:] + edges[:-1])[:, None]
             nodes.append((mid + half * x).ravel())
