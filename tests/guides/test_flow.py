@@ -1,0 +1,166 @@
+import math
+
+import pyro
+import pyro.distributions as dist
+import pytest
+import torch
+from pyro.distributions.transforms import AffineAutoregressive, SplineAutoregressive
+from pyro.infer import Trace_ELBO
+from torch import nn
+from torch.distributions.transforms import AffineTransform
+
+from pyro_diffvi.guides import FlowGuide
+from pyro_diffvi.guides.flow import ConditionalFlow
+from tests.common import requires_cuda
+from tests.guides._targets import linear_gaussian
+
+
+def _perturbed_flow(kind: str, dim: int, context_dim: int, scale: float = 0.2, num_flows: int = 4) -> ConditionalFlow:
+    """A flow far from its (near-identity) initialization, in float64."""
+    flow = ConditionalFlow(dim, context_dim, num_flows=num_flows, flow=kind).double()
+    with torch.no_grad():
+        for p in flow.parameters():
+            p.add_(scale * torch.randn_like(p))
+    return flow
+
+
+@pytest.mark.parametrize("kind", ["iaf", "spline"])
+def test_log_det_equals_autograd_jacobian(kind):
+    # Ground truth: log|det J| of the whole map eps -> z from torch.autograd.functional.jacobian.
+    flow = _perturbed_flow(kind, dim=3, context_dim=4)
+    for _ in range(4):
+        context = torch.randn(4, dtype=torch.float64)
+        eps = torch.randn(3, dtype=torch.float64)
+        transforms = flow.transforms(context)
+
+        def f(u):
+            for t in transforms:
+                u = t(u)
+            return u
+
+        jac = torch.autograd.functional.jacobian(f, eps)
+        expected = torch.linalg.slogdet(jac).logabsdet
+        u, log_det = eps, 0.0
+        for t in transforms:
+            y = t(u)
+            log_det = log_det + t.log_abs_det_jacobian(u, y)
+            u = y
+        assert torch.allclose(log_det, expected, atol=1e-8), (kind, log_det, expected)
+
+
+@pytest.mark.parametrize("kind", ["iaf", "spline"])
+def test_density_integrates_to_one(kind):
+    # Ground truth: a normalized density on R^2; 2-D quadrature on a 121^2 grid covering its mass.
+    flow = _perturbed_flow(kind, dim=2, context_dim=3, scale=0.1, num_flows=2)
+    context = torch.randn(3, dtype=torch.float64)
+    q = flow(context)
+    z = q.sample((2000,))
+    lo, hi = z.min(0).values - 1.0, z.max(0).values + 1.0
+    g0, g1 = (torch.linspace(lo[i], hi[i], 121, dtype=torch.float64) for i in range(2))
+    grid = torch.stack(torch.meshgrid(g0, g1, indexing="ij"), -1).reshape(-1, 2)
+    with torch.no_grad():
+        log_q = flow(context.expand(grid.shape[0], 3)).log_prob(grid)  # inverse passes (arbitrary values)
+    mass = log_q.exp().sum() * (g0[1] - g0[0]) * (g1[1] - g1[0])
+    assert abs(mass.item() - 1.0) < 0.01, mass
+
+
+@pytest.mark.parametrize("kind", ["iaf", "spline"])
+def test_log_prob_of_own_sample_uses_cache_and_is_exact(kind, monkeypatch):
+    flow = _perturbed_flow(kind, dim=3, context_dim=4, scale=0.05)
+    q = flow(torch.randn(5, 4, dtype=torch.float64))
+    z = q.rsample()
+    with monkeypatch.context() as patch:
+        for cls in (AffineAutoregressive, SplineAutoregressive, AffineTransform):
+            patch.setattr(cls, "_inverse", lambda self, y: pytest.fail("inverse pass in the hot path"))
+        cached = q.log_prob(z)
+    reference = q.log_prob(z.clone())  # a fresh tensor: forces the exact inverse pass
+    assert torch.allclose(cached, reference, atol=1e-8)
+
+
+@pytest.mark.parametrize("kind", ["iaf", "spline"])
+def test_trace_elbo_never_inverts(kind, monkeypatch, device):
+    problem = linear_gaussian(device)
+    guide = FlowGuide(problem.model, latent="z", observed="x", flow=kind, hidden_dims=(16,))
+    guide(problem.x)
+    for cls in (AffineAutoregressive, SplineAutoregressive, AffineTransform):
+        monkeypatch.setattr(cls, "_inverse", lambda self, y: pytest.fail("inverse pass in the hot path"))
+    loss = Trace_ELBO(num_particles=3, vectorize_particles=True, max_plate_nesting=1)
+    value = loss.differentiable_loss(problem.model, guide, problem.x)
+    value.backward()
+    assert math.isfinite(value.item())
+
+
+def test_iaf_layers_reverse_order_and_masks_are_buffers():
+    flow = ConditionalFlow(3, 4, num_flows=4, flow="iaf")
+    perms = [layer.nn.permutation.tolist() for layer in flow.layers]
+    assert perms == [[0, 1, 2], [2, 1, 0], [0, 1, 2], [2, 1, 0]]
+    buffers = dict(flow.named_buffers())
+    assert sum(name.endswith("mask") for name in buffers) >= 4 * 3  # 3 masked layers per MADE
+    flow = flow.to(torch.float64)
+    assert all(b.dtype == torch.float64 for n, b in flow.named_buffers() if n.endswith("mask"))
+
+
+def test_parameters_follow_data_dtype():
+    problem = linear_gaussian("cpu", dtype=torch.float64)
+    guide = FlowGuide(problem.model, latent="z", observed="x", hidden_dims=(16,))
+    z = guide(problem.x)["z"]
+    assert z.dtype == torch.float64
+    assert all(p.dtype == torch.float64 for p in guide.parameters())
+
+
+@requires_cuda
+def test_flow_guide_moves_to_cuda():
+    problem = linear_gaussian("cpu")
+    guide = FlowGuide(problem.model, latent="z", observed="x", hidden_dims=(16,))
+    guide(problem.x)
+    guide = guide.to("cuda")
+    cuda_problem = linear_gaussian("cuda")
+    for kind in ("iaf", "spline"):
+        g = FlowGuide(cuda_problem.model, latent="z", observed="x", flow=kind, hidden_dims=(16,))
+        loss = Trace_ELBO().differentiable_loss(cuda_problem.model, g, cuda_problem.x)
+        loss.backward()
+        assert all(b.is_cuda for b in g.buffers())
+    assert all(b.is_cuda for b in guide.buffers())
+    z = guide(cuda_problem.x)["z"]
+    assert z.is_cuda
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"num_flows": 0}, "num_flows"),
+        ({"num_flows": 2.5}, "num_flows"),
+        ({"num_flows": True}, "num_flows"),
+        ({"flow": "maf"}, "flow must be one of"),
+        ({"count_bins": 0}, "count_bins"),
+        ({"bound": -1.0}, "bound"),
+    ],
+)
+def test_bad_arguments_raise(kwargs, match):
+    problem = linear_gaussian("cpu")
+    with pytest.raises(ValueError, match=match):
+        FlowGuide(problem.model, latent="z", observed="x", **kwargs)
+
+
+def test_narrow_hidden_dims_raise_before_training():
+    problem = linear_gaussian("cpu")
+    guide = FlowGuide(problem.model, latent="z", observed="x", flow_hidden_dims=(1,))
+    with pytest.raises(ValueError, match="hidden_dims"):
+        guide(problem.x)
+
+
+def test_tuple_encoder_is_rejected():
+    class LocScale(nn.Module):
+        def forward(self, x):
+            return x[..., :2], x[..., 2:].exp()[..., :1].expand(x.shape[:-1] + (2,))
+
+    problem = linear_gaussian("cpu")
+    guide = FlowGuide(problem.model, latent="z", observed="x", encoder=LocScale())
+    with pytest.raises(ValueError, match="FlowGuide needs an encoder"):
+        guide(problem.x)
+
+
+def test_context_width_is_checked():
+    flow = ConditionalFlow(2, 5)
+    with pytest.raises(ValueError, match="context_dim=5"):
+        flow(torch.randn(3, 4))
