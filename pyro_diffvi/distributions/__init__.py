@@ -1,10 +1,14 @@
 """Distributions: diffusion posteriors, energy-based priors (GRBM, neural energies), VampPrior."""
 
+from pyro_diffvi.distributions.auxiliary import AuxiliaryBoundDistribution
+from pyro_diffvi.distributions.diffusion import DiffusionPosterior
 from pyro_diffvi.distributions.energy import EnergyDistribution, EnergyPrior, LangevinSampler
 from pyro_diffvi.distributions.grbm import GRBM, GibbsLangevinSampler, GibbsSampler, GRBMPrior
 from pyro_diffvi.distributions.vamp import VampPrior
 
 __all__: list[str] = [
+    "AuxiliaryBoundDistribution",
+    "DiffusionPosterior",
     "EnergyDistribution",
     "EnergyPrior",
     "LangevinSampler",

@@ -1,0 +1,367 @@
+"""The amortized, model-aware guide machinery shared by every guide in :mod:`pyro_diffvi.guides`."""
+
+from __future__ import annotations
+
+import math
+from contextlib import ExitStack
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import pyro
+import pyro.distributions as dist
+import torch
+from pyro import poutine
+from pyro.nn import PyroModule
+from pyro.poutine.messenger import Messenger
+from pyro.poutine.subsample_messenger import _Subsample
+from torch import nn
+from torch.distributions import biject_to, constraints
+from torch.distributions.transforms import ReshapeTransform
+
+from pyro_diffvi.nn import MLP, activation as make_activation
+from pyro_diffvi.util import check_finite
+
+_ObservedFn = Callable[..., "torch.Tensor | Sequence[torch.Tensor]"]
+
+
+@dataclass(frozen=True)
+class _ObservedSource:
+    """Where the value observed at a site lives among the model's arguments."""
+
+    position: int | str  # index into ``args`` or a key of ``kwargs``
+    subsampled_dims: tuple[tuple[str, int], ...]  # (plate name, tensor dim) pairs indexed by the model
+
+
+@dataclass(frozen=True)
+class _PlateSpec:
+    name: str
+    dim: int
+    size: int
+    subsample_size: int | None
+
+
+class _PlatesFound(Exception):
+    pass
+
+
+class _PlateProbe(Messenger):
+    """Records the size and subsample size of the named plates as the model creates them, then stops
+    the model (plates are created before their bodies run, so the model's networks are not evaluated)."""
+
+    def __init__(self, names: set[str]) -> None:
+        super().__init__()
+        self.names = names
+        self.found: dict[str, tuple[int, int]] = {}
+
+    def _pyro_sample(self, msg) -> None:
+        if isinstance(msg["fn"], _Subsample) and msg["name"] in self.names:
+            self.found[msg["name"]] = (msg["fn"].size, msg["fn"].subsample_size)
+            if len(self.found) == len(self.names):
+                raise _PlatesFound
+
+
+def _as_names(value: str | Sequence[str], argname: str) -> tuple[str, ...]:
+    names = (value,) if isinstance(value, str) else tuple(value)
+    if not names or not all(isinstance(n, str) for n in names):
+        raise TypeError(f"{argname} must be a site name or a non-empty sequence of site names, got {value!r}")
+    if len(set(names)) != len(names):
+        raise ValueError(f"{argname} has repeated site names: {names}")
+    return names
+
+
+def _is_unconstrained(support: constraints.Constraint) -> bool:
+    while isinstance(support, constraints.independent):
+        support = support.base_constraint
+    return type(support) is type(constraints.real)
+
+
+class AmortizedGuide(PyroModule):
+    r"""Base class of amortized guides :math:`q_\phi(z|x)` for an arbitrary Pyro model.
+
+    Like :class:`~pyro.infer.autoguide.AutoGuide`, the guide traces the model once on its first call
+    to learn the latent sites' shapes, supports and plates, then on every call it opens the same
+    plates (with the same subsampling), encodes the observed values into a context
+    :math:`c = \mathrm{enc}_\phi(x)` and emits each latent site from the subclass's
+    :meth:`posterior`. It therefore works unchanged with :class:`~pyro.infer.Trace_ELBO`,
+    :class:`~pyro.infer.RenyiELBO`, :class:`~pyro.infer.Predictive` and ``poutine`` handlers.
+
+    Latent sites must be continuous and *local*: inside at least one plate of the observed sites
+    (the data plate). Constrained latents are mapped to their support with ``biject_to``.
+
+    :param model: the Pyro model.
+    :param latent: name(s) of the latent sample site(s) this guide covers.
+    :param observed: name(s) of the observed site(s) the encoder reads (their values, in this order).
+    :param encoder: optional ``nn.Module`` called as ``encoder(*observed_values)`` on values of shape
+        ``batch_shape + event_shape`` and returning a context of shape ``batch_shape + (C,)``. By
+        default an MLP of the flattened, concatenated observed values (categorical observations are
+        one-hot encoded).
+    :param hidden_dims: hidden widths of the default encoder; the last one is the context width.
+    :param activation: activation of the default encoder.
+    :param observed_fn: optional ``observed_fn(*args, **kwargs)`` returning the full-size observed
+        value(s), for models that transform their arguments before observing them. By default the
+        values are located among the model's arguments on the first call.
+    """
+
+    def __init__(
+        self,
+        model: Callable,
+        latent: str | Sequence[str],
+        observed: str | Sequence[str],
+        encoder: nn.Module | None = None,
+        *,
+        hidden_dims: Sequence[int] = (256, 256),
+        activation: str = "relu",
+        observed_fn: _ObservedFn | None = None,
+    ) -> None:
+        super().__init__(name=type(self).__name__)
+        if not callable(model):
+            raise TypeError(f"model must be callable, got {type(model).__name__}")
+        if encoder is not None and not isinstance(encoder, nn.Module):
+            raise TypeError(f"encoder must be a torch.nn.Module, got {type(encoder).__name__}")
+        if not hidden_dims or any(int(h) <= 0 for h in hidden_dims):
+            raise ValueError(f"hidden_dims must be non-empty positive widths, got {hidden_dims!r}")
+        make_activation(activation)  # validates the name now rather than at the first call
+        self._model = (model,)  # a tuple keeps a PyroModule model out of this module's children
+        self.latent_names = _as_names(latent, "latent")
+        self.observed_names = _as_names(observed, "observed")
+        if set(self.latent_names) & set(self.observed_names):
+            raise ValueError("a site cannot be both latent and observed")
+        self.encoder = encoder
+        self._hidden_dims = tuple(int(h) for h in hidden_dims)
+        self._activation = activation
+        self._observed_fn = observed_fn
+        self.prototype_trace: poutine.Trace | None = None
+
+    @property
+    def model(self) -> Callable:
+        return self._model[0]
+
+    # ---- set-up -------------------------------------------------------------------------------
+
+    def _setup_prototype(self, *args, **kwargs) -> None:
+        self.prototype_trace = poutine.block(poutine.trace(self.model).get_trace)(*args, **kwargs)
+        sites = self.prototype_trace.nodes
+        self._check_sites(sites)
+        observed = [sites[n]["value"] for n in self.observed_names]
+        for name, value in zip(self.observed_names, observed):
+            check_finite(f"observed site '{name}'", value.float())
+        self.latent_event_shapes = {n: sites[n]["fn"].event_shape for n in self.latent_names}
+        self.latent_dims = {n: math.prod(s) for n, s in self.latent_event_shapes.items()}
+        self._latent_supports = {n: sites[n]["fn"].support for n in self.latent_names}
+        self._sources = self._locate_observed(sites, args, kwargs)
+        self._plates = self._plate_specs(sites)
+        self._build_encoder(observed)
+        self._build_posteriors()
+
+    def _check_sites(self, sites: dict) -> None:
+        samples = {n for n, s in sites.items() if s["type"] == "sample"}
+        for name in self.latent_names:
+            if name not in samples:
+                raise ValueError(f"latent site '{name}' is not a sample site of the model; sites: {sorted(samples)}")
+            site = sites[name]
+            if site["is_observed"]:
+                raise ValueError(f"latent site '{name}' is observed in the model; pass it as observed=")
+            if site["fn"].support.is_discrete:
+                raise ValueError(
+                    f"latent site '{name}' is discrete ({type(site['fn']).__name__}); amortized continuous "
+                    "guides need continuous latents: enumerate it out with TraceEnum_ELBO or guide it separately"
+                )
+            if not any(f.vectorized for f in site["cond_indep_stack"]):
+                raise ValueError(
+                    f"latent site '{name}' is global (outside every plate); an amortized guide covers local "
+                    "latents only: guide global sites with an AutoGuide and combine them with AutoGuideList"
+                )
+            if any(not f.vectorized for f in site["cond_indep_stack"]):
+                raise NotImplementedError(f"latent site '{name}' is in a sequential plate; use vectorized plates")
+        for name in self.observed_names:
+            if name not in samples or not sites[name]["is_observed"]:
+                observed = sorted(n for n in samples if sites[n]["is_observed"])
+                raise ValueError(f"observed site '{name}' is not an observed sample site; observed sites: {observed}")
+
+    def _locate_observed(self, sites: dict, args: tuple, kwargs: dict) -> dict[str, _ObservedSource] | None:
+        if self._observed_fn is not None:
+            values = self._call_observed_fn(args, kwargs)
+            for name, value in zip(self.observed_names, values):
+                expected = sites[name]["fn"].event_shape
+                if value.shape[value.dim() - len(expected) :] != expected:
+                    raise ValueError(
+                        f"observed_fn returned shape {tuple(value.shape)} for site '{name}', whose event "
+                        f"shape is {tuple(expected)}"
+                    )
+            return None
+        candidates = [(i, a) for i, a in enumerate(args)] + list(kwargs.items())
+        candidates = [(k, a) for k, a in candidates if torch.is_tensor(a)]
+        sources = {}
+        for name in self.observed_names:
+            source = next((s for k, a in candidates if (s := self._match(sites, name, k, a))), None)
+            if source is None:
+                raise ValueError(
+                    f"could not find the value observed at site '{name}' among the model's tensor arguments; "
+                    "pass observed_fn=lambda *args, **kwargs: <the full observed tensor> to the guide"
+                )
+            sources[name] = source
+        return sources
+
+    @staticmethod
+    def _match(sites: dict, name: str, key: int | str, arg: torch.Tensor) -> _ObservedSource | None:
+        site = sites[name]
+        value, event_dim = site["value"], site["fn"].event_dim
+        if arg is value or (arg.shape == value.shape and torch.equal(arg, value)):
+            return _ObservedSource(key, ())
+        subsampled, candidate = [], arg
+        for frame in site["cond_indep_stack"]:
+            if frame.full_size is not None and frame.full_size != frame.size:
+                dim = value.dim() - event_dim + frame.dim
+                if candidate.dim() != value.dim() or candidate.shape[dim] != frame.full_size:
+                    return None
+                candidate = candidate.index_select(dim, sites[frame.name]["value"].to(candidate.device))
+                subsampled.append((frame.name, dim))
+        if subsampled and candidate.shape == value.shape and torch.equal(candidate, value):
+            return _ObservedSource(key, tuple(subsampled))
+        return None
+
+    def _plate_specs(self, sites: dict) -> list[_PlateSpec]:
+        observed_frames = {f.name for n in self.observed_names for f in sites[n]["cond_indep_stack"]}
+        frames = {f.name: f for n in self.latent_names for f in sites[n]["cond_indep_stack"]}
+        if not set(frames) & observed_frames:
+            raise ValueError(
+                f"latent sites {self.latent_names} share no plate with observed sites {self.observed_names}; "
+                "an amortized guide needs a data plate common to both"
+            )
+        specs = []
+        for f in sorted(frames.values(), key=lambda f: f.dim):
+            size = f.full_size or f.size
+            specs.append(_PlateSpec(f.name, f.dim, size, f.size if f.size != size else None))
+        return specs
+
+    def _current_plates(self, args: tuple, kwargs: dict) -> list[_PlateSpec]:
+        """The plates' sizes for this call, read from the model itself (cheaply, see :class:`_PlateProbe`)."""
+        probe = _PlateProbe({p.name for p in self._plates})
+        try:
+            poutine.block(probe(self.model))(*args, **kwargs)
+        except _PlatesFound:
+            pass
+        return [
+            _PlateSpec(p.name, p.dim, *probe.found[p.name]) if p.name in probe.found else p for p in self._plates
+        ]
+
+    def _build_encoder(self, observed: list[torch.Tensor]) -> None:
+        ref = observed[0]
+        dtype = ref.dtype if ref.dtype.is_floating_point else torch.get_default_dtype()
+        if self.encoder is None:
+            width = self._encoder_features(observed, dtype).shape[-1]
+            *hidden, out = self._hidden_dims
+            self.encoder = nn.Sequential(
+                MLP(width, out, hidden, self._activation),
+                make_activation(self._activation),
+            ).to(device=ref.device, dtype=dtype)
+            self._default_encoder = True
+        else:
+            self._default_encoder = False
+        with torch.no_grad():
+            context = self.context(*observed)
+        if isinstance(context, tuple):
+            self.context_dim = None
+        else:
+            batch_shape = self._observed_batch_shape(observed[0], self.observed_names[0])
+            if context.shape[:-1] != batch_shape:
+                raise ValueError(
+                    f"encoder output must have shape batch_shape + (C,) = {tuple(batch_shape)} + (C,), "
+                    f"got {tuple(context.shape)}"
+                )
+            self.context_dim = context.shape[-1]
+
+    def _build_posteriors(self) -> None:
+        """Create the subclass's networks; ``self.context_dim`` and ``self.latent_dims`` are known."""
+        raise NotImplementedError
+
+    # ---- per call -----------------------------------------------------------------------------
+
+    def posterior(self, name: str, context) -> dist.TorchDistribution:
+        """The variational distribution of latent ``name`` given the encoder's ``context``.
+
+        :return: a distribution with ``batch_shape == context.shape[:-1]`` and
+            ``event_shape == (self.latent_dims[name],)`` (the flattened latent, unconstrained).
+        """
+        raise NotImplementedError
+
+    def context(self, *observed_values: torch.Tensor):
+        """Encode observed values (shapes ``batch_shape + event_shape``) into the context."""
+        if self._default_encoder:
+            dtype = next(self.encoder.parameters()).dtype
+            return self.encoder(self._encoder_features(list(observed_values), dtype))
+        return self.encoder(*observed_values)
+
+    def observed_values(self, *args, **kwargs) -> list[torch.Tensor]:
+        """The full-size observed values for the model arguments ``args, kwargs`` (not subsampled)."""
+        self._ensure_setup(args, kwargs)
+        if self._sources is None:
+            return self._call_observed_fn(args, kwargs)
+        return [
+            args[s.position] if isinstance(s.position, int) else kwargs[s.position]
+            for s in (self._sources[n] for n in self.observed_names)
+        ]
+
+    def forward(self, *args, **kwargs) -> dict[str, torch.Tensor]:
+        self._ensure_setup(args, kwargs)
+        observed = self.observed_values(*args, **kwargs)
+        with ExitStack() as stack:
+            indices = {
+                p.name: stack.enter_context(pyro.plate(p.name, p.size, subsample_size=p.subsample_size, dim=p.dim))
+                for p in self._current_plates(args, kwargs)
+            }
+            observed = [self._subsample(n, v, indices) for n, v in zip(self.observed_names, observed)]
+            context = self.context(*observed)
+            return {name: pyro.sample(name, self._site_distribution(name, context)) for name in self.latent_names}
+
+    def _ensure_setup(self, args: tuple, kwargs: dict) -> None:
+        if self.prototype_trace is None:
+            self._setup_prototype(*args, **kwargs)
+
+    def _subsample(self, name: str, value: torch.Tensor, indices: dict) -> torch.Tensor:
+        if self._sources is None:
+            return value
+        for plate, dim in self._sources[name].subsampled_dims:
+            if value.shape[dim] != indices[plate].shape[0]:
+                value = value.index_select(dim, indices[plate])
+        return value
+
+    def _site_distribution(self, name: str, context) -> dist.TorchDistribution:
+        fn = self.posterior(name, context)
+        transforms = []
+        event_shape = self.latent_event_shapes[name]
+        if event_shape != (self.latent_dims[name],):
+            transforms.append(ReshapeTransform((self.latent_dims[name],), event_shape, cache_size=1))
+        support = self._latent_supports[name]
+        if not _is_unconstrained(support):
+            transforms.append(biject_to(support).with_cache(1))
+        return dist.TransformedDistribution(fn, transforms) if transforms else fn
+
+    # ---- helpers ------------------------------------------------------------------------------
+
+    def _call_observed_fn(self, args: tuple, kwargs: dict) -> list[torch.Tensor]:
+        values = self._observed_fn(*args, **kwargs)
+        values = [values] if torch.is_tensor(values) else list(values)
+        if len(values) != len(self.observed_names) or not all(torch.is_tensor(v) for v in values):
+            raise ValueError(
+                f"observed_fn must return {len(self.observed_names)} tensor(s), one per observed site "
+                f"{self.observed_names}, got {len(values)} value(s)"
+            )
+        return values
+
+    def _observed_batch_shape(self, value: torch.Tensor, name: str) -> torch.Size:
+        event_dim = self.prototype_trace.nodes[name]["fn"].event_dim
+        return value.shape[: value.dim() - event_dim]
+
+    def _encoder_features(self, observed: list[torch.Tensor], dtype: torch.dtype) -> torch.Tensor:
+        batch_shape = self._observed_batch_shape(observed[0], self.observed_names[0])
+        parts = []
+        for name, value in zip(self.observed_names, observed):
+            fn = self.prototype_trace.nodes[name]["fn"]
+            if isinstance(fn, dist.Categorical) or (
+                isinstance(getattr(fn, "base_dist", None), dist.Categorical)
+            ):
+                num_classes = (fn.base_dist if hasattr(fn, "base_dist") else fn).probs.shape[-1]
+                value = nn.functional.one_hot(value.long(), num_classes)
+            parts.append(value.to(dtype).reshape(*batch_shape, -1))
+        return torch.cat(parts, dim=-1)
