@@ -12,19 +12,20 @@ import torch
 class LinearGaussian:
     """Model, exact-posterior guide, a mismatched Gaussian guide and their closed-form quantities."""
 
-    def __init__(self, dz: int = 2, dx: int = 3, s: float = 0.5, dtype=torch.float64, seed: int = 1):
+    def __init__(self, dz=2, dx=3, s=0.5, dtype=torch.float64, seed=1, device="cpu"):
         gen = torch.Generator().manual_seed(seed)
         self.dz, self.dx, self.s = dz, dx, s
-        self.A = torch.randn(dx, dz, generator=gen, dtype=dtype)
-        self.b = torch.randn(dx, generator=gen, dtype=dtype)
-        eye = torch.eye(dz, dtype=dtype)
+        self.A = torch.randn(dx, dz, generator=gen, dtype=dtype).to(device)
+        self.b = torch.randn(dx, generator=gen, dtype=dtype).to(device)
+        eye = torch.eye(dz, dtype=dtype, device=device)
         self.post_cov = torch.linalg.inv(eye + self.A.T @ self.A / s**2)
         self.post_tril = torch.linalg.cholesky(self.post_cov)
 
     def data(self, n: int, seed: int = 2) -> torch.Tensor:
         gen = torch.Generator().manual_seed(seed)
-        z = torch.randn(n, self.dz, generator=gen, dtype=self.A.dtype)
-        return z @ self.A.T + self.b + self.s * torch.randn(n, self.dx, generator=gen, dtype=self.A.dtype)
+        z = torch.randn(n, self.dz, generator=gen, dtype=self.A.dtype).to(self.A.device)
+        noise = torch.randn(n, self.dx, generator=gen, dtype=self.A.dtype).to(self.A.device)
+        return z @ self.A.T + self.b + self.s * noise
 
     def model(self, x: torch.Tensor) -> None:
         with pyro.plate("data", x.shape[0]):
@@ -40,12 +41,12 @@ class LinearGaussian:
 
     def log_evidence(self, x: torch.Tensor) -> torch.Tensor:
         """log p(x_n), shape (N,): x ~ N(b, A A^T + s^2 I)."""
-        cov = self.A @ self.A.T + self.s**2 * torch.eye(self.dx, dtype=x.dtype)
+        cov = self.A @ self.A.T + self.s**2 * torch.eye(self.dx, dtype=x.dtype, device=x.device)
         return dist.MultivariateNormal(self.b, covariance_matrix=cov).log_prob(x)
 
     # A deliberately wrong guide: q(z | x) = N(shrink * posterior mean, diag(var)).
     def wrong_guide_params(self, x: torch.Tensor, shrink: float = 0.5, std: float = 0.8):
-        return shrink * self.posterior_mean(x), torch.full((self.dz,), std**2, dtype=x.dtype)
+        return shrink * self.posterior_mean(x), torch.full((self.dz,), std**2, dtype=x.dtype, device=x.device)
 
     def wrong_guide(self, x: torch.Tensor, shrink: float = 0.5, std: float = 0.8) -> None:
         loc, var = self.wrong_guide_params(x, shrink, std)

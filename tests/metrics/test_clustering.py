@@ -63,7 +63,7 @@ def test_knn_ties_go_to_smallest_label():
     assert knn_accuracy(train, [5, 3], torch.tensor([[1.0]]), [3], k=2) == 1.0
 
 
-def test_knn_matches_sklearn():
+def test_knn_matches_sklearn(device):
     gen = torch.Generator().manual_seed(0)
     train = torch.randn(300, 2, generator=gen)
     test = torch.randn(120, 2, generator=gen)
@@ -71,6 +71,7 @@ def test_knn_matches_sklearn():
     test_labels = (test[:, 0] > 0).long() + 2 * (test[:, 1] > 0).long()
     clf = KNeighborsClassifier(n_neighbors=20).fit(train.numpy(), train_labels.numpy())
     expected = clf.score(test.numpy(), test_labels.numpy())
+    train, train_labels, test = train.to(device), train_labels.to(device), test.to(device)
     assert knn_accuracy(train, train_labels, test, test_labels, chunk_size=50) == pytest.approx(expected)
 
 

@@ -14,18 +14,18 @@ N = 40
 
 
 @pytest.fixture
-def lg():
-    return LinearGaussian()
+def lg(device):
+    return LinearGaussian(device=device)
 
 
 @pytest.mark.parametrize("num_samples", [1, 5, 64])
 def test_iwae_exact_posterior_equals_log_evidence(lg, num_samples):
     x = lg.data(N)
     est = iwae(lg.model, lg.exact_guide, x, num_samples=num_samples, max_particles_per_chunk=7)
-    expected = lg.log_evidence(x)
+    expected = lg.log_evidence(x).cpu()
     # exact posterior: every weight equals p(x_n), so the bound is log p(x_n) for any K
-    assert est.values.shape == (N,)
-    assert torch.allclose(est.values, expected, atol=1e-10, rtol=0)
+    assert est.values.shape == (N,) and est.values.device == x.device
+    assert torch.allclose(est.values.cpu(), expected, atol=1e-10, rtol=0)
     assert est.mean == pytest.approx(expected.mean().item(), abs=1e-10)
     assert est.stderr == pytest.approx(expected.std().item() / math.sqrt(N), rel=1e-8)
     assert est.per_point and est.num_data == N and est.num_samples == num_samples
@@ -87,7 +87,7 @@ def test_nested_plates_need_data_plate_name(lg):
 
     def model(x):
         with pyro.plate("data", x.shape[0], dim=-2):
-            loc = torch.zeros(x.shape[0], 1, lg.dz, dtype=x.dtype)
+            loc = x.new_zeros(x.shape[0], 1, lg.dz)
             z = pyro.sample("z", dist.Normal(loc, 1.0).to_event(1))
             with pyro.plate("features", lg.dx, dim=-1):
                 pyro.sample("x", dist.Normal((z @ lg.A.T).squeeze(-2) + lg.b, lg.s), obs=x)
@@ -175,7 +175,7 @@ def test_guide_with_log_density_only_for_own_samples(lg):
 
 def test_float32_model(lg):
     x = lg.data(N)
-    lg32 = LinearGaussian(dtype=torch.float32)
+    lg32 = LinearGaussian(dtype=torch.float32, device=x.device)
     est = iwae(lg32.model, lg32.exact_guide, x.float(), num_samples=8)
     assert est.values.dtype == torch.float64
     assert torch.allclose(est.values, lg.log_evidence(x), atol=1e-4, rtol=0)
@@ -186,12 +186,12 @@ def test_refuses_subsampled_plate(lg):
 
     def model(x):
         with pyro.plate("data", x.shape[0], subsample_size=10) as idx:
-            z = pyro.sample("z", dist.Normal(torch.zeros(10, lg.dz, dtype=x.dtype), 1.0).to_event(1))
+            z = pyro.sample("z", dist.Normal(x.new_zeros(10, lg.dz), 1.0).to_event(1))
             pyro.sample("x", dist.Normal(z @ lg.A.T + lg.b, lg.s).to_event(1), obs=x[idx])
 
     def guide(x):
         with pyro.plate("data", x.shape[0], subsample_size=10):
-            pyro.sample("z", dist.Normal(torch.zeros(10, lg.dz, dtype=x.dtype), 1.0).to_event(1))
+            pyro.sample("z", dist.Normal(x.new_zeros(10, lg.dz), 1.0).to_event(1))
 
     with pytest.raises(ValueError, match="subsampled"):
         elbo(model, guide, x, num_particles=2)
@@ -238,7 +238,7 @@ def test_auxiliary_guide_site_enters_weights(lg):
 
     def guide(x):
         with pyro.plate("data", x.shape[0]):
-            u_dist = dist.Normal(torch.zeros(x.shape[0], dtype=x.dtype), 1.0)
+            u_dist = dist.Normal(x.new_zeros(x.shape[0]), 1.0)
             pyro.sample("u", u_dist, infer={"is_auxiliary": True})
             loc = lg.posterior_mean(x)
             pyro.sample("z", dist.MultivariateNormal(loc, scale_tril=lg.post_tril))

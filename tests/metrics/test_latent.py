@@ -15,8 +15,8 @@ def gaussian(n):
     return dist.MultivariateNormal(torch.zeros(2, dtype=torch.float64), covariance_matrix=COV).sample((n,))
 
 
-def test_latent_nll_of_matching_gaussian_is_its_entropy():
-    latents, prior = gaussian(3000), gaussian(3000)
+def test_latent_nll_of_matching_gaussian_is_its_entropy(device):
+    latents, prior = gaussian(3000).to(device), gaussian(3000).to(device)
     entropy = 0.5 * 2 * math.log(2 * math.pi * math.e) + 0.5 * torch.logdet(COV).item()
     est = latent_nll(latents, prior)
     # -log N(u) has sd sqrt(d/2) = 1, so stderr ~ 1/sqrt(3000) = 0.018; Scott smoothing adds

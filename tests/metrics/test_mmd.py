@@ -54,10 +54,10 @@ def test_u_statistic_of_identical_sets_by_hand():
     assert mmd2(x, x).item() == pytest.approx((2 * off - 2 * k.mean()).item(), rel=1e-10)
 
 
-def test_mmd2_matches_population_value_for_two_gaussians():
+def test_mmd2_matches_population_value_for_two_gaussians(device):
     kxx, kyy, kxy = population_terms()
     population = kxx + kyy - 2 * kxy
-    x, y = sample(600, 500)
+    x, y = (t.to(device) for t in sample(600, 500))
     # sd of the U-statistic at these sizes ~ 0.03 (measured over 20 seeds): tolerance ~3.5 sd
     assert mmd2(x, y, chunk_size=256).item() == pytest.approx(population, abs=0.1)
     assert population > 0.1  # the test separates the distributions

@@ -12,8 +12,8 @@ N = 10
 
 
 @pytest.fixture
-def lg():
-    return LinearGaussian()
+def lg(device):
+    return LinearGaussian(device=device)
 
 
 def scaled_guide(lg, factor):
@@ -36,8 +36,8 @@ def test_constant_weights_give_minus_infinity():
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
-def test_exact_posterior_has_constant_weights(dtype):
-    lg = LinearGaussian(dtype=dtype)
+def test_exact_posterior_has_constant_weights(dtype, device):
+    lg = LinearGaussian(dtype=dtype, device=device)
     x = lg.data(N).to(dtype)
     khat = psis_khat(lg.model, lg.exact_guide, x, num_samples=200)
     assert khat.shape == (N,) and torch.all(khat == -float("inf"))
