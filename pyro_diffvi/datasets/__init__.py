@@ -3,13 +3,18 @@
 from pyro_diffvi.datasets.genotypes import GenotypeData, load_1000_genomes
 from pyro_diffvi.datasets.mnist import Minibatches, binarize_images, load_digits, load_mnist
 from pyro_diffvi.datasets.simulate import simulate_genotypes
+from pyro_diffvi.datasets.toy import POTENTIALS, TOY_DATASETS, potential, sample_toy
 
 __all__: list[str] = [
     "GenotypeData",
+    "POTENTIALS",
+    "TOY_DATASETS",
     "Minibatches",
     "binarize_images",
     "load_1000_genomes",
     "load_digits",
     "load_mnist",
+    "potential",
+    "sample_toy",
     "simulate_genotypes",
 ]
