@@ -7,6 +7,11 @@ import torch
 from pyro_diffvi.util import set_seed
 
 
+def pytest_configure(config):
+    # The tests use small networks, where one thread is faster than several competing for 2 cores.
+    torch.set_num_threads(1)
+
+
 def pytest_runtest_setup(item):
     pyro.clear_param_store()
     pyro.enable_validation(True)
