@@ -7,7 +7,7 @@ from pyro_diffvi.metrics.clustering import (
     clustering_scores,
     knn_accuracy,
 )
-from pyro_diffvi.metrics.elbo import Estimate, LogWeights, elbo, iwae, log_weights
+from pyro_diffvi.metrics.elbo import Estimate, LogWeights, combine_estimates, elbo, iwae, log_weights
 from pyro_diffvi.metrics.latent import GaussianKDE, latent_nll
 from pyro_diffvi.metrics.mmd import DDVI_MMD_SIGMAS, mmd, mmd2, rbf_mixture_kernel
 from pyro_diffvi.metrics.psis import psis_khat, psis_khat_from_log_weights
@@ -21,6 +21,7 @@ __all__: list[str] = [
     "cluster_nmi",
     "cluster_purity",
     "clustering_scores",
+    "combine_estimates",
     "elbo",
     "iwae",
     "knn_accuracy",

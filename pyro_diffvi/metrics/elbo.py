@@ -23,14 +23,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Sequence
 
 import pyro
 import torch
 from pyro import poutine
 from pyro.poutine.util import prune_subsample_sites
 
-__all__ = ["Estimate", "LogWeights", "elbo", "iwae", "log_weights"]
+__all__ = ["Estimate", "LogWeights", "combine_estimates", "elbo", "iwae", "log_weights"]
 
 _PARTICLE_PLATE = "_pyro_diffvi_eval_particles"
 
@@ -48,6 +48,8 @@ class Estimate:
         batch is defined; ``mean`` is then the total divided by ``num_data``.
     :ivar values: per-data-point estimates, shape ``(num_data,)`` (shape ``(1,)``, total / ``num_data``,
         when ``per_point`` is ``False``).
+    :ivar stderr_kind: ``"monte_carlo"`` (sampling noise for the given batch, as for :func:`elbo`) or
+        ``"data"`` (spread of ``values`` across data points, as for :func:`iwae`).
     """
 
     mean: float
@@ -56,6 +58,7 @@ class Estimate:
     num_data: int
     per_point: bool
     values: torch.Tensor
+    stderr_kind: str = "monte_carlo"
 
     def __str__(self) -> str:
         return f"{self.mean:.4f} ± {self.stderr:.4f} (nats per data point, {self.num_samples} samples)"
@@ -315,7 +318,8 @@ def elbo(
     stderr = per_particle.std().item() / math.sqrt(num_particles) if num_particles > 1 else math.nan
     values = lw.mean(0) if weights.per_point else per_particle.mean(0, keepdim=True)
     return Estimate(
-        per_particle.mean().item(), stderr, num_particles, weights.num_data, weights.per_point, values
+        per_particle.mean().item(), stderr, num_particles, weights.num_data, weights.per_point, values,
+        "monte_carlo",
     )
 
 
@@ -359,7 +363,40 @@ def iwae(
     bound = torch.logsumexp(_as_float64(weights.values), dim=0) - math.log(num_samples)
     if not weights.per_point:
         values = bound / weights.num_data
-        return Estimate(values.item(), math.nan, num_samples, weights.num_data, False, values)
+        return Estimate(values.item(), math.nan, num_samples, weights.num_data, False, values, "data")
     n = weights.num_data
     stderr = bound.std().item() / math.sqrt(n) if n > 1 else math.nan
-    return Estimate(bound.mean().item(), stderr, num_samples, n, True, bound)
+    return Estimate(bound.mean().item(), stderr, num_samples, n, True, bound, "data")
+
+
+def combine_estimates(estimates: Sequence[Estimate]) -> Estimate:
+    r"""Combine estimates computed on disjoint batches of one data set (batch-by-batch evaluation).
+
+    The mean is weighted by ``num_data``. A ``"monte_carlo"`` standard error combines independent
+    batches, :math:`\sqrt{\sum_i N_i^2 \mathrm{se}_i^2} / \sum_i N_i`; a ``"data"`` standard error is
+    recomputed from the concatenated per-point ``values`` (``nan`` for totals, ``per_point=False``).
+
+    :param estimates: estimates of the same kind with the same ``num_samples``.
+    """
+    estimates = list(estimates)
+    if not estimates or not all(isinstance(e, Estimate) for e in estimates):
+        raise TypeError("estimates must be a non-empty sequence of Estimate")
+    first = estimates[0]
+    for e in estimates[1:]:
+        if (e.stderr_kind, e.num_samples) != (first.stderr_kind, first.num_samples):
+            raise ValueError(
+                "estimates must share stderr_kind and num_samples, got "
+                f"{(first.stderr_kind, first.num_samples)} and {(e.stderr_kind, e.num_samples)}"
+            )
+    sizes = [e.num_data for e in estimates]
+    total = sum(sizes)
+    mean = sum(e.mean * n for e, n in zip(estimates, sizes)) / total
+    per_point = all(e.per_point for e in estimates)
+    values = torch.cat([e.values.detach().to(torch.float64).cpu() for e in estimates])
+    if first.stderr_kind == "monte_carlo":
+        stderr = math.sqrt(sum((e.stderr * n) ** 2 for e, n in zip(estimates, sizes))) / total
+    elif per_point and total > 1:
+        stderr = values.std().item() / math.sqrt(total)
+    else:
+        stderr = math.nan
+    return Estimate(mean, stderr, first.num_samples, total, per_point, values, first.stderr_kind)

@@ -116,4 +116,4 @@ def latent_nll(
     nll = -kde.log_prob(prior_samples, chunk_size=chunk_size).detach().to(torch.float64)
     m = nll.shape[0]
     stderr = nll.std().item() / math.sqrt(m) if m > 1 else math.nan
-    return Estimate(nll.mean().item(), stderr, latents.shape[0], m, True, nll)
+    return Estimate(nll.mean().item(), stderr, latents.shape[0], m, True, nll, "data")
