@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import Callable, Sequence
 
 import pyro
+import pyro.distributions as dist
 import torch
 from pyro import poutine
 from pyro.poutine.util import prune_subsample_sites
@@ -102,6 +103,13 @@ def _is_observed(site: dict) -> bool:
     return site["is_observed"] and not site["infer"].get("_deterministic", False)
 
 
+def _is_factor(site: dict) -> bool:
+    fn = site["fn"]
+    while not isinstance(fn, dist.Unit) and hasattr(fn, "base_dist"):
+        fn = fn.base_dist
+    return isinstance(fn, dist.Unit)
+
+
 def _run_pair(model: Callable, guide: Callable, args: tuple, kwargs: dict):
     guide_trace = poutine.trace(guide).get_trace(*args, **kwargs)
     model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(*args, **kwargs)
@@ -136,6 +144,8 @@ def _find_data_plate(model_sites: dict, data_plate: str | None):
     observed = {n: s for n, s in model_sites.items() if _is_observed(s)}
     if not observed:
         raise ValueError("the model has no observed sample site: nothing to evaluate")
+    # pyro.factor terms need not lie in the data plate (one outside it makes the estimate a total)
+    observed = {n: s for n, s in observed.items() if not _is_factor(s)} or observed
     common = None
     for site in observed.values():
         names = {f.name: f for f in _frames(site)}
@@ -244,7 +254,8 @@ def log_weights(
     ``max_particles_per_chunk`` placed left of the model's plates; chunks are concatenated. Each
     site's ``log_prob`` is summed over every batch dim except the particle dim and the data plate's dim.
 
-    The data plate is the (unique) vectorized plate containing every observed site. When the model or
+    The data plate is the (unique) vectorized plate containing every observed site (``pyro.factor``
+    sites are ignored here unless they are the only observed sites). When the model or
     guide has latent sites outside it (global latents), per-point weights do not exist and the total
     over the batch is returned as a single column (``per_point=False``).
 

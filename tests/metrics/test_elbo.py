@@ -267,3 +267,26 @@ def test_combine_estimates_over_batches(lg):
         combine_estimates([parts[0], full])
     with pytest.raises(TypeError, match="non-empty"):
         combine_estimates([])
+
+
+def test_factor_sites(lg):
+    x = lg.data(N)
+
+    def model_with_local_factor(x):
+        with pyro.plate("data", x.shape[0]):
+            z = pyro.sample("z", dist.Normal(x.new_zeros(x.shape[0], lg.dz), 1.0).to_event(1))
+            pyro.sample("x", dist.Normal(z @ lg.A.T + lg.b, lg.s).to_event(1), obs=x)
+            pyro.factor("bonus", x.new_full((x.shape[0],), 0.25))
+
+    est = iwae(model_with_local_factor, lg.exact_guide, x, num_samples=3)
+    assert est.per_point
+    assert torch.allclose(est.values, lg.log_evidence(x) + 0.25, atol=1e-10, rtol=0)
+
+    def model_with_global_factor(x):
+        lg.model(x)
+        pyro.factor("penalty", x.new_tensor(-2.0))
+
+    # a factor outside the data plate is a global term: only the total per data point is defined
+    est = iwae(model_with_global_factor, lg.exact_guide, x, num_samples=3)
+    assert not est.per_point
+    assert est.mean == pytest.approx((lg.log_evidence(x).sum().item() - 2.0) / N, abs=1e-10)
