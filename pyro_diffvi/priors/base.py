@@ -164,7 +164,7 @@ class StructuredPrior(TorchDistribution):
                 f"value must have trailing dimension {self.dim} (event_shape {tuple(self.event_shape)}), "
                 f"got shape {tuple(value.shape)}"
             )
-        if self._validate_args:
+        if self._validate_args and value.numel():
             self._validate_sample(value)
         return value
 

@@ -81,17 +81,21 @@ class Pinwheel(StructuredPrior):
         return self._k
 
     def _buffers(self) -> dict[str, torch.Tensor]:
-        return {"arm_angles": self.arm_angles}
+        c, s = self.arm_angles.cos(), self.arm_angles.sin()
+        # columns give the arm-frame coordinates: v = R(-theta_l) w for every arm l at once
+        return {"radial_axes": torch.stack([c, s]), "tangential_axes": torch.stack([-s, c])}
 
     def _swirl(self, r: torch.Tensor) -> torch.Tensor:
         return self.rate * torch.exp(r)
 
     def _component_log_probs_2d(self, z2: torch.Tensor) -> torch.Tensor:
-        arm_angles = self.buffers_like(z2)["arm_angles"]
-        angle = arm_angles + self._swirl(safe_norm(z2)).unsqueeze(-1)  # (..., K)
-        v = rotate(z2.unsqueeze(-2), -angle)
-        return normal_log_prob(v[..., 0], self.radius, self.radial_scale) + normal_log_prob(
-            v[..., 1], 0.0, self.tangential_scale
+        # R(-theta_l - phi(r)) z = R(-theta_l) R(-phi(r)) z: unswirl once per point, then one
+        # matmul per coordinate gives all K arm frames.
+        b = self.buffers_like(z2)
+        w = rotate(z2, -self._swirl(safe_norm(z2)))
+        v1, v2 = w @ b["radial_axes"], w @ b["tangential_axes"]  # (..., K)
+        return normal_log_prob(v1, self.radius, self.radial_scale) + normal_log_prob(
+            v2, 0.0, self.tangential_scale
         )
 
     def _sample_2d(self, labels: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:

