@@ -128,10 +128,12 @@ class GaussianDiffusion(nn.Module):
         raise ValueError(f"reverse variance must be 'beta' or 'posterior' here, got {kind!r}")
 
     def learned_log_variance(self, t: int | torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-        r"""Interpolated log-variance :math:`v \log\beta_t + (1-v)\log\tilde\beta_t` (Nichol & Dhariwal 2021, Eq. 15), :math:`v` unconstrained."""
+        r"""Interpolated log-variance :math:`w \log\beta_t + (1-w)\log\tilde\beta_t`, :math:`w = \mathrm{sigmoid}(v)`
+        (Nichol & Dhariwal 2021, Eq. 15, with the weight kept in [0, 1] so an untrained chain cannot blow up)."""
+        w = torch.sigmoid(v)
         log_beta = self.at("betas", t, v).log()
         log_tilde = self.at("posterior_variance_clipped", t, v).log()
-        return v * log_beta + (1 - v) * log_tilde
+        return w * log_beta + (1 - w) * log_tilde
 
     def log_forward_density(self, ys: torch.Tensor) -> torch.Tensor:
         r""":math:`\log r(y_{1:T}|y_0) = \sum_{t=1}^T \log\mathcal N(y_t; \sqrt{\alpha_t} y_{t-1}, \beta_t I)`, fused over all steps.

@@ -66,6 +66,7 @@ class DiffusionGuide(GaussianGuide):
             raise ValueError(f"variance must be one of {REVERSE_VARIANCES}, got {variance!r}")
         super().__init__(model, latent, observed, encoder, **kwargs)
         self.process = GaussianDiffusion(num_steps, schedule)  # validates num_steps and schedule now
+        self._schedule = schedule
         self.num_steps = num_steps
         self.variance = variance
         self.conditional = bool(conditional)
@@ -76,7 +77,8 @@ class DiffusionGuide(GaussianGuide):
     def _build_posteriors(self) -> None:
         super()._build_posteriors()
         param = next(self.encoder.parameters())
-        self.process = self.process.to(device=param.device, dtype=param.dtype)
+        # rebuilt in the parameters' dtype from the float64 schedule (a cast would round twice)
+        self.process = GaussianDiffusion(self.num_steps, self._schedule, dtype=param.dtype).to(param.device)
         denoisers = [
             Denoiser(
                 self.latent_dims[name],
