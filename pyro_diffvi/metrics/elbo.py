@@ -12,7 +12,9 @@ the model's plates (as Pyro's ``vectorize_particles`` does). Every site contribu
 ``site["fn"].log_prob(site["value"])`` (``Trace.compute_log_prob``, which applies the site's scale and
 mask as Pyro's ELBOs do), so guides whose density is known only along their own draws (auxiliary-variable
 bounds such as the DDVI diffusion posterior, DDVI paper Eq. 5) are evaluated with their own bound and the
-result is still a lower bound on :math:`\log p(x)`.
+result is still a lower bound on :math:`\log p(x)`: with an auxiliary trajectory :math:`y` the weight
+:math:`p(x, z)\, r(y \mid z, x) / q(y, z \mid x)` is an importance weight for the extended target
+:math:`p(x, z)\, r(y \mid z, x)`, whose normalizer is :math:`p(x)`, so IWAE and PSIS apply on that space.
 
 * ELBO (Kingma & Welling 2014): :math:`\frac1N\sum_n \frac1S\sum_s \log w_{s,n}`.
 * IWAE bound (Burda et al. 2016, Eq. 8):

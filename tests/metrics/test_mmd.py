@@ -4,7 +4,6 @@ import pytest
 import torch
 
 from pyro_diffvi.metrics import DDVI_MMD_SIGMAS, mmd, mmd2, rbf_mixture_kernel
-from pyro_diffvi.util import set_seed
 
 D = 3
 MU1, S1 = torch.zeros(D, dtype=torch.float64), 3.0
