@@ -188,6 +188,12 @@ class StructuredPrior(TorchDistribution):
         lp = torch.logsumexp(comps + self.mixture_logits.to(comps), dim=-1)
         return lp.expand(torch.broadcast_shapes(lp.shape, self.batch_shape))
 
+    def label_log_posterior(self, value: torch.Tensor) -> torch.Tensor:
+        """Log posterior over labels by Bayes' rule,
+        :math:`\\log p(l \\mid z) = \\log \\pi_l + \\log p(z \\mid l) - \\log p(z)`, shape ``(..., K)``."""
+        comps = self.component_log_probs(value)
+        return torch.log_softmax(comps + self.mixture_logits.to(comps), dim=-1)
+
     def _check_label(self, label: Any, like: torch.Tensor | None = None) -> torch.Tensor:
         if not torch.is_tensor(label):
             if isinstance(label, bool) or not isinstance(label, int):
@@ -223,7 +229,7 @@ class StructuredPrior(TorchDistribution):
     def _sample_given_labels(
         self, labels: torch.Tensor, generator: torch.Generator | None = None
     ) -> torch.Tensor:
-        z2 = self._sample_2d(labels, generator)
+        z2 = self._sample_2d(labels.to(self._device), generator)
         if self.dim == 2:
             return z2
         rest = torch.randn(

@@ -57,6 +57,10 @@ def test_components_integrate_to_one_and_mix_to_density(name):
     assert abs(weights.sum().item() - 1.0) < 1e-12
     mixed = (comps.exp() * weights).sum(-1)
     assert torch.allclose(mixed, log_p.exp(), rtol=1e-9, atol=1e-300)
+    # Bayes' rule: p(l|z) = pi_l p(z|l) / p(z), normalized over l
+    post = prior.label_log_posterior(points[:1000]).exp()
+    assert torch.allclose(post.sum(-1), torch.ones(1000, dtype=torch.float64), rtol=1e-12)
+    assert torch.allclose(post, comps[:1000].exp() * weights / log_p[:1000].exp().unsqueeze(-1), rtol=1e-9)
     # the label-gathering path (broadcast label tensor) picks the right column
     idx = torch.randint(points.shape[0], (500,))
     labels = torch.randint(k, (500,))
@@ -173,6 +177,7 @@ def test_component_rsample_is_differentiable(name):
     assert component.has_rsample and component.batch_shape == (2,)
     assert component.rsample((3,)).shape == (3, 2, 2)
     assert component.expand((4, 2)).sample().shape == (4, 2, 2)
+    assert PRIORS[name][0](dim=5).component(torch.tensor(1)).rsample((6,)).shape == (6, 5)
 
 
 def test_device_and_dtype_follow_value(device):
