@@ -55,9 +55,13 @@ class _PlateProbe(Messenger):
 
     def _pyro_sample(self, msg) -> None:
         if isinstance(msg["fn"], _Subsample) and msg["name"] in self.names:
-            self.found[msg["name"]] = (msg["fn"].size, msg["fn"].subsample_size)
+            size, subsample_size = msg["fn"].size, msg["fn"].subsample_size
+            self.found[msg["name"]] = (size, subsample_size)
             if len(self.found) == len(self.names):
                 raise _PlatesFound
+            # stand-in indices, so that probing draws no random numbers
+            msg["value"] = torch.arange(subsample_size or size, device=msg["fn"].device)
+            msg["done"] = True
 
 
 def _as_names(value: str | Sequence[str], argname: str) -> tuple[str, ...]:
@@ -67,6 +71,13 @@ def _as_names(value: str | Sequence[str], argname: str) -> tuple[str, ...]:
     if len(set(names)) != len(names):
         raise ValueError(f"{argname} has repeated site names: {names}")
     return names
+
+
+def _plain_support(support: constraints.Constraint) -> constraints.Constraint:
+    """Strip torch's ``MixtureSameFamilyConstraint`` wrapper (same set, but ``biject_to`` refuses it)."""
+    if isinstance(support, getattr(constraints, "MixtureSameFamilyConstraint", ())):  # torch >= 2.5
+        return _plain_support(support.base_constraint)
+    return support
 
 
 def _is_unconstrained(support: constraints.Constraint) -> bool:
@@ -147,7 +158,7 @@ class AmortizedGuide(PyroModule):
             check_finite(f"observed site '{name}'", value.float())
         self.latent_event_shapes = {n: sites[n]["fn"].event_shape for n in self.latent_names}
         self.latent_dims = {n: math.prod(s) for n, s in self.latent_event_shapes.items()}
-        self._latent_supports = {n: sites[n]["fn"].support for n in self.latent_names}
+        self._latent_supports = {n: _plain_support(sites[n]["fn"].support) for n in self.latent_names}
         self._sources = self._locate_observed(sites, args, kwargs)
         self._plates = self._plate_specs(sites)
         self._build_encoder(observed)

@@ -48,6 +48,30 @@ def test_subsampled_plate_feeds_the_encoder_the_model_s_rows():
     assert guide_trace.nodes["z"]["scale"] == pytest.approx(5.0)
 
 
+def test_probing_the_model_s_plates_draws_no_random_numbers():
+    x = torch.randn(50, 3)
+    guide = GaussianGuide(vae_model, "z", "x")
+    guide(x, 10)  # set-up (initializes networks)
+    torch.manual_seed(3)
+    indices = poutine.trace(guide).get_trace(x, 10).nodes["data"]["value"]
+    torch.manual_seed(3)
+    assert torch.equal(indices, torch.randperm(50)[:10])
+
+
+def test_mixture_prior_latent_is_unconstrained():
+    mixture = dist.MixtureSameFamily(
+        dist.Categorical(logits=torch.zeros(2)), dist.Normal(torch.tensor([[-2.0, 0.0], [2.0, 0.0]]), 1.0).to_event(1)
+    )
+
+    def model(x):
+        with pyro.plate("data", x.shape[0]):
+            z = pyro.sample("z", mixture)
+            pyro.sample("x", dist.Normal(z, 2.0).to_event(1), obs=x)
+
+    trace = poutine.trace(GaussianGuide(model, "z", "x")).get_trace(torch.randn(3, 2))
+    assert isinstance(trace.nodes["z"]["fn"], dist.Independent)  # emitted as is, no transform
+
+
 def test_batch_size_and_subsampling_follow_each_call():
     guide = GaussianGuide(vae_model, "z", "x")
     guide(torch.randn(50, 3), 10)  # prototype: subsampled
