@@ -8,11 +8,14 @@ from pyro_diffvi.metrics.clustering import (
     knn_accuracy,
 )
 from pyro_diffvi.metrics.elbo import Estimate, LogWeights, combine_estimates, elbo, iwae, log_weights
+from pyro_diffvi.metrics.energy import EnergyLogLikelihood, energy_prior_log_likelihood
 from pyro_diffvi.metrics.latent import GaussianKDE, latent_nll
 from pyro_diffvi.metrics.mmd import DDVI_MMD_SIGMAS, mmd, mmd2, rbf_mixture_kernel
 from pyro_diffvi.metrics.psis import psis_khat, psis_khat_from_log_weights
 
 __all__: list[str] = [
+    "EnergyLogLikelihood",
+    "energy_prior_log_likelihood",
     "DDVI_MMD_SIGMAS",
     "Estimate",
     "GaussianKDE",
