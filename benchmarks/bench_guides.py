@@ -40,8 +40,7 @@ def make_prior(device: torch.device) -> tuple[dist.TorchDistribution, str]:
         from pyro_diffvi.priors import Pinwheel
     except ImportError:
         return dist.Normal(torch.zeros(2, device=device), 1.0).to_event(1), "N(0, I)"
-    prior = Pinwheel()
-    return (prior.to(device) if hasattr(prior, "to") else prior), "Pinwheel"
+    return Pinwheel(device=device), "Pinwheel"
 
 
 def make_model(device: torch.device) -> tuple[Callable, str]:

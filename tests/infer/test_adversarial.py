@@ -1,5 +1,3 @@
-import math
-
 import pyro
 import pyro.distributions as dist
 import pytest
@@ -7,37 +5,24 @@ import torch
 from pyro.infer import SVI
 from pyro.optim import Adam
 from torch import nn
-from torch.distributions import constraints
 
+import pyro_diffvi.metrics
 from pyro_diffvi.guides import GaussianGuide
 from pyro_diffvi.infer import AdversarialAutoencoderLoss
+from pyro_diffvi.priors import GaussianRing
 
 
-class _Ring(dist.MixtureSameFamily):
-    support = constraints.real_vector  # (MixtureSameFamily's own support object is not biject_to-able)
+SIGMAS = (0.5, 1.0, 2.0)  # kernel bandwidths at the scale of the toy prior
 
 
-def ring_prior(device, num_components: int = 4, radius: float = 2.0, std: float = 0.3) -> dist.TorchDistribution:
-    """A 2-D Gaussian mixture on a ring (the toy prior of the AAE paper's Fig. 2, smaller)."""
-    angle = torch.arange(num_components, device=device) * 2 * math.pi / num_components
-    centers = radius * torch.stack([angle.cos(), angle.sin()], -1)
-    mixing = dist.Categorical(logits=torch.zeros(num_components, device=device))
-    return _Ring(mixing, dist.Normal(centers, std).to_event(1))
-
-
-def mmd2(x: torch.Tensor, y: torch.Tensor, sigmas=(0.5, 1.0, 2.0)) -> float:
+def mmd2(x: torch.Tensor, y: torch.Tensor) -> float:
     """Unbiased MMD^2 with a sum of RBF kernels."""
-    def k(a, b):
-        d2 = torch.cdist(a, b) ** 2
-        return sum(torch.exp(-d2 / (2 * s * s)) for s in sigmas)
+    return pyro_diffvi.metrics.mmd2(x, y, SIGMAS).item()
 
-    m, n = len(x), len(y)
-    kxx, kyy = k(x, x), k(y, y)
-    return (
-        (kxx.sum() - kxx.diagonal().sum()) / (m * (m - 1))
-        + (kyy.sum() - kyy.diagonal().sum()) / (n * (n - 1))
-        - 2 * k(x, y).mean()
-    ).item()
+
+def ring_prior(device):
+    """A 2-D ring of 4 Gaussians (the AAE paper's Fig. 2 toy prior, smaller)."""
+    return GaussianRing(num_components=4, radius=2.0, scale=0.3, device=device)
 
 
 def make_problem(device, num_data=128, noise=0.1, subsample_size=None):
@@ -56,23 +41,24 @@ def make_problem(device, num_data=128, noise=0.1, subsample_size=None):
 
 
 def test_aggregate_posterior_matches_the_prior(device):
-    prior, x, _, model = make_problem(device)
+    prior, x, _, model = make_problem(device, noise=0.5)
     guide = GaussianGuide(model, latent="z", observed="x", hidden_dims=(32, 32))
     aae = AdversarialAutoencoderLoss(hidden_dims=(32, 32))
-    svi = SVI(model, guide, Adam({"lr": 3e-3, "betas": (0.5, 0.9)}), loss=aae)
+    svi = SVI(model, guide, Adam({"lr": 1e-2, "betas": (0.5, 0.9)}), loss=aae)
 
     def encoded():
         with torch.no_grad():
             return guide(x)["z"]
 
     before = mmd2(encoded(), prior.sample((512,)))
-    baseline = mmd2(prior.sample((128,)), prior.sample((512,)))  # sampling noise level, ~0.01
-    for _ in range(250):
+    for _ in range(200):
         svi.step(x)
     after = mmd2(encoded(), prior.sample((512,)))
-    # Measured with this seed: before 0.40, after ~0.05-0.08 at 250 steps; two prior sets ~0.00 +- 0.01.
+    # MMD^2 of 128 vs 512 samples of the prior itself: mean 0, standard error ~0.02 (measured over
+    # repeated draws). Measured over seeds 0-3 at 200 steps: after in [-0.015, 0.029], before 0.4-0.7.
+    # The bound 0.08 is ~4 standard errors of the two-sample noise.
     assert before > 0.3
-    assert after < 0.25 * before and after < 0.12, (before, after, baseline)
+    assert after < 0.08, (before, after)
     assert set(aae.last_terms) == {"reconstruction", "discriminator", "adversarial"}
 
 
