@@ -178,3 +178,21 @@ def test_bad_input():
 
     with pytest.raises(ValueError, match="no latent sample site with an energy-based prior"):
         EnergyPriorELBO(prior_objective=SlicedScoreMatching()).loss(normal_model, normal_guide, torch.zeros(3, 1))
+
+
+@pytest.mark.parametrize("objective", [SlicedScoreMatching, lambda: AdversarialCD(num_transforms=1, hidden_features=(8,))])
+def test_runs_on_device(device, objective):
+    vae = Vae()
+    for module in (vae.encoder, vae.decoder, vae.prior):
+        module.to(device=device, dtype=torch.float32)
+    x = torch.randn(BATCH, X_DIM, device=device)
+    elbo = EnergyPriorELBO(prior_objective=objective())
+    loss = elbo.loss_and_grads(vae.model, vae.guide, x)
+    assert torch.isfinite(torch.tensor(loss))
+    for p in vae.prior_params() + vae.vae_params():
+        assert p.grad is not None and p.grad.device == p.device and torch.isfinite(p.grad).all()
+    # the bound's value is the same number Trace_ELBO reports with the unnormalized prior (no log Z)
+    torch.manual_seed(3)
+    value = EnergyPriorELBO().loss(vae.model, vae.guide, x)
+    torch.manual_seed(3)
+    assert value == pytest.approx(Trace_ELBO().loss(vae.model, vae.guide, x), rel=1e-5)
