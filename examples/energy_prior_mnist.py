@@ -213,7 +213,7 @@ def main():
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 or auto")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--epochs", type=int, default=1)
-    parser.add_argument("--max-steps", type=int, default=700, help="cap on SVI steps per model (0: no cap)")
+    parser.add_argument("--max-steps", type=int, default=2500, help="cap on SVI steps per model (0: no cap)")
     parser.add_argument("--lr", type=float, default=1e-3, help="VAE learning rate (paper: 1e-3)")
     parser.add_argument("--prior-lr", type=float, default=2e-4, help="prior learning rate (paper: 2e-4)")
     parser.add_argument("--models", default="normal,vamp,grbm_ssm,grbm_adv")
