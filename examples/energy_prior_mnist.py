@@ -12,13 +12,13 @@ learning rate 1e-3 for the VAE and 2e-4 for the prior):
 
 Test NLL (nats): for the normalized priors the IWAE bound (an upper bound on the NLL); for the GRBM priors
 an ESTIMATE: IWAE with the unnormalized prior minus an AIS estimate of log Z (a stochastic lower bound on
-log Z, so the NLL tends to be under-estimated). The default run trains each model for a fraction of an
-epoch and evaluates on a subset of the test set (it says so in its output); the paper trains for 100
+log Z, so the NLL tends to be under-estimated). The default run trains each model for one epoch (937 steps) and evaluates on a subset of the test set (it says so in its output); the paper trains for 100
 epochs on all data, so expect much larger NLLs than its numbers.
 
 Usage::
 
-    python examples/energy_prior_mnist.py                      # < 10 min on 2 CPU cores
+    python examples/energy_prior_mnist.py                      # 1 epoch per model: about 3 min on 1 thread
+    python examples/energy_prior_mnist.py --epochs 3           # about 8 min
     python examples/energy_prior_mnist.py --epochs 100 --max-steps 0 --test-size 10000 --iw-samples 1000
 """
 
