@@ -96,3 +96,24 @@ def test_subsample_plate_scaling_and_devices(name, device):
     assert torch.equal(model_trace.nodes["data"]["value"], trace.nodes["data"]["value"])
     loss = Trace_ELBO(num_particles=2, vectorize_particles=True, max_plate_nesting=1).loss(model, guide, x)
     assert loss == loss  # finite, not NaN
+
+
+@pytest.mark.parametrize("name", list(GUIDES))
+def test_constrained_matrix_latent_bound(name, device):
+    # z ~ LogNormal(0, 1) with event shape (2, 2), x ~ N(log z, s^2): exactly x ~ N(0, (1 + s^2) I_4).
+    # Exercises reshape + biject_to around each posterior (its cached log density must survive both).
+    noise = 0.5
+    x = torch.randn(6, 4, device=device) * (1 + noise**2) ** 0.5
+
+    def model(x):
+        with pyro.plate("data", x.shape[0], dim=-1):
+            z = pyro.sample("z", dist.LogNormal(x.new_zeros(2, 2), 1.0).to_event(2))
+            pyro.sample("x", dist.Normal(z.log().reshape(z.shape[:-2] + (4,)), noise).to_event(1), obs=x)
+
+    log_px = dist.Normal(0.0, (1 + noise**2) ** 0.5).log_prob(x.double()).sum().item()
+    guide = GUIDES[name](model)
+    train(model, guide, x, num_steps=20)
+    z = guide(x)["z"]
+    assert z.shape == (6, 2, 2) and (z > 0).all()
+    elbo, stderr = elbo_estimate(model, guide, x, num_particles=1000)
+    assert elbo <= log_px + 3 * stderr, (elbo, log_px, stderr)
