@@ -111,6 +111,8 @@ class AmortizedGuide(PyroModule):
     :param observed_fn: optional ``observed_fn(*args, **kwargs)`` returning the full-size observed
         value(s), for models that transform their arguments before observing them. By default the
         values are located among the model's arguments on the first call.
+    :param name: prefix of the guide's parameter names in Pyro's param store (default: the class
+        name). Give two guides of the same class in one param store different names.
     """
 
     def __init__(
@@ -123,8 +125,9 @@ class AmortizedGuide(PyroModule):
         hidden_dims: Sequence[int] = (256, 256),
         activation: str = "relu",
         observed_fn: _ObservedFn | None = None,
+        name: str | None = None,
     ) -> None:
-        super().__init__(name=type(self).__name__)
+        super().__init__(name=name or type(self).__name__)
         if not callable(model):
             raise TypeError(f"model must be callable, got {type(model).__name__}")
         if encoder is not None and not isinstance(encoder, nn.Module):

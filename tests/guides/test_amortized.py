@@ -143,6 +143,14 @@ def test_trained_guide_closes_the_gap_on_a_linear_gaussian_model():
     assert -1e-4 < gap < 0.01  # a bound (float32 data), and tight after training
 
 
+def test_two_guides_of_one_class_keep_separate_parameters():
+    x = torch.randn(4, 3)
+    first, second = GaussianGuide(vae_model, "z", "x"), GaussianGuide(vae_model, "z", "x", name="second")
+    first(x), second(x)
+    names = set(pyro.get_param_store().keys())
+    assert any(n.startswith("GaussianGuide.") for n in names) and any(n.startswith("second.") for n in names)
+
+
 def test_renyi_and_every_parameter_moves():
     x = torch.randn(8, 3)
     guide = GaussianGuide(vae_model, "z", "x")
