@@ -22,10 +22,12 @@ import warnings
 import torch
 from pyro.distributions import Normal, TransformedDistribution
 from pyro.distributions.transforms import (
+    AffineAutoregressive,
     ConditionalAffineAutoregressive,
     ConditionalSplineAutoregressive,
+    SplineAutoregressive,
 )
-from pyro.nn import ConditionalAutoRegressiveNN
+from pyro.nn import AutoRegressiveNN, ConditionalAutoRegressiveNN
 from torch import nn
 from torch.distributions.transforms import AffineTransform, Transform
 
@@ -64,8 +66,12 @@ class ConditionalFlow(nn.Module):
     Every mask and permutation is a registered buffer (Pyro's :class:`~pyro.nn.MaskedLinear`), so
     ``.to(device)`` moves the whole flow.
 
+    With ``context_dim=0`` the flow is unconditional: the Gaussian's parameters are free and the
+    layers read no context (``flow()`` is then a distribution with ``batch_shape ()``); the variational
+    prior of :class:`~pyro_diffvi.infer.AdversarialCD` is such a flow.
+
     :param dim: latent dimension :math:`D`.
-    :param context_dim: width of the context :math:`h`.
+    :param context_dim: width of the context :math:`h` (0 for an unconditional flow).
     :param num_flows: number of flow layers :math:`K` (default 4, the DDVI paper's AEVB-IAF baseline).
     :param flow: ``"iaf"`` or ``"spline"``.
     :param hidden_dims: hidden widths of each autoregressive network (each at least ``dim``);
@@ -86,7 +92,9 @@ class ConditionalFlow(nn.Module):
     ) -> None:
         super().__init__()
         self.dim = _check_positive_int("dim", dim)
-        self.context_dim = _check_positive_int("context_dim", context_dim)
+        if isinstance(context_dim, bool) or not isinstance(context_dim, int) or context_dim < 0:
+            raise ValueError(f"context_dim must be a non-negative int, got {context_dim!r}")
+        self.context_dim = context_dim
         self.num_flows = _check_positive_int("num_flows", num_flows)
         if flow not in FLOW_TYPES:
             raise ValueError(f"flow must be one of {FLOW_TYPES}, got {flow!r}")
@@ -99,7 +107,10 @@ class ConditionalFlow(nn.Module):
                 f"hidden_dims must be a non-empty sequence of ints >= dim={dim} "
                 f"(autoregressive masks need it), got {hidden_dims!r}"
             )
-        self.base_head = nn.Linear(context_dim, 2 * dim)
+        if context_dim:
+            self.base_head = nn.Linear(context_dim, 2 * dim)
+        else:
+            self.base_params = nn.Parameter(torch.zeros(2 * dim))
         if flow == "iaf":
             layers = [self._iaf_layer(k, hidden_dims) for k in range(num_flows)]
         else:
@@ -109,47 +120,52 @@ class ConditionalFlow(nn.Module):
             layers = [self._spline_layer(k, hidden_dims, count_bins, bound) for k in range(num_flows)]
         self.layers = nn.ModuleList(layers)
 
-    def _made(self, hidden_dims: tuple[int, ...], k: int, param_dims: list[int]) -> ConditionalAutoRegressiveNN:
-        with warnings.catch_warnings():  # for dim == 1 the layer is a context-conditioned affine map
-            warnings.filterwarnings("ignore", message="ConditionalAutoRegressiveNN input_dim = 1")
+    def _made(self, hidden_dims: tuple[int, ...], k: int, param_dims: list[int]) -> nn.Module:
+        permutation = _autoregressive_order(self.dim, k)
+        with warnings.catch_warnings():  # for dim == 1 the layer is an affine map of the context
+            warnings.filterwarnings("ignore", message=".*AutoRegressiveNN input_dim = 1")
+            if not self.context_dim:
+                return AutoRegressiveNN(self.dim, list(hidden_dims), param_dims=param_dims, permutation=permutation)
             return ConditionalAutoRegressiveNN(
-                self.dim, self.context_dim, list(hidden_dims), param_dims=param_dims,
-                permutation=_autoregressive_order(self.dim, k),
+                self.dim, self.context_dim, list(hidden_dims), param_dims=param_dims, permutation=permutation
             )
 
-    def _iaf_layer(self, k: int, hidden_dims: tuple[int, ...]) -> ConditionalAffineAutoregressive:
+    def _iaf_layer(self, k: int, hidden_dims: tuple[int, ...]) -> nn.Module:
         arn = self._made(hidden_dims, k, [1, 1])
-        return ConditionalAffineAutoregressive(arn, stable=True)
+        layer = ConditionalAffineAutoregressive if self.context_dim else AffineAutoregressive
+        return layer(arn, stable=True)
 
-    def _spline_layer(
-        self, k: int, hidden_dims: tuple[int, ...], count_bins: int, bound: float
-    ) -> ConditionalSplineAutoregressive:
+    def _spline_layer(self, k: int, hidden_dims: tuple[int, ...], count_bins: int, bound: float) -> nn.Module:
         arn = self._made(hidden_dims, k, [count_bins, count_bins, count_bins - 1, count_bins])
-        return ConditionalSplineAutoregressive(
-            self.dim, arn, count_bins=count_bins, bound=bound, order="linear"
-        )
+        layer = ConditionalSplineAutoregressive if self.context_dim else SplineAutoregressive
+        return layer(self.dim, arn, count_bins=count_bins, bound=bound, order="linear")
 
-    def base_affine(self, context: torch.Tensor) -> AffineTransform:
+    def base_affine(self, context: torch.Tensor | None) -> AffineTransform:
         r"""The Gaussian part :math:`u \mapsto \mu(h) + \sigma(h) \odot u` (cached, exact log-det)."""
-        loc, raw_scale = self.base_head(context).chunk(2, dim=-1)
+        params = self.base_head(context) if self.context_dim else self.base_params
+        loc, raw_scale = params.chunk(2, dim=-1)
         scale = nn.functional.softplus(raw_scale) + 1e-4
         return AffineTransform(loc, scale, event_dim=1, cache_size=1)
 
-    def transforms(self, context: torch.Tensor) -> list[Transform]:
-        """The conditioned transforms :math:`f_1, \\dots, f_K` (plus the affine map), in sampling order."""
-        conditioned = [layer.condition(context) for layer in self.layers]
+    def transforms(self, context: torch.Tensor | None) -> list[Transform]:
+        r"""The (conditioned) transforms :math:`f_1, \dots, f_K` plus the affine map, in sampling order."""
+        layers = [layer.condition(context) for layer in self.layers] if self.context_dim else list(self.layers)
         affine = self.base_affine(context)
-        return [affine, *conditioned] if self.flow == "iaf" else [*conditioned, affine]
+        return [affine, *layers] if self.flow == "iaf" else [*layers, affine]
 
-    def forward(self, context: torch.Tensor) -> TransformedDistribution:
-        """The posterior :math:`q(z|h)`: ``batch_shape = context.shape[:-1]``, ``event_shape = (dim,)``."""
-        if context.shape[-1:] != (self.context_dim,):
-            raise ValueError(
-                f"context must have trailing size context_dim={self.context_dim}, "
-                f"got shape {tuple(context.shape)}"
-            )
-        shape = context.shape[:-1] + (self.dim,)
-        base = Normal(context.new_zeros(shape), context.new_ones(shape)).to_event(1)
+    def forward(self, context: torch.Tensor | None = None) -> TransformedDistribution:
+        """The density :math:`q(z|h)`: ``batch_shape = context.shape[:-1]`` (``()`` if unconditional),
+        ``event_shape = (dim,)``."""
+        if self.context_dim:
+            if context is None or context.shape[-1:] != (self.context_dim,):
+                got = None if context is None else tuple(context.shape)
+                raise ValueError(f"context must have trailing size context_dim={self.context_dim}, got {got}")
+            loc = context.new_zeros(context.shape[:-1] + (self.dim,))
+        else:
+            if context is not None:
+                raise ValueError("this flow is unconditional (context_dim=0): call it without a context")
+            loc = self.base_params.new_zeros(self.dim)
+        base = Normal(loc, torch.ones_like(loc)).to_event(1)
         return TransformedDistribution(base, self.transforms(context))
 
 
@@ -209,15 +225,13 @@ class FlowGuide(AmortizedGuide):
                 "FlowGuide needs an encoder returning one context tensor, not a (loc, scale) tuple"
             )
         param = next(self.encoder.parameters())
-        self.flows = nn.ModuleDict(
-            {
-                name: ConditionalFlow(
-                    self.latent_dims[name], self.context_dim, self.num_flows, self.flow,
-                    self.flow_hidden_dims, self.count_bins, self.bound,
-                ).to(device=param.device, dtype=param.dtype)
-                for name in self.latent_names
-            }
+        self.flows = nn.ModuleList(
+            ConditionalFlow(
+                self.latent_dims[name], self.context_dim, self.num_flows, self.flow,
+                self.flow_hidden_dims, self.count_bins, self.bound,
+            ).to(device=param.device, dtype=param.dtype)
+            for name in self.latent_names
         )
 
     def posterior(self, name: str, context: torch.Tensor) -> TransformedDistribution:
-        return self.flows[name](context)
+        return self.flows[self.latent_names.index(name)](context)
