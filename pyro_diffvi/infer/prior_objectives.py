@@ -27,6 +27,7 @@ import pyro
 import torch
 from torch import Tensor, nn
 
+from pyro_diffvi.guides.flow import ConditionalFlow
 from pyro_diffvi.util import check_finite
 
 EnergyFn = Callable[[Tensor], Tensor]
@@ -337,32 +338,6 @@ class ContrastiveDivergence(PriorObjective):
         return f"ContrastiveDivergence({kind}, num_steps={self.num_steps}, step_size={self.step_size})"
 
 
-def inverse_autoregressive_flow(
-    features: int, num_transforms: int = 4, hidden_features: Sequence[int] = (64, 64)
-) -> nn.Module:
-    r"""An inverse autoregressive flow (Kingma et al., 2016) built from zuko's masked affine
-    autoregressive transforms, inverted so that sampling (and the log density of one's own samples)
-    takes one network pass per transform; feature orders alternate between layers.
-
-    :returns: a ``zuko.flows.Flow``; ``flow()`` is the distribution, with ``rsample_and_log_prob``.
-    """
-    import zuko
-
-    identity = torch.arange(features)
-    transforms = [
-        zuko.flows.MaskedAutoregressiveTransform(
-            features=features,
-            order=identity if i % 2 == 0 else identity.flip(0),
-            hidden_features=tuple(hidden_features),
-        ).inv
-        for i in range(num_transforms)
-    ]
-    base = zuko.flows.UnconditionalDistribution(
-        zuko.distributions.DiagNormal, torch.zeros(features), torch.ones(features), buffer=True
-    )
-    return zuko.flows.Flow(transforms, base)
-
-
 class AdversarialCD(PriorObjective):
     r"""Adversarial contrastive divergence with a variational flow prior :math:`q_\zeta` (paper 001,
     Sec. 2.2, Eqs. 9-10, Alg. 2).
@@ -380,8 +355,10 @@ class AdversarialCD(PriorObjective):
     Parameters: the flow is registered with ``pyro.module(module_name, flow)`` at every call, so an
     ``SVI`` optimizer sees and updates it; outside SVI, optimize ``objective.flow.parameters()``.
 
-    :param flow: a zuko lazy distribution (``flow()`` has ``rsample_and_log_prob``); default: built on
-        the first call by :func:`inverse_autoregressive_flow` on the samples' feature size, device and dtype.
+    :param flow: an unconditional flow module, ``flow()`` returning a distribution over the flattened
+        latent whose ``log_prob`` is exact for its own ``rsample``; default: built on the first call as
+        :class:`~pyro_diffvi.guides.flow.ConditionalFlow` ``(features, context_dim=0)``, a stable IAF, on the
+        samples' feature size, device and dtype.
     :param num_samples: flow samples per call (default: as many as samples ``z``).
     :param num_transforms: transforms of the default flow (the paper uses a 4-layer IAF).
     :param hidden_features: hidden sizes of the default flow's networks.
@@ -398,7 +375,7 @@ class AdversarialCD(PriorObjective):
     ):
         super().__init__()
         if flow is not None and not isinstance(flow, nn.Module):
-            raise TypeError(f"flow must be a torch.nn.Module (a zuko flow), got {type(flow).__name__}")
+            raise TypeError(f"flow must be a torch.nn.Module, got {type(flow).__name__}")
         if num_samples is not None and (not isinstance(num_samples, int) or num_samples < 1):
             raise ValueError(f"num_samples must be None or a positive int, got {num_samples!r}")
         self.flow = flow
@@ -418,14 +395,17 @@ class AdversarialCD(PriorObjective):
             raise ValueError(f"z must have event shape {tuple(self.event_shape)}, got {tuple(z.shape[1:])}")
         if self.flow is None:
             features = int(math.prod(self.event_shape))
-            self.flow = inverse_autoregressive_flow(features, self.num_transforms, self.hidden_features)
+            hidden = tuple(max(h, features) for h in self.hidden_features)  # autoregressive masks need >= features
+            self.flow = ConditionalFlow(features, 0, self.num_transforms, "iaf", hidden)
             self.flow.to(device=z.device, dtype=z.dtype)
 
     def flow_sample(self, n: int) -> tuple[Tensor, Tensor]:
         """``n`` reparameterized flow samples, shape ``(n,) + event_shape``, and their log densities."""
         if self.flow is None or self.event_shape is None:
             raise RuntimeError("AdversarialCD.flow_sample: the flow is built on the first call to loss()")
-        flat, log_q = self.flow().rsample_and_log_prob((n,))
+        q = self.flow()
+        flat = q.rsample((n,))
+        log_q = q.log_prob(flat)  # exact and cheap for its own sample (transform caches)
         return flat.reshape((n,) + tuple(self.event_shape)), log_q
 
     def loss(self, prior, z: Tensor, log_q: Tensor | None = None) -> Tensor:
