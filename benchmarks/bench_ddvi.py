@@ -1,98 +1,108 @@
-"""Seconds per SVI step: Pyro DDVI (both sleep variants), the pure-PyTorch reference, and a Gaussian guide.
+"""Seconds per training step of DDVI in the DDVI paper's MNIST setting: Pyro vs pure PyTorch vs a Gaussian guide.
 
-Paper's MNIST architecture: encoder 784-1000-1000, decoder 2-1000-1000-784, denoiser 4x128, T = 20,
-batch 128, 2 threads. Run ``python benchmarks/bench_ddvi.py [--steps N]``.
+Setting (the main demo's): encoder 784-1000-1000 (LeakyReLU), decoder 2-1000-1000-784 (Bernoulli),
+Pinwheel prior, denoiser with 4 hidden layers of 128 and a time embedding, T = 20, batch 128, random
+binary data of MNIST shape (timing only). Rows:
+
+* ``Gaussian guide (Trace_ELBO)``: the AEVB baseline;
+* ``Pyro DDVI (<sleep>)``: ``DiffusionGuide`` + ``DDVI_ELBO(sleep=...)`` in ``SVI``;
+* ``PyTorch reference (<sleep>)``: the same networks and objective in plain PyTorch
+  (:func:`pyro_diffvi.infer.reference.ddvi_loss`) with ``torch.optim.Adam``.
+
+Ratios: Pyro DDVI against the Gaussian guide (target <= 2x) and against the reference (target <= 1.2x).
+All rows run in one process, interleaved over repeats; ``min`` is the least disturbed timing.
+
+Usage::
+
+    python benchmarks/bench_ddvi.py --steps 10 --repeats 3 --out results/bench_ddvi
 """
 
-import argparse
-import time
+from __future__ import annotations
 
-import pyro
-import pyro.distributions as dist
+import argparse
+
 import torch
 from pyro.infer import SVI, Trace_ELBO
 from pyro.optim import Adam
-from torch import nn
-from torch.nn.functional import softplus
+from torch.distributions import Bernoulli
 
+from _common import interleaved_timings, print_table, write_json
+from pyro_diffvi.demo import ENCODER_KWARGS, make_decoder, make_model
 from pyro_diffvi.guides import DiffusionGuide, GaussianGuide
 from pyro_diffvi.infer import DDVI_ELBO
 from pyro_diffvi.infer.reference import ddvi_loss
+from pyro_diffvi.priors import Pinwheel
+from pyro_diffvi.util import resolve_device, set_seed
+
+SLEEPS = ("simplified", "wake-sleep")
+BASELINE = "Gaussian guide (Trace_ELBO)"
 
 
-def setup(seed=0):
-    pyro.clear_param_store()
-    torch.manual_seed(seed)
-    decoder = nn.Sequential(nn.Linear(2, 1000), nn.LeakyReLU(0.2), nn.Linear(1000, 1000), nn.LeakyReLU(0.2),
-                            nn.Linear(1000, 784))
-
-    def model(x):
-        pyro.module("decoder", decoder)
-        with pyro.plate("data", x.shape[0]):
-            z = pyro.sample("z", dist.Normal(x.new_zeros(2), 1.0).to_event(1))
-            pyro.sample("x", dist.Bernoulli(logits=decoder(z)).to_event(1), obs=x)
-
-    return model, decoder
+def pyro_step(guide_class, loss, x, device, index: int, **guide_kwargs):
+    model = make_model(make_decoder(2, device), Pinwheel(device=device), name=f"decoder{index}")
+    guide = guide_class(model, "z", "x", name=f"guide{index}", **guide_kwargs, **ENCODER_KWARGS)
+    svi = SVI(model, guide, Adam({"lr": 1e-4}), loss)
+    return lambda: svi.step(x)
 
 
-def time_steps(step, n):
-    step()
-    start = time.perf_counter()
-    for _ in range(n):
-        step()
-    return (time.perf_counter() - start) / n
+def reference_step(sleep: str, x, device, index: int):
+    """The pure-PyTorch DDVI step on a DiffusionGuide's networks (built, not trained, through Pyro)."""
+    decoder, prior = make_decoder(2, device), Pinwheel(device=device)
+    guide = DiffusionGuide(make_model(decoder, prior), "z", "x", num_steps=20, name=f"guide{index}", **ENCODER_KWARGS)
+    guide(x)  # builds the networks
+    optimizer = torch.optim.Adam([*guide.parameters(), *decoder.parameters()], lr=1e-4)
+
+    def step():
+        out = ddvi_loss(
+            x,
+            encoder=guide.context,
+            head=lambda c: guide.loc_scale("z", c),
+            denoiser=guide.denoisers[0],
+            log_likelihood=lambda x, z: Bernoulli(logits=decoder(z)).log_prob(x).sum(-1),
+            prior_log_prob=prior.log_prob,
+            sample_prior=lambda n: prior.sample((n,)),
+            sample_likelihood=lambda z: Bernoulli(logits=decoder(z)).sample(),
+            betas=guide.process.betas,
+            sleep=sleep,
+        )
+        optimizer.zero_grad()
+        out["loss"].backward()
+        optimizer.step()
+
+    return step
 
 
-def main():
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--steps", type=int, default=20)
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--steps", type=int, default=10, help="training steps per timing")
+    parser.add_argument("--repeats", type=int, default=3, help="interleaved timings per row")
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", default=None, help="directory for results.json")
     args = parser.parse_args()
-    torch.set_num_threads(2)
-    x = torch.bernoulli(torch.rand(128, 784))
-    common = dict(hidden_dims=(1000, 1000), activation="leaky_relu")
-    results = {}
-    model, _ = setup()
-    guide = GaussianGuide(model, "z", "x", **common)
-    svi = SVI(model, guide, Adam({"lr": 1e-3}), Trace_ELBO())
-    results["gaussian (Trace_ELBO)"] = time_steps(lambda: svi.step(x), args.steps)
-    for sleep in ("simplified", "wake-sleep"):
-        model, _ = setup()
-        guide = DiffusionGuide(model, "z", "x", num_steps=20, **common)
-        svi = SVI(model, guide, Adam({"lr": 1e-3}), DDVI_ELBO(sleep=sleep))
-        results[f"pyro ddvi ({sleep})"] = time_steps(lambda: svi.step(x), args.steps)
-    for sleep in ("simplified", "wake-sleep"):
-        model, decoder = setup()
-        guide = DiffusionGuide(model, "z", "x", num_steps=20, **common)
-        guide(x)
-        params = [*guide.parameters(), *decoder.parameters()]
-        opt = torch.optim.Adam(params, lr=1e-3)
+    torch.set_num_threads(args.threads)
+    device = resolve_device(args.device)
+    set_seed(args.seed)
+    x = torch.bernoulli(torch.full((args.batch_size, 784), 0.2, device=device))
 
-        def head(c, h=guide.heads[0]):
-            loc, raw = h(c).chunk(2, -1)
-            return loc, softplus(raw) + guide.min_scale
-
-        zeros = torch.zeros(128, 2)
-
-        def step():
-            out = ddvi_loss(
-                x, encoder=guide.context, head=head, denoiser=guide.denoisers[0],
-                log_likelihood=lambda x, z: torch.distributions.Bernoulli(logits=decoder(z)).log_prob(x).sum(-1),
-                prior_log_prob=lambda z: torch.distributions.Normal(zeros, 1.0).log_prob(z).sum(-1),
-                sample_prior=lambda n: torch.randn(n, 2),
-                sample_likelihood=lambda z: torch.distributions.Bernoulli(logits=decoder(z)).sample(),
-                betas=guide.process.betas, sleep=sleep)
-            opt.zero_grad()
-            out["loss"].backward()
-            opt.step()
-
-        results[f"torch reference ({sleep})"] = time_steps(step, args.steps)
-    base = results["gaussian (Trace_ELBO)"]
-    print(f"{'method':34s} {'s/step':>8s} {'vs gaussian':>12s} {'vs reference':>13s}")
-    for name, sec in results.items():
-        sleep = name[name.index("(") + 1 : -1]
-        ref = results.get(f"torch reference ({sleep})")
-        rel = f"{sec / ref:12.2f}" if ref and name.startswith("pyro") else f"{'':>12s}"
-        print(f"{name:34s} {sec:8.4f} {sec / base:12.2f} {rel}")
+    runs = {BASELINE: pyro_step(GaussianGuide, Trace_ELBO(), x, device, 0)}
+    baselines = {}
+    for i, sleep in enumerate(SLEEPS):
+        pyro_name, ref_name = f"Pyro DDVI ({sleep})", f"PyTorch reference ({sleep})"
+        runs[pyro_name] = pyro_step(DiffusionGuide, DDVI_ELBO(sleep=sleep), x, device, 2 * i + 1, num_steps=20)
+        runs[ref_name] = reference_step(sleep, x, device, 2 * i + 2)
+        baselines[pyro_name], baselines[ref_name] = ref_name, BASELINE
+        baselines[f"{pyro_name} vs Gaussian"] = BASELINE
+    timings = interleaved_timings(runs, args.steps, args.repeats, args.warmup, device)
+    for sleep in SLEEPS:  # the Pyro rows once more, against the Gaussian guide
+        timings[f"Pyro DDVI ({sleep}) vs Gaussian"] = timings[f"Pyro DDVI ({sleep})"]
+    print(f"\nMNIST setting: batch {args.batch_size}, T = 20, device {device}, {torch.get_num_threads()} threads, "
+          f"{args.repeats} interleaved repeats x {args.steps} steps")
+    rows = print_table(timings, baselines)
+    write_json(args.out, vars(args), rows)
 
 
 if __name__ == "__main__":

@@ -28,32 +28,40 @@ from pyro_diffvi.priors import Pinwheel
 from pyro_diffvi.util import resolve_device, set_seed
 
 
-def make_model(device: torch.device):
-    """Bernoulli decoder 2-1000-1000-784 (the paper's MNIST architecture) under a pinwheel prior."""
-    decoder = nn.Sequential(
-        nn.Linear(2, 1000), nn.LeakyReLU(0.2), nn.Linear(1000, 1000), nn.LeakyReLU(0.2), nn.Linear(1000, 784)
+ENCODER_KWARGS = dict(hidden_dims=(1000, 1000), activation="leaky_relu")
+"""The paper's MNIST encoder, 784-1000-1000 with LeakyReLU, as guide keyword arguments."""
+
+
+def make_decoder(latent_dim: int = 2, device: torch.device | str = "cpu") -> nn.Module:
+    """The paper's MNIST decoder: latent_dim-1000-1000-784 with LeakyReLU, Bernoulli logits out."""
+    return nn.Sequential(
+        nn.Linear(latent_dim, 1000), nn.LeakyReLU(0.2), nn.Linear(1000, 1000), nn.LeakyReLU(0.2), nn.Linear(1000, 784)
     ).to(device)
-    prior = Pinwheel(device=device)
+
+
+def make_model(decoder: nn.Module, prior, name: str = "decoder"):
+    """A VAE model ``model(x)`` for flattened images: ``z ~ prior``, ``x ~ Bernoulli(logits=decoder(z))``;
+    the decoder is registered with Pyro as ``name``."""
 
     def model(x):
-        pyro.module("decoder", decoder)
+        pyro.module(name, decoder)
         with pyro.plate("data", x.shape[0]):
             z = pyro.sample("z", prior)
             pyro.sample("x", dist.Bernoulli(logits=decoder(z)).to_event(1), obs=x)
 
-    return model, prior
+    return model
 
 
 def train_and_evaluate(kind: str, args, data, device) -> dict:
     pyro.clear_param_store()
     set_seed(args.seed)
-    model, prior = make_model(device)
-    common = dict(hidden_dims=(1000, 1000), activation="leaky_relu")
+    prior = Pinwheel(device=device)
+    model = make_model(make_decoder(2, device), prior)
     if kind == "ddvi":
-        guide = DiffusionGuide(model, "z", "x", num_steps=20, **common)
+        guide = DiffusionGuide(model, "z", "x", num_steps=20, **ENCODER_KWARGS)
         loss = DDVI_ELBO(sleep="wake-sleep")
     else:
-        guide = GaussianGuide(model, "z", "x", **common)
+        guide = GaussianGuide(model, "z", "x", **ENCODER_KWARGS)
         loss = Trace_ELBO()
     svi = SVI(model, guide, Adam({"lr": 1e-3}), loss)
     x_train, y_train, x_test, y_test = data
@@ -80,7 +88,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", default="demo_out")
+    parser.add_argument("--out", default=os.path.join("results", "demo"))
     parser.add_argument("--train-size", type=int, default=60000)
     parser.add_argument("--test-size", type=int, default=2000)
     args = parser.parse_args(argv)
