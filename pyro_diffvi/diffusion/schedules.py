@@ -55,7 +55,11 @@ def cosine_beta_schedule(
 
     :param num_steps: :math:`T \ge 1`.
     :param s: small offset keeping :math:`\beta_1` away from zero.
-    :param max_beta: clip of the last betas (< 1 keeps every transition non-degenerate).
+    :param max_beta: clip of the last betas (< 1 keeps every transition non-degenerate). With few
+        steps the last beta reaches the clip, and the first reverse step of a noise-prediction chain
+        divides by :math:`\sqrt{1-\beta_T}` (32 for 0.999), amplifying the predictor's error: an
+        untrained DDVI chain then draws huge values and its ELBO gradients explode. For small ``T``
+        a clip near 0.5 keeps :math:`\bar\alpha_T` small (0.025 for ``T = 10``) and the chain tame.
     :return: tensor of shape ``(T,)``.
     """
     _check_num_steps(num_steps)
