@@ -1,4 +1,4 @@
-"""Small helpers shared across the package: seeding and argument validation."""
+"""Small helpers shared across the package: seeding, argument validation, partial model tracing."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ from typing import Sequence
 import numpy as np
 import pyro
 import torch
+from pyro import poutine
+from pyro.poutine.messenger import Messenger
 
 
 def set_seed(seed: int) -> None:
@@ -55,3 +57,38 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device={str(device)!r} requested but CUDA is not available")
     return device
+
+
+class _SitesSeen(Exception):
+    pass
+
+
+class _StopAfterSites(Messenger):
+    def __init__(self, names: set[str]) -> None:
+        super().__init__()
+        self.names, self.seen = names, set()
+
+    def _postprocess_message(self, msg) -> None:
+        if msg["type"] == "sample" and msg["name"] in self.names:
+            self.seen.add(msg["name"])
+            if self.seen == self.names:
+                raise _SitesSeen
+
+
+def trace_until(fn, names: Sequence[str], *args, **kwargs) -> poutine.Trace:
+    """Trace ``fn(*args, **kwargs)`` only until every sample site in ``names`` has been drawn.
+
+    The rest of ``fn`` is not run, e.g. a model's likelihood (and its decoder) when only prior draws of
+    its latents are needed. Raises ``ValueError`` if ``fn`` returns without reaching every site.
+    """
+    stopper = _StopAfterSites(set(names))
+    tracer = poutine.trace(stopper(fn))
+    try:
+        tracer(*args, **kwargs)
+    except _SitesSeen:
+        pass
+    else:
+        missing = set(names) - stopper.seen
+        if missing:
+            raise ValueError(f"the model never sampled site(s) {sorted(missing)}")
+    return tracer.trace

@@ -332,6 +332,17 @@ class AmortizedGuide(PyroModule):
         if self.prototype_trace is None:
             self._setup_prototype(*args, **kwargs)
 
+    def setup(self, *args, **kwargs) -> None:
+        """Trace the model on these arguments and build the networks now, if not done yet (the first
+        call does it otherwise)."""
+        self._ensure_setup(args, kwargs)
+
+    def pyro_context(self):
+        """A context manager in which the guide's parameters are registered with Pyro's param store as
+        they are used, as inside :meth:`forward`. Objectives that use the guide's networks outside a
+        call of the guide (e.g. a sleep phase) run in it, so that ``SVI`` sees and optimizes them."""
+        return self._pyro_context
+
     def _subsample(self, name: str, value: torch.Tensor, indices: dict) -> torch.Tensor:
         if self._sources is None:
             return value

@@ -11,6 +11,8 @@ from pyro.infer.enum import get_importance_trace
 from pyro.infer.util import is_validation_enabled, torch_item
 from pyro.util import check_if_enumerated, warn_if_nan
 
+from pyro_diffvi.util import trace_until
+
 SLEEP_VARIANTS = ("simplified", "wake-sleep", "none")
 
 
@@ -41,6 +43,13 @@ class DDVI_ELBO(ELBO):
       (``sleep_head=True``).
     * ``sleep="none"``: the unregularized DDVI (the Markovian ELBO only).
 
+    *Warm-up.* The wake gradient is mode-seeking (a reverse KL) and flows through the whole reverse
+    chain, so an untrained chain can collapse onto one mode of a multimodal posterior; the sleep term
+    is mass-covering (a forward KL). ``warmup_steps = N`` makes the first ``N`` calls of
+    :meth:`loss_and_grads` (i.e. ``SVI.step``) optimize the sleep term alone, like the prior-pretraining
+    stage of the DDVI authors' experiments; the wake term is then not evaluated (``last_terms`` reports
+    ``nan`` for ``elbo``, ``rec`` and ``reg``).
+
     After each evaluation ``self.last_terms`` holds floats ``elbo`` (the Markovian ELBO estimate of this
     batch, averaged over particles), ``rec``, ``reg``, ``sleep`` (the denoising loss) and ``loss``.
     To evaluate the bound alone use ``-Trace_ELBO(num_particles=...).loss(model, guide, ...)`` on the
@@ -51,6 +60,7 @@ class DDVI_ELBO(ELBO):
     :param sleep: ``"simplified"``, ``"wake-sleep"`` or ``"none"``.
     :param sleep_head: include the Gaussian head's KL term in the wake-sleep variant.
     :param num_particles: particles of the wake term (the sleep term uses one draw per datum).
+    :param warmup_steps: number of initial training steps on the sleep term alone (needs a sleep term).
 
     Other arguments are those of :class:`~pyro.infer.ELBO`.
     """
@@ -62,6 +72,7 @@ class DDVI_ELBO(ELBO):
         sleep: str = "simplified",
         sleep_head: bool = True,
         num_particles: int = 1,
+        warmup_steps: int = 0,
         max_plate_nesting: float = float("inf"),
         vectorize_particles: bool = False,
         strict_enumeration_warning: bool = True,
@@ -72,6 +83,10 @@ class DDVI_ELBO(ELBO):
             raise ValueError(f"beta_reg must be a positive number, got {beta_reg!r}")
         if not (isinstance(beta_diff, (int, float)) and beta_diff >= 0):
             raise ValueError(f"beta_diff must be a non-negative number, got {beta_diff!r}")
+        if isinstance(warmup_steps, bool) or not isinstance(warmup_steps, int) or warmup_steps < 0:
+            raise ValueError(f"warmup_steps must be a non-negative int, got {warmup_steps!r}")
+        if warmup_steps and (sleep == "none" or beta_diff == 0):
+            raise ValueError("warmup_steps > 0 trains the sleep term alone: it needs sleep != 'none' and beta_diff > 0")
         super().__init__(
             num_particles=num_particles,
             max_plate_nesting=max_plate_nesting,
@@ -82,6 +97,8 @@ class DDVI_ELBO(ELBO):
         self.beta_diff = float(beta_diff)
         self.sleep = sleep
         self.sleep_head = sleep_head
+        self.warmup_steps = warmup_steps
+        self.steps_taken = 0
         self.last_terms: dict[str, float] = {}
 
     def _get_trace(self, model, guide, args, kwargs):
@@ -119,37 +136,46 @@ class DDVI_ELBO(ELBO):
 
     def sleep_term(self, model, guide, *args, **kwargs) -> torch.Tensor:
         r"""The denoising loss :math:`-\mathcal L_{\mathrm{diff}}` (Eq. 9) at draws from the model, summed over data
-        with the data plates' scale. Needs a guide with ``sleep_loss`` (a :class:`~pyro_diffvi.guides.DiffusionGuide`)
-        that has already been called once."""
+        with the data plates' scale. Needs a guide with ``sleep_loss`` (a :class:`~pyro_diffvi.guides.DiffusionGuide`)."""
         if not hasattr(guide, "sleep_loss"):
             raise TypeError(
                 f"the sleep term needs a DiffusionGuide (a guide with sleep_loss), got {type(guide).__name__}; "
                 "use sleep='none' or Trace_ELBO for other guides"
             )
-        simulate = poutine.uncondition(model) if self.sleep == "wake-sleep" else model
+        guide.setup(*args, **kwargs)
         with torch.no_grad(), poutine.block(hide_types=["sample"]):
-            trace = poutine.trace(simulate).get_trace(*args, **kwargs)
-        context = None
-        if self.sleep == "wake-sleep":
-            observed = [trace.nodes[n]["value"].detach() for n in guide.observed_names]
-            context = guide.context(*observed)
-        total = 0.0
-        for name in guide.latent_names:
-            site = trace.nodes[name]
-            loss = guide.sleep_loss(name, site["value"].detach(), context, head=self.sleep_head)
-            total = total + (loss * site["scale"]).sum()
+            if self.sleep == "wake-sleep":
+                trace = poutine.trace(poutine.uncondition(model)).get_trace(*args, **kwargs)
+            else:  # z ~ p(z) only: the model is stopped before its likelihood
+                trace = trace_until(model, guide.latent_names, *args, **kwargs)
+        with guide.pyro_context():  # registers the networks used here, so SVI optimizes them
+            context = None
+            if self.sleep == "wake-sleep":
+                observed = [trace.nodes[n]["value"].detach() for n in guide.observed_names]
+                context = guide.context(*observed)
+            total = 0.0
+            for name in guide.latent_names:
+                site = trace.nodes[name]
+                loss = guide.sleep_loss(name, site["value"].detach(), context, head=self.sleep_head)
+                total = total + (loss * site["scale"]).sum()
         return torch.as_tensor(total)
 
     # ---- ELBO interface -----------------------------------------------------------------------
 
     def differentiable_loss(self, model, guide, *args, **kwargs) -> torch.Tensor:
-        """The loss :math:`-(\\mathcal L_{\\mathrm{rec}} + \\beta_{\\mathrm{reg}}\\mathcal L_{\\mathrm{reg}}) + \\beta_{\\mathrm{diff}}\\,(-\\mathcal L_{\\mathrm{diff}})` as a differentiable tensor."""
-        rec, reg = self.wake_terms(model, guide, *args, **kwargs)
-        loss = -(rec + self.beta_reg * reg)
-        sleep = torch.zeros_like(loss)
-        if self.sleep != "none" and self.beta_diff > 0:
+        r"""The loss :math:`-(\mathcal L_{\mathrm{rec}} + \beta_{\mathrm{reg}}\mathcal L_{\mathrm{reg}}) + \beta_{\mathrm{diff}}\,(-\mathcal L_{\mathrm{diff}})` as a differentiable tensor
+        (the sleep term alone during the warm-up)."""
+        if self.steps_taken < self.warmup_steps:
             sleep = self.sleep_term(model, guide, *args, **kwargs)
-            loss = loss + self.beta_diff * sleep
+            rec = reg = torch.full_like(sleep, math.nan)  # the wake term is not evaluated in the warm-up
+            loss = self.beta_diff * sleep
+        else:
+            rec, reg = self.wake_terms(model, guide, *args, **kwargs)
+            loss = -(rec + self.beta_reg * reg)
+            sleep = torch.zeros_like(loss)
+            if self.sleep != "none" and self.beta_diff > 0:
+                sleep = self.sleep_term(model, guide, *args, **kwargs)
+                loss = loss + self.beta_diff * sleep
         self.last_terms = {
             "elbo": torch_item(rec + reg),
             "rec": torch_item(rec),
@@ -166,6 +192,7 @@ class DDVI_ELBO(ELBO):
 
     def loss_and_grads(self, model, guide, *args, **kwargs) -> float:
         loss = self.differentiable_loss(model, guide, *args, **kwargs)
+        self.steps_taken += 1
         if loss.requires_grad:
             loss.backward(retain_graph=self.retain_graph)
         return torch_item(loss)

@@ -117,14 +117,11 @@ def train_diffusion_guide(warmup_steps: int = 2000, wake_sleep_steps: int = 300)
         model, "z", "x", num_steps=10, schedule=cosine_beta_schedule(10, max_beta=0.5), variance="learned",
         hidden_dims=(32, 32), denoiser_hidden_dims=(64, 64),
     )
-    loss = DDVI_ELBO(sleep="wake-sleep", beta_diff=10.0)
+    loss = DDVI_ELBO(sleep="wake-sleep", beta_diff=10.0, warmup_steps=warmup_steps)
     x = X0.expand(BATCH, 2)
-    guide(x)
-    optim = torch.optim.Adam(guide.parameters(), lr=3e-3)
+    warmup = SVI(model, guide, Adam({"lr": 3e-3}), loss)
     for _ in range(warmup_steps):
-        optim.zero_grad()
-        (loss.sleep_term(model, guide, x) / BATCH).backward()
-        optim.step()
+        warmup.step(x)
     svi = SVI(model, guide, Adam({"lr": 1e-3}), loss)
     for _ in range(wake_sleep_steps):
         svi.step(x)

@@ -72,3 +72,56 @@ def test_sleep_only_training_matches_the_prior():
     # the drawn points have a prior log density close to that of exact prior draws (SE ~ 0.02)
     gap = prior.log_prob(reference).mean() - prior.log_prob(z).mean()
     assert gap.item() < 0.3, gap
+
+
+def test_warmup_trains_the_sleep_term_alone_then_everything():
+    decoder = torch.nn.Linear(2, 2)
+
+    def model(x):
+        pyro.module("decoder", decoder)
+        with pyro.plate("data", x.shape[0]):
+            z = pyro.sample("z", dist.Normal(torch.zeros(2), 1.0).to_event(1))
+            pyro.sample("x", dist.Normal(decoder(z), 1.0).to_event(1), obs=x)
+
+    guide = DiffusionGuide(model, "z", "x", num_steps=3, hidden_dims=(16,), denoiser_hidden_dims=(16,))
+    x = torch.randn(5, 2)
+    elbo = DDVI_ELBO(sleep="wake-sleep", warmup_steps=2)
+    svi = pyro.infer.SVI(model, guide, pyro.optim.Adam({"lr": 1e-2}), elbo)
+    guide(x)
+    head_before = guide.heads[0].weight.detach().clone()
+    decoder_before = decoder.weight.detach().clone()
+    for _ in range(2):
+        svi.step(x)
+    # the sleep term has no gradient for the decoder (its draws are detached): untouched in the warm-up
+    assert torch.equal(decoder.weight, decoder_before)
+    assert not torch.equal(guide.heads[0].weight, head_before)
+    assert math.isnan(elbo.last_terms["elbo"]) and elbo.last_terms["loss"] == pytest.approx(elbo.last_terms["sleep"])
+    svi.step(x)  # the warm-up is over: the wake term trains the decoder
+    assert not torch.equal(decoder.weight, decoder_before)
+
+
+def test_simplified_sleep_does_not_run_the_likelihood():
+    calls = []
+
+    def model(x):
+        with pyro.plate("data", x.shape[0]):
+            z = pyro.sample("z", dist.Normal(torch.zeros(2), 1.0).to_event(1))
+            calls.append(1)
+            pyro.sample("x", dist.Normal(z, 1.0).to_event(1), obs=x)
+
+    guide = DiffusionGuide(model, "z", "x", num_steps=3, hidden_dims=(16,), denoiser_hidden_dims=(16,))
+    x = torch.randn(5, 2)
+    guide(x)
+    calls.clear()
+    DDVI_ELBO(sleep="simplified").sleep_term(model, guide, x)
+    assert calls == []
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [({"warmup_steps": -1}, "warmup_steps"), ({"warmup_steps": 3, "sleep": "none"}, "warmup_steps"),
+     ({"warmup_steps": 3, "beta_diff": 0.0}, "warmup_steps")],
+)
+def test_bad_warmup_arguments(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        DDVI_ELBO(**kwargs)
