@@ -129,6 +129,10 @@ def train_diffusion_guide(warmup_steps: int = 2000, wake_sleep_steps: int = 300)
 
 
 def fit_and_measure(seed: int = 0, num_eval: int = 4000) -> dict:
+    """Train both guides from scratch with ``seed`` and measure their ELBOs and mode masses at x0."""
+    # Fresh guides need a fresh param store: with the previous seed's parameters still stored under the
+    # same names, SVI would step those and leave the new guides untrained (DDVI_ELBO now raises on it).
+    pyro.clear_param_store()
     pyro.set_rng_seed(seed)
     gaussian = train_gaussian_guide()
     diffusion = train_diffusion_guide()
