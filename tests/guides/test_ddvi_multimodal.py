@@ -167,6 +167,6 @@ def test_diffusion_guide_beats_gaussian_guide_on_four_modes():
     assert ddvi.mean - 3 * ddvi.stderr > best_gauss + 0.5
     assert ddvi.mean - gauss.mean > 0.5
     # every mode gets its posterior mass: binomial SE sqrt(0.25 * 0.75 / 4000) = 0.007; the measured
-    # errors over seeds 0-5 are up to 0.058, the bound 0.08 still fails a chain missing a mode
+    # errors over seeds 0-5 are up to 0.060, the bound 0.08 still fails a chain missing a mode
     assert (r["masses"] - exact_masses).abs().max() < 0.08, (r["masses"], exact_masses)
     assert (r["masses"] > 0.5 * exact_masses).all()
