@@ -153,6 +153,17 @@ class AmortizedGuide(PyroModule):
     # ---- set-up -------------------------------------------------------------------------------
 
     def _setup_prototype(self, *args, **kwargs) -> None:
+        self._check_param_store_is_free()
+        try:
+            self._trace_and_build(args, kwargs)
+        except Exception:
+            self.prototype_trace = None  # a failed set-up leaves no trace: the next call starts afresh
+            store = pyro.get_param_store()
+            for name in [k for k in store.keys() if self._owns_param_name(k)]:
+                del store[name]
+            raise
+
+    def _trace_and_build(self, args: tuple, kwargs: dict) -> None:
         self.prototype_trace = poutine.block(poutine.trace(self.model).get_trace)(*args, **kwargs)
         sites = self.prototype_trace.nodes
         self._check_sites(sites)
@@ -166,6 +177,23 @@ class AmortizedGuide(PyroModule):
         self._plates = self._plate_specs(sites)
         self._build_encoder(observed)
         self._build_posteriors()
+
+    def _check_param_store_is_free(self) -> None:
+        # pyro.module keeps a module's own tensors in use when the store already holds their names, so
+        # SVI would optimize the stored ones and this guide would silently never train
+        prefix = self._pyro_name
+        taken = [k for k in pyro.get_param_store().keys() if self._owns_param_name(k)]
+        if taken:
+            raise ValueError(
+                f"Pyro's param store already holds parameters named '{prefix}...' (e.g. '{taken[0]}'), from another "
+                f"guide of this name: SVI would optimize those instead of this guide's. Call "
+                "pyro.clear_param_store() before building a new guide, or give it another name= "
+                "(to resume training, restore the guide with load_state_dict)"
+            )
+
+    def _owns_param_name(self, name: str) -> bool:
+        prefix = self._pyro_name
+        return name == prefix or name.startswith((prefix + ".", prefix + "$$$"))
 
     def _check_sites(self, sites: dict) -> None:
         samples = {n for n, s in sites.items() if s["type"] == "sample"}

@@ -191,43 +191,8 @@ class DDVI_ELBO(ELBO):
             return torch_item(self.differentiable_loss(model, guide, *args, **kwargs))
 
     def loss_and_grads(self, model, guide, *args, **kwargs) -> float:
-        """The loss as a float, with gradients accumulated into the parameters that produced it.
-
-        :raises ValueError: when a parameter of the guide (an ``nn.Module``) received a gradient but is
-            not the tensor that Pyro's param store holds under its name, so that ``SVI`` would silently
-            optimize a stale copy instead (see :func:`check_guide_params_in_param_store`).
-        """
-        with poutine.trace(param_only=True) as param_capture:
-            loss = self.differentiable_loss(model, guide, *args, **kwargs)
+        loss = self.differentiable_loss(model, guide, *args, **kwargs)
         self.steps_taken += 1
         if loss.requires_grad:
             loss.backward(retain_graph=self.retain_graph)
-            check_guide_params_in_param_store(guide, param_capture.trace)
         return torch_item(loss)
-
-
-def check_guide_params_in_param_store(guide, param_trace) -> None:
-    """Raise if a guide parameter that received a gradient is not among the param sites of ``param_trace``.
-
-    ``pyro.module`` (hence a ``PyroModule``'s plain ``nn.Module`` children) registers each parameter
-    under its name but, when the param store already holds that name (e.g. from an earlier guide of
-    the same class, with no ``pyro.clear_param_store()`` in between), records the *stored* tensor and
-    leaves the module's own one in use. ``SVI`` then steps the stored tensors, which the loss does not
-    depend on, and the guide keeps its initial weights without any error.
-
-    :param guide: the guide; only ``nn.Module`` guides are checked.
-    :param param_trace: a ``poutine.trace(param_only=True)`` trace of the loss computation.
-    """
-    if not isinstance(guide, torch.nn.Module):
-        return
-    registered = {
-        id(site["value"].unconstrained()) for site in param_trace.nodes.values() if site["type"] == "param"
-    }
-    stale = [name for name, p in guide.named_parameters() if p.grad is not None and id(p) not in registered]
-    if stale:
-        raise ValueError(
-            f"guide parameters {stale[:3]}{' ...' if len(stale) > 3 else ''} get gradients but are not the "
-            "tensors registered in Pyro's param store under their names, so SVI would not update them; the "
-            "store probably holds parameters of an earlier guide of the same class: call "
-            "pyro.clear_param_store() before building a new guide"
-        )

@@ -143,6 +143,19 @@ def test_trained_guide_closes_the_gap_on_a_linear_gaussian_model():
     assert -1e-4 < gap < 0.01  # a bound (float32 data), and tight after training
 
 
+def test_a_new_guide_over_a_stale_param_store_raises():
+    x = torch.randn(4, 3)
+    GaussianGuide(vae_model, "z", "x")(x)
+    with pytest.raises(ValueError, match="clear_param_store"):
+        GaussianGuide(vae_model, "z", "x")(x)
+    pyro.clear_param_store()
+    guide = GaussianGuide(vae_model, "z", "x")
+    guide(x)
+    before = guide.heads[0].weight.detach().clone()
+    SVI(vae_model, guide, Adam({"lr": 0.1}), Trace_ELBO()).step(x)
+    assert not torch.equal(guide.heads[0].weight, before)  # a clean store: SVI trains this guide's tensors
+
+
 def test_two_guides_of_one_class_keep_separate_parameters():
     x = torch.randn(4, 3)
     first, second = GaussianGuide(vae_model, "z", "x"), GaussianGuide(vae_model, "z", "x", name="second")

@@ -150,7 +150,7 @@ def test_unknown_latent_and_single_discriminator_for_two_latents_raise():
             b = pyro.sample("b", dist.Normal(x.new_zeros(2), 1.0).to_event(1))
             pyro.sample("x", dist.Normal(a + b, 1.0).to_event(1), obs=x)
 
-    guide2 = GaussianGuide(model2, latent=["a", "b"], observed="x", hidden_dims=(8,))
+    guide2 = GaussianGuide(model2, latent=["a", "b"], observed="x", hidden_dims=(8,), name="guide2")
     with pytest.raises(ValueError, match="one discriminator module"):
         AdversarialAutoencoderLoss(discriminator=nn.Linear(2, 1)).loss(model2, guide2, x)
     aae = AdversarialAutoencoderLoss(hidden_dims=(8,))
