@@ -150,7 +150,7 @@ class DiffusionPosterior(AuxiliaryBoundDistribution):
                 eps_hat = out
                 var = process.reverse_variance(self.reverse_variance, t, y)
                 std = var.sqrt()
-                fixed_log_std += 0.5 * d * math.log(float(var))
+                fixed_log_std = fixed_log_std + 0.5 * d * var.log()  # a tensor: no device sync per step
             y = process.mean_from_eps(y, t, eps_hat) + std * noise[k]
             ys.append(y)
         noise_sq = noise[1:].pow(2).sum(-1).sum(0)
