@@ -26,7 +26,7 @@ class Pinwheel(StructuredPrior):
 
         v \\sim \\mathcal{N}\\big((\\rho, 0), \\operatorname{diag}(\\sigma_r^2, \\sigma_t^2)\\big), \\qquad
         z = R\\big(\\varphi_l(\\lVert v \\rVert)\\big)\\, v, \\qquad
-        \\varphi_l(r) = \\frac{2\\pi l}{K} + a\\, e^{r},
+        \\varphi_l(r) = \\frac{2\\pi l}{K} + a\\, e^{r / \\rho},
 
     where :math:`R(\\varphi)` is the rotation by :math:`\\varphi`. Johnson et al. make the angle a
     function of the first coordinate :math:`v_1`; we use the radius :math:`\\lVert v \\rVert`
@@ -50,7 +50,11 @@ class Pinwheel(StructuredPrior):
     The DDVI appendix with the exact values is not part of our copy of the paper.
 
     :param int num_components: number of arms ``K >= 1``.
-    :param float radius: mean radius :math:`\\rho > 0` of the Gaussian blob before rotation.
+    :param float radius: mean radius :math:`\\rho > 0` of the Gaussian blob before rotation. The swirl
+        depends on :math:`r / \\rho`, so scaling ``radius``, ``radial_scale`` and ``tangential_scale``
+        together scales the whole pinwheel (``Pinwheel(radius=10, radial_scale=3, tangential_scale=0.5)``
+        is Johnson et al.'s original size, the latent scale of the DDVI paper's experiments, whose MMD
+        kernels have bandwidths 2 to 80).
     :param float radial_scale: :math:`\\sigma_r > 0`.
     :param float tangential_scale: :math:`\\sigma_t > 0`.
     :param float rate: swirl rate :math:`a \\ge 0` (0 gives straight arms).
@@ -86,7 +90,9 @@ class Pinwheel(StructuredPrior):
         return {"radial_axes": torch.stack([c, s]), "tangential_axes": torch.stack([-s, c])}
 
     def _swirl(self, r: torch.Tensor) -> torch.Tensor:
-        return self.rate * torch.exp(r)
+        # a e^{r / rho}; the exponent is capped at 60 (r = 60 rho), where the density is below e^{-10^4}
+        # anyway, so that far-away points get a finite (tiny) density instead of NaN from inf angles
+        return self.rate * torch.exp((r / self.radius).clamp(max=60.0))
 
     def _component_log_probs_2d(self, z2: torch.Tensor) -> torch.Tensor:
         # R(-theta_l - phi(r)) z = R(-theta_l) R(-phi(r)) z: unswirl once per point, then one

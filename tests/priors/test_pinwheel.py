@@ -50,3 +50,16 @@ def test_sampler_uses_the_same_map():
     assert abs(v[:, 1].mean().item()) < 4 * 0.05 / math.sqrt(n)
     assert abs(v[:, 0].std().item() / 0.3 - 1.0) < 4 / math.sqrt(2 * n)
     assert abs(v[:, 1].std().item() / 0.05 - 1.0) < 4 / math.sqrt(2 * n)
+
+
+def test_scaling_radius_and_spreads_scales_the_density():
+    """Change of variables: z ~ 10 * Pinwheel() has log density log p(z / 10) - 2 log 10."""
+    big = Pinwheel(radius=10.0, radial_scale=3.0, tangential_scale=0.5)
+    z = big.sample((200,))
+    expected = Pinwheel().log_prob(z / 10) - 2 * math.log(10.0)
+    assert torch.allclose(big.log_prob(z), expected, atol=1e-4)
+
+
+def test_far_away_points_have_finite_tiny_density():
+    lp = Pinwheel().log_prob(torch.tensor([[100.0, 0.0], [1e4, 3.0]]))
+    assert torch.isfinite(lp).all() and (lp < -1e4).all()
