@@ -41,6 +41,7 @@ def ddvi_loss(
     sleep: str = "simplified",
     sleep_head: bool = True,
     conditional: bool = True,
+    chain_stepper: Callable[[Tensor | None, int, Tensor], Callable[[Tensor, int], Tensor]] | None = None,
 ) -> dict[str, Tensor]:
     r"""The DDVI loss of a VAE batch ``x`` of shape ``(B, ...)``.
 
@@ -55,6 +56,10 @@ def ddvi_loss(
     :param variance: ``"beta"`` or ``"posterior"`` (clipped at t = 1 to :math:`\tilde\beta_2`).
     :param sleep: ``"simplified"``, ``"wake-sleep"`` or ``"none"``.
     :param conditional: whether the denoiser reads the context.
+    :param chain_stepper: optional ``(context, T, like) -> step(y, t)`` giving the wake chain's noise
+        predictions with the context bound once (e.g. :meth:`~pyro_diffvi.diffusion.Denoiser.stepper`),
+        so that a speed comparison runs the same arithmetic as the Pyro path; by default every step calls
+        ``denoiser(y, t, context)``, the plain form used as a test oracle.
     :return: dict of scalar tensors ``loss``, ``elbo``, ``rec``, ``reg``, ``sleep``.
     """
     T = betas.shape[0]
@@ -77,9 +82,10 @@ def ddvi_loss(
     y = loc + scale * noise[0]
     log_q = Normal(loc, scale).log_prob(y).sum(-1)
     log_r = torch.zeros_like(log_q)
+    step = chain_stepper(ctx, T, y) if chain_stepper is not None else (lambda y, t: denoiser(y, t, ctx))
     for k, t in enumerate(range(T, 0, -1), start=1):
         i = t - 1
-        eps_hat = denoiser(y, t, ctx)[..., :d]
+        eps_hat = step(y, t)[..., :d]
         mean = (y - betas[i] / torch.sqrt(1 - abar[i]) * eps_hat) / torch.sqrt(alphas[i])
         y_prev = mean + torch.sqrt(sigma2[i]) * noise[k]
         log_q = log_q + Normal(mean, torch.sqrt(sigma2[i])).log_prob(y_prev).sum(-1)
