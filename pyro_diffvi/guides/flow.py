@@ -78,6 +78,9 @@ class ConditionalFlow(nn.Module):
         default ``(max(64, 4 * dim),) * 2``.
     :param count_bins: spline segments (``flow="spline"`` only).
     :param bound: spline half-width :math:`B` (``flow="spline"`` only).
+    :param stable: IAF layers in the gated form above (``True``) or the plain affine form
+        :math:`z_k = \\mu_k + e^{s_k} \\odot z_{k-1}` with clamped log-scales (``False``), whose layers can
+        expand as well as contract (``flow="iaf"`` only).
     """
 
     def __init__(
@@ -89,8 +92,10 @@ class ConditionalFlow(nn.Module):
         hidden_dims: Sequence[int] | None = None,
         count_bins: int = 8,
         bound: float = 3.0,
+        stable: bool = True,
     ) -> None:
         super().__init__()
+        self.stable = bool(stable)
         self.dim = _check_positive_int("dim", dim)
         if isinstance(context_dim, bool) or not isinstance(context_dim, int) or context_dim < 0:
             raise ValueError(f"context_dim must be a non-negative int, got {context_dim!r}")
@@ -133,7 +138,7 @@ class ConditionalFlow(nn.Module):
     def _iaf_layer(self, k: int, hidden_dims: tuple[int, ...]) -> nn.Module:
         arn = self._made(hidden_dims, k, [1, 1])
         layer = ConditionalAffineAutoregressive if self.context_dim else AffineAutoregressive
-        return layer(arn, stable=True)
+        return layer(arn, stable=self.stable)
 
     def _spline_layer(self, k: int, hidden_dims: tuple[int, ...], count_bins: int, bound: float) -> nn.Module:
         arn = self._made(hidden_dims, k, [count_bins, count_bins, count_bins - 1, count_bins])

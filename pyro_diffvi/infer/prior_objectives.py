@@ -396,7 +396,7 @@ class AdversarialCD(PriorObjective):
         if self.flow is None:
             features = int(math.prod(self.event_shape))
             hidden = tuple(max(h, features) for h in self.hidden_features)  # autoregressive masks need >= features
-            self.flow = ConditionalFlow(features, 0, self.num_transforms, "iaf", hidden)
+            self.flow = ConditionalFlow(features, 0, self.num_transforms, "iaf", hidden, stable=False)
             self.flow.to(device=z.device, dtype=z.dtype)
 
     def flow_sample(self, n: int) -> tuple[Tensor, Tensor]:
