@@ -169,3 +169,27 @@ def test_context_width_is_checked():
     flow = ConditionalFlow(2, 5)
     with pytest.raises(ValueError, match="context_dim=5"):
         flow(torch.randn(3, 4))
+
+
+@pytest.mark.parametrize("context_dim", [3, 0])
+def test_plain_affine_iaf_log_det_equals_autograd_jacobian(context_dim):
+    flow = ConditionalFlow(3, context_dim, num_flows=3, flow="iaf", stable=False).double()
+    with torch.no_grad():
+        for p in flow.parameters():
+            p.add_(0.2 * torch.randn_like(p))
+    context = torch.randn(3, dtype=torch.float64) if context_dim else None
+    transforms = flow.transforms(context)
+    eps = torch.randn(3, dtype=torch.float64)
+
+    def f(u):
+        for t in transforms:
+            u = t(u)
+        return u
+
+    expected = torch.linalg.slogdet(torch.autograd.functional.jacobian(f, eps)).logabsdet
+    u, log_det = eps, 0.0
+    for t in transforms:
+        y = t(u)
+        log_det = log_det + t.log_abs_det_jacobian(u, y)
+        u = y
+    assert torch.allclose(log_det, expected, atol=1e-8)
