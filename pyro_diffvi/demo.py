@@ -1,4 +1,4 @@
-"""Main demo: DDVI vs a Gaussian guide on MNIST with a pinwheel prior and a 2-D latent (DDVI paper, Table 1).
+r"""Main demo: DDVI vs a Gaussian guide on MNIST with a pinwheel prior and a 2-D latent (DDVI paper, Table 1).
 
 Run ``python -m pyro_diffvi`` (or ``pyro-diffvi-demo``). Prints the test ELBO (nats per image, with
 its Monte-Carlo standard error), the latent NLL (KDE) and the kNN (k = 20) accuracy of both guides,
