@@ -1,8 +1,8 @@
 """Seconds per training step of DDVI in the DDVI paper's MNIST setting: Pyro vs pure PyTorch vs a Gaussian guide.
 
-Setting (the main demo's): encoder 784-1000-1000 (LeakyReLU), decoder 2-1000-1000-784 (Bernoulli),
-Pinwheel prior, denoiser with 4 hidden layers of 128 and a time embedding, T = 20, batch 128, random
-binary data of MNIST shape (timing only). Rows:
+Setting (the main demo's, from :mod:`pyro_diffvi.demo`): encoder 784-1000-1000 (LeakyReLU), decoder
+2-1000-1000-784 (Bernoulli), Pinwheel prior of radius 10, denoiser with 4 hidden layers of 128 and a time
+embedding, T = 20, batch 128, random binary data of MNIST shape (timing only). Rows:
 
 * ``Gaussian guide (Trace_ELBO)``: the AEVB baseline;
 * ``Pyro DDVI (<sleep>)``: ``DiffusionGuide`` + ``DDVI_ELBO(sleep=...)`` in ``SVI``;
@@ -28,7 +28,7 @@ from pyro.optim import Adam
 from torch.distributions import Bernoulli
 
 from _common import interleaved_timings, print_table, write_json
-from pyro_diffvi.demo import ENCODER_KWARGS, make_decoder, make_model
+from pyro_diffvi.demo import DDVI_KWARGS, DIFFUSION_KWARGS, ENCODER_KWARGS, PRIOR_KWARGS, make_decoder, make_model
 from pyro_diffvi.guides import DiffusionGuide, GaussianGuide
 from pyro_diffvi.infer import DDVI_ELBO
 from pyro_diffvi.infer.reference import ddvi_loss
@@ -40,7 +40,7 @@ BASELINE = "Gaussian guide (Trace_ELBO)"
 
 
 def pyro_step(guide_class, loss, x, device, index: int, **guide_kwargs):
-    model = make_model(make_decoder(2, device), Pinwheel(device=device), name=f"decoder{index}")
+    model = make_model(make_decoder(2, device), Pinwheel(**PRIOR_KWARGS, device=device), name=f"decoder{index}")
     guide = guide_class(model, "z", "x", name=f"guide{index}", **guide_kwargs, **ENCODER_KWARGS)
     svi = SVI(model, guide, Adam({"lr": 1e-4}), loss)
     return lambda: svi.step(x)
@@ -48,8 +48,9 @@ def pyro_step(guide_class, loss, x, device, index: int, **guide_kwargs):
 
 def reference_step(sleep: str, x, device, index: int):
     """The pure-PyTorch DDVI step on a DiffusionGuide's networks (built, not trained, through Pyro)."""
-    decoder, prior = make_decoder(2, device), Pinwheel(device=device)
-    guide = DiffusionGuide(make_model(decoder, prior), "z", "x", num_steps=20, name=f"guide{index}", **ENCODER_KWARGS)
+    decoder, prior = make_decoder(2, device), Pinwheel(**PRIOR_KWARGS, device=device)
+    model = make_model(decoder, prior)
+    guide = DiffusionGuide(model, "z", "x", name=f"guide{index}", **DIFFUSION_KWARGS, **ENCODER_KWARGS)
     guide(x)  # builds the networks
     optimizer = torch.optim.Adam([*guide.parameters(), *decoder.parameters()], lr=1e-4)
 
@@ -66,6 +67,7 @@ def reference_step(sleep: str, x, device, index: int):
             sample_likelihood=lambda z: Bernoulli(logits=decoder(z)).sample(),
             betas=guide.process.betas,
             sleep=sleep,
+            sleep_head=DDVI_KWARGS["sleep_head"],
         )
         optimizer.zero_grad()
         out["loss"].backward()
@@ -94,7 +96,8 @@ def main() -> None:
     baselines = {}
     for i, sleep in enumerate(SLEEPS):
         pyro_name, ref_name = f"Pyro DDVI ({sleep})", f"PyTorch reference ({sleep})"
-        runs[pyro_name] = pyro_step(DiffusionGuide, DDVI_ELBO(sleep=sleep), x, device, 2 * i + 1, num_steps=20)
+        loss = DDVI_ELBO(**{**DDVI_KWARGS, "sleep": sleep})
+        runs[pyro_name] = pyro_step(DiffusionGuide, loss, x, device, 2 * i + 1, **DIFFUSION_KWARGS)
         runs[ref_name] = reference_step(sleep, x, device, 2 * i + 2)
         baselines[pyro_name], baselines[ref_name] = ref_name, BASELINE
         baselines[f"{pyro_name} vs Gaussian"] = BASELINE
