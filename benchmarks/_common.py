@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import statistics
 import time
@@ -10,6 +11,28 @@ from typing import Callable
 
 import torch
 from tqdm import tqdm
+
+
+def parse_setting(description: str) -> tuple[argparse.Namespace, torch.device, torch.Tensor]:
+    """The benchmarks' common options; sets threads and seed, and returns ``(args, device, x)`` with ``x``
+    a batch of random binary images of MNIST shape (timing only)."""
+    from pyro_diffvi.util import resolve_device, set_seed
+
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--steps", type=int, default=10, help="training steps per timing")
+    parser.add_argument("--repeats", type=int, default=3, help="interleaved timings per configuration")
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", default=None, help="directory for results.json")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    device = resolve_device(args.device)
+    set_seed(args.seed)
+    x = torch.bernoulli(torch.full((args.batch_size, 784), 0.2, device=device))
+    return args, device, x
 
 
 def _synchronize(device: torch.device) -> None:

@@ -20,20 +20,17 @@ Usage::
 
 from __future__ import annotations
 
-import argparse
-
 import torch
 from pyro.infer import SVI, Trace_ELBO
 from pyro.optim import Adam
 from torch.distributions import Bernoulli
 
-from _common import interleaved_timings, print_table, write_json
+from _common import interleaved_timings, parse_setting, print_table, write_json
 from pyro_diffvi.demo import DDVI_KWARGS, DIFFUSION_KWARGS, ENCODER_KWARGS, PRIOR_KWARGS, make_decoder, make_model
 from pyro_diffvi.guides import DiffusionGuide, GaussianGuide
 from pyro_diffvi.infer import DDVI_ELBO
 from pyro_diffvi.infer.reference import ddvi_loss
 from pyro_diffvi.priors import Pinwheel
-from pyro_diffvi.util import resolve_device, set_seed
 
 SLEEPS = ("simplified", "wake-sleep")
 BASELINE = "Gaussian guide (Trace_ELBO)"
@@ -77,20 +74,7 @@ def reference_step(sleep: str, x, device, index: int):
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--steps", type=int, default=10, help="training steps per timing")
-    parser.add_argument("--repeats", type=int, default=3, help="interleaved timings per row")
-    parser.add_argument("--warmup", type=int, default=2)
-    parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", default=None, help="directory for results.json")
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    device = resolve_device(args.device)
-    set_seed(args.seed)
-    x = torch.bernoulli(torch.full((args.batch_size, 784), 0.2, device=device))
+    args, device, x = parse_setting(__doc__.split("\n")[0])
 
     runs = {BASELINE: pyro_step(GaussianGuide, Trace_ELBO(), x, device, 0)}
     baselines = {}

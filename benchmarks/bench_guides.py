@@ -12,18 +12,15 @@ Usage::
 
 from __future__ import annotations
 
-import argparse
-
 import torch
 from pyro.infer import SVI, Trace_ELBO
 from pyro.optim import Adam
 
-from _common import interleaved_timings, print_table, write_json
+from _common import interleaved_timings, parse_setting, print_table, write_json
 from pyro_diffvi.demo import DDVI_KWARGS, DIFFUSION_KWARGS, ENCODER_KWARGS, PRIOR_KWARGS, make_decoder, make_model
 from pyro_diffvi.guides import DiffusionGuide, FlowGuide, GaussianGuide, HierarchicalGuide
 from pyro_diffvi.infer import DDVI_ELBO, AdversarialAutoencoderLoss
 from pyro_diffvi.priors import Pinwheel
-from pyro_diffvi.util import resolve_device, set_seed
 
 BASELINE = "Gaussian (AEVB)"
 # name -> (guide class, guide keyword arguments, loss class)
@@ -39,20 +36,7 @@ CONFIGURATIONS = {
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--steps", type=int, default=10, help="SVI steps per timing")
-    parser.add_argument("--repeats", type=int, default=3, help="interleaved timings per configuration")
-    parser.add_argument("--warmup", type=int, default=2)
-    parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", default=None, help="directory for results.json")
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    device = resolve_device(args.device)
-    set_seed(args.seed)
-    x = torch.bernoulli(torch.full((args.batch_size, 784), 0.2, device=device))
+    args, device, x = parse_setting(__doc__.split("\n")[0])
 
     runs = {}
     for i, (name, (guide_class, guide_kwargs, loss_class)) in enumerate(CONFIGURATIONS.items()):
