@@ -34,7 +34,6 @@ import pyro
 import torch
 from pyro import poutine
 from pyro.infer import ELBO
-from pyro.poutine.runtime import NonlocalExit
 from pyro.poutine.util import prune_subsample_sites
 from torch import nn
 from torch.func import functional_call
@@ -42,6 +41,7 @@ from torch.nn.functional import softplus
 
 from pyro_diffvi.nn import MLP
 from pyro_diffvi.nn.mlp import activation as make_activation
+from pyro_diffvi.util import trace_until
 
 __all__ = ["AdversarialAutoencoderLoss"]
 
@@ -62,8 +62,9 @@ class AdversarialAutoencoderLoss(ELBO):
       :math:`\log p(x|z)` (scaled and masked as in the model) enters :math:`\mathcal{L}_{\mathrm{rec}}`.
       The prior term :math:`\log p(z)` is *not* used (the discriminator replaces it).
     * prior samples: the model is run under ``poutine.uncondition`` without gradients and stopped
-      (``poutine.escape``) at its first observed site, so only :math:`\tilde z \sim p(z)` is drawn
-      (the decoder is not evaluated unless a latent follows an observation).
+      once the regularized latents are drawn (:func:`~pyro_diffvi.util.trace_until`), so only
+      :math:`\tilde z \sim p(z)` is drawn (the decoder is not evaluated unless a latent follows an
+      observation).
     * min-max by detaching: :math:`\mathcal{L}_D` is evaluated on :math:`z_n` detached, so it trains
       only :math:`D_\psi`; :math:`\mathcal{L}_G` is evaluated with a parameter-detached copy of
       :math:`D_\psi` (``torch.func.functional_call``), so it trains only the encoder. Updates are
@@ -165,7 +166,7 @@ class AdversarialAutoencoderLoss(ELBO):
             raise ValueError("the model has no observed sample site: nothing to reconstruct")
         model_trace.compute_log_prob(site_filter=lambda name, site: site["is_observed"])
         reconstruction = sum(model_trace.nodes[n]["log_prob_sum"] for n in observed)
-        prior = self._prior_latents(model, names, set(observed), args, kwargs)
+        prior = self._prior_latents(model, names, args, kwargs)
         discriminators = self._discriminators(names, model_trace)
         pyro.module("aae_discriminator", discriminators)
         disc_loss, adv_loss = 0.0, 0.0
@@ -207,19 +208,10 @@ class AdversarialAutoencoderLoss(ELBO):
         return self.latent
 
     @staticmethod
-    def _prior_latents(model: Callable, names: Sequence[str], observed: set, args: tuple, kwargs: dict) -> dict:
-        """Draw the latents from the prior: the model unconditioned, stopped at its first observed site."""
+    def _prior_latents(model: Callable, names: Sequence[str], args: tuple, kwargs: dict) -> dict:
+        """Draw the latents from the prior: the model unconditioned, stopped once they are all drawn."""
         with torch.no_grad():
-            tracer = poutine.trace(
-                poutine.escape(poutine.uncondition(model), escape_fn=lambda msg: msg["name"] in observed)
-            )
-            try:
-                tracer(*args, **kwargs)
-            except NonlocalExit:
-                pass
-            nodes = tracer.trace.nodes
-            if not all(n in nodes for n in names):  # a latent follows an observation: run it all
-                nodes = poutine.trace(poutine.uncondition(model)).get_trace(*args, **kwargs).nodes
+            nodes = trace_until(poutine.uncondition(model), names, *args, **kwargs).nodes
         return {n: nodes[n]["value"].detach() for n in names}
 
     def _discriminators(self, names: Sequence[str], model_trace) -> nn.ModuleDict:
