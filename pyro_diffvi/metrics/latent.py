@@ -52,6 +52,15 @@ class GaussianKDE:
         self.points = points
         self.bandwidth_matrix = self._bandwidth_matrix(points, bandwidth)
         self._scale_tril = torch.linalg.cholesky(self.bandwidth_matrix)
+        n, d = points.shape
+        self._white_points = self._whiten(points)
+        self._log_norm = (
+            -0.5 * d * math.log(2 * math.pi) - torch.diagonal(self._scale_tril).log().sum() - math.log(n)
+        )
+
+    def _whiten(self, rows: torch.Tensor) -> torch.Tensor:
+        """:math:`L^{-1} u` for each row :math:`u`, with :math:`H = L L^\\top`."""
+        return torch.linalg.solve_triangular(self._scale_tril, rows.T, upper=False).T
 
     @staticmethod
     def _bandwidth_matrix(points: torch.Tensor, bandwidth: str | float) -> torch.Tensor:
@@ -75,21 +84,15 @@ class GaussianKDE:
     def log_prob(self, value: torch.Tensor, chunk_size: int = 1024) -> torch.Tensor:
         """Log density at each row of ``value`` (shape ``(m, d)``), computed in chunks; shape ``(m,)``."""
         value = _as_matrix("value", value)
-        n, d = self.points.shape
+        d = self.points.shape[1]
         if value.shape[1] != d:
             raise ValueError(f"value must have {d} columns like the KDE points, got {value.shape[1]}")
         value = value.to(self.points)
-        points = torch.linalg.solve_triangular(self._scale_tril, self.points.T, upper=False).T
-        log_norm = (
-            -0.5 * d * math.log(2 * math.pi)
-            - torch.diagonal(self._scale_tril).log().sum()
-            - math.log(n)
-        )
         out = []
         for start in range(0, value.shape[0], chunk_size):
             block = value[start : start + chunk_size]
-            white = torch.linalg.solve_triangular(self._scale_tril, block.T, upper=False).T
-            out.append(torch.logsumexp(-0.5 * torch.cdist(white, points).square(), dim=-1) + log_norm)
+            sq_dist = torch.cdist(self._whiten(block), self._white_points).square()
+            out.append(torch.logsumexp(-0.5 * sq_dist, dim=-1) + self._log_norm)
         return torch.cat(out)
 
 
