@@ -7,9 +7,7 @@ import math
 import numpy as np
 import torch
 
-from pyro_diffvi.priors.base import StructuredPrior, check_positive_float, check_positive_int
-
-_LOG_2PI = math.log(2.0 * math.pi)
+from pyro_diffvi.priors.base import _LOG_2PI, StructuredPrior, check_positive_float, check_positive_int
 
 
 class SwissRoll(StructuredPrior):
