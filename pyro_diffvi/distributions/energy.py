@@ -17,6 +17,7 @@ from pyro.nn import PyroModule
 from torch import Tensor, nn
 
 from pyro_diffvi.samplers.langevin import check_num_steps, check_positive, langevin
+from pyro_diffvi.util import check_event_shape
 
 EnergyFn = Callable[[Tensor], Tensor]
 
@@ -115,11 +116,9 @@ class EnergyDistribution(TorchDistribution):
 
     def energy(self, z: Tensor) -> Tensor:
         """:math:`E(z)`, shape ``z.shape[:-len(event_shape)]``."""
-        n = len(self.event_shape)
-        if z.dim() < n or z.shape[z.dim() - n :] != self.event_shape:
-            raise ValueError(f"z must have trailing shape {tuple(self.event_shape)}, got {tuple(z.shape)}")
+        check_event_shape("z", z, self.event_shape)
         e = self.energy_fn(z)
-        expected = z.shape[: z.dim() - n]
+        expected = z.shape[: z.dim() - len(self.event_shape)]
         if e.shape == expected + (1,):
             e = e.squeeze(-1)
         if e.shape != expected:
