@@ -35,7 +35,7 @@ from pyro.nn import PyroModule
 from torch import Tensor, nn
 
 from pyro_diffvi.distributions.energy import EnergyDistribution
-from pyro_diffvi.samplers.ais import log_mean_exp_with_se, sigmoid_schedule
+from pyro_diffvi.samplers.ais import _check_betas, log_mean_exp_with_se, sigmoid_schedule
 from pyro_diffvi.samplers.langevin import check_num_steps, check_positive, langevin
 
 MAX_ENUMERATED_HIDDEN = 20
@@ -284,9 +284,7 @@ class GRBM(EnergyDistribution):
                 raise ValueError(f"num_steps must be >= 1, got {num_steps}")
             betas = sigmoid_schedule(num_steps, dtype=dtype, device=device)
         else:
-            betas = torch.as_tensor(betas, dtype=dtype, device=device)
-            if betas.dim() != 1 or betas.numel() < 2 or betas[0] != 0 or betas[-1] != 1 or (betas[1:] < betas[:-1]).any():
-                raise ValueError("betas must be a 1-D tensor increasing from exactly 0 to exactly 1")
+            betas = _check_betas(torch.as_tensor(betas, dtype=dtype, device=device))
         with torch.no_grad():
             log_z0 = 0.5 * self.visible * math.log(2 * math.pi) + self.log_sigma.sum() + F.softplus(self.b).sum()
             v = self.initial_visible(torch.Size([num_chains, self.visible]))
