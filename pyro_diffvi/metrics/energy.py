@@ -28,11 +28,10 @@ from typing import Callable
 
 import pyro.distributions as dist
 import torch
-from pyro import poutine
 from torch import Tensor
 
 from pyro_diffvi.infer.energy import find_energy_distribution
-from pyro_diffvi.metrics.elbo import Estimate, log_weights
+from pyro_diffvi.metrics.elbo import Estimate, _run_pair, log_weights
 
 __all__ = ["EnergyLogLikelihood", "energy_prior_log_likelihood"]
 
@@ -71,8 +70,7 @@ class EnergyLogLikelihood:
 
 
 def _energy_sites(model: Callable, guide: Callable, args, kwargs) -> dict:
-    guide_trace = poutine.trace(guide).get_trace(*args, **kwargs)
-    model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(*args, **kwargs)
+    model_trace, _ = _run_pair(model, guide, args, kwargs)
     sites = {}
     for name, site in model_trace.nodes.items():
         if site["type"] == "sample" and not site["is_observed"]:
@@ -102,11 +100,7 @@ def _log_partition(name, prior, z, given, ais_base, ais_kwargs) -> tuple[float, 
         base = ais_base(name, prior, z)
     else:
         base = ais_base if ais_base is not None else _default_base(z)
-
-    def energy(v: Tensor) -> Tensor:
-        return prior.energy(v)
-
-    log_z, se = ais_log_partition(energy, base, **ais_kwargs)
+    log_z, se = ais_log_partition(prior.energy, base, **ais_kwargs)
     return float(log_z.detach()), float(se.detach())
 
 
