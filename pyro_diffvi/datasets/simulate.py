@@ -12,8 +12,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from pyro_diffvi.datasets._files import data_device
 from pyro_diffvi.datasets.genotypes import GenotypeData, encode_labels
-from pyro_diffvi.util import resolve_device
 
 SPECIES = "HomSap"
 CHROMOSOME = "chr22"
@@ -128,7 +128,7 @@ def simulate_genotypes(
     counts = _sample_counts(model, samples_per_population)
     if not dtype.is_floating_point:
         raise ValueError(f"dtype must be a floating-point torch.dtype, got {dtype}")
-    target = torch.device("cpu") if device is None else resolve_device(device)
+    target = data_device(device)
     stdpopsim = _import_popgen()
     species = stdpopsim.get_species(SPECIES)
     demography = species.get_demographic_model(model)
