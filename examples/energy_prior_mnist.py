@@ -46,6 +46,7 @@ from pyro_diffvi.distributions import GRBMPrior, VampPrior  # noqa: E402
 from pyro_diffvi.guides import GaussianGuide  # noqa: E402
 from pyro_diffvi.infer import AdversarialCD, EnergyPriorELBO, SlicedScoreMatching  # noqa: E402
 from pyro_diffvi.metrics import energy_prior_log_likelihood, iwae  # noqa: E402
+from pyro_diffvi.nn.mlp import MLP  # noqa: E402
 from pyro_diffvi.util import resolve_device, set_seed  # noqa: E402
 
 LATENT = 64
@@ -63,9 +64,7 @@ class Encoder(nn.Module):
 
     def __init__(self):
         super().__init__()
-        self.net = nn.Sequential(
-            nn.Linear(784, 256), nn.ELU(), nn.Linear(256, 256), nn.ELU(), nn.Linear(256, 2 * LATENT)
-        )
+        self.net = MLP(784, 2 * LATENT, hidden_dims=(256, 256), activation="elu")
 
     def forward(self, x):
         loc, log_var = self.net(x).chunk(2, -1)
@@ -73,7 +72,7 @@ class Encoder(nn.Module):
 
 
 def make_decoder():
-    return nn.Sequential(nn.Linear(LATENT, 256), nn.ELU(), nn.Linear(256, 256), nn.ELU(), nn.Linear(256, 784))
+    return MLP(LATENT, 784, hidden_dims=(256, 256), activation="elu")
 
 
 class Vae:
