@@ -138,6 +138,11 @@ class DiffusionPosterior(AuxiliaryBoundDistribution):
         step = self.denoiser.stepper(self.context, T, y)
         learned = self.reverse_variance == "learned"
         fixed_log_std = 0.0
+        if not learned:  # fixed variances: every step's std and their log-normaliser, once per chain
+            times = torch.arange(1, T + 1, device=y.device)
+            var = process.reverse_variance(self.reverse_variance, times, y)  # (T, 1)
+            fixed_std = var.sqrt()
+            fixed_log_std = 0.5 * d * var.log().sum()
         ys = [y]
         for k, t in enumerate(range(T, 0, -1), start=1):
             out = step(y, t)
@@ -147,10 +152,7 @@ class DiffusionPosterior(AuxiliaryBoundDistribution):
                 std = (0.5 * log_var).exp()
                 log_q = log_q - 0.5 * log_var.sum(-1)
             else:
-                eps_hat = out
-                var = process.reverse_variance(self.reverse_variance, t, y)
-                std = var.sqrt()
-                fixed_log_std = fixed_log_std + 0.5 * d * var.log()  # a tensor: no device sync per step
+                eps_hat, std = out, fixed_std[t - 1]
             y = process.mean_from_eps(y, t, eps_hat) + std * noise[k]
             ys.append(y)
         noise_sq = noise[1:].pow(2).sum(-1).sum(0)
