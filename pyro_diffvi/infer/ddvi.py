@@ -176,13 +176,8 @@ class DDVI_ELBO(ELBO):
             if self.sleep != "none" and self.beta_diff > 0:
                 sleep = self.sleep_term(model, guide, *args, **kwargs)
                 loss = loss + self.beta_diff * sleep
-        self.last_terms = {
-            "elbo": torch_item(rec + reg),
-            "rec": torch_item(rec),
-            "reg": torch_item(reg),
-            "sleep": torch_item(sleep),
-            "loss": torch_item(loss),
-        }
+        values = torch.stack([rec + reg, rec, reg, sleep, loss]).detach().tolist()  # one host sync
+        self.last_terms = dict(zip(("elbo", "rec", "reg", "sleep", "loss"), values))
         warn_if_nan(loss, "loss")
         return loss
 
@@ -195,4 +190,4 @@ class DDVI_ELBO(ELBO):
         self.steps_taken += 1
         if loss.requires_grad:
             loss.backward(retain_graph=self.retain_graph)
-        return torch_item(loss)
+        return self.last_terms["loss"]
