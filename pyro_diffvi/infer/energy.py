@@ -138,6 +138,7 @@ class EnergyPriorELBO(ELBO):
         self.prior_objective = prior_objective
         self.last_terms: dict[str, float] = {}
         self.prior_param_names: set[str] = set()
+        self._classified_param_names: set[str] = set()
 
     # ----------------------------------------------------------------------------------- traces
     def _get_trace(self, model, guide, args, kwargs):
@@ -208,9 +209,11 @@ class EnergyPriorELBO(ELBO):
             for name, site in param_trace.nodes.items()
             if site["type"] == "param"
         }
-        params = {k: v for k, v in params.items() if v.requires_grad}
+        # names classified in an earlier step keep their class: only new parameters cost a gradient pass
+        params = {k: v for k, v in params.items() if v.requires_grad and k not in self._classified_param_names}
         if not params or not sites:
             return
+        self._classified_param_names.update(params)
         with torch.enable_grad():
             energy = sum(site.prior.energy(site.samples).sum() for site in sites)
             if not energy.requires_grad:
