@@ -1,7 +1,8 @@
-"""Offline datasets: MNIST, 1000 Genomes genotypes, simulated genotypes, 2-D toy data."""
+"""Offline datasets: MNIST, 1000 Genomes genotypes, simulated genotypes, 2-D toy data, posterior test problems."""
 
 from pyro_diffvi.datasets.genotypes import GenotypeData, load_1000_genomes
 from pyro_diffvi.datasets.mnist import Minibatches, binarize_images, load_digits, load_mnist
+from pyro_diffvi.datasets.posteriors import PROBLEMS, PosteriorProblem, make_problem
 from pyro_diffvi.datasets.simulate import simulate_genotypes
 from pyro_diffvi.datasets.toy import POTENTIALS, TOY_DATASETS, potential, sample_toy
 
@@ -10,10 +11,13 @@ __all__: list[str] = [
     "POTENTIALS",
     "TOY_DATASETS",
     "Minibatches",
+    "PROBLEMS",
+    "PosteriorProblem",
     "binarize_images",
     "load_1000_genomes",
     "load_digits",
     "load_mnist",
+    "make_problem",
     "potential",
     "sample_toy",
     "simulate_genotypes",
