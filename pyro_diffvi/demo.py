@@ -4,23 +4,15 @@ Run ``python -m pyro_diffvi`` (or ``pyro-diffvi-demo``). Prints the test ELBO (n
 its Monte-Carlo standard error), the latent NLL (KDE) and the kNN (k = 20) accuracy of both guides,
 and writes ``latents.png`` and ``results.json`` under ``--out``.
 
-Configuration (chosen by measurement; both guides get the same data, optimizer and epochs):
+Configuration (both guides get the same data, optimizer and epochs):
 
 * **Prior**: a pinwheel of radius 10 (``PRIOR_KWARGS``: radial std 3, tangential std 0.5), the size of
-  Johnson et al.'s pinwheel and of the DDVI paper's latents (its MMD bandwidths are 2..80). At unit
-  radius (tangential std 0.05) the diffusion chain's fixed noise (total variance
-  :math:`1-\bar\alpha_T \approx 0.18` for the paper's schedule) is ten times wider than an arm, the
-  wake gradients through the chain are huge, and DDVI diverged (test ELBO -1261 after one epoch).
-* **DDVI**: ``DiffusionGuide(num_steps=20)`` with the paper's linear schedule (:math:`10^{-4}..0.02`)
-  and :math:`\sigma_t^2 = \beta_t`; ``DDVI_ELBO(sleep="wake-sleep", sleep_head=False)``: the denoiser is
-  trained on :math:`(x, z) \sim p_\theta` (Eq. 9) but the Gaussian head's KL term is left out. With the
-  head term, the shared encoder is also fitted to decoder samples that, early in training, barely depend
-  on :math:`z` (a KL of order :math:`|z|^2/\text{scale}^2`), which slowed the wake term: -171.7 vs
-  -164.8 after one epoch (-166.4 with ``beta_diff=0.1``).
-* **Budget**: two epochs (938 steps of batch 128, Adam 1e-3). After one epoch the Gaussian guide is
-  still ahead (-162.2 vs -164.8 on 1000 test images); after two DDVI is ahead (this demo, seed 0, 2000
-  test images: ELBO -157.1 vs -159.1, kNN accuracy 0.614 vs 0.584). Learned reverse variances, T = 10,
-  betas up to 0.05 and ``sleep="none"`` gave no gain after one epoch (-164.7 to -167.2).
+  Johnson et al.'s pinwheel and of the DDVI paper's latents (its MMD bandwidths are 2..80).
+* **DDVI**: ``DiffusionGuide`` and ``DDVI_ELBO()`` with their defaults (the README's path): a chain
+  standardized by the Gaussian head and started at it exactly, cosine schedule, T = 20, learned
+  variances, path-derivative gradients, full wake-sleep (docs/guide.md has the measurements).
+* **Budget**: two epochs (938 steps of batch 128, Adam 1e-3). ``--seeds 0 1 2`` repeats the comparison
+  and reports the mean and spread of the ELBO difference over seeds.
 """
 
 from __future__ import annotations
@@ -52,11 +44,11 @@ ENCODER_KWARGS = dict(hidden_dims=(1000, 1000), activation="leaky_relu")
 PRIOR_KWARGS = dict(radius=10.0, radial_scale=3.0, tangential_scale=0.5)
 """The demo's pinwheel: Johnson et al.'s size (see the module docstring for why not unit radius)."""
 
-DIFFUSION_KWARGS = dict(num_steps=20, schedule="linear", variance="beta")
-"""The DDVI guide's chain: the paper's T = 20 and linear schedule."""
+DIFFUSION_KWARGS: dict = {}
+"""The DDVI guide's chain: the defaults of :class:`~pyro_diffvi.guides.DiffusionGuide`."""
 
-DDVI_KWARGS = dict(sleep="wake-sleep", sleep_head=False)
-"""The DDVI objective: wake-sleep denoiser training without the head's KL term (see the module docstring)."""
+DDVI_KWARGS: dict = {}
+"""The DDVI objective: the defaults of :class:`~pyro_diffvi.infer.DDVI_ELBO`."""
 
 
 def make_decoder(latent_dim: int = 2, device: torch.device | str = "cpu") -> nn.Module:
@@ -79,9 +71,9 @@ def make_model(decoder: nn.Module, prior, name: str = "decoder"):
     return model
 
 
-def train_and_evaluate(kind: str, args, data, device) -> dict:
+def train_and_evaluate(kind: str, args, data, device, seed: int) -> dict:
     pyro.clear_param_store()
-    set_seed(args.seed)
+    set_seed(seed)
     prior = Pinwheel(**PRIOR_KWARGS, device=device)
     model = make_model(make_decoder(2, device), prior)
     if kind == "ddvi":
@@ -94,8 +86,8 @@ def train_and_evaluate(kind: str, args, data, device) -> dict:
     x_train, y_train, x_test, y_test = data
     start = time.time()
     for epoch in range(args.epochs):
-        batches = Minibatches(x_train, batch_size=128, shuffle=True, seed=args.seed + epoch)
-        for x in tqdm(batches, desc=f"{kind} epoch {epoch + 1}/{args.epochs}", leave=False):
+        batches = Minibatches(x_train, batch_size=128, shuffle=True, seed=seed + epoch)
+        for x in tqdm(batches, desc=f"{kind} epoch {epoch + 1}/{args.epochs}", leave=False, disable=None):
             svi.step(x)
     train_seconds = time.time() - start
     with torch.no_grad():
@@ -114,31 +106,53 @@ def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="one comparison per seed")
     parser.add_argument("--out", default=os.path.join("results", "demo"))
     parser.add_argument("--train-size", type=int, default=60000)
     parser.add_argument("--test-size", type=int, default=2000)
     args = parser.parse_args(argv)
     device = resolve_device(args.device)
-    x_train, y_train = load_mnist("train", binarize="static", seed=args.seed, device=device)
-    x_test, y_test = load_mnist("test", binarize="static", seed=args.seed, device=device)
-    x_train, y_train = x_train[: args.train_size], y_train[: args.train_size]
-    x_test, y_test = x_test[: args.test_size], y_test[: args.test_size]
-    print(f"MNIST: training on {len(x_train)} images, evaluating on a subset of {len(x_test)} test images")
-    data = (x_train, y_train, x_test, y_test)
-    results = {kind: train_and_evaluate(kind, args, data, device) for kind in ("gaussian", "ddvi")}
-    print(f"{'guide':10s} {'test ELBO (nats)':>22s} {'latent NLL':>16s} {'kNN acc':>8s}")
-    for kind, r in results.items():
-        print(f"{kind:10s} {r['elbo']:12.2f} ± {r['elbo_stderr']:6.2f}   {r['latent_nll']:8.3f} ± {r['latent_nll_stderr']:.3f} "
-              f"{r['knn_accuracy']:8.3f}")
+    runs = {}
+    for seed in args.seeds:
+        x_train, y_train = load_mnist("train", binarize="static", seed=seed, device=device)
+        x_test, y_test = load_mnist("test", binarize="static", seed=seed, device=device)
+        x_train, y_train = x_train[: args.train_size], y_train[: args.train_size]
+        x_test, y_test = x_test[: args.test_size], y_test[: args.test_size]
+        print(f"seed {seed}: MNIST, training on {len(x_train)} images, evaluating on {len(x_test)} test images")
+        data = (x_train, y_train, x_test, y_test)
+        runs[seed] = {kind: train_and_evaluate(kind, args, data, device, seed) for kind in ("gaussian", "ddvi")}
+        _print_table(runs[seed])
     os.makedirs(args.out, exist_ok=True)
-    _plot(results, y_test, os.path.join(args.out, "latents.png"))
-    summary = {k: {kk: vv for kk, vv in r.items() if kk != "latents"} for k, r in results.items()}
-    summary["settings"] = vars(args)
+    first = runs[args.seeds[0]]
+    _plot(first, y_test if len(args.seeds) == 1 else _test_labels(args, device), os.path.join(args.out, "latents.png"))
+    summary = {
+        "per_seed": {s: {k: {kk: vv for kk, vv in r.items() if kk != "latents"} for k, r in run.items()}
+                     for s, run in runs.items()},
+        "settings": vars(args),
+    }
+    summary.update(summary["per_seed"][args.seeds[0]])
+    diffs = [run["ddvi"]["elbo"] - run["gaussian"]["elbo"] for run in runs.values()]
+    summary["ddvi_minus_gaussian_elbo"] = {"per_seed": diffs, "mean": sum(diffs) / len(diffs),
+                                           "min": min(diffs), "max": max(diffs)}
+    if len(diffs) > 1:
+        print(f"DDVI - Gaussian test ELBO over seeds {args.seeds}: mean {sum(diffs) / len(diffs):+.2f} nats "
+              f"(min {min(diffs):+.2f}, max {max(diffs):+.2f})")
     with open(os.path.join(args.out, "results.json"), "w") as f:
         json.dump(summary, f, indent=2)
     print(f"wrote {args.out}/latents.png and {args.out}/results.json")
     return summary
+
+
+def _test_labels(args, device) -> torch.Tensor:
+    _, y_test = load_mnist("test", binarize="static", seed=args.seeds[0], device=device)
+    return y_test[: args.test_size]
+
+
+def _print_table(results: dict) -> None:
+    print(f"{'guide':10s} {'test ELBO (nats)':>22s} {'latent NLL':>16s} {'kNN acc':>8s}")
+    for kind, r in results.items():
+        print(f"{kind:10s} {r['elbo']:12.2f} ± {r['elbo_stderr']:6.2f}   {r['latent_nll']:8.3f} ± {r['latent_nll_stderr']:.3f} "
+              f"{r['knn_accuracy']:8.3f}")
 
 
 def _plot(results: dict, labels: torch.Tensor, path: str) -> None:

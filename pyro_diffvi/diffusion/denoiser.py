@@ -23,6 +23,12 @@ class Denoiser(nn.Module):
     :param hidden_dims: hidden widths (the paper: four layers of 128).
     :param activation: hidden activation name.
     :param learn_variance: also predict the variance interpolation weight.
+    :param skip: optional per-step coefficients :math:`s_t`, shape ``(T,)``, of a linear skip
+        :math:`\epsilon_\phi(y_t, t, c) = s_t\, y_t + \mathrm{net}(y_t, t, c)` whose network output starts
+        at zero. With :math:`s_t = \sqrt{1-\bar\alpha_t}` the initial predictor is the exact noise
+        predictor of standard-normal data, :math:`\mathbb E[\epsilon|y_t] = \sqrt{1-\bar\alpha_t}\,y_t`, so
+        a chain started at :math:`y_T \sim \mathcal N(0, I)` is exactly :math:`\mathcal N(0, I)` at every step
+        (and a learned variance starts at :math:`\beta_t`, the exact reverse variance of that chain).
     """
 
     def __init__(
@@ -33,6 +39,7 @@ class Denoiser(nn.Module):
         hidden_dims: Sequence[int] = (128, 128, 128, 128),
         activation: str = "silu",
         learn_variance: bool = False,
+        skip: torch.Tensor | None = None,
     ) -> None:
         super().__init__()
         if time_dim <= 0:
@@ -42,13 +49,32 @@ class Denoiser(nn.Module):
         self.learn_variance = learn_variance
         out = 2 * latent_dim if learn_variance else latent_dim
         self.net = ConditionalMLP(latent_dim, out, context_dim, time_dim, hidden_dims, activation)
+        self.has_skip = skip is not None
+        if skip is not None:
+            if skip.dim() != 1:
+                raise ValueError(f"skip must have shape (T,), got {tuple(skip.shape)}")
+            self.register_buffer("skip", skip.detach().clone(), persistent=False)
+            last = self.net.net[-1]
+            with torch.no_grad():
+                last.weight.zero_()
+                last.bias.zero_()
 
     def forward(
         self, y: torch.Tensor, t: torch.Tensor | int, context: torch.Tensor | None = None
     ) -> torch.Tensor:
         """Raw output for ``y`` of shape ``batch + (d,)``, times ``t`` (int or tensor of batch shape)."""
         t = torch.as_tensor(t, device=y.device, dtype=y.dtype)
-        return self.net(y, t, context if self.context_dim else None)
+        out = self.net(y, t, context if self.context_dim else None)
+        if self.has_skip:
+            coef = self.skip.to(y)[t.long() - 1].unsqueeze(-1)
+            out = self._add_skip(out, coef * y)
+        return out
+
+    def _add_skip(self, out: torch.Tensor, skip_term: torch.Tensor) -> torch.Tensor:
+        if not self.learn_variance:
+            return out + skip_term
+        eps, v = out.split(self.latent_dim, dim=-1)
+        return torch.cat([eps + skip_term, v], dim=-1)
 
     def stepper(
         self, context: torch.Tensor | None, num_steps: int, like: torch.Tensor
@@ -71,11 +97,13 @@ class Denoiser(nn.Module):
         time_bias = self.net.time_embedding(times) @ w[:, d : d + k].T + first.bias  # (T, H)
         ctx_part = context @ w[:, d + k :].T if self.context_dim else None
         w_y = w[:, :d]
+        skip = self.skip.to(like) if self.has_skip else None
 
         def step(y: torch.Tensor, t: int) -> torch.Tensor:
             h = y @ w_y.T + time_bias[t - 1]
             if ctx_part is not None:
                 h = h + ctx_part
-            return rest(h)
+            out = rest(h)
+            return out if skip is None else self._add_skip(out, skip[t - 1] * y)
 
         return step

@@ -128,12 +128,17 @@ class GaussianDiffusion(nn.Module):
         raise ValueError(f"reverse variance must be 'beta' or 'posterior' here, got {kind!r}")
 
     def learned_log_variance(self, t: int | torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-        r"""Interpolated log-variance :math:`w \log\beta_t + (1-w)\log\tilde\beta_t`, :math:`w = \mathrm{sigmoid}(v)`
-        (Nichol & Dhariwal 2021, Eq. 15, with the weight kept in [0, 1] so an untrained chain cannot blow up)."""
-        w = torch.sigmoid(v)
+        r"""Learned log-variance :math:`\log\beta_t + \tanh(v)\,(\log\beta_t - \log\tilde\beta_t)`.
+
+        Like Nichol & Dhariwal (2021, Eq. 15) it moves in log space along the span between
+        :math:`\tilde\beta_t` and :math:`\beta_t`; centred at :math:`\beta_t` instead of interpolating with
+        a sigmoid, so that :math:`v = 0` gives exactly :math:`\beta_t` (the exact reverse variance of a
+        stationary chain, where a standardized DDVI chain starts) with an unsaturated gradient, and
+        bounded (:math:`\tilde\beta_t \le \sigma_t^2 \le \beta_t^2/\tilde\beta_t`) so an untrained chain
+        cannot blow up."""
         log_beta = self.at("betas", t, v).log()
         log_tilde = self.at("posterior_variance_clipped", t, v).log()
-        return w * log_beta + (1 - w) * log_tilde
+        return log_beta + torch.tanh(v) * (log_beta - log_tilde)
 
     def log_forward_density(self, ys: torch.Tensor) -> torch.Tensor:
         r""":math:`\log r(y_{1:T}|y_0) = \sum_{t=1}^T \log\mathcal N(y_t; \sqrt{\alpha_t} y_{t-1}, \beta_t I)`, fused over all steps.

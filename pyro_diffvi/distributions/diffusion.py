@@ -35,6 +35,16 @@ class DiffusionPosterior(AuxiliaryBoundDistribution):
     :param process: the forward process (schedule tensors), with ``T`` steps.
     :param context: denoiser context, ``batch_shape + (context_dim,)``; ``None`` for an unconditional denoiser.
     :param variance: ``"beta"``, ``"posterior"`` or ``"learned"`` (needs ``denoiser.learn_variance``).
+    :param standardize: run the chain in the coordinates standardized by the Gaussian head,
+        :math:`u = (z - \text{loc}) / \text{scale}`: :math:`u_T \sim \mathcal N(0, I)`, the chain and the
+        forward process act on :math:`u_{0:T}`, and :math:`z = \text{loc} + \text{scale} \odot u_0` (an affine
+        bijection given :math:`x`). The reported density is then
+        :math:`\log q(u_{0:T}|x) - \log r(u_{1:T}|u_0) - \sum_i \log \text{scale}_i`, the same Markovian bound
+        with the change of variables, so one schedule fits every posterior scale. ``False`` is the
+        paper's chain, :math:`y_T \sim \mathcal N(\text{loc}, \text{scale}^2)` and :math:`z = y_0`.
+    :param path_gradient: differentiate the reported density by the path-derivative estimator
+        (:meth:`_path_log_q`): the same value, an unbiased ELBO gradient (for ``Trace_ELBO``-type
+        objectives; not for importance-weighted ones such as ``RenyiELBO``) with less variance.
     """
 
     arg_constraints = {
@@ -52,6 +62,8 @@ class DiffusionPosterior(AuxiliaryBoundDistribution):
         process: GaussianDiffusion,
         context: torch.Tensor | None = None,
         variance: str = "beta",
+        standardize: bool = False,
+        path_gradient: bool = False,
         validate_args: bool | None = None,
     ) -> None:
         if variance not in REVERSE_VARIANCES:
@@ -82,6 +94,8 @@ class DiffusionPosterior(AuxiliaryBoundDistribution):
         self.denoiser = denoiser
         self.process = process
         self.reverse_variance = variance
+        self.standardize = bool(standardize)
+        self.path_gradient = bool(path_gradient)
         super().__init__(batch_shape, torch.Size((d,)), validate_args=validate_args)
 
     @property
@@ -99,6 +113,8 @@ class DiffusionPosterior(AuxiliaryBoundDistribution):
             self.process,
             context,
             self.reverse_variance,
+            self.standardize,
+            self.path_gradient,
             validate_args=False,
         )
 
@@ -119,7 +135,8 @@ class DiffusionPosterior(AuxiliaryBoundDistribution):
     def rsample_trajectory(
         self, sample_shape: torch.Size = torch.Size(), noise: torch.Tensor | None = None
     ) -> torch.Tensor:
-        """The whole trajectory stacked as ``(T + 1,) + sample_shape + batch_shape + (d,)`` with ``[t] = y_t``."""
+        r"""The whole trajectory stacked as ``(T + 1,) + sample_shape + batch_shape + (d,)`` with ``[t] = y_t``
+        (the standardized :math:`u_t` when ``standardize``; then :math:`z = \text{loc} + \text{scale}\, u_0`)."""
         return self._run_chain(torch.Size(sample_shape), noise)[2]
 
     def _run_chain(
@@ -132,9 +149,9 @@ class DiffusionPosterior(AuxiliaryBoundDistribution):
         elif noise.shape != (T + 1,) + shape:
             raise ValueError(f"noise must have shape {(T + 1,) + tuple(shape)}, got {tuple(noise.shape)}")
         process, d = self.process, self.event_shape[0]
-        y = self.loc + self.scale * noise[0]
-        # log q(y_T|x); the Gaussian normalisers of all steps are added once at the end.
-        log_q = -0.5 * noise[0].pow(2).sum(-1) - self.scale.log().sum(-1)
+        y = noise[0] if self.standardize else self.loc + self.scale * noise[0]
+        log_scale = self.scale.log().sum(-1)  # log q(y_T|x)'s normaliser, or the Jacobian of z(u_0)
+        log_q = -0.5 * noise[0].pow(2).sum(-1)  # step normalisers are added once at the end
         step = self.denoiser.stepper(self.context, T, y)
         learned = self.reverse_variance == "learned"
         fixed_log_std = 0.0
@@ -158,5 +175,41 @@ class DiffusionPosterior(AuxiliaryBoundDistribution):
         noise_sq = noise[1:].pow(2).sum(-1).sum(0)
         log_q = log_q - 0.5 * noise_sq - fixed_log_std - (T + 1) * d * _HALF_LOG_2PI
         trajectory = torch.stack(ys[::-1])
+        if self.standardize:
+            z = self.loc + self.scale * y
+        else:
+            z, log_q = y, log_q - log_scale
+        if self.path_gradient and torch.is_grad_enabled():
+            path = self._path_log_q(trajectory)
+            log_q = path + (log_q - path).detach()  # the same value, the path-derivative gradient
+        if self.standardize:
+            log_q = log_q - log_scale
         log_r = process.log_forward_density(trajectory)
-        return y, log_q - log_r, trajectory
+        return z, log_q - log_r, trajectory
+
+    def _path_log_q(self, trajectory: torch.Tensor) -> torch.Tensor:
+        r""":math:`\log q_{\bar\phi}(y_{0:T}|x)` with the chain's parameters :math:`\bar\phi` held fixed (detached),
+        differentiable in the trajectory only: the path-derivative ("sticking the landing") form of Roeder et
+        al. (2017). Its expected score :math:`\mathbb E_q[\nabla_\phi \log q_\phi]` is zero, so dropping it
+        keeps the ELBO gradient unbiased and removes its variance, which vanishes as q approaches the
+        target. All T steps are scored in one batched network call."""
+        T, d, process = self.num_steps, self.event_shape[0], self.process
+        params = {k: v.detach() for k, v in self.denoiser.named_parameters()}
+        buffers = dict(self.denoiser.named_buffers())
+        y_t, y_prev = trajectory[1:], trajectory[:-1]
+        times = torch.arange(1, T + 1, device=y_t.device).view((T,) + (1,) * (y_t.dim() - 2))
+        times = times.expand(y_t.shape[:-1])
+        context = None if self.context is None else self.context.detach().expand(y_t.shape[:-1] + self.context.shape[-1:])
+        out = torch.func.functional_call(self.denoiser, (params, buffers), (y_t, times, context))
+        if self.reverse_variance == "learned":
+            eps_hat, v = out.split(d, dim=-1)
+            std = (0.5 * process.learned_log_variance(times, v)).exp()
+        else:
+            eps_hat, std = out, process.reverse_variance(self.reverse_variance, times, y_t).sqrt()
+        mean = process.mean_from_eps(y_t, times, eps_hat)
+        log_q = torch.distributions.Normal(mean, std).log_prob(y_prev).sum(-1).sum(0)
+        y_T = trajectory[-1]
+        if self.standardize:
+            return log_q + torch.distributions.Normal(0.0, 1.0).log_prob(y_T).sum(-1)
+        head = torch.distributions.Normal(self.loc.detach(), self.scale.detach())
+        return log_q + head.log_prob(y_T).sum(-1)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Sequence
 
 import torch
@@ -17,25 +18,45 @@ class DiffusionGuide(GaussianGuide):
     r"""Amortized diffusion posterior :math:`q_\phi(z|x)` for every latent site of a Pyro model.
 
     Each latent site gets a :class:`~pyro_diffvi.distributions.DiffusionPosterior`: the Gaussian head
-    :math:`q_\phi(y_T|x)` of :class:`GaussianGuide` (same linear head on the encoder's context), followed
-    by ``num_steps`` learned Gaussian denoising steps :math:`q_\phi(y_{t-1}|y_t, x)` whose noise
-    predictor :math:`\epsilon_\phi(y_t, t, c)` sees the context ``c`` (``conditional=True``, full DDVI) or
-    not (``conditional=False``, the simplified wake-sleep of Sec. 3.4). The site's log density is
-    :math:`\log q_\phi(y_{0:T}|x) - \log r(y_{1:T}|y_0)`, so plain :class:`~pyro.infer.Trace_ELBO` computes
-    the Markovian ELBO (Eq. 5), a lower bound on :math:`\log p(x)`; :class:`~pyro_diffvi.infer.DDVI_ELBO`
-    adds the wake-sleep regularizer (Eq. 9) through :meth:`sleep_loss`.
+    :math:`\mathcal N(\text{loc}_\phi(x), \text{scale}_\phi(x)^2)` of :class:`GaussianGuide` (same linear head on
+    the encoder's context) and ``num_steps`` learned Gaussian denoising steps
+    :math:`q_\phi(u_{t-1}|u_t, x)` whose noise predictor :math:`\epsilon_\phi(u_t, t, c)` sees the context
+    ``c`` (``conditional=True``, full DDVI) or not (``conditional=False``, the simplified wake-sleep of
+    Sec. 3.4). The site's log density is the bound term of the Markovian ELBO (Eq. 5), so plain
+    :class:`~pyro.infer.Trace_ELBO` computes a lower bound on :math:`\log p(x)`;
+    :class:`~pyro_diffvi.infer.DDVI_ELBO` adds the wake-sleep regularizer (Eq. 9) through :meth:`sleep_loss`.
+
+    Defaults (measured on :mod:`pyro_diffvi.datasets.posteriors`, see docs/guide.md):
+
+    * ``standardize=True``: the chain runs in the coordinates standardized by the head,
+      :math:`z = \text{loc} + \text{scale}\odot u_0`, :math:`u_T \sim \mathcal N(0, I)`, so one schedule fits every
+      posterior scale and prior unit;
+    * the denoiser has the skip :math:`\epsilon_\phi = \sqrt{1-\bar\alpha_t}\,u_t + \mathrm{net}` with a zero
+      output layer, so a new guide *is* its Gaussian head exactly (the chain's auxiliary gap is zero) and
+      training can only add to it;
+    * ``schedule="cosine"`` (:math:`\bar\alpha_T \approx 0`: the chain can build multimodality from noise),
+      ``variance="learned"`` (trained by the wake term and, in the sleep term, by the trajectory forward KL);
+    * ``path_gradient=True``: the path-derivative gradient of the bound (unbiased, much lower
+      variance; it is what keeps the wake phase from undoing what the sleep phase learned).
+
+    The paper's chain is ``DiffusionGuide(..., schedule="linear", variance="beta", standardize=False,
+    path_gradient=False)`` (its linear schedule :math:`10^{-4}..0.02` at ``T = 20`` leaves
+    :math:`\bar\alpha_T = 0.82`: the chain stays close to the identity).
 
     Example::
 
-        guide = DiffusionGuide(model, latent="z", observed="x", num_steps=20)
-        svi = SVI(model, guide, Adam({"lr": 1e-3}), loss=DDVI_ELBO(sleep="wake-sleep"))
+        guide = DiffusionGuide(model, latent="z", observed="x")
+        svi = SVI(model, guide, Adam({"lr": 1e-3}), loss=DDVI_ELBO())
         bound = -Trace_ELBO(num_particles=16).loss(model, guide, x_test)   # the ELBO alone
 
     :param num_steps: :math:`T`, the number of denoising steps.
-    :param schedule: forward-process schedule: ``"linear"`` (:math:`10^{-4}..0.02`, the paper's), ``"cosine"``
-        or explicit betas of shape ``(T,)``.
-    :param variance: reverse variances: ``"beta"`` (:math:`\beta_t`), ``"posterior"`` (:math:`\tilde\beta_t`)
-        or ``"learned"``.
+    :param schedule: forward-process schedule: ``"cosine"``, ``"linear"`` (:math:`10^{-4}..0.02`, the
+        paper's) or explicit betas of shape ``(T,)``.
+    :param variance: reverse variances: ``"learned"``, ``"beta"`` (:math:`\beta_t`) or ``"posterior"``
+        (:math:`\tilde\beta_t`).
+    :param standardize: diffuse in the head's standardized coordinates (see above).
+    :param path_gradient: path-derivative gradients of the bound term (for ``Trace_ELBO``-type
+        objectives; set ``False`` to train with an importance-weighted objective such as ``RenyiELBO``).
     :param conditional: whether the denoiser reads the encoder's context.
     :param denoiser_hidden_dims: hidden widths of each denoiser (paper: four layers of 128).
     :param time_dim: width of the denoiser's time embedding.
@@ -43,7 +64,8 @@ class DiffusionGuide(GaussianGuide):
 
     The other parameters (``encoder``, ``hidden_dims``, ``activation``, ``observed_fn``, ``min_scale``,
     ``init_scale``) are those of :class:`GaussianGuide` and :class:`AmortizedGuide`. Constrained latents
-    are diffused in their unconstrained space.
+    are diffused in their unconstrained space. ``training_steps`` (the DDVI objective's schedule
+    position) is part of the ``state_dict``.
     """
 
     def __init__(
@@ -54,8 +76,10 @@ class DiffusionGuide(GaussianGuide):
         num_steps: int = 20,
         encoder: nn.Module | None = None,
         *,
-        schedule: str | Sequence[float] | torch.Tensor = "linear",
-        variance: str = "beta",
+        schedule: str | Sequence[float] | torch.Tensor = "cosine",
+        variance: str = "learned",
+        standardize: bool = True,
+        path_gradient: bool = True,
         conditional: bool = True,
         denoiser_hidden_dims: Sequence[int] = (128, 128, 128, 128),
         time_dim: int = 32,
@@ -70,6 +94,9 @@ class DiffusionGuide(GaussianGuide):
         self.num_steps = num_steps
         self.variance = variance
         self.conditional = bool(conditional)
+        self.standardize = bool(standardize)
+        self.path_gradient = bool(path_gradient)
+        self.training_steps = 0  # gradient evaluations of a DDVI objective so far (saved in state_dict)
         self._denoiser_kwargs = dict(
             time_dim=time_dim, hidden_dims=tuple(denoiser_hidden_dims), activation=denoiser_activation
         )
@@ -84,6 +111,7 @@ class DiffusionGuide(GaussianGuide):
                 self.latent_dims[name],
                 self._denoiser_context_dim(name),
                 learn_variance=self.variance == "learned",
+                skip=self.process.sqrt_one_minus_alphas_cumprod if self.standardize else None,
                 **self._denoiser_kwargs,
             ).to(device=param.device, dtype=param.dtype)
             for name in self.latent_names
@@ -111,7 +139,15 @@ class DiffusionGuide(GaussianGuide):
             self.process,
             self.denoiser_context(name, context),
             self.variance,
+            self.standardize,
+            self.path_gradient,
         )
+
+    def get_extra_state(self) -> dict:
+        return {"training_steps": self.training_steps}
+
+    def set_extra_state(self, state: dict) -> None:
+        self.training_steps = int(state["training_steps"])
 
     # ---- sleep phase (DDVI Eq. 9), used by DDVI_ELBO --------------------------------------------
 
@@ -133,12 +169,17 @@ class DiffusionGuide(GaussianGuide):
 
         .. math::
 
-            \|\epsilon - \epsilon_\phi(\sqrt{\bar\alpha_t} z + \sqrt{1-\bar\alpha_t}\epsilon, t, c)\|^2
-            \;+\; \mathrm{KL}\big(r(y_T|z)\,\|\,q_\phi(y_T|x)\big),
+            \|\epsilon - \epsilon_\phi(\sqrt{\bar\alpha_t} u_0 + \sqrt{1-\bar\alpha_t}\epsilon, t, c)\|^2
+            \;+\; \text{head term},
 
         with :math:`t \sim \mathcal U\{1..T\}` and :math:`\epsilon \sim \mathcal N(0, I)` (the noise-prediction
-        form of the sum of KL terms, Sec. 3.4). The KL term on the Gaussian head is added when ``head``
-        and a context (the encoding of the simulated ``x``) are given.
+        form of the sum of KL terms, Sec. 3.4), plus, for learned variances, the variance part of the
+        trajectory forward KL (:meth:`_variance_loss`). Standardized chains denoise
+        :math:`u_0 = (z - \text{loc})/\text{scale}` (head detached) and their head term is
+        :math:`-\log\mathcal N(z; \text{loc}, \text{scale}^2)` (the head learns the posterior's moments, a forward
+        KL); the paper's chain denoises :math:`z` and its head term is
+        :math:`\mathrm{KL}(r(y_T|z)\,\|\,q_\phi(y_T|x))`. The head term is added when ``head`` and a context
+        (the encoding of the simulated ``x``) are given.
 
         :param name: latent site name.
         :param z: the model's value of the site (detached), shape ``batch_shape + event_shape``.
@@ -149,19 +190,53 @@ class DiffusionGuide(GaussianGuide):
         """
         y0 = self.flatten_latent(name, z)
         batch_shape = y0.shape[:-1]
+        head_loss = None
+        if self.standardize:
+            if context is None:
+                raise ValueError(
+                    "a standardized chain (standardize=True) denoises z in the coordinates of the Gaussian head "
+                    "of the simulated x: its sleep term needs the context of x (DDVI_ELBO(sleep='wake-sleep')); "
+                    "for the simplified sleep of the paper use DiffusionGuide(..., standardize=False)"
+                )
+            loc, scale = self.loc_scale(name, context)
+            # the denoiser learns the standardized draws; the head their moments (a forward KL)
+            u0 = (y0 - loc.detach()) / scale.detach()
+            if head:
+                head_loss = -torch.distributions.Normal(loc, scale).log_prob(y0).sum(-1)
+        else:
+            u0 = y0
+            if head and context is not None:
+                head_loss = self._head_kl(name, y0, context)
         t = torch.randint(1, self.num_steps + 1, batch_shape, device=y0.device)
-        eps = torch.randn_like(y0)
-        y_t = self.process.q_sample(y0, t, eps)
+        eps = torch.randn_like(u0)
+        u_t = self.process.q_sample(u0, t, eps)
         denoiser = self.denoisers[self.latent_names.index(name)]
         if context is None:
-            ctx = y0.new_zeros(batch_shape + (denoiser.context_dim,)) if denoiser.context_dim else None
+            ctx = u0.new_zeros(batch_shape + (denoiser.context_dim,)) if denoiser.context_dim else None
         else:
             ctx = self.denoiser_context(name, context)
-        eps_hat = denoiser(y_t, t, ctx)[..., : y0.shape[-1]]
+        out = denoiser(u_t, t, ctx)
+        eps_hat = out[..., : u0.shape[-1]]
         loss = (eps - eps_hat).pow(2).sum(-1)
-        if head and context is not None:
-            loss = loss + self._head_kl(name, y0, context)
-        return loss
+        if self.variance == "learned":
+            loss = loss + self._variance_loss(u0, u_t, t, eps_hat.detach(), out[..., u0.shape[-1]:])
+        return loss if head_loss is None else loss + head_loss
+
+    def _variance_loss(self, u0, u_t, t, eps_hat, v) -> torch.Tensor:
+        r""":math:`T\,\mathrm{KL}\big(r(u_{t-1}|u_t, u_0)\,\|\,q(u_{t-1}|u_t)\big)` (:math:`-T \log q(u_0|u_1)` at t = 1), the
+        step's term of the trajectory forward KL, with the mean held fixed: it trains the learned variances
+        (the hybrid loss of Nichol & Dhariwal 2021, Sec. 3.1), which the noise-prediction loss does not see."""
+        process = self.process
+        mean = process.mean_from_eps(u_t, t, eps_hat)
+        log_var = process.learned_log_variance(t, v)
+        first = (t == 1).unsqueeze(-1)
+        target_mean = torch.where(
+            first, u0, process.at("posterior_coef_y0", t, u0) * u0 + process.at("posterior_coef_yt", t, u0) * u_t
+        )
+        target_var = torch.where(first, torch.zeros_like(u0), process.at("posterior_variance_clipped", t, u0))
+        per_coordinate = 0.5 * (log_var + (target_var + (target_mean - mean).pow(2)) / log_var.exp())
+        entropy_term = torch.where(first, 0.5 * math.log(2 * math.pi), -0.5 * (target_var.clamp_min(1e-30).log() + 1))
+        return self.num_steps * (per_coordinate + entropy_term).sum(-1)
 
     def _head_kl(self, name: str, y0: torch.Tensor, context) -> torch.Tensor:
         r""":math:`\mathrm{KL}(\mathcal N(\sqrt{\bar\alpha_T} z, (1-\bar\alpha_T) I)\,\|\,\mathcal N(\text{loc}, \text{scale}^2))`."""

@@ -34,21 +34,28 @@ class DDVI_ELBO(ELBO):
     at draws :math:`z` from the model, computed by the guide's ``sleep_loss``; data-plate scaling as in
     the wake term. Gradients of this term reach only the guide (the draws are detached).
 
+    * ``sleep="wake-sleep"`` (default): :math:`(x, z) \sim p_\theta` by ``poutine.uncondition(model)``; the
+      denoiser reads the encoding of the simulated :math:`x`, and the head term (``sleep_head=True``)
+      trains the Gaussian head too: for a standardized chain the head's forward KL
+      :math:`-\log\mathcal N(z; \text{loc}, \text{scale}^2)`, which keeps the standardized draws of order
+      one (without it the sleep draws of a mode-seeking head lie far out and training diverged on the
+      ring, banana and sign-symmetric problems of :mod:`pyro_diffvi.datasets.posteriors`); for the
+      paper's chain the KL term :math:`\mathrm{KL}(r(y_T|z)\,\|\,q_\phi(y_T|x))` of Eq. 9.
     * ``sleep="simplified"``: :math:`z \sim p(z)` (the model run without a guide, its observations
       kept); the denoiser does not see :math:`x` (context ``None``; a conditional denoiser reads zeros).
-      For the algorithm exactly as in the paper use ``DiffusionGuide(..., conditional=False)``.
-    * ``sleep="wake-sleep"``: :math:`(x, z) \sim p_\theta` by ``poutine.uncondition(model)``; the
-      denoiser reads the encoding of the simulated :math:`x`, and the KL term
-      :math:`\mathrm{KL}(r(y_T|z)\,\|\,q_\phi(y_T|x))` of Eq. 9 trains the Gaussian head too
-      (``sleep_head=True``).
+      For the algorithm exactly as in the paper use ``DiffusionGuide(..., conditional=False,
+      standardize=False)`` (a standardized chain needs the simulated ``x`` and refuses this variant).
     * ``sleep="none"``: the unregularized DDVI (the Markovian ELBO only).
 
-    *Warm-up.* The wake gradient is mode-seeking (a reverse KL) and flows through the whole reverse
-    chain, so an untrained chain can collapse onto one mode of a multimodal posterior; the sleep term
-    is mass-covering (a forward KL). ``warmup_steps = N`` makes the first ``N`` calls of
-    :meth:`loss_and_grads` (i.e. ``SVI.step``) optimize the sleep term alone, like the prior-pretraining
-    stage of the DDVI authors' experiments; the wake term is then not evaluated (``last_terms`` reports
-    ``nan`` for ``elbo``, ``rec`` and ``reg``).
+    *Warm-up.* ``warmup_steps = N`` makes the first ``N`` training steps optimize the sleep term alone
+    (the wake term is then not evaluated and ``last_terms`` reports ``nan`` for ``elbo``, ``rec`` and
+    ``reg``), like the prior-pretraining stage of the DDVI authors' experiments. It is off by default: a
+    standardized :class:`~pyro_diffvi.guides.DiffusionGuide` starts exactly at its Gaussian head and its
+    path-derivative wake gradient no longer collapses the chain, and a warm-up leaves a learned model
+    (a VAE's decoder) untrained. The step count lives in the guide (``guide.training_steps``, saved by
+    its ``state_dict``), so a resumed run continues the schedule, a loss object can serve several
+    guides, and every route counts alike: ``SVI.step``, the module of ``ELBO.__call__`` and any call
+    of :meth:`differentiable_loss` with gradients enabled.
 
     After each evaluation ``self.last_terms`` holds floats ``elbo`` (the Markovian ELBO estimate of this
     batch, averaged over particles), ``rec``, ``reg``, ``sleep`` (the denoising loss) and ``loss``.
@@ -60,7 +67,8 @@ class DDVI_ELBO(ELBO):
     :param sleep: ``"simplified"``, ``"wake-sleep"`` or ``"none"``.
     :param sleep_head: include the Gaussian head's KL term in the wake-sleep variant.
     :param num_particles: particles of the wake term (the sleep term uses one draw per datum).
-    :param warmup_steps: number of initial training steps on the sleep term alone (needs a sleep term).
+    :param warmup_steps: number of initial training steps on the sleep term alone (needs a sleep term;
+        counted by the guide's ``training_steps``).
 
     Other arguments are those of :class:`~pyro.infer.ELBO`.
     """
@@ -69,7 +77,7 @@ class DDVI_ELBO(ELBO):
         self,
         beta_reg: float = 1.0,
         beta_diff: float = 1.0,
-        sleep: str = "simplified",
+        sleep: str = "wake-sleep",
         sleep_head: bool = True,
         num_particles: int = 1,
         warmup_steps: int = 0,
@@ -98,7 +106,6 @@ class DDVI_ELBO(ELBO):
         self.sleep = sleep
         self.sleep_head = sleep_head
         self.warmup_steps = warmup_steps
-        self.steps_taken = 0
         self.last_terms: dict[str, float] = {}
 
     def _get_trace(self, model, guide, args, kwargs):
@@ -163,9 +170,15 @@ class DDVI_ELBO(ELBO):
     # ---- ELBO interface -----------------------------------------------------------------------
 
     def differentiable_loss(self, model, guide, *args, **kwargs) -> torch.Tensor:
-        r"""The loss :math:`-(\mathcal L_{\mathrm{rec}} + \beta_{\mathrm{reg}}\mathcal L_{\mathrm{reg}}) + \beta_{\mathrm{diff}}\,(-\mathcal L_{\mathrm{diff}})` as a differentiable tensor
-        (the sleep term alone during the warm-up)."""
-        if self.steps_taken < self.warmup_steps:
+        r"""The loss :math:`-(\mathcal L_{\mathrm{rec}} + \beta_{\mathrm{reg}}\mathcal L_{\mathrm{reg}}) + \beta_{\mathrm{diff}}\,(-\mathcal L_{\mathrm{diff}})` as a differentiable tensor.
+
+        In the warm-up the sleep term alone is optimized. Each call
+        with gradients enabled (``SVI.step``, ``ELBO.__call__``'s module, a training loop calling this
+        method) counts one training step in the guide's ``training_steps``, which its ``state_dict``
+        saves, so a resumed run continues the schedule where it stopped."""
+        if hasattr(guide, "setup"):
+            guide.setup(*args, **kwargs)
+        if getattr(guide, "training_steps", 0) < self.warmup_steps:
             sleep = self.sleep_term(model, guide, *args, **kwargs)
             rec = reg = torch.full_like(sleep, math.nan)  # the wake term is not evaluated in the warm-up
             loss = self.beta_diff * sleep
@@ -176,6 +189,8 @@ class DDVI_ELBO(ELBO):
             if self.sleep != "none" and self.beta_diff > 0:
                 sleep = self.sleep_term(model, guide, *args, **kwargs)
                 loss = loss + self.beta_diff * sleep
+        if torch.is_grad_enabled() and hasattr(guide, "training_steps"):
+            guide.training_steps += 1
         values = torch.stack([rec + reg, rec, reg, sleep, loss]).detach().tolist()  # one host sync
         self.last_terms = dict(zip(("elbo", "rec", "reg", "sleep", "loss"), values))
         warn_if_nan(loss, "loss")
@@ -187,7 +202,6 @@ class DDVI_ELBO(ELBO):
 
     def loss_and_grads(self, model, guide, *args, **kwargs) -> float:
         loss = self.differentiable_loss(model, guide, *args, **kwargs)
-        self.steps_taken += 1
         if loss.requires_grad:
             loss.backward(retain_graph=self.retain_graph)
         return self.last_terms["loss"]

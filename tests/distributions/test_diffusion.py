@@ -42,8 +42,8 @@ def test_log_density_equals_explicit_trajectory_density(variance):
             var = ((1 - abar[tt - 2]) / (1 - abar[tt - 1]) * betas[tt - 1]).expand_as(mean)
         else:
             tilde = (1 - abar[max(t, 2) - 2]) / (1 - abar[max(t, 2) - 1]) * betas[max(t, 2) - 1]
-            v = torch.sigmoid(out[..., 2:])
-            var = torch.exp(v * betas[t - 1].log() + (1 - v) * tilde.log())
+            log_beta = betas[t - 1].log()
+            var = torch.exp(log_beta + torch.tanh(out[..., 2:]) * (log_beta - tilde.log()))
         expected = expected + dist.Normal(mean, var.sqrt()).log_prob(ys[t - 1]).sum(-1)
         expected = expected - dist.Normal((1 - betas[t - 1]).sqrt() * ys[t - 1], betas[t - 1].sqrt()).log_prob(ys[t]).sum(-1)
     assert torch.allclose(log_density, expected, atol=1e-9)
@@ -77,3 +77,107 @@ def test_bad_arguments():
         DiffusionPosterior(q.loc, q.scale, net, process, q.context[..., :2])
     with pytest.raises(ValueError, match="noise must have shape"):
         q.rsample_and_log_density(noise=torch.zeros(2, 4, 2))
+
+
+def _standardized(variance="learned", T=6, batch=(3,), seed=0):
+    torch.manual_seed(seed)
+    process = GaussianDiffusion(T, "cosine", dtype=torch.float64)
+    net = Denoiser(2, 3, time_dim=8, hidden_dims=(16,), learn_variance=variance == "learned",
+                   skip=process.sqrt_one_minus_alphas_cumprod).double()
+    loc = torch.randn(batch + (2,), dtype=torch.float64)
+    scale = torch.rand(batch + (2,), dtype=torch.float64) + 0.5
+    ctx = torch.randn(batch + (3,), dtype=torch.float64)
+    return DiffusionPosterior(loc, scale, net, process, ctx, variance, standardize=True), net, process
+
+
+def test_standardized_chain_at_initialization_is_exactly_the_gaussian_head():
+    # With the skip s_t = sqrt(1 - abar_t) and a zero network, each reverse step is
+    # u_{t-1} = sqrt(alpha_t) u_t + sqrt(beta_t) eps: the stationary AR(1) chain of N(0, I), which is
+    # reversible, so log q(u_{0:T}) - log r(u_{1:T}|u_0) = log N(u_0; 0, I) for every trajectory and
+    # the bound term is exactly log N(z; loc, scale^2): the guide starts as the Gaussian guide.
+    q, _, process = _standardized()
+    noise = torch.randn((process.num_steps + 1, 5) + q.batch_shape + (2,), dtype=torch.float64)
+    z, log_density = q.rsample_and_log_density((5,), noise=noise)
+    expected = dist.Normal(q.loc, q.scale).log_prob(z).sum(-1)
+    assert torch.allclose(log_density, expected, atol=1e-10)
+    u = q.rsample_trajectory((5,), noise=noise)
+    assert torch.allclose(z, q.loc + q.scale * u[0], atol=1e-12)
+
+
+def test_standardized_bound_term_is_the_change_of_variables_of_the_chain():
+    q, net, process = _standardized("learned")
+    for p in net.parameters():  # move away from the exact start
+        p.data.normal_(0, 0.3)
+    noise = torch.randn((process.num_steps + 1, 4) + q.batch_shape + (2,), dtype=torch.float64)
+    z, log_density = q.rsample_and_log_density((4,), noise=noise)
+    u = q.rsample_trajectory((4,), noise=noise)
+    T = process.num_steps
+    expected = dist.Normal(0.0, 1.0).log_prob(u[T]).sum(-1) - q.scale.log().sum(-1)
+    for t in range(T, 0, -1):
+        eps_hat, v = net(u[t], t, q.context).split(2, dim=-1)
+        mean = process.mean_from_eps(u[t], t, eps_hat)
+        std = (0.5 * process.learned_log_variance(t, v)).exp()
+        expected = expected + dist.Normal(mean, std).log_prob(u[t - 1]).sum(-1)
+        expected = expected - dist.Normal(process.sqrt_alphas[t - 1] * u[t - 1], process.betas[t - 1].sqrt()).log_prob(u[t]).sum(-1)
+    assert torch.allclose(log_density, expected, atol=1e-9)
+
+
+@pytest.mark.parametrize("standardize", [True, False])
+def test_path_gradient_keeps_the_value_and_drops_only_the_score(standardize):
+    torch.manual_seed(1)
+    process = GaussianDiffusion(5, "cosine", dtype=torch.float64)
+    skip = process.sqrt_one_minus_alphas_cumprod if standardize else None
+    net = Denoiser(2, 3, time_dim=8, hidden_dims=(16,), learn_variance=True, skip=skip).double()
+    for p in net.parameters():
+        p.data.normal_(0, 0.3)
+    loc = torch.randn(4, 2, dtype=torch.float64, requires_grad=True)
+    scale = torch.rand(4, 2, dtype=torch.float64) + 0.5
+    ctx = torch.randn(4, 3, dtype=torch.float64)
+    noise = torch.randn(6, 4, 2, dtype=torch.float64)
+
+    def bound_term(path_gradient):
+        q = DiffusionPosterior(loc, scale, net, process, ctx, "learned", standardize, path_gradient)
+        return q.rsample_and_log_density(noise=noise)
+
+    (z, plain), (z2, path) = bound_term(False), bound_term(True)
+    assert torch.equal(z, z2) and torch.allclose(plain, path, atol=1e-12)
+    q = DiffusionPosterior(loc, scale, net, process, ctx, "learned", standardize)
+    trajectory = q.rsample_trajectory(noise=noise)
+    trajectory = trajectory.detach().requires_grad_()
+    stopped = q._path_log_q(trajectory)  # the chain's density, differentiable in the trajectory only
+    grads = torch.autograd.grad(stopped.sum(), [trajectory, *net.parameters()], allow_unused=True)
+    assert grads[0] is not None and grads[0].abs().sum() > 0
+    assert all(g is None for g in grads[1:])
+
+
+def test_path_gradient_is_unbiased():
+    # E_q[grad log p(z) - grad (log q - log r)] by both estimators, for a Gaussian target p: the
+    # path-derivative estimator drops E_q[grad_phi log q_phi] = 0, so both means agree within their
+    # Monte-Carlo error, and its variance is smaller.
+    torch.manual_seed(2)
+    process = GaussianDiffusion(4, "cosine", dtype=torch.float64)
+    net = Denoiser(2, 0, time_dim=8, hidden_dims=(16,), learn_variance=True,
+                   skip=process.sqrt_one_minus_alphas_cumprod).double()
+    for p in net.parameters():
+        p.data.normal_(0, 0.2)
+    params = list(net.parameters())
+    loc, scale = torch.zeros(2, dtype=torch.float64), torch.ones(2, dtype=torch.float64)
+    target = dist.Normal(torch.tensor([0.5, -0.3], dtype=torch.float64), 0.8)
+    n = 4000
+
+    def batch_mean_gradients(path_gradient):
+        """Gradients of the output layer's bias, each averaged over a batch of 500 draws (8 batches)."""
+        torch.manual_seed(3)  # the same draws for both estimators
+        rows = []
+        for noise in torch.randn(n // 500, 5, 500, 2, dtype=torch.float64):
+            q = DiffusionPosterior(loc, scale, net, process, None, "learned", True, path_gradient)
+            z, log_density = q.rsample_and_log_density((500,), noise=noise)
+            bound = target.log_prob(z).sum(-1) - log_density
+            rows.append(torch.autograd.grad(bound.mean(), params[-1])[0])
+        return torch.stack(rows)
+
+    plain, path = batch_mean_gradients(False), batch_mean_gradients(True)
+    diff = plain.mean(0) - path.mean(0)
+    se = (plain.var(0) / plain.shape[0] + path.var(0) / path.shape[0]).sqrt()
+    assert (diff.abs() < 4 * se + 1e-8).all(), (diff, se)
+    assert path.var(0).sum() < plain.var(0).sum()

@@ -47,7 +47,7 @@ def test_sleep_only_training_matches_the_prior():
     model = _model(prior)
     x = torch.zeros(256, 2)
     guide = DiffusionGuide(model, "z", "x", num_steps=10, schedule="cosine", variance="posterior",
-                           conditional=False, hidden_dims=(8,), denoiser_hidden_dims=(64, 64))
+                           conditional=False, standardize=False, hidden_dims=(8,), denoiser_hidden_dims=(64, 64))
     elbo = DDVI_ELBO(sleep="simplified")
     guide(x)
     optim = torch.optim.Adam(guide.denoisers.parameters(), lr=3e-3)
@@ -74,18 +74,22 @@ def test_sleep_only_training_matches_the_prior():
     assert gap.item() < 0.3, gap
 
 
-def test_warmup_trains_the_sleep_term_alone_then_everything():
-    decoder = torch.nn.Linear(2, 2)
-
+def _decoder_model(decoder):
     def model(x):
         pyro.module("decoder", decoder)
         with pyro.plate("data", x.shape[0]):
             z = pyro.sample("z", dist.Normal(torch.zeros(2), 1.0).to_event(1))
             pyro.sample("x", dist.Normal(decoder(z), 1.0).to_event(1), obs=x)
 
+    return model
+
+
+def test_warmup_trains_the_sleep_term_alone_then_everything():
+    decoder = torch.nn.Linear(2, 2)
+    model = _decoder_model(decoder)
     guide = DiffusionGuide(model, "z", "x", num_steps=3, hidden_dims=(16,), denoiser_hidden_dims=(16,))
     x = torch.randn(5, 2)
-    elbo = DDVI_ELBO(sleep="wake-sleep", warmup_steps=2)
+    elbo = DDVI_ELBO(warmup_steps=2)
     svi = pyro.infer.SVI(model, guide, pyro.optim.Adam({"lr": 1e-2}), elbo)
     guide(x)
     head_before = guide.heads[0].weight.detach().clone()
@@ -98,6 +102,58 @@ def test_warmup_trains_the_sleep_term_alone_then_everything():
     assert math.isnan(elbo.last_terms["elbo"]) and elbo.last_terms["loss"] == pytest.approx(elbo.last_terms["sleep"])
     svi.step(x)  # the warm-up is over: the wake term trains the decoder
     assert not torch.equal(decoder.weight, decoder_before)
+    assert math.isfinite(elbo.last_terms["elbo"])
+
+
+def test_training_steps_count_gradient_evaluations_on_every_route():
+    decoder = torch.nn.Linear(2, 2)
+    model = _decoder_model(decoder)
+    guide = DiffusionGuide(model, "z", "x", num_steps=3, hidden_dims=(16,), denoiser_hidden_dims=(16,))
+    x = torch.randn(5, 2)
+    elbo = DDVI_ELBO(warmup_steps=2)
+    svi = pyro.infer.SVI(model, guide, pyro.optim.Adam({"lr": 1e-2}), elbo)
+    svi.step(x)
+    assert guide.training_steps == 1
+    svi.evaluate_loss(x)  # no gradient: not a training step
+    assert guide.training_steps == 1
+    module = elbo(model, guide)  # Pyro's ELBOModule, for plain torch optimizers and Lightning
+    module(x).backward()
+    assert guide.training_steps == 2
+    assert guide.state_dict()["_extra_state"] == {"training_steps": 2}
+
+
+def _train(state=None, steps=4, seed=0):
+    """Build a model, guide and optimizer; optionally restore ``state``; take ``steps`` SVI steps."""
+    pyro.clear_param_store()
+    torch.manual_seed(seed)
+    decoder = torch.nn.Linear(2, 2)
+    model = _decoder_model(decoder)
+    guide = DiffusionGuide(model, "z", "x", num_steps=3, hidden_dims=(16,), denoiser_hidden_dims=(16,))
+    x = torch.randn(6, 2, generator=torch.Generator().manual_seed(7))
+    optim = pyro.optim.Adam({"lr": 1e-2})
+    svi = pyro.infer.SVI(model, guide, optim, DDVI_ELBO(warmup_steps=3))
+    guide.setup(x)
+    if state is not None:
+        guide.load_state_dict(state["guide"])
+        decoder.load_state_dict(state["decoder"])
+        optim.set_state(state["optim"])  # consumed by the optimizers the next step creates
+        torch.set_rng_state(state["rng"])
+    for _ in range(steps):
+        svi.step(x)
+    return {"guide": {k: v.clone() if torch.is_tensor(v) else dict(v) for k, v in guide.state_dict().items()},
+            "decoder": {k: v.clone() for k, v in decoder.state_dict().items()},
+            "optim": optim.get_state(), "rng": torch.get_rng_state()}
+
+
+def test_interrupted_and_resumed_run_equals_the_uninterrupted_run():
+    whole = _train(steps=6)
+    first = _train(steps=2)  # stops inside the warm-up (3 steps)
+    resumed = _train(state=first, steps=4)
+    assert resumed["guide"]["_extra_state"] == whole["guide"]["_extra_state"] == {"training_steps": 6}
+    for part in ("guide", "decoder"):
+        for name, value in whole[part].items():
+            if torch.is_tensor(value):
+                assert torch.allclose(resumed[part][name], value, atol=1e-6), name
 
 
 def test_simplified_sleep_does_not_run_the_likelihood():
@@ -109,7 +165,7 @@ def test_simplified_sleep_does_not_run_the_likelihood():
             calls.append(1)
             pyro.sample("x", dist.Normal(z, 1.0).to_event(1), obs=x)
 
-    guide = DiffusionGuide(model, "z", "x", num_steps=3, hidden_dims=(16,), denoiser_hidden_dims=(16,))
+    guide = DiffusionGuide(model, "z", "x", num_steps=3, standardize=False, hidden_dims=(16,), denoiser_hidden_dims=(16,))
     x = torch.randn(5, 2)
     guide(x)
     calls.clear()
