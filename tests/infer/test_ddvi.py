@@ -84,13 +84,18 @@ def _decoder_model(decoder):
     return model
 
 
-def test_warmup_trains_the_sleep_term_alone_then_everything():
+def _small_run(warmup_steps=2):
+    """A linear-decoder model, a small DiffusionGuide, DDVI_ELBO with a warm-up and its SVI."""
     decoder = torch.nn.Linear(2, 2)
     model = _decoder_model(decoder)
     guide = DiffusionGuide(model, "z", "x", num_steps=3, hidden_dims=(16,), denoiser_hidden_dims=(16,))
-    x = torch.randn(5, 2)
-    elbo = DDVI_ELBO(warmup_steps=2)
+    elbo = DDVI_ELBO(warmup_steps=warmup_steps)
     svi = pyro.infer.SVI(model, guide, pyro.optim.Adam({"lr": 1e-2}), elbo)
+    return decoder, model, guide, torch.randn(5, 2), elbo, svi
+
+
+def test_warmup_trains_the_sleep_term_alone_then_everything():
+    decoder, model, guide, x, elbo, svi = _small_run()
     guide(x)
     head_before = guide.heads[0].weight.detach().clone()
     decoder_before = decoder.weight.detach().clone()
@@ -106,12 +111,7 @@ def test_warmup_trains_the_sleep_term_alone_then_everything():
 
 
 def test_training_steps_count_gradient_evaluations_on_every_route():
-    decoder = torch.nn.Linear(2, 2)
-    model = _decoder_model(decoder)
-    guide = DiffusionGuide(model, "z", "x", num_steps=3, hidden_dims=(16,), denoiser_hidden_dims=(16,))
-    x = torch.randn(5, 2)
-    elbo = DDVI_ELBO(warmup_steps=2)
-    svi = pyro.infer.SVI(model, guide, pyro.optim.Adam({"lr": 1e-2}), elbo)
+    _, model, guide, x, elbo, svi = _small_run()
     svi.step(x)
     assert guide.training_steps == 1
     svi.evaluate_loss(x)  # no gradient: not a training step
