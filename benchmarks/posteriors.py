@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import statistics
 import time
 from multiprocessing import get_context
@@ -40,10 +39,9 @@ import torch
 from pyro.infer import SVI, Trace_ELBO
 from pyro.optim import Adam
 
-from pyro_diffvi.datasets.posteriors import PROBLEMS, PosteriorProblem, make_problem
+from pyro_diffvi.datasets.posteriors import PROBLEMS, elbo_gap, make_problem, mode_mass_ratio
 from pyro_diffvi.guides import DiffusionGuide, FlowGuide, GaussianGuide, HierarchicalGuide
 from pyro_diffvi.infer import DDVI_ELBO
-from pyro_diffvi.metrics import log_weights
 from pyro_diffvi.util import set_seed
 
 GUIDES = ("gaussian", "iaf", "spline", "hierarchical", "ddvi", "ddvi_paper")
@@ -67,25 +65,6 @@ def make_guide_and_loss(name: str, model):
     raise ValueError(f"guide must be one of {GUIDES}, got {name!r}")
 
 
-def gap(problem: PosteriorProblem, guide, num_particles: int) -> tuple[float, float]:
-    """Mean over observations of ELBO - log p(x), and its Monte-Carlo standard error over particles."""
-    weights = log_weights(problem.model, guide, problem.x, num_samples=num_particles, max_particles_per_chunk=64)
-    per_particle = (weights.values.double() - problem.log_px.to(weights.values.device)).mean(-1)
-    return per_particle.mean().item(), per_particle.std().item() / math.sqrt(num_particles)
-
-
-def mode_ratio(problem: PosteriorProblem, guide, num_particles: int) -> tuple[float, list[float]]:
-    """Smallest (guide mass / exact mass) over modes with exact mass >= 2%, both pooled over observations."""
-    with torch.no_grad():
-        z = guide(problem.x.repeat(num_particles, 1))["z"]
-    modes = problem.mode_of(z).reshape(num_particles, -1)
-    k = problem.mode_masses.shape[-1]
-    guide_mass = torch.stack([(modes == m).double().mean() for m in range(k)]).cpu()
-    exact = problem.mode_masses.double().mean(0).cpu()
-    kept = exact >= MIN_MODE_MASS
-    return (guide_mass[kept] / exact[kept]).min().item(), guide_mass.tolist()
-
-
 def run_cell(cell: dict) -> dict:
     torch.set_num_threads(cell["threads"])
     pyro.clear_param_store()
@@ -100,13 +79,13 @@ def run_cell(cell: dict) -> dict:
         svi.step(problem.x)
         seconds += time.perf_counter() - start
         if cell["guide"].startswith("ddvi") and step % cell["curve_every"] == 0:
-            curve.append(round(gap(problem, guide, 64)[0], 4))
-    mean, stderr = gap(problem, guide, cell["eval_particles"])
+            curve.append(round(elbo_gap(problem, guide, 64)[0], 4))
+    mean, stderr = elbo_gap(problem, guide, cell["eval_particles"])
     record = {k: cell[k] for k in ("problem", "guide", "seed", "steps", "lr")}
     record.update(gap=mean, gap_se=stderr, ms_per_step=1e3 * seconds / cell["steps"], curve=curve,
                   kind=problem.kind, num_modes=problem.num_modes)
     if problem.mode_of is not None:
-        record["mode_ratio"], record["mode_masses"] = mode_ratio(problem, guide, cell["eval_particles"])
+        record["mode_ratio"], record["mode_masses"] = mode_mass_ratio(problem, guide, cell["eval_particles"], MIN_MODE_MASS)
         record["exact_mode_masses"] = problem.mode_masses.double().mean(0).tolist()
     return record
 

@@ -82,7 +82,9 @@ __all__: list[str] = [
     "PosteriorProblem",
     "Quadrature",
     "QuadratureGrid",
+    "elbo_gap",
     "make_problem",
+    "mode_mass_ratio",
     "posterior_quadrature",
 ]
 
@@ -1246,3 +1248,46 @@ def make_problem(
     if not isinstance(name, str) or name not in PROBLEMS:
         raise ValueError(f"unknown problem name {name!r}; expected one of {list(PROBLEMS)}")
     return PROBLEMS[name](num_data=num_data, seed=seed, device=device, dtype=dtype)
+
+
+# ---------------------------------------------------------------------------------------------
+# Scoring a guide against the exact answers
+
+
+def elbo_gap(problem: PosteriorProblem, guide: Callable, num_particles: int = 256) -> tuple[float, float]:
+    r"""The ELBO's gap to the exact evidence, :math:`\frac1N\sum_n (\widehat{\mathrm{ELBO}}_n - \log p(x_n))`, in nats
+    per observation (:math:`\le 0` up to Monte-Carlo error for a valid bound), and its standard error over
+    the ``num_particles`` draws per observation.
+
+    :param problem: a :class:`PosteriorProblem`.
+    :param guide: a guide for ``problem.model`` (called as ``guide(problem.x)``).
+    :param num_particles: draws per observation.
+    :return: ``(mean gap, standard error)``.
+    """
+    from pyro_diffvi.metrics import log_weights  # metrics do not depend on datasets
+
+    weights = log_weights(problem.model, guide, problem.x, num_samples=num_particles, max_particles_per_chunk=64)
+    values = weights.values.double()
+    per_particle = (values - problem.log_px.to(values)).mean(-1)
+    return per_particle.mean().item(), per_particle.std().item() / math.sqrt(num_particles)
+
+
+def mode_mass_ratio(
+    problem: PosteriorProblem, guide: Callable, num_particles: int = 256, min_mass: float = 0.02
+) -> tuple[float, list[float]]:
+    """The smallest ratio (guide's mass / exact mass) over the modes whose exact mass is at least
+    ``min_mass``, both pooled over the observations; 1 means every mode gets its exact share.
+
+    :param problem: a multimodal :class:`PosteriorProblem` (with ``mode_of`` and ``mode_masses``).
+    :param guide: a guide for ``problem.model``; its site ``"z"`` is drawn ``num_particles`` times per observation.
+    :return: ``(smallest ratio, the guide's pooled mass of every mode)``.
+    """
+    if problem.mode_of is None or problem.mode_masses is None:
+        raise ValueError(f"problem {problem.name!r} has no mode regions (kind {problem.kind!r})")
+    with torch.no_grad():
+        z = guide(problem.x.repeat(num_particles, *([1] * (problem.x.dim() - 1))))["z"]
+    modes = problem.mode_of(z).reshape(num_particles, -1)
+    guide_mass = torch.stack([(modes == m).double().mean() for m in range(problem.num_modes)]).cpu()
+    exact = problem.mode_masses.double().mean(0).cpu()
+    kept = exact >= min_mass
+    return (guide_mass[kept] / exact[kept]).min().item(), guide_mass.tolist()
