@@ -18,12 +18,14 @@ def test_linear_schedule_endpoints_and_spacing():
 
 def test_cosine_schedule_matches_alpha_bar_formula():
     T, s = 10, 0.008
-    betas = cosine_beta_schedule(T, dtype=torch.float64)
+    betas = cosine_beta_schedule(T, max_beta=0.999, dtype=torch.float64)
     f = lambda t: math.cos((t / T + s) / (1 + s) * math.pi / 2) ** 2  # noqa: E731
     abar = torch.cumprod(1 - betas, 0)
     for t in range(1, T):  # the last beta is clipped at 0.999
         assert abar[t - 1].item() == pytest.approx(f(t) / f(0), rel=1e-10)
     assert betas[-1].item() == pytest.approx(0.999)
+    clipped = cosine_beta_schedule(T, dtype=torch.float64)  # default clip 0.5
+    assert clipped.max().item() == pytest.approx(0.5) and torch.equal(clipped[betas < 0.5], betas[betas < 0.5])
 
 
 def test_make_schedule_validation():
