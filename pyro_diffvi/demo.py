@@ -127,7 +127,7 @@ def main(argv: list[str] | None = None) -> dict:
         _print_table(runs[seed])
     os.makedirs(args.out, exist_ok=True)
     first = runs[args.seeds[0]]
-    _plot(first, y_test if len(args.seeds) == 1 else _test_labels(args, device), os.path.join(args.out, "latents.png"))
+    _plot(first, y_test, os.path.join(args.out, "latents.png"))  # the labels do not depend on the seed
     summary = {
         "per_seed": {s: {k: {kk: vv for kk, vv in r.items() if kk != "latents"} for k, r in run.items()}
                      for s, run in runs.items()},
@@ -144,11 +144,6 @@ def main(argv: list[str] | None = None) -> dict:
         json.dump(summary, f, indent=2)
     print(f"wrote {args.out}/latents.png and {args.out}/results.json")
     return summary
-
-
-def _test_labels(args, device) -> torch.Tensor:
-    _, y_test = load_mnist("test", binarize="static", seed=args.seeds[0], device=device)
-    return y_test[: args.test_size]
 
 
 def _print_table(results: dict) -> None:

@@ -812,119 +812,78 @@ def banana(num_data: int = 64, seed: int = 0, device=None, dtype=torch.float32) 
     )
 
 
-# 5. mixture_overlapping ----------------------------------------------------------------------
+# 5-6. Gaussian-mixture priors with a Gaussian likelihood ---------------------------------------
 
-_OVERLAP_MEANS = [[0.0, 0.0], [1.2, 0.4], [-0.4, 1.1]]
-_OVERLAP_WEIGHTS = [0.5, 0.3, 0.2]
-_OVERLAP_SCALE = 0.7
-_OVERLAP_NOISE = 0.8
+
+def _mixture_problem(
+    name: str, means: list, weights: list, scale: float, noise: float, kind: str, description: str,
+    grid_half_width: Callable[[float], float], cell: float, num_data: int, seed: int, device, dtype,
+) -> PosteriorProblem:
+    r"""A problem with prior :math:`\sum_k w_k \mathcal N(\mu_k, s^2 I)` and :math:`x|z \sim \mathcal N(z, \sigma^2 I)`:
+    closed-form log p(x); for ``kind="multimodal"`` the modes are the cells of the nearest mean, with
+    exact masses. ``grid_half_width(max |x|)`` sizes the (checking) quadrature grid."""
+    mixture = dict(means=means, scale=scale, weights=weights)
+    model = _Model(partial(_mixture_prior, **mixture), partial(_normal_identity, scale=noise), latent_dim=2, obs_dim=2)
+    x = _start(num_data, seed, device, dtype, model)
+
+    def grid(x64):
+        half = grid_half_width(x64.abs().max().item())
+        return _make_grid((-half, -half), (half, half), cell)
+
+    modes = {}
+    if kind == "multimodal":
+        modes = dict(
+            num_modes=len(means),
+            mode_of=partial(_nearest, means=means),
+            exact_masses=partial(_mixture_posterior_masses, **mixture, noise=noise),
+        )
+    return _finish(
+        name, model, x, kind, description, grid_fn=grid,
+        closed_form=partial(_mixture_log_px, **mixture, noise=noise), **modes,
+    )
 
 
 def mixture_overlapping(
     num_data: int = 64, seed: int = 0, device=None, dtype=torch.float32
 ) -> PosteriorProblem:
-    """Three overlapping components: a skewed, unimodal posterior.
+    r"""Three overlapping components: a skewed, unimodal posterior.
 
     .. math::
 
-        z \\sim \\textstyle\\sum_k w_k \\mathcal N(\\mu_k, 0.7^2 I), \\qquad
-        x \\mid z \\sim \\mathcal N(z, 0.8^2 I), \\qquad
-        p(x) = \\textstyle\\sum_k w_k \\mathcal N(x; \\mu_k, (0.7^2 + 0.8^2) I),
+        z \sim \textstyle\sum_k w_k \mathcal N(\mu_k, 0.7^2 I), \qquad
+        x \mid z \sim \mathcal N(z, 0.8^2 I), \qquad
+        p(x) = \textstyle\sum_k w_k \mathcal N(x; \mu_k, (0.7^2 + 0.8^2) I),
 
     with :math:`w = (0.5, 0.3, 0.2)` and means :math:`(0, 0), (1.2, 0.4), (-0.4, 1.1)`.
     """
-    model = _Model(
-        partial(_mixture_prior, means=_OVERLAP_MEANS, scale=_OVERLAP_SCALE, weights=_OVERLAP_WEIGHTS),
-        partial(_normal_identity, scale=_OVERLAP_NOISE),
-        latent_dim=2,
-        obs_dim=2,
-    )
-    x = _start(num_data, seed, device, dtype, model)
-
-    def grid(x64):
-        # posterior component means lie within 1.2 + 0.44 |x|, sd 0.53
-        half = 6.7 + 0.45 * x64.abs().max().item()
-        return _make_grid((-half, -half), (half, half), 0.1)
-
-    return _finish(
-        "mixture_overlapping",
-        model,
-        x,
-        "unimodal",
+    return _mixture_problem(
+        "mixture_overlapping", [[0.0, 0.0], [1.2, 0.4], [-0.4, 1.1]], [0.5, 0.3, 0.2], 0.7, 0.8, "unimodal",
         "3 overlapping Gaussian components (sd 0.7), x ~ N(z, 0.8^2 I): skewed unimodal posterior",
-        grid_fn=grid,
-        closed_form=partial(
-            _mixture_log_px,
-            means=_OVERLAP_MEANS,
-            scale=_OVERLAP_SCALE,
-            weights=_OVERLAP_WEIGHTS,
-            noise=_OVERLAP_NOISE,
-        ),
+        # posterior component means lie within 1.2 + 0.44 |x|, sd 0.53
+        lambda max_abs_x: 6.7 + 0.45 * max_abs_x, 0.1, num_data, seed, device, dtype,
     )
-
-
-# 6. mixture_separated ------------------------------------------------------------------------
-
-_SEPARATED_MEANS = [
-    [3.0 * math.cos(a), 3.0 * math.sin(a)] for a in (math.pi / 2, 7 * math.pi / 6, 11 * math.pi / 6)
-]
-_SEPARATED_WEIGHTS = [0.5, 0.3, 0.2]
-_SEPARATED_SCALE = 0.4
-_SEPARATED_NOISE = 2.5
 
 
 def mixture_separated(
     num_data: int = 64, seed: int = 0, device=None, dtype=torch.float32
 ) -> PosteriorProblem:
-    """Three well-separated components and a broad likelihood: several weighted modes.
+    r"""Three well-separated components and a broad likelihood: several weighted modes.
 
     .. math::
 
-        z \\sim \\textstyle\\sum_k w_k \\mathcal N(\\mu_k, 0.4^2 I), \\qquad
-        x \\mid z \\sim \\mathcal N(z, 2.5^2 I), \\qquad
-        p(x) = \\textstyle\\sum_k w_k \\mathcal N(x; \\mu_k, (0.4^2 + 2.5^2) I),
+        z \sim \textstyle\sum_k w_k \mathcal N(\mu_k, 0.4^2 I), \qquad
+        x \mid z \sim \mathcal N(z, 2.5^2 I), \qquad
+        p(x) = \textstyle\sum_k w_k \mathcal N(x; \mu_k, (0.4^2 + 2.5^2) I),
 
     with means on the circle of radius 3 at angles 90, 210 and 330 degrees and
     :math:`w = (0.5, 0.3, 0.2)`. ``mode_of`` is the nearest mean.
     """
-    model = _Model(
-        partial(
-            _mixture_prior, means=_SEPARATED_MEANS, scale=_SEPARATED_SCALE, weights=_SEPARATED_WEIGHTS
-        ),
-        partial(_normal_identity, scale=_SEPARATED_NOISE),
-        latent_dim=2,
-        obs_dim=2,
-    )
-    x = _start(num_data, seed, device, dtype, model)
-
-    def grid(x64):
-        # posterior component means lie within 2.93 + 0.025 |x|, sd 0.39
-        half = 7.5 + 0.03 * x64.abs().max().item()
-        return _make_grid((-half, -half), (half, half), 0.08)
-
-    return _finish(
-        "mixture_separated",
-        model,
-        x,
-        "multimodal",
+    means = [[3.0 * math.cos(a), 3.0 * math.sin(a)] for a in (math.pi / 2, 7 * math.pi / 6, 11 * math.pi / 6)]
+    return _mixture_problem(
+        "mixture_separated", means, [0.5, 0.3, 0.2], 0.4, 2.5, "multimodal",
         "3 components (sd 0.4) on a circle of radius 3, weights (0.5, 0.3, 0.2), x ~ N(z, 2.5^2 I)",
-        grid_fn=grid,
-        closed_form=partial(
-            _mixture_log_px,
-            means=_SEPARATED_MEANS,
-            scale=_SEPARATED_SCALE,
-            weights=_SEPARATED_WEIGHTS,
-            noise=_SEPARATED_NOISE,
-        ),
-        num_modes=3,
-        mode_of=partial(_nearest, means=_SEPARATED_MEANS),
-        exact_masses=partial(
-            _mixture_posterior_masses,
-            means=_SEPARATED_MEANS,
-            scale=_SEPARATED_SCALE,
-            weights=_SEPARATED_WEIGHTS,
-            noise=_SEPARATED_NOISE,
-        ),
+        # posterior component means lie within 2.93 + 0.025 |x|, sd 0.39
+        lambda max_abs_x: 7.5 + 0.03 * max_abs_x, 0.08, num_data, seed, device, dtype,
     )
 
 

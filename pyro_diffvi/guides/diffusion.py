@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import math
 from typing import Sequence
 
 import torch
 from torch import nn
-from torch.distributions import biject_to
+from torch.distributions import Normal, biject_to, kl_divergence
 
 from pyro_diffvi.diffusion import REVERSE_VARIANCES, Denoiser, GaussianDiffusion
 from pyro_diffvi.distributions.diffusion import DiffusionPosterior
@@ -202,7 +201,7 @@ class DiffusionGuide(GaussianGuide):
             # the denoiser learns the standardized draws; the head their moments (a forward KL)
             u0 = (y0 - loc.detach()) / scale.detach()
             if head:
-                head_loss = -torch.distributions.Normal(loc, scale).log_prob(y0).sum(-1)
+                head_loss = -Normal(loc, scale).log_prob(y0).sum(-1)
         else:
             u0 = y0
             if head and context is not None:
@@ -227,16 +226,10 @@ class DiffusionGuide(GaussianGuide):
         step's term of the trajectory forward KL, with the mean held fixed: it trains the learned variances
         (the hybrid loss of Nichol & Dhariwal 2021, Sec. 3.1), which the noise-prediction loss does not see."""
         process = self.process
-        mean = process.mean_from_eps(u_t, t, eps_hat)
-        log_var = process.learned_log_variance(t, v)
-        first = (t == 1).unsqueeze(-1)
-        target_mean = torch.where(
-            first, u0, process.at("posterior_coef_y0", t, u0) * u0 + process.at("posterior_coef_yt", t, u0) * u_t
-        )
-        target_var = torch.where(first, torch.zeros_like(u0), process.at("posterior_variance_clipped", t, u0))
-        per_coordinate = 0.5 * (log_var + (target_var + (target_mean - mean).pow(2)) / log_var.exp())
-        entropy_term = torch.where(first, 0.5 * math.log(2 * math.pi), -0.5 * (target_var.clamp_min(1e-30).log() + 1))
-        return self.num_steps * (per_coordinate + entropy_term).sum(-1)
+        q = Normal(process.mean_from_eps(u_t, t, eps_hat), (0.5 * process.learned_log_variance(t, v)).exp())
+        r = process.posterior(u_t, u0, t.clamp(min=2))  # r(u_{t-1}|u_t, u_0); a point mass at u_0 for t = 1
+        per_coordinate = torch.where((t == 1).unsqueeze(-1), -q.log_prob(u0), kl_divergence(r, q))
+        return self.num_steps * per_coordinate.sum(-1)
 
     def _head_kl(self, name: str, y0: torch.Tensor, context) -> torch.Tensor:
         r""":math:`\mathrm{KL}(\mathcal N(\sqrt{\bar\alpha_T} z, (1-\bar\alpha_T) I)\,\|\,\mathcal N(\text{loc}, \text{scale}^2))`."""

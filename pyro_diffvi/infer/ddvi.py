@@ -176,8 +176,6 @@ class DDVI_ELBO(ELBO):
         with gradients enabled (``SVI.step``, ``ELBO.__call__``'s module, a training loop calling this
         method) counts one training step in the guide's ``training_steps``, which its ``state_dict``
         saves, so a resumed run continues the schedule where it stopped."""
-        if hasattr(guide, "setup"):
-            guide.setup(*args, **kwargs)
         if getattr(guide, "training_steps", 0) < self.warmup_steps:
             sleep = self.sleep_term(model, guide, *args, **kwargs)
             rec = reg = torch.full_like(sleep, math.nan)  # the wake term is not evaluated in the warm-up

@@ -131,3 +131,25 @@ def test_clear_errors():
         DiffusionGuide(linear_model, "z", "x", num_steps=0)
     with pytest.raises(ValueError, match="sleep must be one of"):
         DDVI_ELBO(sleep="dream")
+
+
+def test_sleep_variance_loss_is_the_step_forward_kl():
+    # T * KL(r(u_{t-1}|u_t, u_0) || q(u_{t-1}|u_t)) for t >= 2 and -T log q(u_0|u_1) at t = 1, each
+    # checked against an explicit per-datum torch.distributions computation
+    guide = DiffusionGuide(linear_model, "z", "x", num_steps=5, **SMALL)
+    guide(torch.randn(3, 3))
+    process = guide.process.double()
+    u0, eps = torch.randn(6, 2, dtype=torch.float64), torch.randn(6, 2, dtype=torch.float64)
+    t = torch.tensor([1, 2, 3, 4, 5, 1])
+    u_t = process.q_sample(u0, t, eps)
+    eps_hat, v = torch.randn(6, 2, dtype=torch.float64), torch.randn(6, 2, dtype=torch.float64)
+    loss = guide._variance_loss(u0, u_t, t, eps_hat, v)
+    for i, ti in enumerate(t.tolist()):
+        q = dist.Normal(process.mean_from_eps(u_t[i], ti, eps_hat[i]),
+                        (0.5 * process.learned_log_variance(ti, v[i])).exp())
+        if ti == 1:
+            expected = -q.log_prob(u0[i]).sum()
+        else:
+            r = process.posterior(u_t[i], u0[i], ti)
+            expected = torch.distributions.kl_divergence(torch.distributions.Normal(r.loc, r.scale), q).sum()
+        assert loss[i].item() == pytest.approx(5 * expected.item(), abs=1e-10)
