@@ -35,7 +35,7 @@ from pyro.nn import PyroModule
 from torch import Tensor, nn
 
 from pyro_diffvi.distributions.energy import EnergyDistribution
-from pyro_diffvi.samplers.ais import _check_betas, log_mean_exp_with_se, sigmoid_schedule
+from pyro_diffvi.samplers.ais import check_betas, log_mean_exp_with_se, sigmoid_schedule
 from pyro_diffvi.samplers.langevin import check_num_steps, check_positive, langevin
 
 MAX_ENUMERATED_HIDDEN = 20
@@ -272,7 +272,8 @@ class GRBM(EnergyDistribution):
         :param num_chains: ``N >= 2`` independent chains.
         :param num_steps: number of annealing steps ``K`` (ignored when ``betas`` is given).
         :param gibbs_steps: Gibbs sweeps per temperature.
-        :param betas: optional schedule increasing from exactly 0 to exactly 1.
+        :param betas: optional schedule increasing from exactly 0 to exactly 1, validated by
+            :func:`~pyro_diffvi.samplers.ais.check_betas`.
         :returns: ``(log_Z_estimate, standard_error)``.
         """
         if isinstance(num_chains, bool) or not isinstance(num_chains, int) or num_chains < 2:
@@ -284,7 +285,7 @@ class GRBM(EnergyDistribution):
                 raise ValueError(f"num_steps must be >= 1, got {num_steps}")
             betas = sigmoid_schedule(num_steps, dtype=dtype, device=device)
         else:
-            betas = _check_betas(torch.as_tensor(betas, dtype=dtype, device=device))
+            betas = check_betas(torch.as_tensor(betas, dtype=dtype, device=device))
         with torch.no_grad():
             log_z0 = 0.5 * self.visible * math.log(2 * math.pi) + self.log_sigma.sum() + F.softplus(self.b).sum()
             v = self.initial_visible(torch.Size([num_chains, self.visible]))

@@ -48,11 +48,32 @@ def sigmoid_schedule(num_steps: int, sharpness: float = 4.0, dtype=None, device=
     return (s - s[0]) / (s[-1] - s[0])
 
 
-def _check_betas(betas: Tensor) -> Tensor:
+def check_betas(betas) -> Tensor:
+    r"""Validate an annealing schedule and return it as a tensor.
+
+    Used by :func:`ais_log_partition` and :meth:`pyro_diffvi.distributions.GRBM.ais_log_partition`.
+
+    :param betas: inverse temperatures :math:`0 = \beta_0 \le \beta_1 \le \dots \le \beta_K = 1`, a 1-D
+        tensor (or sequence) of at least 2 finite entries, starting at exactly 0 and ending at exactly 1.
+    :returns: ``betas`` as a tensor.
+    :raises ValueError: naming ``betas`` when it has the wrong shape, a NaN or infinite entry, does not
+        start at 0 or end at 1, or decreases somewhere.
+    """
+    betas = torch.as_tensor(betas)
     if betas.dim() != 1 or betas.numel() < 2:
         raise ValueError(f"betas must be a 1-D tensor with at least 2 entries, got shape {tuple(betas.shape)}")
-    if betas[0].item() != 0.0 or betas[-1].item() != 1.0 or (betas[1:] < betas[:-1]).any():
-        raise ValueError("betas must increase monotonically from exactly 0 to exactly 1")
+    if not betas.is_floating_point():
+        raise ValueError(f"betas must be a floating-point tensor, got dtype {betas.dtype}")
+    finite = torch.isfinite(betas)
+    if not finite.all():
+        bad = (~finite).nonzero().flatten().tolist()
+        raise ValueError(f"betas must be finite; entries {bad} are NaN or infinite")
+    decreasing = (betas[1:] < betas[:-1]).nonzero().flatten().tolist()
+    if betas[0].item() != 0.0 or betas[-1].item() != 1.0 or decreasing:
+        raise ValueError(
+            "betas must increase monotonically from exactly 0 to exactly 1, got first entry "
+            f"{betas[0].item()}, last entry {betas[-1].item()}, decreases after entries {decreasing}"
+        )
     return betas
 
 
@@ -97,7 +118,8 @@ def ais_log_partition(
     :param transition: ``"mala"`` (exact invariance) or ``"ula"`` (unadjusted, biased).
     :param step_size: initial Langevin step size :math:`h` (see :func:`~pyro_diffvi.samplers.langevin`).
     :param num_mcmc_steps: transitions per temperature.
-    :param betas: optional schedule, a 1-D tensor increasing from 0 to 1 (default: :func:`sigmoid_schedule`).
+    :param betas: optional schedule, a 1-D tensor increasing from 0 to 1, validated by :func:`check_betas`
+        (default: :func:`sigmoid_schedule`).
     :param adapt_step_size: for MALA, after each temperature multiply the step size by
         ``exp(acceptance - target_accept)`` (a population-level adaptation, shared by all chains).
     :param target_accept: acceptance rate targeted by the adaptation.
@@ -125,7 +147,7 @@ def ais_log_partition(
             raise ValueError(f"num_steps must be >= 1, got {num_steps}")
         betas = sigmoid_schedule(num_steps, dtype=z.dtype, device=z.device)
     else:
-        betas = _check_betas(torch.as_tensor(betas, dtype=z.dtype, device=z.device))
+        betas = check_betas(torch.as_tensor(betas, dtype=z.dtype, device=z.device))
 
     def log_ratio(z: Tensor) -> Tensor:  # log f_1(z) - log f_0(z)
         with torch.no_grad():

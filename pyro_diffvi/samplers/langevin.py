@@ -17,11 +17,18 @@ Mapping to the papers: Eq. 13 of paper 001 (energy-prior VAEs),
 
 With ``metropolis=True`` the same proposal is accepted or rejected by a Metropolis-Hastings test (MALA),
 which leaves :math:`p` exactly invariant. That correction is only valid for ``noise_scale = 1``.
+
+Divergence: a step size too large for the energy's curvature makes ULA blow up to NaN or infinite
+states. :func:`langevin` then emits a ``RuntimeWarning`` naming the step size and the number of chains
+with non-finite states, and returns the states as they are (a caller such as
+:class:`~pyro_diffvi.infer.ContrastiveDivergence` inside an objective with a divergence guard then
+stops or skips the step). MALA rejects non-finite proposals, so only a non-finite start can end there.
 """
 
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Callable
 
 import torch
@@ -146,6 +153,8 @@ def langevin(
     :param metropolis: Metropolis-Hastings correction (MALA); requires ``noise_scale == 1``.
     :returns: ``(samples, acceptance_rate)``: final states (detached, shape of ``init``) and the
         fraction of accepted proposals per chain (ones for ULA).
+    :warns RuntimeWarning: when some chains end with NaN or infinite states (see the module docstring);
+        the message names ``step_size`` and the number of such chains.
     """
     if not torch.is_tensor(init):
         raise TypeError(f"init must be a torch.Tensor, got {type(init).__name__}")
@@ -167,4 +176,25 @@ def langevin(
         )
         num_accepted += accepted.to(z.dtype)
     rate = num_accepted / num_steps if num_steps > 0 else torch.ones_like(num_accepted)
+    warn_nonfinite_chains(z, energy.dim(), step_size, "ULA" if not metropolis else "MALA")
     return z.detach(), rate
+
+
+def warn_nonfinite_chains(z: Tensor, chain_dim: int, step_size: float, kind: str = "Langevin") -> int:
+    """Warn (``RuntimeWarning``) if some chains of ``z`` hold NaN or infinite states; return their number.
+
+    :param z: states of shape ``chains + event``.
+    :param chain_dim: number of leading chain dimensions.
+    :param step_size: the step size used (named in the message).
+    :param kind: the sampler's name for the message.
+    """
+    finite = torch.isfinite(z.reshape(z.shape[:chain_dim] + (-1,))).all(-1)
+    bad = int((~finite).sum().item())
+    if bad:
+        warnings.warn(
+            f"{kind}: {bad} of {finite.numel()} chain(s) have non-finite (NaN or inf) states with "
+            f"step_size={step_size!r}; the step size is too large for this energy: lower step_size",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+    return bad

@@ -70,6 +70,40 @@ class ReplayBuffer:
         mask = reinit.reshape((n,) + (1,) * (fresh.dim() - 1))
         return torch.where(mask, fresh, stored)
 
+    def state_dict(self) -> dict:
+        """The buffer's contents (``states``, a tensor or ``None`` while empty), its write position
+        ``next`` and its ``capacity``, for checkpoints; restore with :meth:`load_state_dict`."""
+        return {
+            "capacity": self.capacity,
+            "states": None if self._states is None else self._states.clone(),
+            "next": self._next,
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore the contents saved by :meth:`state_dict` (the states keep their saved device).
+
+        :param state: a dict from :meth:`state_dict` of a buffer with the same ``capacity``.
+        :raises ValueError: naming ``state`` when a key is missing or the saved capacity or contents do
+            not fit this buffer.
+        """
+        if not isinstance(state, dict) or not {"capacity", "states", "next"} <= set(state):
+            raise ValueError(
+                "state must be a dict with keys 'capacity', 'states', 'next' (from ReplayBuffer.state_dict()), "
+                f"got {state!r:.200}"
+            )
+        if state["capacity"] != self.capacity:
+            raise ValueError(
+                f"state was saved from a buffer of capacity {state['capacity']}, this buffer has capacity "
+                f"{self.capacity}"
+            )
+        states, nxt = state["states"], state["next"]
+        if states is not None and (not torch.is_tensor(states) or states.dim() < 1 or states.shape[0] > self.capacity):
+            raise ValueError(f"state['states'] must be None or a tensor of at most {self.capacity} states")
+        if isinstance(nxt, bool) or not isinstance(nxt, int) or not 0 <= nxt < self.capacity:
+            raise ValueError(f"state['next'] must be an int in [0, {self.capacity}), got {nxt!r}")
+        self._states = None if states is None else states.detach().clone()
+        self._next = nxt
+
     def push(self, x: Tensor) -> None:
         """Store the states ``x`` (shape ``(n,) + event_shape``), overwriting the oldest when full."""
         if not torch.is_tensor(x) or x.dim() < 1:
@@ -80,6 +114,8 @@ class ReplayBuffer:
                 f"x must have event shape {tuple(self._states.shape[1:])}, got {tuple(x.shape[1:])}"
             )
         x = x[-self.capacity :]
+        if x.shape[0] == 0:
+            return
         if self._states is None:
             self._states = x.clone()
             self._next = 0
@@ -111,7 +147,12 @@ def persistent_langevin(
     step_size: float,
     noise_scale: float = 1.0,
 ) -> Tensor:
-    """Persistent chains: draw ``n`` states from ``buffer``, run ``num_steps`` ULA steps, push them back."""
+    """Persistent chains: draw ``n`` states from ``buffer``, run ``num_steps`` ULA steps, push them back.
+
+    Chains that diverged to NaN or infinite states (:func:`~pyro_diffvi.samplers.langevin` warns about
+    them) are returned but not pushed, so one divergent step does not poison the buffer.
+    """
     samples, _ = langevin(energy_fn, buffer.sample(n), num_steps, step_size, noise_scale)
-    buffer.push(samples)
+    finite = torch.isfinite(samples.reshape(n, -1)).all(-1)
+    buffer.push(samples if bool(finite.all()) else samples[finite])
     return samples

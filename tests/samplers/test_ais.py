@@ -6,7 +6,7 @@ import torch
 
 from pyro_diffvi.distributions import GRBM
 from pyro_diffvi.nn.mlp import MLP
-from pyro_diffvi.samplers import ais_log_partition, log_mean_exp_with_se, sigmoid_schedule
+from pyro_diffvi.samplers import ais_log_partition, check_betas, log_mean_exp_with_se, sigmoid_schedule
 
 
 def std_normal_base(dim, device, scale=1.0):
@@ -92,3 +92,28 @@ def test_ais_bad_arguments(device):
         ais_log_partition(energy, base, num_chains=4, betas=torch.tensor([0.0, 0.7, 0.5, 1.0]))
     with pytest.raises(ValueError, match="energy"):
         ais_log_partition(lambda z: z, base, num_chains=4, num_steps=2)
+
+
+def test_check_betas_rejects_nan_and_bad_ends(device):
+    ok = torch.tensor([0.0, 0.5, 0.5, 1.0], device=device)
+    assert check_betas(ok) is ok
+    with pytest.raises(ValueError, match=r"betas must be finite; entries \[1\] are NaN or infinite"):
+        check_betas(torch.tensor([0.0, float("nan"), 1.0], device=device))
+    with pytest.raises(ValueError, match=r"betas must be finite; entries \[1, 2\]"):
+        check_betas(torch.tensor([0.0, float("inf"), float("nan"), 1.0], device=device))
+    with pytest.raises(ValueError, match="betas must increase monotonically.*first entry 0.1"):
+        check_betas(torch.tensor([0.1, 1.0], device=device))
+    with pytest.raises(ValueError, match=r"decreases after entries \[1\]"):
+        check_betas(torch.tensor([0.0, 0.7, 0.5, 1.0], device=device))
+    with pytest.raises(ValueError, match="at least 2 entries"):
+        check_betas(torch.tensor([0.0], device=device))
+    with pytest.raises(ValueError, match="betas must be a floating-point"):
+        check_betas(torch.tensor([0, 1], device=device))
+    # both AIS estimators use it: a NaN inside an otherwise valid schedule is refused
+    nan_betas = torch.tensor([0.0, 0.5, float("nan"), 1.0], dtype=torch.float64)
+    energy = lambda z: 0.5 * z.pow(2).sum(-1)  # noqa: E731
+    with pytest.raises(ValueError, match=r"betas must be finite; entries \[2\]"):
+        ais_log_partition(energy, std_normal_base(2, device), num_chains=4, betas=nan_betas)
+    grbm = GRBM(torch.zeros(2), torch.zeros(2), torch.ones(2, 3), torch.zeros(3))
+    with pytest.raises(ValueError, match=r"betas must be finite; entries \[2\]"):
+        grbm.ais_log_partition(num_chains=4, betas=nan_betas)

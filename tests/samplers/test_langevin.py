@@ -89,3 +89,20 @@ def test_langevin_bad_arguments(device):
         langevin(lambda z: z.sum(0), init, 1, 0.1)  # summed over chains
     with pytest.raises(TypeError, match="init"):
         langevin(energy, [[0.0, 0.0]], 1, 0.1)
+
+
+def test_divergent_ula_warns_with_step_size_and_chain_count(device):
+    # per-chain curvature: the update z' = (1 - h c) z + noise is stable for c = 0.01 and blows up as
+    # 99^k for c = 100 (h = 1): after 200 steps those two chains are inf / NaN in float64.
+    curvature = torch.tensor([0.01, 100.0, 0.01, 100.0], dtype=torch.float64, device=device)
+    energy = lambda z: 0.5 * (curvature[:, None] * z.pow(2)).sum(-1)  # noqa: E731
+    init = torch.ones(4, 2, dtype=torch.float64, device=device)
+    with pytest.warns(RuntimeWarning, match=r"ULA: 2 of 4 chain\(s\) have non-finite .* step_size=1.0"):
+        z, _ = langevin(energy, init, 200, 1.0)
+    assert torch.isfinite(z[[0, 2]]).all() and not torch.isfinite(z[[1, 3]]).any()
+    # a stable step gives no warning
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        langevin(energy, init, 20, 1e-3)

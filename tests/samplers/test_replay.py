@@ -60,3 +60,43 @@ def test_replay_bad_arguments():
     buf.push(torch.zeros(2, 2))
     with pytest.raises(ValueError, match="event shape"):
         buf.push(torch.zeros(2, 3))
+
+
+def test_state_dict_round_trip_continues_identically(device):
+    init = lambda n: torch.randn(n, 2, device=device)  # noqa: E731
+    buf = ReplayBuffer(6, init, reinit_prob=0.3)
+    buf.push(torch.arange(8.0, device=device).reshape(4, 2))
+    buf.push(torch.arange(8.0, 16.0, device=device).reshape(4, 2))  # fills 2, overwrites 2: next = 2
+    state = buf.state_dict()
+    assert state["next"] == 2 and state["capacity"] == 6 and state["states"].shape == (6, 2)
+    buf.push(torch.zeros(1, 2, device=device))  # the saved copy does not follow later pushes
+    assert state["next"] == 2 and state["states"].abs().sum() > 0
+    restored = ReplayBuffer(6, init, reinit_prob=0.3)
+    restored.load_state_dict(state)
+    original = ReplayBuffer(6, init, reinit_prob=0.3)
+    original.load_state_dict(buf.state_dict())
+    original.load_state_dict(state)
+    for b in (original, restored):
+        torch.manual_seed(5)
+        b.push(torch.full((3, 2), -1.0, device=device))
+    torch.manual_seed(6)
+    a = original.sample(50)
+    torch.manual_seed(6)
+    assert torch.equal(a, restored.sample(50))
+    assert torch.equal(original.state_dict()["states"], restored.state_dict()["states"])
+    empty = ReplayBuffer(6, init).state_dict()
+    assert empty["states"] is None
+    with pytest.raises(ValueError, match="capacity 6, this buffer has capacity 5"):
+        ReplayBuffer(5, init).load_state_dict(state)
+    with pytest.raises(ValueError, match="state must be a dict"):
+        ReplayBuffer(6, init).load_state_dict({"states": None})
+
+
+def test_persistent_chains_do_not_push_divergent_states(device):
+    curvature = torch.tensor([0.01, 100.0, 0.01, 100.0], dtype=torch.float64, device=device)
+    energy = lambda z: 0.5 * (curvature[:, None] * z.pow(2)).sum(-1)  # noqa: E731
+    buf = ReplayBuffer(10, lambda n: torch.ones(n, 2, dtype=torch.float64, device=device), reinit_prob=0.0)
+    with pytest.warns(RuntimeWarning, match="2 of 4 chain"):
+        out = persistent_langevin(energy, buf, 4, num_steps=200, step_size=1.0)
+    assert out.shape == (4, 2) and len(buf) == 2
+    assert torch.isfinite(buf.state_dict()["states"]).all()
