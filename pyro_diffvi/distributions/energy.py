@@ -4,22 +4,83 @@ Paper 001 (energy-prior VAEs), Sec. 2: the prior :math:`p_\beta(z) = e^{-E_\beta
 the partition-free ELBO only through :math:`-E_\beta(z)`. :class:`EnergyDistribution` therefore returns
 the **unnormalized** ``log_prob(z) = -E(z)`` (``normalized = False``); use
 :func:`~pyro_diffvi.samplers.ais_log_partition` for an estimate of :math:`\log Z`.
+
+**Where a learnable prior's parameters get gradients** (design rule 4). The partition-free bound has no
+:math:`\log Z`, so its gradient in :math:`\beta` is wrong: maximizing it drives the prior to a degenerate
+density. A learnable prior module (:class:`EnergyPrior`, :class:`~pyro_diffvi.distributions.GRBMPrior`)
+therefore returns a distribution whose energy carries **no** gradient to its parameters (only to
+:math:`z`), unless called inside :func:`prior_gradients`; the prior objectives
+(:mod:`pyro_diffvi.infer.prior_objectives`, also through
+:class:`~pyro_diffvi.infer.EnergyPriorELBO`) open that block for their own term only, via
+:meth:`EnergyDistribution.with_parameter_gradients`. A model run with a plain ``Trace_ELBO`` thus leaves
+the prior unchanged instead of destroying it.
 """
 
 from __future__ import annotations
 
+import threading
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
 
+import pyro
 import torch
 from pyro.distributions import TorchDistribution, constraints
 from pyro.nn import PyroModule
 from torch import Tensor, nn
+from torch.func import functional_call
 
 from pyro_diffvi.samplers.langevin import check_num_steps, check_positive, langevin
 from pyro_diffvi.util import check_event_shape
 
 EnergyFn = Callable[[Tensor], Tensor]
+
+
+class _PriorGradients(threading.local):
+    depth = 0
+
+
+_PRIOR_GRADIENTS = _PriorGradients()
+
+
+@contextmanager
+def prior_gradients() -> Iterator[None]:
+    """Within this block, learnable prior modules (:class:`EnergyPrior`,
+    :class:`~pyro_diffvi.distributions.GRBMPrior`) return distributions whose energy carries gradients
+    to their parameters; outside it they carry none (see the module docstring). Prior objectives open it
+    for their own term; open it yourself only to write a new prior objective. Nestable, per thread.
+    """
+    _PRIOR_GRADIENTS.depth += 1
+    try:
+        yield
+    finally:
+        _PRIOR_GRADIENTS.depth -= 1
+
+
+def prior_gradients_enabled() -> bool:
+    """Whether the caller is inside :func:`prior_gradients`."""
+    return _PRIOR_GRADIENTS.depth > 0
+
+
+def check_module_name(name: str | None, default: str) -> str:
+    """The ``name`` argument of a learnable prior module: ``default`` (the class name) for ``None``,
+    otherwise a non-empty ``str`` (the prefix of its parameters' names in Pyro's param store)."""
+    if name is None:
+        return default
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"name must be a non-empty str (the param-store prefix of the prior's parameters), got {name!r}")
+    return name
+
+
+class _DetachedParameters:
+    """``z -> net(z)`` evaluated with the network's parameters detached: gradients reach ``z`` only."""
+
+    def __init__(self, net: nn.Module) -> None:
+        self.net = net
+
+    def __call__(self, z: Tensor) -> Tensor:
+        params = {name: p.detach() for name, p in self.net.named_parameters()}
+        return functional_call(self.net, params, (z,))
 
 
 @dataclass
@@ -72,6 +133,9 @@ class EnergyDistribution(TorchDistribution):
     :param sampler: ``sampler(distribution, shape) -> samples`` (default :class:`LangevinSampler`).
     :param dtype: dtype of samples (default ``torch.get_default_dtype()``).
     :param device: device of samples (default CPU).
+    :param parameter_source: for a distribution built with detached parameters by a learnable prior
+        module, a callable (the module) returning the same distribution with parameter gradients when
+        called inside :func:`prior_gradients`; see :meth:`with_parameter_gradients`.
     """
 
     arg_constraints: dict = {}
@@ -88,7 +152,13 @@ class EnergyDistribution(TorchDistribution):
         *,
         dtype: torch.dtype | None = None,
         device: torch.device | str | None = None,
+        parameter_source: Callable[[], "EnergyDistribution"] | None = None,
     ) -> None:
+        if parameter_source is not None and not callable(parameter_source):
+            raise TypeError(
+                f"parameter_source must be callable (-> EnergyDistribution), got {type(parameter_source).__name__}"
+            )
+        self.parameter_source = parameter_source
         if not callable(energy_fn):
             raise TypeError(f"energy_fn must be callable (z -> energies), got {type(energy_fn).__name__}")
         event_shape = torch.Size(event_shape)
@@ -109,6 +179,19 @@ class EnergyDistribution(TorchDistribution):
     @property
     def device(self) -> torch.device:
         return torch.device(self._device) if self._device is not None else torch.device("cpu")
+
+    def with_parameter_gradients(self) -> "EnergyDistribution":
+        """This distribution with an energy that carries gradients to the learnable prior's parameters.
+
+        For a distribution from a prior module (built with detached parameters, see the module
+        docstring), the module is called again inside :func:`prior_gradients`; any other distribution
+        is returned as it is. Prior objectives call this for their term.
+        """
+        if self.parameter_source is None:
+            return self
+        with prior_gradients():
+            live = self.parameter_source()
+        return live.expand(self.batch_shape) if live.batch_shape != self.batch_shape else live
 
     @property
     def support(self) -> constraints.Constraint:
@@ -151,32 +234,58 @@ class EnergyPrior(PyroModule):
     ``prior()`` returns an :class:`EnergyDistribution` (unnormalized ``log_prob``); ``prior.energy(z)``
     evaluates :math:`E_\theta(z)`. Tensors are created on the device and dtype of the network's parameters.
 
+    **Gradients.** Outside :func:`prior_gradients` the returned distribution's energy is evaluated with
+    the network's parameters detached (gradients reach :math:`z` only), so the partition-free bound of
+    a plain ``Trace_ELBO`` cannot train (and wreck) the prior; a prior objective, alone or inside
+    :class:`~pyro_diffvi.infer.EnergyPriorELBO`, trains it.
+
+    **Param store.** The network is registered with Pyro as ``f"{name}.energy_net"`` (e.g.
+    ``EnergyPrior.energy_net.0.weight``), or under its attribute path when this module is an attribute of
+    another ``PyroModule``. Give two priors of one model different names. When the param store holds
+    other tensors under these names (after ``pyro.get_param_store().set_state(...)``), the network adopts
+    them, so a restored param store resumes training.
+
     :param energy_net: an ``nn.Module`` mapping ``(..., *event_shape)`` to ``(...)`` (or ``(..., 1)``).
     :param event_shape: event shape of ``z``, e.g. ``(D,)``.
     :param sampler: passed to :class:`EnergyDistribution`.
+    :param name: prefix of the parameters' names in Pyro's param store (default ``"EnergyPrior"``).
     """
 
-    def __init__(self, energy_net: nn.Module, event_shape: Sequence[int] | int, sampler: Callable | None = None) -> None:
-        super().__init__()
+    def __init__(
+        self,
+        energy_net: nn.Module,
+        event_shape: Sequence[int] | int,
+        sampler: Callable | None = None,
+        name: str | None = None,
+    ) -> None:
+        super().__init__(check_module_name(name, type(self).__name__))
         if not isinstance(energy_net, nn.Module):
             raise TypeError(f"energy_net must be an nn.Module, got {type(energy_net).__name__}")
         self.energy_net = energy_net
         self.event_shape = torch.Size((event_shape,) if isinstance(event_shape, int) else event_shape)
         self.sampler = sampler
 
-    def _reference(self) -> Tensor | None:
-        return next(iter(self.energy_net.parameters()), None)
+    def _registered_net(self) -> nn.Module:
+        net = self._modules["energy_net"]
+        if self._pyro_context.active and not pyro.settings.get("module_local_params"):
+            # like PyroModule's own registration, but adopting the param store's tensors if they differ
+            pyro.module(self._pyro_get_fullname("energy_net"), net, update_module_params=True)
+        return net
 
     def forward(self) -> EnergyDistribution:
-        ref = self._reference()
+        net = self._registered_net()
+        ref = next(iter(net.parameters()), None)
+        live = prior_gradients_enabled()
         return EnergyDistribution(
-            self.energy_net,
+            net if live else _DetachedParameters(net),
             self.event_shape,
             sampler=self.sampler,
             dtype=None if ref is None else ref.dtype,
             device=None if ref is None else ref.device,
+            parameter_source=None if live else self,
         )
 
     def energy(self, z: Tensor) -> Tensor:
-        """:math:`E_\\theta(z)`, shape ``z.shape[:-len(event_shape)]``."""
+        """:math:`E_\theta(z)`, shape ``z.shape[:-len(event_shape)]`` (parameter gradients only inside
+        :func:`prior_gradients`)."""
         return self().energy(z)

@@ -31,10 +31,15 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 from pyro.distributions import Categorical, MixtureSameFamily, Normal, constraints
-from pyro.nn import PyroModule
-from torch import Tensor, nn
+from pyro.nn import PyroModule, PyroParam
+from torch import Tensor
+from torch.distributions import Distribution
 
-from pyro_diffvi.distributions.energy import EnergyDistribution
+from pyro_diffvi.distributions.energy import (
+    EnergyDistribution,
+    check_module_name,
+    prior_gradients_enabled,
+)
 from pyro_diffvi.samplers.ais import check_betas, log_mean_exp_with_se, sigmoid_schedule
 from pyro_diffvi.samplers.langevin import check_num_steps, check_positive, langevin
 
@@ -88,12 +93,18 @@ class GRBM(EnergyDistribution):
     ``hidden <= 20`` by enumeration, :func:`~pyro_diffvi.samplers.ais_log_partition` an estimate otherwise.
     Parameters are unbatched; use ``expand`` for a batch shape.
 
-    :param mu: visible means, shape ``(D,)``.
+    :param mu: visible means, shape ``(D,)`` with ``D >= 1``.
     :param log_sigma: log standard deviations of the visible units, shape ``(D,)`` (:math:`\sigma = e^{\log\sigma}`).
+        With validation on (``validate_args``, or Pyro's global validation), every entry must satisfy
+        :math:`|\log\sigma| <` :func:`max_abs_log_sigma` ``(dtype)``, so that :math:`\sigma^2` and
+        :math:`1/\sigma^2` are finite normal numbers of the dtype (43.6 for float32, 354 for float64).
     :param W: weights, shape ``(D, H)``.
     :param b: hidden biases, shape ``(H,)``.
     :param batch_shape: batch shape (the energy broadcasts over it).
     :param sampler: ``sampler(grbm, shape)``; default :class:`GibbsSampler` (block Gibbs).
+    :param validate_args: check the parameters' values (finite, ``log_sigma`` in range); default: Pyro's
+        global setting.
+    :param parameter_source: see :class:`~pyro_diffvi.distributions.EnergyDistribution`.
     """
 
     arg_constraints = {
@@ -112,8 +123,12 @@ class GRBM(EnergyDistribution):
         batch_shape=(),
         sampler: Callable | None = None,
         validate_args: bool | None = None,
+        *,
+        parameter_source: Callable[[], "GRBM"] | None = None,
     ) -> None:
         _check_grbm_params(mu, log_sigma, W, b)
+        if validate_args if validate_args is not None else Distribution._validate_args:
+            _check_grbm_values(mu, log_sigma, W, b)
         self.mu, self.log_sigma, self.W, self.b = mu, log_sigma, W, b
         super().__init__(
             self.free_energy,
@@ -123,6 +138,7 @@ class GRBM(EnergyDistribution):
             validate_args,
             dtype=W.dtype,
             device=W.device,
+            parameter_source=parameter_source,
         )
 
     @property
@@ -143,7 +159,7 @@ class GRBM(EnergyDistribution):
         new.energy_fn = new.free_energy
         EnergyDistribution.__init__(
             new, new.free_energy, self.event_shape, torch.Size(batch_shape), self.sampler, False,
-            dtype=self.W.dtype, device=self.W.device,
+            dtype=self.W.dtype, device=self.W.device, parameter_source=self.parameter_source,
         )
         new._validate_args = self._validate_args
         return new
@@ -318,6 +334,8 @@ def _check_grbm_params(mu: Tensor, log_sigma: Tensor, W: Tensor, b: Tensor) -> N
     if W.dim() != 2:
         raise ValueError(f"W must have shape (visible, hidden), got {tuple(W.shape)}")
     D, H = W.shape
+    if D < 1:
+        raise ValueError(f"W must have at least one visible unit (shape (visible >= 1, hidden)), got {tuple(W.shape)}")
     if mu.shape != (D,):
         raise ValueError(f"mu must have shape (visible,) = ({D},), got {tuple(mu.shape)}")
     if log_sigma.shape != (D,):
@@ -326,33 +344,83 @@ def _check_grbm_params(mu: Tensor, log_sigma: Tensor, W: Tensor, b: Tensor) -> N
         raise ValueError(f"b must have shape (hidden,) = ({H},), got {tuple(b.shape)}")
 
 
+def max_abs_log_sigma(dtype: torch.dtype) -> float:
+    r"""The bound on :math:`|\log\sigma|` that :class:`GRBM` enforces: :math:`\sigma^2` and
+    :math:`1/\sigma^2` stay finite normal numbers of ``dtype``, i.e.
+    :math:`2|\log\sigma| < \min(\log \text{max}, -\log \text{tiny})` of ``torch.finfo(dtype)``."""
+    info = torch.finfo(dtype)
+    return 0.5 * min(math.log(info.max), -math.log(info.tiny))
+
+
+def _check_grbm_values(mu: Tensor, log_sigma: Tensor, W: Tensor, b: Tensor) -> None:
+    named = (("mu", mu), ("log_sigma", log_sigma), ("W", W), ("b", b))
+    with torch.no_grad():  # one host synchronization for all checks
+        summary = torch.stack(
+            [(~torch.isfinite(x)).sum().to(log_sigma.dtype) for _, x in named] + [log_sigma.abs().max()]
+        ).tolist()
+    for (name, _), bad in zip(named, summary):
+        if bad:
+            raise ValueError(f"{name} must be finite; it has {int(bad)} NaN or infinite entries")
+    bound = max_abs_log_sigma(log_sigma.dtype)
+    worst = summary[-1]
+    if worst >= bound:
+        raise ValueError(
+            f"log_sigma must satisfy |log_sigma| < {bound:.4g} for {log_sigma.dtype} (so that sigma^2 and "
+            f"1/sigma^2 are finite and nonzero), got an entry of magnitude {worst:.4g}"
+        )
+
+
 class GRBMPrior(PyroModule):
     r"""Learnable GRBM prior (paper 001, Eq. 12). ``prior()`` returns a :class:`GRBM` with batch shape ``()``.
 
-    Parameters: ``mu`` (zeros), ``log_sigma`` (zeros, i.e. :math:`\sigma = 1`), ``W`` (normal with
-    standard deviation ``init_scale``), ``b`` (zeros). Move with ``.to(device, dtype)``.
+    Parameters (``PyroParam`` s, unconstrained): ``mu`` (zeros), ``log_sigma`` (zeros, i.e.
+    :math:`\sigma = 1`), ``W`` (normal with standard deviation ``init_scale``), ``b`` (zeros). Move with
+    ``.to(device, dtype)``.
+
+    **Gradients.** Outside :func:`~pyro_diffvi.distributions.energy.prior_gradients` the returned GRBM
+    is built from detached parameters: its energy has gradients in :math:`z` only, so a plain
+    ``Trace_ELBO`` leaves the prior untouched (its partition-free bound would drive it to a degenerate
+    density). A prior objective, alone or inside :class:`~pyro_diffvi.infer.EnergyPriorELBO`, trains it.
+
+    **Param store.** The parameters are named ``f"{name}.mu"``, ``f"{name}.log_sigma"``, ``f"{name}.W"``,
+    ``f"{name}.b"`` (e.g. ``GRBMPrior.W``), or by their attribute path when this module is an attribute of
+    another ``PyroModule``. Give two priors of one model different names. When the param store holds
+    other tensors under these names (after ``pyro.get_param_store().set_state(...)``), the module adopts
+    them, so a restored param store resumes training.
 
     :param visible: number of visible units ``D`` (the latent dimension).
     :param hidden: number of hidden units ``H``.
     :param init_scale: standard deviation of the initial weights.
     :param sampler: passed to :class:`GRBM`.
+    :param name: prefix of the parameters' names in Pyro's param store (default ``"GRBMPrior"``).
     """
 
-    def __init__(self, visible: int, hidden: int, init_scale: float = 0.1, sampler: Callable | None = None) -> None:
-        super().__init__()
-        for name, n in (("visible", visible), ("hidden", hidden)):
+    def __init__(
+        self,
+        visible: int,
+        hidden: int,
+        init_scale: float = 0.1,
+        sampler: Callable | None = None,
+        name: str | None = None,
+    ) -> None:
+        super().__init__(check_module_name(name, type(self).__name__))
+        for arg, n in (("visible", visible), ("hidden", hidden)):
             if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-                raise ValueError(f"{name} must be a positive int, got {n!r}")
+                raise ValueError(f"{arg} must be a positive int, got {n!r}")
         check_positive("init_scale", init_scale)
-        self.mu = nn.Parameter(torch.zeros(visible))
-        self.log_sigma = nn.Parameter(torch.zeros(visible))
-        self.W = nn.Parameter(init_scale * torch.randn(visible, hidden))
-        self.b = nn.Parameter(torch.zeros(hidden))
+        self.mu = PyroParam(torch.zeros(visible))
+        self.log_sigma = PyroParam(torch.zeros(visible))
+        self.W = PyroParam(init_scale * torch.randn(visible, hidden))
+        self.b = PyroParam(torch.zeros(hidden))
         self.sampler = sampler
 
     def forward(self) -> GRBM:
-        return GRBM(self.mu, self.log_sigma, self.W, self.b, sampler=self.sampler)
+        params = (self.mu, self.log_sigma, self.W, self.b)
+        if prior_gradients_enabled():
+            return GRBM(*params, sampler=self.sampler)
+        return GRBM(*(p.detach() for p in params), sampler=self.sampler, parameter_source=self)
 
     def energy(self, z: Tensor) -> Tensor:
-        """Marginal energy :math:`F(z)` of Eq. 12, shape ``z.shape[:-1]``."""
+        """Marginal energy :math:`F(z)` of Eq. 12, shape ``z.shape[:-1]`` (parameter gradients only inside
+        :func:`~pyro_diffvi.distributions.energy.prior_gradients`)."""
         return self().energy(z)

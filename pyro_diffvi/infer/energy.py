@@ -34,12 +34,54 @@ from pyro.infer.enum import get_importance_trace
 from pyro.infer.trace_elbo import _compute_log_r
 from pyro.infer.util import is_validation_enabled, torch_item
 from pyro.params.param_store import normalize_param_name
-from pyro.util import check_if_enumerated, warn_if_nan
-from torch import Tensor
+from pyro.infer.elbo import ELBOModule
+from pyro.util import check_if_enumerated
+from torch import Tensor, nn
 
-from pyro_diffvi.infer.prior_objectives import PriorObjective
+from pyro_diffvi.infer.guard import (
+    captured_params,
+    check_on_nonfinite,
+    check_terms,
+    guard_gradients,
+    nonfinite_terms,
+    skip_or_raise,
+)
+from pyro_diffvi.infer.prior_objectives import PriorObjective, energy_function
 
-__all__ = ["EnergyPriorELBO", "find_energy_distribution", "split_optim_args"]
+__all__ = ["EnergyPriorELBO", "ObjectiveModule", "find_energy_distribution", "in_namespace", "split_optim_args"]
+
+
+class ObjectiveModule(ELBOModule):
+    """:class:`pyro.infer.elbo.ELBOModule` that also holds an objective's own modules (an adversarial
+    flow, discriminators), so that ``module.parameters()`` hands them to a plain torch optimizer.
+
+    Objectives that build such modules lazily build them on the first call: call the module once
+    (``loss_fn(x)``) before creating the optimizer, as with Pyro's autoguides.
+
+    :param model: the model (an ``nn.Module`` for its parameters to be included).
+    :param guide: the guide (likewise).
+    :param elbo: the objective.
+    :param objective_modules: a container (e.g. ``nn.ModuleDict``) of the objective's modules, filled in
+        place as they are built.
+    """
+
+    def __init__(self, model, guide, elbo, objective_modules: nn.Module) -> None:
+        super().__init__(model, guide, elbo)
+        self.objective_modules = objective_modules
+
+
+def check_num_particles(num_particles) -> int:
+    """Validate an objective's ``num_particles`` argument: a positive ``int`` (not a ``bool``)."""
+    if isinstance(num_particles, bool) or not isinstance(num_particles, int) or num_particles < 1:
+        raise ValueError(f"num_particles must be a positive int, got {num_particles!r}")
+    return num_particles
+
+
+def in_namespace(name: str, prefix: str) -> bool:
+    """Whether param-store ``name`` lies under ``prefix``: equal to it, or ``prefix`` followed by a
+    separator (``"."``, or Pyro's module divider ``"$$$"``). ``"vae.b"`` lies under ``"vae"``; ``"vaeb"``
+    and ``"vae_b"`` do not."""
+    return name == prefix or name.startswith((prefix + ".", prefix + "$$$"))
 
 
 def find_energy_distribution(fn):
@@ -62,17 +104,21 @@ def split_optim_args(
     """Per-parameter optimizer arguments for ``pyro.optim`` by parameter name.
 
     :param vae: arguments for all other parameters, e.g. ``{"lr": 1e-3}``.
-    :param prior: arguments for parameters whose (dotted) name starts with one of ``prior_prefixes``,
-        e.g. ``{"lr": 2e-4}``.
-    :param prior_prefixes: name prefixes such as ``("prior", "adversarial_cd_flow")``.
+    :param prior: arguments for parameters under one of ``prior_prefixes`` (see :func:`in_namespace`:
+        the prefix itself, or the prefix followed by a separator), e.g. ``{"lr": 2e-4}``.
+    :param prior_prefixes: name prefixes such as ``("GRBMPrior", "adversarial_cd_flow")``; ``"prior"``
+        covers ``prior.W`` but not ``prior2.W`` or ``priors``.
     :returns: a callable for ``pyro.optim.Adam(callable)``.
     """
-    prefixes = tuple(prior_prefixes)
-    if not all(isinstance(p, str) and p for p in prefixes):
-        raise ValueError(f"prior_prefixes must be non-empty strings, got {prefixes!r}")
+    prefixes = (prior_prefixes,) if isinstance(prior_prefixes, str) else tuple(prior_prefixes)
+    if not prefixes or not all(isinstance(p, str) and p for p in prefixes):
+        raise ValueError(f"prior_prefixes must be a non-empty sequence of non-empty strings, got {prefixes!r}")
+    for name, value in (("vae", vae), ("prior", prior)):
+        if not isinstance(value, dict):
+            raise TypeError(f"{name} must be a dict of optimizer arguments, got {type(value).__name__}")
 
     def optim_args(param_name: str) -> dict:
-        return dict(prior if param_name.startswith(prefixes) else vae)
+        return dict(prior if any(in_namespace(param_name, p) for p in prefixes) else vae)
 
     return optim_args
 
@@ -91,6 +137,12 @@ class _EnergySite:
         if log_q is not None and log_q.numel() == self.samples.shape[0]:
             self.log_q = log_q.detach().reshape(-1)
 
+    def trainable_prior(self):
+        """The site's energy prior with gradients to its parameters (see
+        :meth:`~pyro_diffvi.distributions.EnergyDistribution.with_parameter_gradients`)."""
+        with_gradients = getattr(self.prior, "with_parameter_gradients", None)
+        return with_gradients() if callable(with_gradients) else self.prior
+
     def parameter_gradient_cancellation(self) -> Tensor:
         r"""A zero-valued term whose gradient cancels :math:`\nabla_\beta` of this site's
         ``log_prob_sum`` in the model trace (its :math:`z`-gradient is zero)."""
@@ -108,8 +160,11 @@ class EnergyPriorELBO(ELBO):
       energy site is the unnormalized :math:`-E(z)`); equal to the gradient of the true ELBO because
       :math:`\log Z` does not depend on them. Non-reparameterized guide sites use the score-function
       estimator as in ``Trace_ELBO``.
-    * Prior parameters: **no** gradient from :math:`\mathcal A` (cancelled exactly with a zero-valued
-      stop-gradient term, see :meth:`_EnergySite.parameter_gradient_cancellation`); gradient of
+    * Prior parameters: **no** gradient from :math:`\mathcal A` (a learnable prior module's
+      distribution carries none outside a prior objective, see
+      :mod:`pyro_diffvi.distributions.energy`; for a distribution built by hand from trainable tensors
+      it is cancelled exactly with a zero-valued stop-gradient term, see
+      :meth:`_EnergySite.parameter_gradient_cancellation`); gradient of
       ``prior_objective.loss(prior, z, log_q)`` on the detached aggregate-posterior samples instead (none
       when ``prior_objective is None``).
 
@@ -122,23 +177,78 @@ class EnergyPriorELBO(ELBO):
     After each call, ``last_terms`` holds ``partition_free_bound`` (:math:`\mathcal A`), ``prior_loss``
     (the objective's value, averaged over sites and particles) and the objective's own ``last_terms``.
 
+    **Divergence guard** (design rule 8). The loss has the named terms ``"partition-free bound"`` and
+    ``"prior objective"``. With ``on_nonfinite="raise"`` a NaN or infinite term raises
+    :class:`~pyro_diffvi.infer.guard.DivergenceError` naming it, from ``differentiable_loss`` and
+    ``loss_and_grads`` (before the backward pass), and a non-finite gradient raises from
+    ``loss_and_grads`` after it; either way before the optimizer touches any parameter. With ``"skip"``,
+    ``loss_and_grads`` drops every gradient of such a step and warns (``RuntimeWarning``), so the step
+    leaves all parameters unchanged; ``differentiable_loss`` then returns the non-finite value without
+    raising. Independent of ``pyro.enable_validation``.
+
+    **Checkpoints** (design rule 8): :meth:`state_dict` / :meth:`load_state_dict` hold the objective's
+    state (the prior objective's, e.g. a flow or a replay buffer, and the prior/VAE classification of the
+    parameters). With the param store, the optimizer's state and the RNG state, a resumed run equals
+    the uninterrupted one bit for bit.
+
     :param prior_objective: a :class:`~pyro_diffvi.infer.prior_objectives.PriorObjective` (e.g.
         ``SlicedScoreMatching()``, ``AdversarialCD()``), or ``None`` to keep the prior fixed.
-    :param kwargs: passed to :class:`pyro.infer.ELBO` (``num_particles``, ``vectorize_particles``,
-        ``max_plate_nesting``, ...).
+    :param on_nonfinite: ``"raise"`` (default) or ``"skip"``, see above.
+    :param kwargs: passed to :class:`pyro.infer.ELBO` (``num_particles``, a positive int,
+        ``vectorize_particles``, ``max_plate_nesting``, ...).
     """
 
-    def __init__(self, prior_objective: PriorObjective | None = None, **kwargs):
+    def __init__(self, prior_objective: PriorObjective | None = None, on_nonfinite: str = "raise", **kwargs):
         if prior_objective is not None and not isinstance(prior_objective, PriorObjective):
             raise TypeError(
                 "prior_objective must be a pyro_diffvi.infer.PriorObjective (e.g. SlicedScoreMatching()) "
                 f"or None, got {type(prior_objective).__name__}"
             )
+        check_num_particles(kwargs.get("num_particles", 1))
         super().__init__(**kwargs)
+        self.on_nonfinite = check_on_nonfinite(on_nonfinite)
         self.prior_objective = prior_objective
         self.last_terms: dict[str, float] = {}
         self.prior_param_names: set[str] = set()
         self._classified_param_names: set[str] = set()
+
+    def __call__(self, model, guide) -> ObjectiveModule:
+        """An ``nn.Module`` computing :meth:`differentiable_loss` (Pyro's ``ELBOModule``), whose
+        ``parameters()`` include the prior objective's own modules (call it once before creating the
+        optimizer when the objective builds them lazily, e.g. ``AdversarialCD``'s default flow)."""
+        modules = self.prior_objective.auxiliary_modules if self.prior_objective is not None else nn.ModuleDict()
+        return ObjectiveModule(model, guide, self, modules)
+
+    # ----------------------------------------------------------------------------------- state
+    def state_dict(self) -> dict:
+        """Training state for checkpoints: the prior objective's ``state_dict()`` (or ``None``) and the
+        param-store names classified as prior / VAE parameters so far."""
+        return {
+            "prior_objective": None if self.prior_objective is None else self.prior_objective.state_dict(),
+            "prior_param_names": sorted(self.prior_param_names),
+            "classified_param_names": sorted(self._classified_param_names),
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore the state saved by :meth:`state_dict` into an objective built with the same arguments.
+
+        :param state: a dict from :meth:`state_dict`.
+        :raises ValueError: naming ``state`` when it lacks a key or its prior objective's state does not
+            match ``prior_objective``.
+        """
+        keys = {"prior_objective", "prior_param_names", "classified_param_names"}
+        if not isinstance(state, dict) or set(state) != keys:
+            raise ValueError(f"state must be a dict with keys {sorted(keys)} (from EnergyPriorELBO.state_dict())")
+        if (state["prior_objective"] is None) != (self.prior_objective is None):
+            raise ValueError(
+                "state was saved with prior_objective="
+                f"{'None' if state['prior_objective'] is None else 'an objective'}, this EnergyPriorELBO has "
+                f"prior_objective={self.prior_objective!r}"
+            )
+        if self.prior_objective is not None:
+            self.prior_objective.load_state_dict(state["prior_objective"])
+        self.prior_param_names = set(state["prior_param_names"])
+        self._classified_param_names = set(state["classified_param_names"])
 
     # ----------------------------------------------------------------------------------- traces
     def _get_trace(self, model, guide, args, kwargs):
@@ -196,7 +306,12 @@ class EnergyPriorELBO(ELBO):
                     f"{type(objective).__name__} needs the guide's log density of site {site.name!r} per "
                     "sample; the guide must sample this site with the energy prior's event shape"
                 )
-            total = total + objective.loss(site.prior, site.samples, site.log_q)
+            if not bool(torch.isfinite(site.samples).all()):
+                # diverged encoder: the term is non-finite (the divergence guard names it) instead of the
+                # objective's input check raising a ValueError about its argument z
+                total = total + site.samples.new_tensor(float("nan"))
+                continue
+            total = total + objective.loss(site.trainable_prior(), site.samples, site.log_q)
             for key, value in objective.last_terms.items():
                 terms[key] = terms.get(key, 0.0) + value / len(sites)
         self._objective_terms.append(terms)
@@ -215,7 +330,7 @@ class EnergyPriorELBO(ELBO):
             return
         self._classified_param_names.update(params)
         with torch.enable_grad():
-            energy = sum(site.prior.energy(site.samples).sum() for site in sites)
+            energy = sum(energy_function(site.trainable_prior())(site.samples).sum() for site in sites)
             if not energy.requires_grad:
                 return
             grads = torch.autograd.grad(energy, list(params.values()), allow_unused=True, retain_graph=True)
@@ -233,16 +348,14 @@ class EnergyPriorELBO(ELBO):
 
         def args(param_name: str) -> dict:
             aux = self.prior_objective.auxiliary_module_names() if self.prior_objective is not None else ()
-            is_prior = param_name in self.prior_param_names or any(
-                param_name.startswith(prefix + ".") for prefix in aux
-            )
+            is_prior = param_name in self.prior_param_names or any(in_namespace(param_name, p) for p in aux)
             return dict(prior if is_prior else vae)
 
         return args
 
     # ----------------------------------------------------------------------------------- API
-    def differentiable_loss(self, model, guide, *args, **kwargs) -> Tensor:
-        """Surrogate tensor: value :math:`-\\mathcal A`; gradient as described in the class docstring."""
+    def _loss_and_terms(self, model, guide, args, kwargs) -> tuple[Tensor, dict[str, Tensor]]:
+        """The surrogate loss and its named terms (for the divergence guard)."""
         bound_total = 0.0
         surrogate_total = 0.0
         prior_total = None
@@ -268,14 +381,24 @@ class EnergyPriorELBO(ELBO):
         self._record_prior_param_names(sites, param_capture.trace)
         loss = -torch.as_tensor(surrogate_total)
         loss = loss - loss.detach() + (-torch.as_tensor(bound_total)).to(loss)
+        terms = {"partition-free bound": torch.as_tensor(bound_total)}
         self.last_terms = {"partition_free_bound": torch_item(bound_total)}
         if prior_total is not None:
             loss = loss + (prior_total - prior_total.detach())
+            terms["prior objective"] = prior_total
             self.last_terms["prior_loss"] = torch_item(prior_total)
-            for terms in self._objective_terms:
-                for key, value in terms.items():
+            for entry in self._objective_terms:
+                for key, value in entry.items():
                     self.last_terms[key] = self.last_terms.get(key, 0.0) + value / len(self._objective_terms)
-        warn_if_nan(loss, "loss")
+        return loss, terms
+
+    def differentiable_loss(self, model, guide, *args, **kwargs) -> Tensor:
+        """Surrogate tensor: value :math:`-\\mathcal A`; gradient as described in the class docstring.
+        Raises :class:`~pyro_diffvi.infer.guard.DivergenceError` on a non-finite term unless
+        ``on_nonfinite="skip"``."""
+        loss, terms = self._loss_and_terms(model, guide, args, kwargs)
+        if self.on_nonfinite == "raise":
+            check_terms(type(self).__name__, terms)
         return loss
 
     def loss(self, model, guide, *args, **kwargs) -> float:
@@ -283,8 +406,18 @@ class EnergyPriorELBO(ELBO):
         return torch_item(self.differentiable_loss(model, guide, *args, **kwargs))
 
     def loss_and_grads(self, model, guide, *args, **kwargs) -> float:
-        """Backpropagate the surrogate (see the class docstring) and return :math:`-\\mathcal A`."""
-        loss = self.differentiable_loss(model, guide, *args, **kwargs)
+        """Backpropagate the surrogate (see the class docstring) and return :math:`-\\mathcal A`; a
+        non-finite term or gradient raises or skips the step (``on_nonfinite``) before any update."""
+        name = type(self).__name__
+        with captured_params() as params:
+            loss, terms = self._loss_and_terms(model, guide, args, kwargs)
+        bad = nonfinite_terms(terms)
+        if bad:
+            if self.on_nonfinite == "raise":
+                check_terms(name, terms)
+            skip_or_raise(name, self.on_nonfinite, params, f"non-finite loss term(s) {bad}")
+            return torch_item(loss)
         if loss.requires_grad:
-            loss.backward()
+            loss.backward(retain_graph=self.retain_graph)
+        guard_gradients(name, params, self.on_nonfinite, ", ".join(terms))
         return torch_item(loss)

@@ -27,6 +27,7 @@ import pyro
 import torch
 from torch import Tensor, nn
 
+from pyro_diffvi.distributions.energy import prior_gradients
 from pyro_diffvi.guides.flow import ConditionalFlow
 from pyro_diffvi.util import check_finite
 
@@ -45,16 +46,31 @@ __all__ = [
 
 
 def energy_function(prior) -> EnergyFn:
-    """Return the energy function ``z -> E(z)`` of ``prior`` (an object with ``.energy`` or a callable)."""
+    """Return the energy function ``z -> E(z)`` of ``prior`` (an object with ``.energy`` or a callable),
+    with gradients to a learnable prior's parameters: a distribution from a prior module is replaced by
+    its :meth:`~pyro_diffvi.distributions.EnergyDistribution.with_parameter_gradients` version, and a
+    prior module's energy is evaluated inside
+    :func:`~pyro_diffvi.distributions.energy.prior_gradients` (design rule 4: a prior objective is the
+    one place where the prior's parameters get gradients)."""
+    with_gradients = getattr(prior, "with_parameter_gradients", None)
+    if callable(with_gradients):
+        prior = with_gradients()
     energy = getattr(prior, "energy", None)
-    if callable(energy):
+    if not callable(energy):
+        energy = prior if callable(prior) else None
+    if energy is None:
+        raise TypeError(
+            "prior must have an energy(z) method (EnergyDistribution, GRBM, EnergyPrior) or be a callable "
+            f"z -> E(z); got {type(prior).__name__}"
+        )
+    if not isinstance(prior, nn.Module):
         return energy
-    if callable(prior):
-        return prior
-    raise TypeError(
-        "prior must have an energy(z) method (EnergyDistribution, GRBM, EnergyPrior) or be a callable "
-        f"z -> E(z); got {type(prior).__name__}"
-    )
+
+    def module_energy(z: Tensor) -> Tensor:
+        with prior_gradients():
+            return energy(z)
+
+    return module_energy
 
 
 def energy_with_detached_parameters(energy_fn: EnergyFn, z: Tensor) -> Tensor:
@@ -89,6 +105,14 @@ def _batched_energy(energy_fn: EnergyFn, z: Tensor) -> Tensor:
     return energy
 
 
+def _check_state_keys(owner: str, state, keys: set[str]) -> None:
+    if not isinstance(state, dict) or set(state) != keys:
+        raise ValueError(
+            f"state must be a dict with keys {sorted(keys)} (from {owner}.state_dict()), got "
+            f"{sorted(state) if isinstance(state, dict) else type(state).__name__}"
+        )
+
+
 def _flat_dot(a: Tensor, b: Tensor) -> Tensor:
     """Inner product over all but the leading dimension."""
     return (a * b).flatten(1).sum(-1)
@@ -98,13 +122,28 @@ class PriorObjective:
     """Base class: an objective that fits an energy to samples ``z`` (see the module docstring).
 
     Subclasses implement :meth:`loss` and fill ``self.last_terms``. ``needs_log_q`` tells the ELBO to
-    pass the proposal log density of the samples.
+    pass the proposal log density of the samples. Objectives with modules of their own keep them in
+    ``auxiliary_modules`` (an ``nn.ModuleDict``, so that an ``ELBOModule`` hands them to a torch
+    optimizer); objectives with training state (a flow, a replay buffer) override :meth:`state_dict`
+    and :meth:`load_state_dict`.
     """
 
     needs_log_q: bool = False
 
     def __init__(self) -> None:
         self.last_terms: dict[str, float] = {}
+        self.auxiliary_modules = nn.ModuleDict()
+
+    def state_dict(self) -> dict:
+        """Everything besides the constructor's arguments that affects the next call (none here)."""
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore the state saved by :meth:`state_dict` of an objective built with the same arguments.
+
+        :param state: a dict from :meth:`state_dict`.
+        """
+        _check_state_keys(type(self).__name__, state, set())
 
     def loss(self, prior, z: Tensor, log_q: Tensor | None = None) -> Tensor:
         raise NotImplementedError
@@ -243,6 +282,10 @@ class ImportanceWeightedLogZ(PriorObjective):
         return loss
 
 
+def _unset_init_fn(n: int) -> Tensor:
+    raise RuntimeError("the replay buffer's init function is set at the objective's next loss() call")
+
+
 class ContrastiveDivergence(PriorObjective):
     r"""MCMC contrastive divergence: loss :math:`\frac1N\sum_i E(z_i) - \frac1M\sum_j E(\tilde z_j)` with
     negatives :math:`\tilde z_j` from Langevin chains on :math:`e^{-E}` (detached), i.e. the standard
@@ -298,6 +341,28 @@ class ContrastiveDivergence(PriorObjective):
         self.noise_scale = float(noise_scale)
         self.energy_reg = float(energy_reg)
         self.buffer = None
+
+    def state_dict(self) -> dict:
+        """The persistent chains' replay buffer (``ReplayBuffer.state_dict()``, or ``None`` before the
+        first call and for short-run chains)."""
+        return {"buffer": None if self.buffer is None else self.buffer.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore the replay buffer saved by :meth:`state_dict`.
+
+        :param state: a dict from :meth:`state_dict` of an objective with the same ``buffer_size``.
+        """
+        from pyro_diffvi.samplers.replay import ReplayBuffer
+
+        _check_state_keys(type(self).__name__, state, {"buffer"})
+        if state["buffer"] is None:
+            self.buffer = None
+            return
+        if not self.persistent:
+            raise ValueError("state holds a replay buffer but this ContrastiveDivergence has persistent=False")
+        buffer = ReplayBuffer(self.buffer_size, _unset_init_fn, self.reinit_prob)
+        buffer.load_state_dict(state["buffer"])  # the init function follows the data at the next call
+        self.buffer = buffer
 
     def _init_fn(self, like: Tensor) -> Callable[[int], Tensor]:
         event_shape, scale = like.shape[1:], self.init_scale
@@ -385,8 +450,48 @@ class AdversarialCD(PriorObjective):
         self.module_name = module_name
         self.event_shape: torch.Size | None = None
 
+    @property
+    def flow(self) -> nn.Module | None:
+        """The variational flow (``None`` until the first call builds the default one)."""
+        return self.auxiliary_modules["flow"] if "flow" in self.auxiliary_modules else None
+
+    @flow.setter
+    def flow(self, module: nn.Module | None) -> None:
+        if module is None:
+            if "flow" in self.auxiliary_modules:
+                del self.auxiliary_modules["flow"]
+        else:
+            self.auxiliary_modules["flow"] = module
+
     def auxiliary_module_names(self) -> tuple[str, ...]:
         return (self.module_name,)
+
+    def state_dict(self) -> dict:
+        """The samples' event shape (``None`` before the first call) and the flow's ``state_dict()``
+        (parameters and buffers; ``None`` before the first call built the default flow)."""
+        return {
+            "event_shape": None if self.event_shape is None else tuple(self.event_shape),
+            "flow": None if self.flow is None else self.flow.state_dict(),
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore the flow saved by :meth:`state_dict`, building the default flow first if needed (on
+        the device and dtype of the saved tensors), so that the next call draws no initialization.
+
+        :param state: a dict from :meth:`state_dict` of an objective built with the same arguments.
+        """
+        _check_state_keys(type(self).__name__, state, {"event_shape", "flow"})
+        flow_state = state["flow"]
+        if state["event_shape"] is not None:
+            reference = next((t for t in (flow_state or {}).values() if t.is_floating_point()), None)
+            if reference is None:
+                raise ValueError("state['flow'] must hold the flow's floating-point tensors (its dtype and device)")
+            like = torch.empty((1,) + tuple(state["event_shape"]), dtype=reference.dtype, device=reference.device)
+            self._setup(like)
+        if flow_state is not None:
+            if self.flow is None:
+                raise ValueError("state holds a flow's state_dict but this AdversarialCD has no flow")
+            self.flow.load_state_dict(flow_state)
 
     def _setup(self, z: Tensor) -> None:
         if self.event_shape is None:
@@ -412,7 +517,8 @@ class AdversarialCD(PriorObjective):
         energy_fn = energy_function(prior)
         z = _check_samples("z", z).detach()
         self._setup(z)
-        pyro.module(self.module_name, self.flow)
+        # update_module_params: after ParamStore.set_state the flow adopts the store's tensors (resume)
+        pyro.module(self.module_name, self.flow, update_module_params=True)
         z_flow, log_q_flow = self.flow_sample(self.num_samples or z.shape[0])
         # Alg. 2, step 3: the flow maximizes E_q[-E] + H(q) (energy parameters held fixed)
         log_z_bound = (-energy_with_detached_parameters(energy_fn, z_flow) - log_q_flow).mean()

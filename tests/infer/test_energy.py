@@ -9,7 +9,7 @@ from pyro.infer import SVI, Trace_ELBO
 from torch import nn
 
 from pyro_diffvi.distributions import GRBMPrior
-from pyro_diffvi.infer.energy import EnergyPriorELBO, split_optim_args
+from pyro_diffvi.infer.energy import EnergyPriorELBO, in_namespace, split_optim_args
 from pyro_diffvi.infer.prior_objectives import (
     AdversarialCD,
     ImportanceWeightedLogZ,
@@ -122,7 +122,7 @@ def test_prior_gradient_comes_only_from_the_objective():
     # the returned number is -A, not including the objective's value, which is logged separately
     assert loss == pytest.approx(-elbo.last_terms["partition_free_bound"])
     assert elbo.last_terms["prior_loss"] == pytest.approx(reference.item())
-    assert elbo.prior_param_names == {"mu", "log_sigma", "W", "b"}
+    assert elbo.prior_param_names == {"GRBMPrior.mu", "GRBMPrior.log_sigma", "GRBMPrior.W", "GRBMPrior.b"}
 
 
 def test_svi_trains_prior_flow_and_vae_with_separate_learning_rates():
@@ -143,7 +143,7 @@ def test_svi_trains_prior_flow_and_vae_with_separate_learning_rates():
         assert not torch.equal(before[name], p.detach()), f"{name} did not move"
     # Adam's first steps move each parameter by about its learning rate
     lrs = {name: optim.optim_objs[p.unconstrained()].param_groups[0]["lr"] for name, p in store.items()}
-    assert {lrs[n] for n in ("mu", "W", *flow_names)} == {1e-3}
+    assert {lrs[n] for n in ("GRBMPrior.mu", "GRBMPrior.W", *flow_names)} == {1e-3}
     assert {lrs[n] for n in lrs if n.startswith(("encoder", "decoder"))} == {1e-2}
     assert {"partition_free_bound", "prior_loss", "cd_gap", "log_z_lower_bound"} <= set(elbo.last_terms)
 
@@ -160,8 +160,36 @@ def test_importance_weighted_objective_gets_guide_log_density():
 def test_split_optim_args():
     args = split_optim_args({"lr": 1e-3}, {"lr": 2e-4}, prior_prefixes=("prior", "adversarial_cd_flow"))
     assert args("prior.W") == {"lr": 2e-4} and args("encoder.0.weight") == {"lr": 1e-3}
+    # a prefix covers itself and names that continue it after a separator, nothing else
+    assert args("prior") == {"lr": 2e-4} and args("adversarial_cd_flow$$$layers.0.weight") == {"lr": 2e-4}
+    for other in ("prior2.W", "priors", "prior_net.weight", "adversarial_cd_flow2.x"):
+        assert args(other) == {"lr": 1e-3}, other
+    vae = split_optim_args({"lr": 1e-3}, {"lr": 2e-4}, prior_prefixes="vae")
+    assert vae("vae.b") == {"lr": 2e-4} and vae("vae") == {"lr": 2e-4} and vae("vaeb") == {"lr": 1e-3}
+    assert [in_namespace(n, "vae") for n in ("vae", "vae.b", "vae$$$b", "vaeb", "vae_b", "va")] == [
+        True, True, True, False, False, False
+    ]
     with pytest.raises(ValueError, match="prior_prefixes"):
         split_optim_args({}, {}, prior_prefixes=("",))
+    with pytest.raises(ValueError, match="prior_prefixes"):
+        split_optim_args({}, {}, prior_prefixes=())
+    with pytest.raises(TypeError, match="prior must be a dict"):
+        split_optim_args({}, 2e-4, prior_prefixes="prior")
+
+
+def test_optim_args_match_the_flow_namespace_exactly():
+    elbo = EnergyPriorELBO(prior_objective=AdversarialCD(module_name="flow"))
+    elbo.prior_param_names = {"vae"}
+    args = elbo.optim_args({"lr": 1.0}, prior={"lr": 2.0})
+    assert args("vae") == {"lr": 2.0} and args("vae.b") == {"lr": 1.0}  # only the exact classified name
+    assert args("flow.layers.0.weight") == {"lr": 2.0} and args("flow") == {"lr": 2.0}
+    assert args("flowers.weight") == {"lr": 1.0}
+
+
+@pytest.mark.parametrize("bad", [0, -1, True, 1.5, "2"])
+def test_num_particles_must_be_a_positive_int(bad):
+    with pytest.raises(ValueError, match=f"num_particles must be a positive int, got {bad!r}"):
+        EnergyPriorELBO(num_particles=bad)
 
 
 def test_bad_input():
