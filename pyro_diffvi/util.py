@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import math
 import random
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import pyro
@@ -22,6 +23,37 @@ def set_seed(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     pyro.set_rng_seed(seed)  # seeds torch (CPU and CUDA) as well
+
+
+def check_positive_int(name: str, value: Any, minimum: int = 1) -> int:
+    """Return ``value``, raising ``ValueError`` unless it is an ``int`` (not a ``bool``) ``>= minimum``."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return value
+
+
+def check_positive_float(name: str, value: Any, allow_zero: bool = False) -> float:
+    """Return ``value`` as a float, raising ``ValueError`` unless it is a finite positive real number
+    (or zero, with ``allow_zero``)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"{name} must be a positive real number, got {value!r}")
+    value = float(value)
+    if not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
+        bound = ">= 0" if allow_zero else "> 0"
+        raise ValueError(f"{name} must be finite and {bound}, got {value!r}")
+    return value
+
+
+def check_widths(name: str, widths: Any, allow_empty: bool = False) -> tuple[int, ...]:
+    """Return hidden-layer ``widths`` as a tuple of ints, raising ``ValueError`` unless each is an int
+    ``>= 1`` (and, unless ``allow_empty``, there is at least one)."""
+    if isinstance(widths, (str, bytes)) or not isinstance(widths, Sequence):
+        raise ValueError(f"{name} must be a sequence of positive int widths, got {widths!r}")
+    if not widths and not allow_empty:
+        raise ValueError(f"{name} must have at least one width, got {widths!r}")
+    for width in widths:
+        check_positive_int(f"each width of {name}", width)
+    return tuple(widths)
 
 
 def check_finite(name: str, value: torch.Tensor) -> torch.Tensor:

@@ -26,7 +26,7 @@ from torch import nn
 
 import pyro.distributions as dist
 
-from pyro_diffvi.diffusion.schedules import make_schedule
+from pyro_diffvi.diffusion.schedules import check_betas_representable, make_schedule
 
 REVERSE_VARIANCES = ("beta", "posterior", "learned")
 
@@ -49,6 +49,7 @@ class GaussianDiffusion(nn.Module):
     ) -> None:
         super().__init__()
         betas = make_schedule(schedule, num_steps, dtype=torch.float64)
+        check_betas_representable(betas, dtype)
         alphas = 1 - betas
         abar = torch.cumprod(alphas, 0)
         abar_prev = torch.cat([abar.new_ones(1), abar[:-1]])

@@ -15,6 +15,8 @@ from typing import Sequence
 
 import torch
 
+from pyro_diffvi.util import check_positive_float, check_positive_int
+
 SCHEDULES = ("linear", "cosine")
 
 
@@ -33,7 +35,7 @@ def linear_beta_schedule(
     :param beta_end: :math:`\beta_T` in (0, 1).
     :return: tensor of shape ``(T,)``.
     """
-    _check_num_steps(num_steps)
+    check_positive_int("num_steps", num_steps)
     for name, b in (("beta_start", beta_start), ("beta_end", beta_end)):
         if not 0.0 < b < 1.0:
             raise ValueError(f"{name} must be in (0, 1), got {b}")
@@ -54,7 +56,7 @@ def cosine_beta_schedule(
     :math:`\beta_t = \min(1 - \bar\alpha_t/\bar\alpha_{t-1}, \text{max_beta})` (Nichol & Dhariwal 2021, Eq. 17).
 
     :param num_steps: :math:`T \ge 1`.
-    :param s: small offset keeping :math:`\beta_1` away from zero.
+    :param s: offset :math:`s \ge 0` keeping :math:`\beta_1` away from zero.
     :param max_beta: clip of the last betas (< 1 keeps every transition non-degenerate). With few
         steps the last beta reaches the clip, and the first reverse step of a noise-prediction chain
         divides by :math:`\sqrt{1-\beta_T}` (32 for 0.999), amplifying the predictor's error: an
@@ -64,7 +66,8 @@ def cosine_beta_schedule(
         prior (bound -1.4e6 nats) where 0.5 trains.
     :return: tensor of shape ``(T,)``.
     """
-    _check_num_steps(num_steps)
+    check_positive_int("num_steps", num_steps)
+    check_positive_float("s", s, allow_zero=True)
     if not 0.0 < max_beta < 1.0:
         raise ValueError(f"max_beta must be in (0, 1), got {max_beta}")
     t = torch.arange(num_steps + 1, dtype=torch.float64) / num_steps
@@ -93,14 +96,21 @@ def make_schedule(
         if schedule == "cosine":
             return cosine_beta_schedule(num_steps, dtype=dtype, device=device)
         raise ValueError(f"schedule must be one of {SCHEDULES} or a tensor of betas, got {schedule!r}")
+    check_positive_int("num_steps", num_steps)
     betas = torch.as_tensor(schedule, dtype=dtype, device=device)
     if betas.shape != (num_steps,):
         raise ValueError(f"schedule must have shape ({num_steps},) (num_steps betas), got {tuple(betas.shape)}")
-    if not ((betas > 0) & (betas < 1)).all():
-        raise ValueError("schedule betas must all lie in (0, 1)")
+    check_betas_representable(betas, dtype)
     return betas
 
 
-def _check_num_steps(num_steps: int) -> None:
-    if not isinstance(num_steps, int) or num_steps < 1:
-        raise ValueError(f"num_steps must be a positive int, got {num_steps!r}")
+def check_betas_representable(betas: torch.Tensor, dtype: torch.dtype) -> None:
+    """Raise ``ValueError`` unless every beta lies in (0, 1) *after* rounding to ``dtype`` (a beta within
+    machine epsilon of 1 rounds to 1 in float32, and the chain then divides by zero)."""
+    rounded = betas.to(dtype)
+    if not ((rounded > 0) & (rounded < 1)).all():
+        eps = torch.finfo(dtype).eps
+        raise ValueError(
+            f"schedule betas must lie in (0, 1) in {dtype} (keep them within [{eps:.2g}, 1 - {eps:.2g}]); "
+            f"got values from {betas.min().item():.17g} to {betas.max().item():.17g}"
+        )

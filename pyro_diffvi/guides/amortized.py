@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import copy
 import math
+import pickle
+import warnings
+import weakref
 from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import Callable, Sequence
@@ -18,8 +22,25 @@ from torch import nn
 from torch.distributions import biject_to, constraints
 from torch.distributions.transforms import ReshapeTransform
 
+from pyro_diffvi._pyro_compat import owns_param_name, param_store_names
 from pyro_diffvi.nn import MLP, activation as make_activation
-from pyro_diffvi.util import check_finite
+from pyro_diffvi.util import check_finite, check_widths
+
+# the guide (weakly) owning each parameter tensor, to tell another live guide's parameters in Pyro's
+# param store from tensors loaded into it (pyro.get_param_store().load), which a guide adopts
+_OWNERS: dict[int, tuple[weakref.ref, weakref.ref]] = {}  # id(parameter) -> (parameter, guide) weak references
+
+
+def _claim(param: torch.Tensor, guide: "AmortizedGuide") -> None:
+    entry = _OWNERS.get(id(param))
+    if entry is None or entry[0]() is not param:
+        _OWNERS[id(param)] = (weakref.ref(param, lambda _, key=id(param): _OWNERS.pop(key, None)), weakref.ref(guide))
+
+
+def _claimed_by_other(tensor: torch.Tensor, guide: "AmortizedGuide") -> bool:
+    """Whether ``tensor`` is a parameter of another guide (alive or not), rather than one loaded from a file."""
+    entry = _OWNERS.get(id(tensor))
+    return entry is not None and entry[0]() is tensor and entry[1]() is not guide
 
 _ObservedFn = Callable[..., "torch.Tensor | Sequence[torch.Tensor]"]
 
@@ -38,6 +59,7 @@ class _PlateSpec:
     dim: int
     size: int
     subsample_size: int | None
+    subsample: torch.Tensor | None = None  # indices the model was given (``pyro.plate(..., subsample=...)``)
 
 
 class _PlatesFound(Exception):
@@ -56,11 +78,12 @@ class _PlateProbe(Messenger):
     def _pyro_sample(self, msg) -> None:
         if isinstance(msg["fn"], _Subsample) and msg["name"] in self.names:
             size, subsample_size = msg["fn"].size, msg["fn"].subsample_size
-            self.found[msg["name"]] = (size, subsample_size)
+            given = msg["value"]  # indices the model passed as subsample=, else None
+            self.found[msg["name"]] = (size, subsample_size, given)
             if len(self.found) == len(self.names):
                 raise _PlatesFound
-            # stand-in indices, so that probing draws no random numbers
-            msg["value"] = torch.arange(subsample_size or size, device=msg["fn"].device)
+            if given is None:  # stand-in indices, so that probing draws no random numbers
+                msg["value"] = torch.arange(subsample_size or size, device=msg["fn"].device)
             msg["done"] = True
 
 
@@ -78,6 +101,19 @@ def _plain_support(support: constraints.Constraint) -> constraints.Constraint:
     if isinstance(support, getattr(constraints, "MixtureSameFamilyConstraint", ())):  # torch >= 2.5
         return _plain_support(support.base_constraint)
     return support
+
+
+def _broadcasts_to(shape: torch.Size, target: torch.Size) -> bool:
+    try:
+        return torch.broadcast_shapes(shape, target) == target
+    except RuntimeError:
+        return False
+
+
+def _num_classes(fn) -> int | None:
+    """The number of categories of a Categorical observation (whose values the encoder one-hot encodes)."""
+    base = getattr(fn, "base_dist", fn)
+    return base.probs.shape[-1] if isinstance(base, dist.Categorical) else None
 
 
 def _is_unconstrained(support: constraints.Constraint) -> bool:
@@ -125,6 +161,7 @@ class AmortizedGuide(PyroModule):
         hidden_dims: Sequence[int] = (256, 256),
         activation: str = "relu",
         observed_fn: _ObservedFn | None = None,
+        create_plates: Callable | None = None,
         name: str | None = None,
     ) -> None:
         super().__init__(name=name or type(self).__name__)
@@ -132,8 +169,9 @@ class AmortizedGuide(PyroModule):
             raise TypeError(f"model must be callable, got {type(model).__name__}")
         if encoder is not None and not isinstance(encoder, nn.Module):
             raise TypeError(f"encoder must be a torch.nn.Module, got {type(encoder).__name__}")
-        if not hidden_dims or any(int(h) <= 0 for h in hidden_dims):
-            raise ValueError(f"hidden_dims must be non-empty positive widths, got {hidden_dims!r}")
+        if create_plates is not None and not callable(create_plates):
+            raise TypeError(f"create_plates must be callable, got {type(create_plates).__name__}")
+        check_widths("hidden_dims", hidden_dims)
         make_activation(activation)  # validates the name now rather than at the first call
         self._model = (model,)  # a tuple keeps a PyroModule model out of this module's children
         self.latent_names = _as_names(latent, "latent")
@@ -141,27 +179,108 @@ class AmortizedGuide(PyroModule):
         if set(self.latent_names) & set(self.observed_names):
             raise ValueError("a site cannot be both latent and observed")
         self.encoder = encoder
+        self._user_encoder = encoder
+        self._create_plates = create_plates
+        self._is_setup = False
+        self._is_copy = self._warned_shared_names = False
         self._hidden_dims = tuple(int(h) for h in hidden_dims)
         self._activation = activation
         self._observed_fn = observed_fn
         self.prototype_trace: poutine.Trace | None = None
 
     @property
-    def model(self) -> Callable:
-        return self._model[0]
+    def model(self) -> Callable | None:
+        """The Pyro model (``None`` after unpickling a guide whose model could not be pickled)."""
+        return self._model[0] if self._model is not None else None
+
+    @model.setter
+    def model(self, model: Callable) -> None:
+        if not callable(model):
+            raise TypeError(f"model must be callable, got {type(model).__name__}")
+        self._model = (model,)  # a tuple keeps a PyroModule model out of this module's children
+
+    # ---- saving ---------------------------------------------------------------------------------
+
+    def __getstate__(self) -> dict:
+        """Pickle/``torch.save`` state: the networks, shapes and training state; the model too when it can be
+        pickled (a function defined at module level, a module), else it is left out with a warning."""
+        state = dict(super().__getstate__())
+        state.update(prototype_trace=None, _is_copy=True, _warned_shared_names=False)
+        model = self.model
+        if model is not None and not isinstance(model, nn.Module):
+            try:
+                pickle.dumps(model)
+            except Exception as error:
+                warnings.warn(
+                    f"{type(self).__name__}: the model could not be pickled ({error}); it is saved without it: "
+                    "set guide.model = model after loading",
+                    RuntimeWarning,
+                )
+                state["_model"] = None
+        return state
+
+    def __deepcopy__(self, memo: dict) -> "AmortizedGuide":
+        """A copy of the guide's networks and state that shares (does not copy) the model."""
+        model = self.model
+        if model is not None:
+            memo.setdefault(id(model), model)
+        new = type(self).__new__(type(self))
+        memo[id(self)] = new
+        state = dict(self.__dict__, prototype_trace=None, _is_copy=True, _warned_shared_names=False)
+        new.__dict__.update(copy.deepcopy(state, memo))
+        return new
+
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
+        """Restore a state saved by :meth:`state_dict`. The networks are built from the model's shapes on
+        the guide's first call, so build them first: ``guide.setup(*model_args)`` (any batch of the
+        training data), then ``guide.load_state_dict(...)``; or save the whole guide with ``torch.save``."""
+        if not self._is_setup:
+            raise RuntimeError(
+                f"{type(self).__name__}.load_state_dict: the guide's networks are not built yet (they are built "
+                "from the model's shapes on the first call). Call guide.setup(*model_args) with a batch of the "
+                "data first, or save and load the whole guide with torch.save(guide) / torch.load"
+            )
+        return super().load_state_dict(state_dict, strict=strict, assign=assign)
 
     # ---- set-up -------------------------------------------------------------------------------
 
     def _setup_prototype(self, *args, **kwargs) -> None:
-        self._check_param_store_is_free()
+        for key, value in list(enumerate(args)) + list(kwargs.items()):
+            if type(value).__module__ == "numpy":
+                raise TypeError(
+                    f"model argument {key!r} is a numpy {type(value).__name__}; pass torch tensors "
+                    "(torch.as_tensor(value)) to the model and guide"
+                )
+        self._modules_before = set(self._modules)
         try:
             self._trace_and_build(args, kwargs)
         except Exception:
-            self.prototype_trace = None  # a failed set-up leaves no trace: the next call starts afresh
-            store = pyro.get_param_store()
-            for name in [k for k in store.keys() if self._owns_param_name(k)]:
-                del store[name]
+            self._forget_setup()  # a failed set-up leaves nothing behind: the next call starts afresh
             raise
+        finally:
+            self.prototype_trace = None  # holds the first batch's values and autograd graph; not kept
+        self._register_params()
+
+    def _warn_shared_names(self, name: str) -> None:
+        if not self._warned_shared_names:
+            self._warned_shared_names = True
+            warnings.warn(
+                f"this copy of a {type(self).__name__} shares its param-store names (e.g. '{name}') with the "
+                "guide it was copied from, which still holds them: it computes with its own parameters, but SVI "
+                "would optimize the original's. To train the copy, call pyro.clear_param_store() first",
+                RuntimeWarning,
+            )
+
+    def _forget_setup(self) -> None:
+        self._is_setup = False
+        store = pyro.get_param_store()
+        stored = dict(store.named_parameters())
+        for name, param in param_store_names(self).items():
+            if stored.get(name) is param:
+                del store[name]
+        for attr in set(self._modules) - self._modules_before:
+            delattr(self, attr)
+        self.encoder = self._user_encoder
 
     def _trace_and_build(self, args: tuple, kwargs: dict) -> None:
         self.prototype_trace = poutine.block(poutine.trace(self.model).get_trace)(*args, **kwargs)
@@ -170,30 +289,58 @@ class AmortizedGuide(PyroModule):
         observed = [sites[n]["value"] for n in self.observed_names]
         for name, value in zip(self.observed_names, observed):
             check_finite(f"observed site '{name}'", value.float())
+        # a likelihood that does not fit the observed values (e.g. a wrong feature width) fails here, once
+        self.prototype_trace.compute_log_prob(lambda name, site: site["is_observed"])
+        self.observed_event_shapes = {n: sites[n]["fn"].event_shape for n in self.observed_names}
+        self._num_classes = {n: _num_classes(sites[n]["fn"]) for n in self.observed_names}
         self.latent_event_shapes = {n: sites[n]["fn"].event_shape for n in self.latent_names}
-        self.latent_dims = {n: math.prod(s) for n, s in self.latent_event_shapes.items()}
         self._latent_supports = {n: _plain_support(sites[n]["fn"].support) for n in self.latent_names}
-        self._sources = self._locate_observed(sites, args, kwargs)
+        self._unconstrained_shapes = {
+            n: torch.Size(biject_to(self._latent_supports[n]).inverse_shape(self.latent_event_shapes[n]))
+            for n in self.latent_names
+        }
+        self.latent_dims = {n: math.prod(s) for n, s in self._unconstrained_shapes.items()}
+        self._latent_dtype = sites[self.latent_names[0]]["value"].dtype
         self._plates = self._plate_specs(sites)
+        self._sources = self._locate_observed(sites, args, kwargs)
         self._build_encoder(observed)
+        self._check_context_batch_shape(sites, observed)
         self._build_posteriors()
+        self._is_setup = True
 
-    def _check_param_store_is_free(self) -> None:
-        # pyro.module keeps a module's own tensors in use when the store already holds their names, so
-        # SVI would optimize the stored ones and this guide would silently never train
-        prefix = self._pyro_name
-        taken = [k for k in pyro.get_param_store().keys() if self._owns_param_name(k)]
-        if taken:
-            raise ValueError(
-                f"Pyro's param store already holds parameters named '{prefix}...' (e.g. '{taken[0]}'), from another "
-                f"guide of this name: SVI would optimize those instead of this guide's. Call "
-                "pyro.clear_param_store() before building a new guide, or give it another name= "
-                "(to resume training, restore the guide with load_state_dict)"
-            )
-
-    def _owns_param_name(self, name: str) -> bool:
-        prefix = self._pyro_name
-        return name == prefix or name.startswith((prefix + ".", prefix + "$$$"))
+    def _register_params(self) -> None:
+        """Claim this guide's parameters, and adopt values that Pyro's param store already holds under
+        their names (``pyro.get_param_store().load(...)`` before or after building the guide)."""
+        if pyro.settings.get("module_local_params"):
+            return
+        store = pyro.get_param_store()
+        stored = dict(store.named_parameters())
+        for name, param in param_store_names(self).items():
+            _claim(param, self)
+            value = stored.get(name)
+            if value is None or value is param:
+                continue
+            if _claimed_by_other(value, self):
+                if self._is_copy:
+                    self._warn_shared_names(name)
+                    continue
+                raise ValueError(
+                    f"Pyro's param store already holds '{name}' for another guide of this name: SVI would optimize "
+                    "that guide's parameters instead of this one's. Call pyro.clear_param_store() before building "
+                    "a new guide, or give it another name= (to resume training, restore the guide with "
+                    "load_state_dict, or load a saved param store before the first call)"
+                )
+            if value.shape != param.shape:
+                raise ValueError(
+                    f"Pyro's param store holds '{name}' with shape {tuple(value.shape)}, but this guide's parameter "
+                    f"has shape {tuple(param.shape)}: the store was saved from a differently built guide; clear it "
+                    "or build the guide as it was when the store was saved"
+                )
+            with torch.no_grad():
+                param.copy_(value)
+            store[name] = param  # an unconstrained parameter is stored as is: the store now holds ours
+            if store.get_param(name) is not param:
+                raise RuntimeError(f"could not re-register '{name}' in Pyro's param store")  # pragma: no cover
 
     def _check_sites(self, sites: dict) -> None:
         samples = {n for n, s in sites.items() if s["type"] == "sample"}
@@ -233,9 +380,12 @@ class AmortizedGuide(PyroModule):
             return None
         candidates = [(i, a) for i, a in enumerate(args)] + list(kwargs.items())
         candidates = [(k, a) for k, a in candidates if torch.is_tensor(a)]
+        indices = {n: site["value"] for n, site in sites.items() if site["type"] == "sample"}
+        with poutine.block(), ExitStack() as stack:  # indices the user's create_plates gives
+            indices.update({n: stack.enter_context(p) for n, p in self._user_plates(args, kwargs).items()})
         sources = {}
         for name in self.observed_names:
-            source = next((s for k, a in candidates if (s := self._match(sites, name, k, a))), None)
+            source = next((s for k, a in candidates if (s := self._match(sites, indices, name, k, a))), None)
             if source is None:
                 raise ValueError(
                     f"could not find the value observed at site '{name}' among the model's tensor arguments; "
@@ -245,7 +395,7 @@ class AmortizedGuide(PyroModule):
         return sources
 
     @staticmethod
-    def _match(sites: dict, name: str, key: int | str, arg: torch.Tensor) -> _ObservedSource | None:
+    def _match(sites: dict, indices: dict, name: str, key: int | str, arg: torch.Tensor) -> _ObservedSource | None:
         site = sites[name]
         value, event_dim = site["value"], site["fn"].event_dim
         if arg is value or (arg.shape == value.shape and torch.equal(arg, value)):
@@ -256,7 +406,9 @@ class AmortizedGuide(PyroModule):
                 dim = value.dim() - event_dim + frame.dim
                 if candidate.dim() != value.dim() or candidate.shape[dim] != frame.full_size:
                     return None
-                candidate = candidate.index_select(dim, sites[frame.name]["value"].to(candidate.device))
+                if indices.get(frame.name) is None:
+                    return None
+                candidate = candidate.index_select(dim, indices[frame.name].to(candidate.device))
                 subsampled.append((frame.name, dim))
         if subsampled and candidate.shape == value.shape and torch.equal(candidate, value):
             return _ObservedSource(key, tuple(subsampled))
@@ -276,20 +428,34 @@ class AmortizedGuide(PyroModule):
             specs.append(_PlateSpec(f.name, f.dim, size, f.size if f.size != size else None))
         return specs
 
-    def _current_plates(self, args: tuple, kwargs: dict) -> list[_PlateSpec]:
-        """The plates' sizes for this call, read from the model itself (cheaply, see :class:`_PlateProbe`)."""
-        probe = _PlateProbe({p.name for p in self._plates})
+    def _user_plates(self, args: tuple, kwargs: dict) -> dict[str, pyro.plate]:
+        if self._create_plates is None:
+            return {}
+        plates = self._create_plates(*args, **kwargs)
+        plates = [plates] if isinstance(plates, pyro.plate) else list(plates)
+        if not all(isinstance(p, pyro.plate) for p in plates):
+            raise TypeError("create_plates must return a pyro.plate or a sequence of pyro.plate")
+        return {p.name: p for p in plates}
+
+    def _current_plates(self, args: tuple, kwargs: dict, skip: set[str] = frozenset()) -> list[_PlateSpec]:
+        """The sizes of the plates not in ``skip`` for this call, read from the model itself (cheaply, see
+        :class:`_PlateProbe`)."""
+        probe = _PlateProbe({p.name for p in self._plates} - set(skip))
+        if not probe.names:
+            return []
         try:
             poutine.block(probe(self.model))(*args, **kwargs)
         except _PlatesFound:
             pass
         return [
-            _PlateSpec(p.name, p.dim, *probe.found[p.name]) if p.name in probe.found else p for p in self._plates
+            _PlateSpec(p.name, p.dim, *probe.found[p.name]) if p.name in probe.found else p
+            for p in self._plates
+            if p.name not in skip
         ]
 
     def _build_encoder(self, observed: list[torch.Tensor]) -> None:
         ref = observed[0]
-        dtype = ref.dtype if ref.dtype.is_floating_point else torch.get_default_dtype()
+        dtype = self._latent_dtype  # the model's dtype, which the guide's draws must have (not the data's)
         if self.encoder is None:
             width = self._encoder_features(observed, dtype).shape[-1]
             *hidden, out = self._hidden_dims
@@ -312,6 +478,31 @@ class AmortizedGuide(PyroModule):
                     f"got {tuple(context.shape)}"
                 )
             self.context_dim = context.shape[-1]
+
+    def _check_context_batch_shape(self, sites: dict, observed: list[torch.Tensor]) -> None:
+        if self.context_dim is None:
+            return
+        with torch.no_grad():
+            context_shape = self.context(*observed).shape[:-1]
+        for name in self.latent_names:
+            fn = sites[name]["fn"]
+            latent_shape = sites[name]["value"].shape[: sites[name]["value"].dim() - fn.event_dim]
+            if not _broadcasts_to(context_shape, latent_shape):
+                latent_plates = {f.name for f in sites[name]["cond_indep_stack"]}
+                extra = sorted(
+                    {f.name for n in self.observed_names for f in sites[n]["cond_indep_stack"]} - latent_plates
+                )
+                raise ValueError(
+                    f"latent site '{name}' has batch shape {tuple(latent_shape)} but the encoder's context has batch "
+                    f"shape {tuple(context_shape)}"
+                    + (
+                        f": the observed site(s) lie in plate(s) {extra} that '{name}' is not in. Move '{name}' into "
+                        "those plates, or pass an encoder that pools over them (output batch shape "
+                        f"{tuple(latent_shape)})"
+                        if extra
+                        else ""
+                    )
+                )
 
     def _build_posteriors(self) -> None:
         """Create the subclass's networks; ``self.context_dim`` and ``self.latent_dims`` are known."""
@@ -345,31 +536,62 @@ class AmortizedGuide(PyroModule):
         ]
 
     def forward(self, *args, **kwargs) -> dict[str, torch.Tensor]:
-        self._ensure_setup(args, kwargs)
+        self.setup(*args, **kwargs)
         observed = self.observed_values(*args, **kwargs)
+        self._check_observed(observed)
         with ExitStack() as stack:
-            indices = {
-                p.name: stack.enter_context(pyro.plate(p.name, p.size, subsample_size=p.subsample_size, dim=p.dim))
-                for p in self._current_plates(args, kwargs)
-            }
+            user_plates = self._user_plates(args, kwargs)
+            indices = {name: stack.enter_context(plate) for name, plate in user_plates.items()}
+            for p in self._current_plates(args, kwargs, skip=set(user_plates)):
+                indices[p.name] = stack.enter_context(
+                    pyro.plate(p.name, p.size, subsample_size=p.subsample_size, subsample=p.subsample, dim=p.dim)
+                )
             observed = [self._subsample(n, v, indices) for n, v in zip(self.observed_names, observed)]
             context = self.context(*observed)
             return {name: pyro.sample(name, self._site_distribution(name, context)) for name in self.latent_names}
 
+    def _check_observed(self, observed: list[torch.Tensor]) -> None:
+        """Every call: the observed values have the event shapes the guide was built for, and are finite."""
+        for name, value in zip(self.observed_names, observed):
+            expected = self.observed_event_shapes[name]
+            if value.shape[value.dim() - len(expected) :] != expected:
+                raise ValueError(
+                    f"observed site '{name}' has shape {tuple(value.shape)}, but the guide was built on its first "
+                    f"call for event shape {tuple(expected)}; build a new guide for data of another shape"
+                )
+        floats = [v for v in observed if v.dtype.is_floating_point]
+        if floats and not bool(torch.stack([torch.isfinite(v).all() for v in floats]).all()):  # one host sync
+            for name, value in zip(self.observed_names, observed):
+                check_finite(f"observed site '{name}'", value.float())
+
     def _ensure_setup(self, args: tuple, kwargs: dict) -> None:
-        if self.prototype_trace is None:
+        if self.model is None:
+            raise RuntimeError(
+                "this guide was unpickled without its model (the model could not be pickled); "
+                "set guide.model = model before using it"
+            )
+        if not self._is_setup:
             self._setup_prototype(*args, **kwargs)
 
     def setup(self, *args, **kwargs) -> None:
         """Trace the model on these arguments and build the networks now, if not done yet (the first
-        call does it otherwise)."""
+        call does it otherwise), and make sure Pyro's param store holds this guide's parameters (adopting
+        values loaded into the store with ``pyro.get_param_store().load``)."""
         self._ensure_setup(args, kwargs)
+        self._register_params()
 
     def pyro_context(self):
         """A context manager in which the guide's parameters are registered with Pyro's param store as
         they are used, as inside :meth:`forward`. Objectives that use the guide's networks outside a
         call of the guide (e.g. a sleep phase) run in it, so that ``SVI`` sees and optimizes them."""
         return self._pyro_context
+
+    def flatten_latent(self, name: str, value: torch.Tensor) -> torch.Tensor:
+        """A model value of latent ``name`` mapped to the guide's flattened unconstrained space."""
+        event_dim = len(self.latent_event_shapes[name])
+        batch_shape = value.shape[: value.dim() - event_dim]
+        value = biject_to(self._latent_supports[name]).inv(value)
+        return value.reshape(batch_shape + (self.latent_dims[name],))
 
     def _subsample(self, name: str, value: torch.Tensor, indices: dict) -> torch.Tensor:
         if self._sources is None:
@@ -382,9 +604,9 @@ class AmortizedGuide(PyroModule):
     def _site_distribution(self, name: str, context) -> dist.TorchDistribution:
         fn = self.posterior(name, context)
         transforms = []
-        event_shape = self.latent_event_shapes[name]
-        if event_shape != (self.latent_dims[name],):
-            transforms.append(ReshapeTransform((self.latent_dims[name],), event_shape, cache_size=1))
+        shape = self._unconstrained_shapes[name]
+        if shape != (self.latent_dims[name],):
+            transforms.append(ReshapeTransform((self.latent_dims[name],), shape, cache_size=1))
         support = self._latent_supports[name]
         if not _is_unconstrained(support):
             transforms.append(biject_to(support).with_cache(1))
@@ -403,18 +625,13 @@ class AmortizedGuide(PyroModule):
         return values
 
     def _observed_batch_shape(self, value: torch.Tensor, name: str) -> torch.Size:
-        event_dim = self.prototype_trace.nodes[name]["fn"].event_dim
-        return value.shape[: value.dim() - event_dim]
+        return value.shape[: value.dim() - len(self.observed_event_shapes[name])]
 
     def _encoder_features(self, observed: list[torch.Tensor], dtype: torch.dtype) -> torch.Tensor:
         batch_shape = self._observed_batch_shape(observed[0], self.observed_names[0])
         parts = []
         for name, value in zip(self.observed_names, observed):
-            fn = self.prototype_trace.nodes[name]["fn"]
-            if isinstance(fn, dist.Categorical) or (
-                isinstance(getattr(fn, "base_dist", None), dist.Categorical)
-            ):
-                num_classes = (fn.base_dist if hasattr(fn, "base_dist") else fn).probs.shape[-1]
-                value = nn.functional.one_hot(value.long(), num_classes)
+            if self._num_classes[name] is not None:
+                value = nn.functional.one_hot(value.long(), self._num_classes[name])
             parts.append(value.to(dtype).reshape(*batch_shape, -1))
         return torch.cat(parts, dim=-1)

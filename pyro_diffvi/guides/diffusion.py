@@ -6,11 +6,12 @@ from typing import Sequence
 
 import torch
 from torch import nn
-from torch.distributions import Normal, biject_to, kl_divergence
+from torch.distributions import Normal, kl_divergence
 
 from pyro_diffvi.diffusion import REVERSE_VARIANCES, Denoiser, GaussianDiffusion
 from pyro_diffvi.distributions.diffusion import DiffusionPosterior
 from pyro_diffvi.guides.gaussian import GaussianGuide
+from pyro_diffvi.util import check_positive_int, check_widths
 
 
 class DiffusionGuide(GaussianGuide):
@@ -87,6 +88,9 @@ class DiffusionGuide(GaussianGuide):
     ) -> None:
         if variance not in REVERSE_VARIANCES:
             raise ValueError(f"variance must be one of {REVERSE_VARIANCES}, got {variance!r}")
+        check_positive_int("num_steps", num_steps)
+        check_widths("denoiser_hidden_dims", denoiser_hidden_dims)
+        check_positive_int("time_dim", time_dim)
         super().__init__(model, latent, observed, encoder, **kwargs)
         self.process = GaussianDiffusion(num_steps, schedule)  # validates num_steps and schedule now
         self._schedule = schedule
@@ -149,13 +153,6 @@ class DiffusionGuide(GaussianGuide):
         self.training_steps = int(state["training_steps"])
 
     # ---- sleep phase (DDVI Eq. 9), used by DDVI_ELBO --------------------------------------------
-
-    def flatten_latent(self, name: str, value: torch.Tensor) -> torch.Tensor:
-        """A model value of latent ``name`` mapped to the guide's flattened unconstrained space."""
-        event_shape = self.latent_event_shapes[name]
-        value = biject_to(self._latent_supports[name]).inv(value)
-        batch_shape = value.shape[: value.dim() - len(event_shape)]
-        return value.reshape(batch_shape + (self.latent_dims[name],))
 
     def sleep_loss(
         self,

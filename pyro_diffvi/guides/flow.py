@@ -32,14 +32,9 @@ from torch import nn
 from torch.distributions.transforms import AffineTransform, Transform
 
 from pyro_diffvi.guides.amortized import AmortizedGuide
+from pyro_diffvi.util import check_positive_int
 
 FLOW_TYPES = ("iaf", "spline")
-
-
-def _check_positive_int(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
-    return value
 
 
 def _autoregressive_order(dim: int, layer: int) -> torch.Tensor:
@@ -96,11 +91,11 @@ class ConditionalFlow(nn.Module):
     ) -> None:
         super().__init__()
         self.stable = bool(stable)
-        self.dim = _check_positive_int("dim", dim)
+        self.dim = check_positive_int("dim", dim)
         if isinstance(context_dim, bool) or not isinstance(context_dim, int) or context_dim < 0:
             raise ValueError(f"context_dim must be a non-negative int, got {context_dim!r}")
         self.context_dim = context_dim
-        self.num_flows = _check_positive_int("num_flows", num_flows)
+        self.num_flows = check_positive_int("num_flows", num_flows)
         if flow not in FLOW_TYPES:
             raise ValueError(f"flow must be one of {FLOW_TYPES}, got {flow!r}")
         self.flow = flow
@@ -119,7 +114,7 @@ class ConditionalFlow(nn.Module):
         if flow == "iaf":
             layers = [self._iaf_layer(k, hidden_dims) for k in range(num_flows)]
         else:
-            _check_positive_int("count_bins", count_bins)
+            check_positive_int("count_bins", count_bins)
             if not bound > 0:
                 raise ValueError(f"bound must be positive, got {bound!r}")
             layers = [self._spline_layer(k, hidden_dims, count_bins, bound) for k in range(num_flows)]
@@ -211,10 +206,10 @@ class FlowGuide(AmortizedGuide):
         bound: float = 3.0,
         **kwargs,
     ) -> None:
-        _check_positive_int("num_flows", num_flows)
+        check_positive_int("num_flows", num_flows)
         if flow not in FLOW_TYPES:
             raise ValueError(f"flow must be one of {FLOW_TYPES}, got {flow!r}")
-        _check_positive_int("count_bins", count_bins)
+        check_positive_int("count_bins", count_bins)
         if not bound > 0:
             raise ValueError(f"bound must be positive, got {bound!r}")
         super().__init__(model, latent, observed, encoder, **kwargs)

@@ -9,11 +9,23 @@ from pyro import poutine
 from pyro.infer import ELBO
 from pyro.infer.enum import get_importance_trace
 from pyro.infer.util import is_validation_enabled, torch_item
-from pyro.util import check_if_enumerated, warn_if_nan
+from pyro.util import check_if_enumerated
 
-from pyro_diffvi.util import trace_until
+from pyro_diffvi.infer.guard import (
+    DivergenceError,
+    captured_params,
+    check_on_nonfinite,
+    check_terms,
+    guard_gradients,
+    skip_or_raise,
+)
+from pyro_diffvi.util import check_positive_float, check_positive_int, trace_until
 
 SLEEP_VARIANTS = ("simplified", "wake-sleep", "none")
+_SLEEP_HINT = (
+    "The sleep term trains on the model's own draws of the latents: a prior whose draws overflow the dtype "
+    "(e.g. LogNormal(0, 30)) makes it non-finite; use a tighter prior, float64, or sleep='none'."
+)
 
 
 class DDVI_ELBO(ELBO):
@@ -69,6 +81,9 @@ class DDVI_ELBO(ELBO):
     :param num_particles: particles of the wake term (the sleep term uses one draw per datum).
     :param warmup_steps: number of initial training steps on the sleep term alone (needs a sleep term;
         counted by the guide's ``training_steps``).
+    :param on_nonfinite: what a non-finite loss term (``rec``, ``reg``, ``sleep``) or gradient does:
+        ``"raise"`` (default) a :class:`~pyro_diffvi.infer.guard.DivergenceError` naming it before any
+        parameter is updated; ``"skip"`` a warning, and the step leaves every parameter unchanged.
 
     Other arguments are those of :class:`~pyro.infer.ELBO`.
     """
@@ -81,18 +96,17 @@ class DDVI_ELBO(ELBO):
         sleep_head: bool = True,
         num_particles: int = 1,
         warmup_steps: int = 0,
+        on_nonfinite: str = "raise",
         max_plate_nesting: float = float("inf"),
         vectorize_particles: bool = False,
         strict_enumeration_warning: bool = True,
     ) -> None:
         if sleep not in SLEEP_VARIANTS:
             raise ValueError(f"sleep must be one of {SLEEP_VARIANTS}, got {sleep!r}")
-        if not (isinstance(beta_reg, (int, float)) and beta_reg > 0):
-            raise ValueError(f"beta_reg must be a positive number, got {beta_reg!r}")
-        if not (isinstance(beta_diff, (int, float)) and beta_diff >= 0):
-            raise ValueError(f"beta_diff must be a non-negative number, got {beta_diff!r}")
-        if isinstance(warmup_steps, bool) or not isinstance(warmup_steps, int) or warmup_steps < 0:
-            raise ValueError(f"warmup_steps must be a non-negative int, got {warmup_steps!r}")
+        check_positive_float("beta_reg", beta_reg)
+        check_positive_float("beta_diff", beta_diff, allow_zero=True)
+        check_positive_int("warmup_steps", warmup_steps, minimum=0)
+        check_positive_int("num_particles", num_particles)
         if warmup_steps and (sleep == "none" or beta_diff == 0):
             raise ValueError("warmup_steps > 0 trains the sleep term alone: it needs sleep != 'none' and beta_diff > 0")
         super().__init__(
@@ -106,6 +120,7 @@ class DDVI_ELBO(ELBO):
         self.sleep = sleep
         self.sleep_head = sleep_head
         self.warmup_steps = warmup_steps
+        self.on_nonfinite = check_on_nonfinite(on_nonfinite)
         self.last_terms: dict[str, float] = {}
 
     def _get_trace(self, model, guide, args, kwargs):
@@ -176,30 +191,62 @@ class DDVI_ELBO(ELBO):
         with gradients enabled (``SVI.step``, ``ELBO.__call__``'s module, a training loop calling this
         method) counts one training step in the guide's ``training_steps``, which its ``state_dict``
         saves, so a resumed run continues the schedule where it stopped."""
-        if getattr(guide, "training_steps", 0) < self.warmup_steps:
-            sleep = self.sleep_term(model, guide, *args, **kwargs)
+        warm = getattr(guide, "training_steps", 0) < self.warmup_steps
+        if warm:
+            sleep = self._guarded("sleep", self.sleep_term, model, guide, args, kwargs)
             rec = reg = torch.full_like(sleep, math.nan)  # the wake term is not evaluated in the warm-up
             loss = self.beta_diff * sleep
         else:
-            rec, reg = self.wake_terms(model, guide, *args, **kwargs)
+            rec, reg = self._guarded("rec/reg", self.wake_terms, model, guide, args, kwargs)
             loss = -(rec + self.beta_reg * reg)
             sleep = torch.zeros_like(loss)
             if self.sleep != "none" and self.beta_diff > 0:
-                sleep = self.sleep_term(model, guide, *args, **kwargs)
+                sleep = self._guarded("sleep", self.sleep_term, model, guide, args, kwargs)
                 loss = loss + self.beta_diff * sleep
-        if torch.is_grad_enabled() and hasattr(guide, "training_steps"):
-            guide.training_steps += 1
         values = torch.stack([rec + reg, rec, reg, sleep, loss]).detach().tolist()  # one host sync
         self.last_terms = dict(zip(("elbo", "rec", "reg", "sleep", "loss"), values))
-        warn_if_nan(loss, "loss")
+        if not math.isfinite(self.last_terms["loss"]) and self.on_nonfinite == "raise":
+            check_terms(
+                "DDVI_ELBO", {"sleep": sleep} if warm else {"rec": rec, "reg": reg, "sleep": sleep}, _SLEEP_HINT
+            )
+        if torch.is_grad_enabled() and hasattr(guide, "training_steps"):
+            guide.training_steps += 1
         return loss
+
+    def _guarded(self, term: str, compute, model, guide, args: tuple, kwargs: dict):
+        """``compute(model, guide, *args, **kwargs)``; a distribution refusing non-finite parameters (Pyro's
+        validation) is a divergence of ``term``: raised as such, or (``on_nonfinite="skip"``) a NaN term."""
+        try:
+            return compute(model, guide, *args, **kwargs)
+        except ValueError as error:
+            if "found invalid values" not in str(error):
+                raise
+            if self.on_nonfinite == "raise":
+                raise DivergenceError(
+                    f"DDVI_ELBO: non-finite loss term(s) ['{term}']: a distribution got non-finite parameters "
+                    f"({str(error).splitlines()[0]}); no parameter was updated. "
+                    + (_SLEEP_HINT if term == "sleep" else "Lower the learning rate or check the data.")
+                ) from error
+            nan = torch.tensor(math.nan)
+            return (nan, nan) if term == "rec/reg" else nan
 
     def loss(self, model, guide, *args, **kwargs) -> float:
         with torch.no_grad():
             return torch_item(self.differentiable_loss(model, guide, *args, **kwargs))
 
     def loss_and_grads(self, model, guide, *args, **kwargs) -> float:
-        loss = self.differentiable_loss(model, guide, *args, **kwargs)
+        """Backpropagate the loss, after checking that every term is finite, then check the gradients: a
+        non-finite term or gradient raises (or, with ``on_nonfinite="skip"``, drops the step's gradients)
+        before the optimizer can touch a parameter."""
+        with captured_params() as params:
+            loss = self.differentiable_loss(model, guide, *args, **kwargs)
+        if not math.isfinite(self.last_terms["loss"]):  # only reached with on_nonfinite="skip"
+            skip_or_raise("DDVI_ELBO", self.on_nonfinite, params, f"non-finite loss terms {self._terms_text()}")
+            return self.last_terms["loss"]
         if loss.requires_grad:
             loss.backward(retain_graph=self.retain_graph)
+        guard_gradients("DDVI_ELBO", params, self.on_nonfinite, self._terms_text())
         return self.last_terms["loss"]
+
+    def _terms_text(self) -> str:
+        return ", ".join(f"{k}={v:.4g}" for k, v in self.last_terms.items())

@@ -22,25 +22,9 @@ from typing import Any
 import torch
 from pyro.distributions import TorchDistribution, constraints
 
+from pyro_diffvi.util import check_positive_float, check_positive_int  # noqa: F401 (re-exported)
+
 _LOG_2PI = math.log(2.0 * math.pi)
-
-
-def check_positive_int(name: str, value: Any, minimum: int = 1) -> int:
-    """Return ``value`` as an int, raising ``ValueError`` unless it is an integer ``>= minimum``."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return value
-
-
-def check_positive_float(name: str, value: Any, allow_zero: bool = False) -> float:
-    """Return ``value`` as a float, raising ``ValueError`` unless it is finite and positive."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ValueError(f"{name} must be a positive real number, got {value!r}")
-    value = float(value)
-    if not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
-        bound = ">= 0" if allow_zero else "> 0"
-        raise ValueError(f"{name} must be finite and {bound}, got {value!r}")
-    return value
 
 
 def normal_log_prob(x: torch.Tensor, loc: float | torch.Tensor, scale: float) -> torch.Tensor:

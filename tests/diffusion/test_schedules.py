@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from pyro_diffvi.diffusion import cosine_beta_schedule, linear_beta_schedule, make_schedule
+from pyro_diffvi.diffusion import GaussianDiffusion, cosine_beta_schedule, linear_beta_schedule, make_schedule
 
 
 def test_linear_schedule_endpoints_and_spacing():
@@ -38,3 +38,25 @@ def test_make_schedule_validation():
         make_schedule([0.1, 1.2], 2)
     with pytest.raises(ValueError, match="num_steps"):
         linear_beta_schedule(0)
+
+
+@pytest.mark.parametrize(
+    "call, match",
+    [
+        (lambda: cosine_beta_schedule(10, s=-0.5), "s must be finite and >= 0"),
+        (lambda: cosine_beta_schedule(True), "num_steps must be an integer"),
+        (lambda: linear_beta_schedule(2.0), "num_steps must be an integer"),
+    ],
+)
+def test_schedule_arguments_are_checked(call, match):
+    with pytest.raises(ValueError, match=match):
+        call()
+
+
+def test_explicit_betas_are_checked_in_the_dtype_they_are_used_in():
+    betas = torch.tensor([0.1, 1 - 1e-10], dtype=torch.float64)  # fine in float64, exactly 1 in float32
+    assert make_schedule(betas, 2, dtype=torch.float64).max() < 1
+    with pytest.raises(ValueError, match=r"in torch.float32"):
+        make_schedule(betas, 2, dtype=torch.float32)
+    with pytest.raises(ValueError, match=r"in torch.float32"):
+        GaussianDiffusion(2, betas, dtype=torch.float32)

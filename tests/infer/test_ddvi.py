@@ -12,6 +12,7 @@ from pyro.infer import Trace_ELBO
 from pyro_diffvi.distributions import DiffusionPosterior
 from pyro_diffvi.guides import DiffusionGuide
 from pyro_diffvi.infer import DDVI_ELBO
+from pyro_diffvi.infer.guard import DivergenceError
 from pyro_diffvi.priors.gaussian_mixtures import IsotropicGaussianMixture
 
 CENTERS = torch.tensor([[-2.0, 0.0], [2.0, 0.0]])
@@ -176,8 +177,89 @@ def test_simplified_sleep_does_not_run_the_likelihood():
 @pytest.mark.parametrize(
     "kwargs, match",
     [({"warmup_steps": -1}, "warmup_steps"), ({"warmup_steps": 3, "sleep": "none"}, "warmup_steps"),
-     ({"warmup_steps": 3, "beta_diff": 0.0}, "warmup_steps")],
+     ({"warmup_steps": 3, "beta_diff": 0.0}, "warmup_steps"), ({"num_particles": 0}, "num_particles"),
+     ({"num_particles": True}, "num_particles"), ({"beta_reg": math.inf}, "beta_reg"),
+     ({"beta_diff": math.nan}, "beta_diff"), ({"on_nonfinite": "ignore"}, "on_nonfinite")],
 )
-def test_bad_warmup_arguments(kwargs, match):
+def test_bad_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):
         DDVI_ELBO(**kwargs)
+
+
+# ---- divergence guards ----------------------------------------------------------------------------
+
+
+def _snapshot(*modules):
+    return [p.detach().clone() for m in modules for p in m.parameters()]
+
+
+def _unchanged(before, *modules):
+    return all(torch.equal(a, b) for a, b in zip(before, _snapshot(*modules)))
+
+
+@pytest.mark.filterwarnings("ignore:Encountered")
+@pytest.mark.parametrize("validation", [True, False])
+def test_a_diverging_run_stops_before_any_parameter_is_touched(validation):
+    decoder, model, guide, x, elbo, _ = _small_run(warmup_steps=0)
+    svi = pyro.infer.SVI(model, guide, pyro.optim.SGD({"lr": 1e6}), elbo)
+    with pyro.validation_enabled(validation):
+        svi.step(x)  # a finite step to absurd parameter values
+        before = _snapshot(guide, decoder)
+        with pytest.raises(DivergenceError, match=r"DDVI_ELBO: non-finite") as error:
+            for _ in range(5):
+                before = _snapshot(guide, decoder)
+                svi.step(x)
+    assert _unchanged(before, guide, decoder)
+    assert "no parameter was updated" in str(error.value)
+
+
+def test_nan_data_after_the_first_batch_is_named_before_any_step():
+    decoder, model, guide, x, elbo, svi = _small_run(warmup_steps=0)
+    svi.step(x)
+    bad = x.clone()
+    bad[1, 0] = math.nan
+    before = _snapshot(guide, decoder)
+    with pytest.raises(ValueError, match="observed site 'x' contains 1 non-finite"):
+        svi.step(bad)
+    assert _unchanged(before, guide, decoder)
+
+
+def test_skip_mode_leaves_the_parameters_alone_and_warns():
+    decoder, model, guide, x, _, _ = _small_run(warmup_steps=0)
+    svi = pyro.infer.SVI(model, guide, pyro.optim.Adam({"lr": 1e-2}), DDVI_ELBO(on_nonfinite="skip"))
+    svi.step(x)
+    with torch.no_grad():
+        decoder.bias.fill_(math.inf)  # the likelihood, and so the loss, is no longer finite
+    before = _snapshot(guide, decoder)
+    with pytest.warns(RuntimeWarning, match="the step was skipped"):
+        loss = svi.step(x)
+    assert math.isnan(loss) or math.isinf(loss)
+    assert _unchanged(before, guide, decoder)
+
+
+def test_a_gradient_that_overflows_is_named():
+    decoder, model, guide, x, elbo, svi = _small_run(warmup_steps=0)
+    svi.step(x)
+    decoder.weight.register_hook(lambda g: torch.full_like(g, math.inf))
+    before = _snapshot(guide, decoder)
+    with pytest.raises(DivergenceError, match=r"non-finite gradient\(s\) of \['decoder\$\$\$weight'\]"):
+        svi.step(x)
+    assert _unchanged(before, guide, decoder)
+
+
+def test_a_prior_whose_draws_overflow_is_named_in_the_sleep_term():
+    def model(x):
+        with pyro.plate("data", x.shape[0]):
+            z = pyro.sample("z", dist.LogNormal(torch.zeros(2), 60.0).to_event(1))
+            pyro.sample("x", dist.Normal(z.log(), 1.0).to_event(1), obs=x)
+
+    guide = DiffusionGuide(model, "z", "x", num_steps=3, hidden_dims=(16,), denoiser_hidden_dims=(16,))
+    svi = pyro.infer.SVI(model, guide, pyro.optim.Adam({"lr": 1e-2}), DDVI_ELBO())
+    x = torch.randn(64, 2)
+    guide.setup(x)
+    before = _snapshot(guide)
+    with pytest.raises(DivergenceError, match=r"\['sleep'\].*overflow"):
+        for _ in range(3):  # float32 exp(60 N(0, 1)) overflows or underflows for |N| > 1.5: 13% of draws
+            svi.step(x)
+            before = _snapshot(guide)
+    assert _unchanged(before, guide)

@@ -1,0 +1,29 @@
+"""The Pyro internals pyro_diffvi relies on (isolated in pyro_diffvi/_pyro_compat.py): fails loudly if a Pyro
+release changes them."""
+
+import pyro
+import pyro.distributions as dist
+import torch
+from pyro import poutine
+
+from pyro_diffvi._pyro_compat import owns_param_name, param_store_names
+from pyro_diffvi.guides import DiffusionGuide
+from pyro_diffvi.infer import DDVI_ELBO
+
+
+def test_param_store_names_are_the_names_pyro_registers():
+    def model(x):
+        with pyro.plate("data", x.shape[0]):
+            z = pyro.sample("z", dist.Normal(torch.zeros(2), 1.0).to_event(1))
+            pyro.sample("x", dist.Normal(z, 1.0).to_event(1), obs=x)
+
+    x = torch.randn(4, 2)
+    guide = DiffusionGuide(model, "z", "x", num_steps=2, hidden_dims=(8,), denoiser_hidden_dims=(8,))
+    with poutine.trace(param_only=True) as tracer:
+        DDVI_ELBO().differentiable_loss(model, guide, x)  # the guide's call and its sleep term
+    registered = {name: site["value"].unconstrained() for name, site in tracer.trace.nodes.items()}
+    expected = param_store_names(guide)
+    assert registered.keys() == expected.keys()
+    assert all(registered[name] is param for name, param in expected.items())
+    assert all(owns_param_name(guide, name) for name in registered)
+    assert not owns_param_name(guide, "DiffusionGuideX.w")
