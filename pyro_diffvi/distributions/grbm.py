@@ -382,6 +382,11 @@ class GRBMPrior(PyroModule):
     ``Trace_ELBO`` leaves the prior untouched (its partition-free bound would drive it to a degenerate
     density). A prior objective, alone or inside :class:`~pyro_diffvi.infer.EnergyPriorELBO`, trains it.
 
+    **Divergence.** If training moved the parameters out of the range a :class:`GRBM` accepts (non-finite,
+    or ``log_sigma`` beyond :func:`max_abs_log_sigma`; checked with validation on), calling the module
+    raises :class:`~pyro_diffvi.infer.guard.DivergenceError` (inside an objective's loss, before any
+    parameter of that step is updated).
+
     **Param store.** The parameters are named ``f"{name}.mu"``, ``f"{name}.log_sigma"``, ``f"{name}.W"``,
     ``f"{name}.b"`` (e.g. ``GRBMPrior.W``), or by their attribute path when this module is an attribute of
     another ``PyroModule``. Give two priors of one model different names. When the param store holds
@@ -416,9 +421,21 @@ class GRBMPrior(PyroModule):
 
     def forward(self) -> GRBM:
         params = (self.mu, self.log_sigma, self.W, self.b)
-        if prior_gradients_enabled():
-            return GRBM(*params, sampler=self.sampler)
-        return GRBM(*(p.detach() for p in params), sampler=self.sampler, parameter_source=self)
+        live = prior_gradients_enabled()
+        try:
+            return GRBM(
+                *(params if live else (p.detach() for p in params)),
+                sampler=self.sampler,
+                parameter_source=None if live else self,
+            )
+        except ValueError as error:  # the shapes are this module's own: a value check failed
+            from pyro_diffvi.infer.guard import DivergenceError  # (import here: infer imports distributions)
+
+            raise DivergenceError(
+                f"{self._pyro_name}: the prior's parameters left the GRBM's valid range, training diverged "
+                f"({error}); no parameter of this step was updated. Lower the prior's learning rate "
+                "(EnergyPriorELBO.optim_args) or clip gradients."
+            ) from error
 
     def energy(self, z: Tensor) -> Tensor:
         """Marginal energy :math:`F(z)` of Eq. 12, shape ``z.shape[:-1]`` (parameter gradients only inside

@@ -33,12 +33,13 @@ from typing import Callable, Mapping, Sequence
 import pyro
 import torch
 from pyro import poutine
-from pyro.infer import ELBO
 from pyro.poutine.util import prune_subsample_sites
 from torch import nn
 from torch.func import functional_call
 from torch.nn.functional import softplus
 
+from pyro_diffvi.infer.energy import GuardedObjective, check_num_particles
+from pyro_diffvi.infer.guard import check_on_nonfinite
 from pyro_diffvi.nn import MLP
 from pyro_diffvi.nn.mlp import activation as make_activation
 from pyro_diffvi.util import trace_until
@@ -46,7 +47,7 @@ from pyro_diffvi.util import trace_until
 __all__ = ["AdversarialAutoencoderLoss"]
 
 
-class AdversarialAutoencoderLoss(ELBO):
+class AdversarialAutoencoderLoss(GuardedObjective):
     r"""Adversarial autoencoder objective for an ordinary Pyro model and (amortized) guide.
 
     Use it in place of an ELBO::
@@ -72,7 +73,19 @@ class AdversarialAutoencoderLoss(ELBO):
 
     The discriminators (one per latent site, an MLP on the flattened latent returning a logit) are
     registered with ``pyro.module("aae_discriminator", ...)`` during the loss, so ``SVI`` optimizes
-    them with the same optimizer.
+    them with the same optimizer (after ``pyro.get_param_store().set_state(...)`` they adopt the
+    store's tensors). As an ``nn.Module`` (``AdversarialAutoencoderLoss()(model, guide)``) its
+    ``parameters()`` include them: call it once before creating a torch optimizer, as the default
+    discriminators are built on the first call.
+
+    **Divergence guard** (design rule 8): the terms ``"reconstruction"``, ``"discriminator"`` and
+    ``"adversarial"`` are checked: with ``on_nonfinite="raise"`` a NaN or infinite term raises
+    :class:`~pyro_diffvi.infer.guard.DivergenceError` naming it (from ``differentiable_loss``, and from
+    ``loss_and_grads`` before the backward pass), and so does a non-finite gradient (after it), before
+    any parameter is updated; with ``"skip"`` ``loss_and_grads`` drops the step's gradients and warns
+    (``RuntimeWarning``), and ``differentiable_loss`` returns the non-finite value without raising.
+
+    **Checkpoints** (design rule 8): :meth:`state_dict` / :meth:`load_state_dict` hold the discriminators.
 
     :param discriminator: an ``nn.Module`` mapping flattened latents ``batch + (D,)`` to logits
         ``batch + (1,)`` (one latent site), a mapping ``{site name: module}``, or ``None`` for a
@@ -82,7 +95,8 @@ class AdversarialAutoencoderLoss(ELBO):
     :param hidden_dims: hidden widths of the default discriminator.
     :param activation: hidden activation of the default discriminator.
     :param adversarial_weight: weight :math:`\lambda \ge 0` of the encoder's adversarial loss.
-    :param num_particles: number of guide draws averaged per step.
+    :param num_particles: number of guide draws averaged per step (a positive int).
+    :param on_nonfinite: ``"raise"`` (default) or ``"skip"``, see above.
     """
 
     def __init__(
@@ -94,10 +108,10 @@ class AdversarialAutoencoderLoss(ELBO):
         activation: str = "leaky_relu",
         adversarial_weight: float = 1.0,
         num_particles: int = 1,
+        on_nonfinite: str = "raise",
     ) -> None:
-        if isinstance(num_particles, bool) or not isinstance(num_particles, int) or num_particles < 1:
-            raise ValueError(f"num_particles must be a positive int, got {num_particles!r}")
-        super().__init__(num_particles=num_particles)
+        super().__init__(num_particles=check_num_particles(num_particles))
+        self.on_nonfinite = check_on_nonfinite(on_nonfinite)
         if not (isinstance(adversarial_weight, (int, float)) and adversarial_weight >= 0):
             raise ValueError(f"adversarial_weight must be a non-negative number, got {adversarial_weight!r}")
         if not hidden_dims or any(int(h) <= 0 for h in hidden_dims):
@@ -124,30 +138,62 @@ class AdversarialAutoencoderLoss(ELBO):
                 f"got {type(discriminator).__name__}"
             )
         self.last_terms: dict[str, float] = {}
+        self._widths: dict[str, int] = {}
+
+    def _objective_modules(self) -> nn.Module:
+        return self.discriminators
+
+    # ---- checkpoints ----------------------------------------------------------------------------
+
+    def state_dict(self) -> dict:
+        """The discriminators' ``state_dict()`` s by latent site, and the input widths of the default
+        ones (to rebuild them)."""
+        return {
+            "discriminators": {name: module.state_dict() for name, module in self.discriminators.items()},
+            "widths": dict(self._widths),
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore the discriminators saved by :meth:`state_dict`, building default ones first (on the
+        device and dtype of the saved tensors), so that the next call draws no initialization.
+
+        :param state: a dict from :meth:`state_dict` of an objective built with the same arguments.
+        :raises ValueError: naming ``state`` when it does not fit this objective's discriminators.
+        """
+        if not isinstance(state, dict) or set(state) != {"discriminators", "widths"}:
+            raise ValueError(
+                "state must be a dict with keys ['discriminators', 'widths'] (from "
+                "AdversarialAutoencoderLoss.state_dict())"
+            )
+        for name, module_state in state["discriminators"].items():
+            if name not in self.discriminators:
+                if self._single is not None:
+                    self.discriminators[name] = self._single
+                elif name in state["widths"] and not self._user_mapping:
+                    ref = next(t for t in module_state.values() if t.is_floating_point())
+                    self._build_default(name, state["widths"][name], ref.device, ref.dtype)
+                else:
+                    raise ValueError(f"state holds a discriminator for site {name!r} that this objective lacks")
+            self.discriminators[name].load_state_dict(module_state)
 
     # ---- ELBO interface -------------------------------------------------------------------------
 
-    def differentiable_loss(self, model: Callable, guide: Callable, *args, **kwargs) -> torch.Tensor:
-        """The AAE objective :math:`\\mathcal{L}_{rec} + \\lambda \\mathcal{L}_G + \\mathcal{L}_D` (not an ELBO)."""
+    def _loss_and_terms(self, model, guide, args, kwargs) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The AAE objective :math:`\\mathcal{L}_{rec} + \\lambda \\mathcal{L}_G + \\mathcal{L}_D` (not an
+        ELBO) and its terms by name."""
         totals = {"reconstruction": 0.0, "discriminator": 0.0, "adversarial": 0.0}
         for _ in range(self.num_particles):
             terms = self._terms(model, guide, args, kwargs)
             for key in totals:
                 totals[key] = totals[key] + terms[key] / self.num_particles
         self.last_terms = {k: float(torch.as_tensor(v).detach()) for k, v in totals.items()}
-        return (
-            -totals["reconstruction"] + self.adversarial_weight * totals["adversarial"] + totals["discriminator"]
-        )
+        loss = -totals["reconstruction"] + self.adversarial_weight * totals["adversarial"] + totals["discriminator"]
+        return loss, totals
 
     def loss(self, model: Callable, guide: Callable, *args, **kwargs) -> float:
         """Value of the AAE objective (a float; not a negative ELBO)."""
         with torch.no_grad():
             return float(self.differentiable_loss(model, guide, *args, **kwargs))
-
-    def loss_and_grads(self, model: Callable, guide: Callable, *args, **kwargs) -> float:
-        loss = self.differentiable_loss(model, guide, *args, **kwargs)
-        loss.backward(retain_graph=self.retain_graph)
-        return float(loss.detach())
 
     def _get_trace(self, model, guide, args, kwargs):  # ELBO's abstract hook; not used by this objective
         raise NotImplementedError("AdversarialAutoencoderLoss computes its terms in _terms")
@@ -168,7 +214,7 @@ class AdversarialAutoencoderLoss(ELBO):
         reconstruction = sum(model_trace.nodes[n]["log_prob_sum"] for n in observed)
         prior = self._prior_latents(model, names, args, kwargs)
         discriminators = self._discriminators(names, model_trace)
-        pyro.module("aae_discriminator", discriminators)
+        pyro.module("aae_discriminator", discriminators, update_module_params=True)
         disc_loss, adv_loss = 0.0, 0.0
         for name in names:
             site = model_trace.nodes[name]
@@ -230,7 +276,9 @@ class AdversarialAutoencoderLoss(ELBO):
                 site = model_trace.nodes[name]
                 value = site["value"]
                 width = math.prod(value.shape[value.dim() - site["fn"].event_dim :])
-                self.discriminators[name] = MLP(width, 1, self.hidden_dims, self.activation).to(
-                    device=value.device, dtype=value.dtype
-                )
+                self._build_default(name, width, value.device, value.dtype)
         return self.discriminators
+
+    def _build_default(self, name: str, width: int, device, dtype) -> None:
+        self._widths[name] = int(width)
+        self.discriminators[name] = MLP(width, 1, self.hidden_dims, self.activation).to(device=device, dtype=dtype)

@@ -48,7 +48,7 @@ from pyro_diffvi.infer.guard import (
 )
 from pyro_diffvi.infer.prior_objectives import PriorObjective, energy_function
 
-__all__ = ["EnergyPriorELBO", "ObjectiveModule", "find_energy_distribution", "in_namespace", "split_optim_args"]
+__all__ = ["EnergyPriorELBO", "GuardedObjective", "ObjectiveModule", "find_energy_distribution", "in_namespace", "split_optim_args"]
 
 
 class ObjectiveModule(ELBOModule):
@@ -68,6 +68,60 @@ class ObjectiveModule(ELBOModule):
     def __init__(self, model, guide, elbo, objective_modules: nn.Module) -> None:
         super().__init__(model, guide, elbo)
         self.objective_modules = objective_modules
+
+
+class GuardedObjective(ELBO):
+    """Base of objectives whose loss is a sum of named terms: the divergence guard of
+    :mod:`pyro_diffvi.infer.guard` (``on_nonfinite``) in :meth:`differentiable_loss` and
+    :meth:`loss_and_grads`, and an :class:`ObjectiveModule` from ``objective(model, guide)``.
+
+    Subclasses set ``self.on_nonfinite`` (validated by
+    :func:`~pyro_diffvi.infer.guard.check_on_nonfinite`) and implement ``_loss_and_terms(model, guide,
+    args, kwargs) -> (loss, {term name: value})``; those with modules of their own override
+    ``_objective_modules``.
+    """
+
+    on_nonfinite: str = "raise"
+
+    def _loss_and_terms(self, model, guide, args, kwargs) -> tuple[Tensor, dict[str, Tensor]]:
+        raise NotImplementedError
+
+    def _objective_modules(self) -> nn.Module:
+        return nn.ModuleDict()
+
+    def __call__(self, model, guide) -> ObjectiveModule:
+        """An ``nn.Module`` computing :meth:`differentiable_loss` (Pyro's ``ELBOModule``) whose
+        ``parameters()`` include the objective's own modules; when the objective builds them lazily,
+        call it once before creating the optimizer."""
+        return ObjectiveModule(model, guide, self, self._objective_modules())
+
+    def differentiable_loss(self, model, guide, *args, **kwargs) -> Tensor:
+        """The loss as a differentiable tensor (see the class docstring for its value and gradient);
+        raises :class:`~pyro_diffvi.infer.guard.DivergenceError` naming a non-finite term unless
+        ``on_nonfinite="skip"`` (then the non-finite value is returned)."""
+        loss, terms = self._loss_and_terms(model, guide, args, kwargs)
+        if self.on_nonfinite == "raise":
+            check_terms(type(self).__name__, terms)
+        return loss
+
+    def loss_and_grads(self, model, guide, *args, **kwargs) -> float:
+        """Backpropagate the loss and return its value. A non-finite term (before the backward pass) or
+        gradient (after it) raises :class:`~pyro_diffvi.infer.guard.DivergenceError`, or with
+        ``on_nonfinite="skip"`` drops every gradient of the step and warns; either way before the
+        optimizer touches any parameter."""
+        name = type(self).__name__
+        with captured_params() as params:
+            loss, terms = self._loss_and_terms(model, guide, args, kwargs)
+        bad = nonfinite_terms(terms)
+        if bad:
+            if self.on_nonfinite == "raise":
+                check_terms(name, terms)
+            skip_or_raise(name, self.on_nonfinite, params, f"non-finite loss term(s) {bad}")
+            return torch_item(loss)
+        if loss.requires_grad:
+            loss.backward(retain_graph=self.retain_graph)
+        guard_gradients(name, params, self.on_nonfinite, ", ".join(terms))
+        return torch_item(loss)
 
 
 def check_num_particles(num_particles) -> int:
@@ -152,7 +206,7 @@ class _EnergySite:
         return total - total.detach()
 
 
-class EnergyPriorELBO(ELBO):
+class EnergyPriorELBO(GuardedObjective):
     r"""Objective for models whose latent sites have energy-based (unnormalized) priors.
 
     * Encoder and decoder: gradient of the partition-free bound (paper 001, Sec. 2.3)
@@ -212,12 +266,8 @@ class EnergyPriorELBO(ELBO):
         self.prior_param_names: set[str] = set()
         self._classified_param_names: set[str] = set()
 
-    def __call__(self, model, guide) -> ObjectiveModule:
-        """An ``nn.Module`` computing :meth:`differentiable_loss` (Pyro's ``ELBOModule``), whose
-        ``parameters()`` include the prior objective's own modules (call it once before creating the
-        optimizer when the objective builds them lazily, e.g. ``AdversarialCD``'s default flow)."""
-        modules = self.prior_objective.auxiliary_modules if self.prior_objective is not None else nn.ModuleDict()
-        return ObjectiveModule(model, guide, self, modules)
+    def _objective_modules(self) -> nn.Module:
+        return self.prior_objective.auxiliary_modules if self.prior_objective is not None else nn.ModuleDict()
 
     # ----------------------------------------------------------------------------------- state
     def state_dict(self) -> dict:
@@ -392,32 +442,6 @@ class EnergyPriorELBO(ELBO):
                     self.last_terms[key] = self.last_terms.get(key, 0.0) + value / len(self._objective_terms)
         return loss, terms
 
-    def differentiable_loss(self, model, guide, *args, **kwargs) -> Tensor:
-        """Surrogate tensor: value :math:`-\\mathcal A`; gradient as described in the class docstring.
-        Raises :class:`~pyro_diffvi.infer.guard.DivergenceError` on a non-finite term unless
-        ``on_nonfinite="skip"``."""
-        loss, terms = self._loss_and_terms(model, guide, args, kwargs)
-        if self.on_nonfinite == "raise":
-            check_terms(type(self).__name__, terms)
-        return loss
-
     def loss(self, model, guide, *args, **kwargs) -> float:
         """:math:`-\\mathcal A` as a float (negative partition-free bound; not a negative ELBO)."""
         return torch_item(self.differentiable_loss(model, guide, *args, **kwargs))
-
-    def loss_and_grads(self, model, guide, *args, **kwargs) -> float:
-        """Backpropagate the surrogate (see the class docstring) and return :math:`-\\mathcal A`; a
-        non-finite term or gradient raises or skips the step (``on_nonfinite``) before any update."""
-        name = type(self).__name__
-        with captured_params() as params:
-            loss, terms = self._loss_and_terms(model, guide, args, kwargs)
-        bad = nonfinite_terms(terms)
-        if bad:
-            if self.on_nonfinite == "raise":
-                check_terms(name, terms)
-            skip_or_raise(name, self.on_nonfinite, params, f"non-finite loss term(s) {bad}")
-            return torch_item(loss)
-        if loss.requires_grad:
-            loss.backward(retain_graph=self.retain_graph)
-        guard_gradients(name, params, self.on_nonfinite, ", ".join(terms))
-        return torch_item(loss)
