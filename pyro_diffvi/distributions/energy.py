@@ -68,7 +68,9 @@ def check_module_name(name: str | None, default: str) -> str:
     if name is None:
         return default
     if not isinstance(name, str) or not name:
-        raise ValueError(f"name must be a non-empty str (the param-store prefix of the prior's parameters), got {name!r}")
+        raise ValueError(
+            f"name must be a non-empty str (the param-store prefix of the prior's parameters), got {name!r}"
+        )
     return name
 
 

@@ -97,7 +97,7 @@ class GRBM(EnergyDistribution):
     :param log_sigma: log standard deviations of the visible units, shape ``(D,)`` (:math:`\sigma = e^{\log\sigma}`).
         With validation on (``validate_args``, or Pyro's global validation), every entry must satisfy
         :math:`|\log\sigma| <` :func:`max_abs_log_sigma` ``(dtype)``, so that :math:`\sigma^2` and
-        :math:`1/\sigma^2` are finite normal numbers of the dtype (43.6 for float32, 354 for float64).
+        :math:`1/\sigma^2` are finite normal numbers of the dtype (43.67 for float32, 354.2 for float64).
     :param W: weights, shape ``(D, H)``.
     :param b: hidden biases, shape ``(H,)``.
     :param batch_shape: batch shape (the energy broadcasts over it).

@@ -29,12 +29,11 @@ from typing import Callable, Iterable
 import torch
 from pyro import poutine
 from pyro.distributions.util import is_identically_zero, scale_and_mask
-from pyro.infer.elbo import ELBO
+from pyro.infer.elbo import ELBO, ELBOModule
 from pyro.infer.enum import get_importance_trace
 from pyro.infer.trace_elbo import _compute_log_r
 from pyro.infer.util import is_validation_enabled, torch_item
 from pyro.params.param_store import normalize_param_name
-from pyro.infer.elbo import ELBOModule
 from pyro.util import check_if_enumerated
 from torch import Tensor, nn
 
@@ -48,7 +47,15 @@ from pyro_diffvi.infer.guard import (
 )
 from pyro_diffvi.infer.prior_objectives import PriorObjective, energy_function
 
-__all__ = ["EnergyPriorELBO", "GuardedObjective", "ObjectiveModule", "find_energy_distribution", "in_namespace", "split_optim_args"]
+__all__ = [
+    "EnergyPriorELBO",
+    "GuardedObjective",
+    "ObjectiveModule",
+    "check_num_particles",
+    "find_energy_distribution",
+    "in_namespace",
+    "split_optim_args",
+]
 
 
 class ObjectiveModule(ELBOModule):

@@ -150,7 +150,8 @@ def test_resumed_run_equals_uninterrupted_run_bit_for_bit(kind):
     different = [k for k in reference if not torch.equal(reference[k], resumed[k])]
     assert different == []
     if kind == "cd_replay":
-        assert reference["objective.prior_objective.buffer.states"].shape == (12, Z_DIM)  # the buffer was filled and saved
+        # the buffer was filled and saved
+        assert reference["objective.prior_objective.buffer.states"].shape == (12, Z_DIM)
 
 
 def test_objective_state_dicts_are_checked():
@@ -189,7 +190,8 @@ def test_objective_as_elbo_module_with_a_torch_optimizer(kind):
     params = list(loss_fn.parameters())
     expected = list(model.parameters()) + list(guide.parameters())
     if kind in ("adversarial_cd", "aae"):
-        own = list((objective.prior_objective.flow if kind == "adversarial_cd" else objective.discriminators).parameters())
+        owner = objective.prior_objective.flow if kind == "adversarial_cd" else objective.discriminators
+        own = list(owner.parameters())
         assert own and all(any(p is q for q in params) for p in own)
         expected += own
     assert len(params) == len(expected) and all(any(p is q for q in params) for p in expected)
