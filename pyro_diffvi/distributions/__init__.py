@@ -2,11 +2,12 @@
 
 from pyro_diffvi.distributions.auxiliary import AuxiliaryBoundDistribution
 from pyro_diffvi.distributions.diffusion import DiffusionPosterior
-from pyro_diffvi.distributions.energy import EnergyDistribution, EnergyPrior, LangevinSampler
+from pyro_diffvi.distributions.energy import EnergyDistribution, EnergyPrior, LangevinSampler, prior_gradients
 from pyro_diffvi.distributions.grbm import GRBM, GibbsLangevinSampler, GibbsSampler, GRBMPrior
 from pyro_diffvi.distributions.vamp import VampPrior
 
 __all__: list[str] = [
+    "prior_gradients",
     "AuxiliaryBoundDistribution",
     "DiffusionPosterior",
     "EnergyDistribution",

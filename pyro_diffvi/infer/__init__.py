@@ -2,6 +2,7 @@
 
 from pyro_diffvi.infer.adversarial import AdversarialAutoencoderLoss
 from pyro_diffvi.infer.ddvi import DDVI_ELBO
+from pyro_diffvi.infer.guard import DivergenceError
 from pyro_diffvi.infer.energy import EnergyPriorELBO, find_energy_distribution, split_optim_args
 from pyro_diffvi.infer.prior_objectives import (
     AdversarialCD,
@@ -14,6 +15,7 @@ from pyro_diffvi.infer.prior_objectives import (
 )
 
 __all__: list[str] = [
+    "DivergenceError",
     "AdversarialAutoencoderLoss",
     "DDVI_ELBO",
     "AdversarialCD",
