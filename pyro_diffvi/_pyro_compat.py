@@ -34,7 +34,14 @@ def param_store_names(module: PyroModule) -> dict[str, nn.Parameter]:
     return names
 
 
+def in_namespace(name: str, prefix: str) -> bool:
+    """Whether param-store ``name`` lies under ``prefix``: equal to it, or ``prefix`` followed by a
+    separator (``"."`` between PyroModule attributes, or Pyro's module divider of
+    :func:`~pyro.params.param_store.param_with_module_name`). ``"vae.b"`` lies under ``"vae"``;
+    ``"vaeb"`` and ``"vae_b"`` do not."""
+    return name == prefix or name.startswith((prefix + ".", param_with_module_name(prefix, "")))
+
+
 def owns_param_name(module: PyroModule, name: str) -> bool:
     """Whether a param-store ``name`` lies in ``module``'s namespace."""
-    prefix = pyro_name(module)
-    return name == prefix or name.startswith((prefix + ".", param_with_module_name(prefix, "")))
+    return in_namespace(name, pyro_name(module))

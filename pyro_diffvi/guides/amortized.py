@@ -22,7 +22,7 @@ from torch import nn
 from torch.distributions import biject_to, constraints
 from torch.distributions.transforms import ReshapeTransform
 
-from pyro_diffvi._pyro_compat import owns_param_name, param_store_names
+from pyro_diffvi._pyro_compat import param_store_names
 from pyro_diffvi.nn import MLP, activation as make_activation
 from pyro_diffvi.util import check_finite, check_widths
 

@@ -38,7 +38,8 @@ from torch import nn
 from torch.func import functional_call
 from torch.nn.functional import softplus
 
-from pyro_diffvi.infer.energy import GuardedObjective, check_num_particles
+from pyro_diffvi.infer.guard import GuardedObjective
+from pyro_diffvi.util import check_positive_int
 from pyro_diffvi.infer.guard import check_on_nonfinite
 from pyro_diffvi.nn import MLP
 from pyro_diffvi.nn.mlp import activation as make_activation
@@ -110,7 +111,7 @@ class AdversarialAutoencoderLoss(GuardedObjective):
         num_particles: int = 1,
         on_nonfinite: str = "raise",
     ) -> None:
-        super().__init__(num_particles=check_num_particles(num_particles))
+        super().__init__(num_particles=check_positive_int("num_particles", num_particles))
         self.on_nonfinite = check_on_nonfinite(on_nonfinite)
         if not (isinstance(adversarial_weight, (int, float)) and adversarial_weight >= 0):
             raise ValueError(f"adversarial_weight must be a non-negative number, got {adversarial_weight!r}")

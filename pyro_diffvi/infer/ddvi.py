@@ -6,19 +6,11 @@ import math
 
 import torch
 from pyro import poutine
-from pyro.infer import ELBO
 from pyro.infer.enum import get_importance_trace
 from pyro.infer.util import is_validation_enabled, torch_item
 from pyro.util import check_if_enumerated
 
-from pyro_diffvi.infer.guard import (
-    DivergenceError,
-    captured_params,
-    check_on_nonfinite,
-    check_terms,
-    guard_gradients,
-    skip_or_raise,
-)
+from pyro_diffvi.infer.guard import DivergenceError, GuardedObjective, check_on_nonfinite
 from pyro_diffvi.util import check_positive_float, check_positive_int, trace_until
 
 SLEEP_VARIANTS = ("simplified", "wake-sleep", "none")
@@ -28,7 +20,7 @@ _SLEEP_HINT = (
 )
 
 
-class DDVI_ELBO(ELBO):
+class DDVI_ELBO(GuardedObjective):
     r"""The DDVI objective :math:`\mathcal L_{\mathrm{rec}} + \beta_{\mathrm{reg}}\mathcal L_{\mathrm{reg}} + \beta_{\mathrm{diff}}\mathcal L_{\mathrm{diff}}` (Eq. 9 and Sec. 3.3).
 
     *Wake term.* For a guide whose sites carry :math:`\log q(y, z|x) - \log r(y|z)` (a
@@ -122,6 +114,7 @@ class DDVI_ELBO(ELBO):
         self.warmup_steps = warmup_steps
         self.on_nonfinite = check_on_nonfinite(on_nonfinite)
         self.last_terms: dict[str, float] = {}
+        self._divergence_hint = _SLEEP_HINT
 
     def _get_trace(self, model, guide, args, kwargs):
         model_trace, guide_trace = get_importance_trace("flat", self.max_plate_nesting, model, guide, args, kwargs)
@@ -184,7 +177,7 @@ class DDVI_ELBO(ELBO):
 
     # ---- ELBO interface -----------------------------------------------------------------------
 
-    def differentiable_loss(self, model, guide, *args, **kwargs) -> torch.Tensor:
+    def _loss_and_terms(self, model, guide, args: tuple, kwargs: dict) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         r"""The loss :math:`-(\mathcal L_{\mathrm{rec}} + \beta_{\mathrm{reg}}\mathcal L_{\mathrm{reg}}) + \beta_{\mathrm{diff}}\,(-\mathcal L_{\mathrm{diff}})` as a differentiable tensor.
 
         In the warm-up the sleep term alone is optimized. Each call
@@ -205,13 +198,9 @@ class DDVI_ELBO(ELBO):
                 loss = loss + self.beta_diff * sleep
         values = torch.stack([rec + reg, rec, reg, sleep, loss]).detach().tolist()  # one host sync
         self.last_terms = dict(zip(("elbo", "rec", "reg", "sleep", "loss"), values))
-        if not math.isfinite(self.last_terms["loss"]) and self.on_nonfinite == "raise":
-            check_terms(
-                "DDVI_ELBO", {"sleep": sleep} if warm else {"rec": rec, "reg": reg, "sleep": sleep}, _SLEEP_HINT
-            )
         if torch.is_grad_enabled() and hasattr(guide, "training_steps"):
             guide.training_steps += 1
-        return loss
+        return loss, ({"sleep": sleep} if warm else {"rec": rec, "reg": reg, "sleep": sleep})
 
     def _guarded(self, term: str, compute, model, guide, args: tuple, kwargs: dict):
         """``compute(model, guide, *args, **kwargs)``; a distribution refusing non-finite parameters (Pyro's
@@ -233,20 +222,3 @@ class DDVI_ELBO(ELBO):
     def loss(self, model, guide, *args, **kwargs) -> float:
         with torch.no_grad():
             return torch_item(self.differentiable_loss(model, guide, *args, **kwargs))
-
-    def loss_and_grads(self, model, guide, *args, **kwargs) -> float:
-        """Backpropagate the loss, after checking that every term is finite, then check the gradients: a
-        non-finite term or gradient raises (or, with ``on_nonfinite="skip"``, drops the step's gradients)
-        before the optimizer can touch a parameter."""
-        with captured_params() as params:
-            loss = self.differentiable_loss(model, guide, *args, **kwargs)
-        if not math.isfinite(self.last_terms["loss"]):  # only reached with on_nonfinite="skip"
-            skip_or_raise("DDVI_ELBO", self.on_nonfinite, params, f"non-finite loss terms {self._terms_text()}")
-            return self.last_terms["loss"]
-        if loss.requires_grad:
-            loss.backward(retain_graph=self.retain_graph)
-        guard_gradients("DDVI_ELBO", params, self.on_nonfinite, self._terms_text())
-        return self.last_terms["loss"]
-
-    def _terms_text(self) -> str:
-        return ", ".join(f"{k}={v:.4g}" for k, v in self.last_terms.items())

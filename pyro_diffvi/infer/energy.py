@@ -29,7 +29,6 @@ from typing import Callable, Iterable
 import torch
 from pyro import poutine
 from pyro.distributions.util import is_identically_zero, scale_and_mask
-from pyro.infer.elbo import ELBO, ELBOModule
 from pyro.infer.enum import get_importance_trace
 from pyro.infer.trace_elbo import _compute_log_r
 from pyro.infer.util import is_validation_enabled, torch_item
@@ -37,112 +36,16 @@ from pyro.params.param_store import normalize_param_name
 from pyro.util import check_if_enumerated
 from torch import Tensor, nn
 
-from pyro_diffvi.infer.guard import (
-    captured_params,
-    check_on_nonfinite,
-    check_terms,
-    guard_gradients,
-    nonfinite_terms,
-    skip_or_raise,
-)
+from pyro_diffvi._pyro_compat import in_namespace
+from pyro_diffvi.infer.guard import GuardedObjective, check_on_nonfinite
 from pyro_diffvi.infer.prior_objectives import PriorObjective, energy_function
+from pyro_diffvi.util import check_positive_int
 
 __all__ = [
     "EnergyPriorELBO",
-    "GuardedObjective",
-    "ObjectiveModule",
-    "check_num_particles",
     "find_energy_distribution",
-    "in_namespace",
     "split_optim_args",
 ]
-
-
-class ObjectiveModule(ELBOModule):
-    """:class:`pyro.infer.elbo.ELBOModule` that also holds an objective's own modules (an adversarial
-    flow, discriminators), so that ``module.parameters()`` hands them to a plain torch optimizer.
-
-    Objectives that build such modules lazily build them on the first call: call the module once
-    (``loss_fn(x)``) before creating the optimizer, as with Pyro's autoguides.
-
-    :param model: the model (an ``nn.Module`` for its parameters to be included).
-    :param guide: the guide (likewise).
-    :param elbo: the objective.
-    :param objective_modules: a container (e.g. ``nn.ModuleDict``) of the objective's modules, filled in
-        place as they are built.
-    """
-
-    def __init__(self, model, guide, elbo, objective_modules: nn.Module) -> None:
-        super().__init__(model, guide, elbo)
-        self.objective_modules = objective_modules
-
-
-class GuardedObjective(ELBO):
-    """Base of objectives whose loss is a sum of named terms: the divergence guard of
-    :mod:`pyro_diffvi.infer.guard` (``on_nonfinite``) in :meth:`differentiable_loss` and
-    :meth:`loss_and_grads`, and an :class:`ObjectiveModule` from ``objective(model, guide)``.
-
-    Subclasses set ``self.on_nonfinite`` (validated by
-    :func:`~pyro_diffvi.infer.guard.check_on_nonfinite`) and implement ``_loss_and_terms(model, guide,
-    args, kwargs) -> (loss, {term name: value})``; those with modules of their own override
-    ``_objective_modules``.
-    """
-
-    on_nonfinite: str = "raise"
-
-    def _loss_and_terms(self, model, guide, args, kwargs) -> tuple[Tensor, dict[str, Tensor]]:
-        raise NotImplementedError
-
-    def _objective_modules(self) -> nn.Module:
-        return nn.ModuleDict()
-
-    def __call__(self, model, guide) -> ObjectiveModule:
-        """An ``nn.Module`` computing :meth:`differentiable_loss` (Pyro's ``ELBOModule``) whose
-        ``parameters()`` include the objective's own modules; when the objective builds them lazily,
-        call it once before creating the optimizer."""
-        return ObjectiveModule(model, guide, self, self._objective_modules())
-
-    def differentiable_loss(self, model, guide, *args, **kwargs) -> Tensor:
-        """The loss as a differentiable tensor (see the class docstring for its value and gradient);
-        raises :class:`~pyro_diffvi.infer.guard.DivergenceError` naming a non-finite term unless
-        ``on_nonfinite="skip"`` (then the non-finite value is returned)."""
-        loss, terms = self._loss_and_terms(model, guide, args, kwargs)
-        if self.on_nonfinite == "raise":
-            check_terms(type(self).__name__, terms)
-        return loss
-
-    def loss_and_grads(self, model, guide, *args, **kwargs) -> float:
-        """Backpropagate the loss and return its value. A non-finite term (before the backward pass) or
-        gradient (after it) raises :class:`~pyro_diffvi.infer.guard.DivergenceError`, or with
-        ``on_nonfinite="skip"`` drops every gradient of the step and warns; either way before the
-        optimizer touches any parameter."""
-        name = type(self).__name__
-        with captured_params() as params:
-            loss, terms = self._loss_and_terms(model, guide, args, kwargs)
-        bad = nonfinite_terms(terms)
-        if bad:
-            if self.on_nonfinite == "raise":
-                check_terms(name, terms)
-            skip_or_raise(name, self.on_nonfinite, params, f"non-finite loss term(s) {bad}")
-            return torch_item(loss)
-        if loss.requires_grad:
-            loss.backward(retain_graph=self.retain_graph)
-        guard_gradients(name, params, self.on_nonfinite, ", ".join(terms))
-        return torch_item(loss)
-
-
-def check_num_particles(num_particles) -> int:
-    """Validate an objective's ``num_particles`` argument: a positive ``int`` (not a ``bool``)."""
-    if isinstance(num_particles, bool) or not isinstance(num_particles, int) or num_particles < 1:
-        raise ValueError(f"num_particles must be a positive int, got {num_particles!r}")
-    return num_particles
-
-
-def in_namespace(name: str, prefix: str) -> bool:
-    """Whether param-store ``name`` lies under ``prefix``: equal to it, or ``prefix`` followed by a
-    separator (``"."``, or Pyro's module divider ``"$$$"``). ``"vae.b"`` lies under ``"vae"``; ``"vaeb"``
-    and ``"vae_b"`` do not."""
-    return name == prefix or name.startswith((prefix + ".", prefix + "$$$"))
 
 
 def find_energy_distribution(fn):
@@ -265,7 +168,7 @@ class EnergyPriorELBO(GuardedObjective):
                 "prior_objective must be a pyro_diffvi.infer.PriorObjective (e.g. SlicedScoreMatching()) "
                 f"or None, got {type(prior_objective).__name__}"
             )
-        check_num_particles(kwargs.get("num_particles", 1))
+        check_positive_int("num_particles", kwargs.get("num_particles", 1))
         super().__init__(**kwargs)
         self.on_nonfinite = check_on_nonfinite(on_nonfinite)
         self.prior_objective = prior_objective

@@ -9,6 +9,9 @@ from typing import Iterable, Iterator
 
 import torch
 from pyro import poutine
+from pyro.infer.elbo import ELBO, ELBOModule
+from pyro.infer.util import torch_item
+from torch import Tensor, nn
 
 ON_NONFINITE = ("raise", "skip")
 
@@ -88,3 +91,77 @@ def skip_or_raise(objective: str, on_nonfinite: str, params: dict[str, torch.Ten
         p.grad = None
     warnings.warn(f"{objective}: {what}; the step was skipped (on_nonfinite='skip')", RuntimeWarning)
     return False
+
+
+class ObjectiveModule(ELBOModule):
+    """:class:`pyro.infer.elbo.ELBOModule` that also holds an objective's own modules (an adversarial
+    flow, discriminators), so that ``module.parameters()`` hands them to a plain torch optimizer.
+
+    Objectives that build such modules lazily build them on the first call: call the module once
+    (``loss_fn(x)``) before creating the optimizer, as with Pyro's autoguides.
+
+    :param model: the model (an ``nn.Module`` for its parameters to be included).
+    :param guide: the guide (likewise).
+    :param elbo: the objective.
+    :param objective_modules: a container (e.g. ``nn.ModuleDict``) of the objective's modules, filled in
+        place as they are built.
+    """
+
+    def __init__(self, model, guide, elbo, objective_modules: nn.Module) -> None:
+        super().__init__(model, guide, elbo)
+        self.objective_modules = objective_modules
+
+
+class GuardedObjective(ELBO):
+    """Base of objectives whose loss is a sum of named terms: the divergence guard of
+    :mod:`pyro_diffvi.infer.guard` (``on_nonfinite``) in :meth:`differentiable_loss` and
+    :meth:`loss_and_grads`, and an :class:`ObjectiveModule` from ``objective(model, guide)``.
+
+    Subclasses set ``self.on_nonfinite`` (validated by
+    :func:`~pyro_diffvi.infer.guard.check_on_nonfinite`) and implement ``_loss_and_terms(model, guide,
+    args, kwargs) -> (loss, {term name: value})``; those with modules of their own override
+    ``_objective_modules``.
+    """
+
+    on_nonfinite: str = "raise"
+    _divergence_hint: str = ""  # appended to the error of a non-finite term
+
+    def _loss_and_terms(self, model, guide, args, kwargs) -> tuple[Tensor, dict[str, Tensor]]:
+        raise NotImplementedError
+
+    def _objective_modules(self) -> nn.Module:
+        return nn.ModuleDict()
+
+    def __call__(self, model, guide) -> ObjectiveModule:
+        """An ``nn.Module`` computing :meth:`differentiable_loss` (Pyro's ``ELBOModule``) whose
+        ``parameters()`` include the objective's own modules; when the objective builds them lazily,
+        call it once before creating the optimizer."""
+        return ObjectiveModule(model, guide, self, self._objective_modules())
+
+    def differentiable_loss(self, model, guide, *args, **kwargs) -> Tensor:
+        """The loss as a differentiable tensor (see the class docstring for its value and gradient);
+        raises :class:`~pyro_diffvi.infer.guard.DivergenceError` naming a non-finite term unless
+        ``on_nonfinite="skip"`` (then the non-finite value is returned)."""
+        loss, terms = self._loss_and_terms(model, guide, args, kwargs)
+        if self.on_nonfinite == "raise":
+            check_terms(type(self).__name__, terms, self._divergence_hint)
+        return loss
+
+    def loss_and_grads(self, model, guide, *args, **kwargs) -> float:
+        """Backpropagate the loss and return its value. A non-finite term (before the backward pass) or
+        gradient (after it) raises :class:`~pyro_diffvi.infer.guard.DivergenceError`, or with
+        ``on_nonfinite="skip"`` drops every gradient of the step and warns; either way before the
+        optimizer touches any parameter."""
+        name = type(self).__name__
+        with captured_params() as params:
+            loss, terms = self._loss_and_terms(model, guide, args, kwargs)
+        bad = nonfinite_terms(terms)
+        if bad:
+            if self.on_nonfinite == "raise":
+                check_terms(name, terms, self._divergence_hint)
+            skip_or_raise(name, self.on_nonfinite, params, f"non-finite loss term(s) {bad}")
+            return torch_item(loss)
+        if loss.requires_grad:
+            loss.backward(retain_graph=self.retain_graph)
+        guard_gradients(name, params, self.on_nonfinite, ", ".join(terms))
+        return torch_item(loss)
