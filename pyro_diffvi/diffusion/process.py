@@ -63,7 +63,6 @@ class GaussianDiffusion(nn.Module):
             "betas": betas,
             "alphas": alphas,
             "alphas_cumprod": abar,
-            "alphas_cumprod_prev": abar_prev,
             "sqrt_alphas": alphas.sqrt(),
             "sqrt_alphas_cumprod": abar.sqrt(),
             "sqrt_one_minus_alphas_cumprod": (1 - abar).sqrt(),
