@@ -42,6 +42,7 @@ from pyro_diffvi.distributions.energy import (
 )
 from pyro_diffvi.samplers.ais import check_betas, log_mean_exp_with_se, sigmoid_schedule
 from pyro_diffvi.samplers.langevin import check_num_steps, check_positive, langevin
+from pyro_diffvi.util import check_positive_int
 
 MAX_ENUMERATED_HIDDEN = 20
 _ENUM_CHUNK = 2**14
@@ -409,9 +410,8 @@ class GRBMPrior(PyroModule):
         name: str | None = None,
     ) -> None:
         super().__init__(check_module_name(name, type(self).__name__))
-        for arg, n in (("visible", visible), ("hidden", hidden)):
-            if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-                raise ValueError(f"{arg} must be a positive int, got {n!r}")
+        check_positive_int("visible", visible)
+        check_positive_int("hidden", hidden)
         check_positive("init_scale", init_scale)
         self.mu = PyroParam(torch.zeros(visible))
         self.log_sigma = PyroParam(torch.zeros(visible))

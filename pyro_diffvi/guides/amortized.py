@@ -303,8 +303,8 @@ class AmortizedGuide(PyroModule):
         self._latent_dtype = sites[self.latent_names[0]]["value"].dtype
         self._plates = self._plate_specs(sites)
         self._sources = self._locate_observed(sites, args, kwargs)
-        self._build_encoder(observed)
-        self._check_context_batch_shape(sites, observed)
+        context = self._build_encoder(observed)
+        self._check_context_batch_shape(sites, context)
         self._build_posteriors()
         self._is_setup = True
 
@@ -339,8 +339,6 @@ class AmortizedGuide(PyroModule):
             with torch.no_grad():
                 param.copy_(value)
             store[name] = param  # an unconstrained parameter is stored as is: the store now holds ours
-            if store.get_param(name) is not param:
-                raise RuntimeError(f"could not re-register '{name}' in Pyro's param store")  # pragma: no cover
 
     def _check_sites(self, sites: dict) -> None:
         samples = {n for n, s in sites.items() if s["type"] == "sample"}
@@ -453,7 +451,8 @@ class AmortizedGuide(PyroModule):
             if p.name not in skip
         ]
 
-    def _build_encoder(self, observed: list[torch.Tensor]) -> None:
+    def _build_encoder(self, observed: list[torch.Tensor]):
+        """Build the default encoder if none was given; return the context of ``observed``."""
         ref = observed[0]
         dtype = self._latent_dtype  # the model's dtype, which the guide's draws must have (not the data's)
         if self.encoder is None:
@@ -478,12 +477,12 @@ class AmortizedGuide(PyroModule):
                     f"got {tuple(context.shape)}"
                 )
             self.context_dim = context.shape[-1]
+        return context
 
-    def _check_context_batch_shape(self, sites: dict, observed: list[torch.Tensor]) -> None:
+    def _check_context_batch_shape(self, sites: dict, context) -> None:
         if self.context_dim is None:
             return
-        with torch.no_grad():
-            context_shape = self.context(*observed).shape[:-1]
+        context_shape = context.shape[:-1]
         for name in self.latent_names:
             fn = sites[name]["fn"]
             latent_shape = sites[name]["value"].shape[: sites[name]["value"].dim() - fn.event_dim]
@@ -496,9 +495,8 @@ class AmortizedGuide(PyroModule):
                     f"latent site '{name}' has batch shape {tuple(latent_shape)} but the encoder's context has batch "
                     f"shape {tuple(context_shape)}"
                     + (
-                        f": the observed site(s) lie in plate(s) {extra} that '{name}' is not in. Move '{name}' into "
-                        "those plates, or pass an encoder that pools over them (output batch shape "
-                        f"{tuple(latent_shape)})"
+                        f": the observed site(s) lie in plate(s) {extra} that '{name}' is not in; an amortized "
+                        f"guide maps each observation to its own latent, so move '{name}' into those plates"
                         if extra
                         else ""
                     )
