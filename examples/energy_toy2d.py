@@ -64,7 +64,7 @@ def make_energy(method: str, args, data_scale: float, device):
 def make_objective(method: str):
     if method.endswith("ssm"):
         return SlicedScoreMatching(num_projections=1)
-    return AdversarialCD(num_transforms=4, hidden_features=(64, 64))
+    return AdversarialCD(num_transforms=4, hidden_dims=(64, 64))
 
 
 def fit(energy, objective, data, args, desc):

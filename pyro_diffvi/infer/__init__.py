@@ -3,15 +3,13 @@
 from pyro_diffvi.infer.adversarial import AdversarialAutoencoderLoss
 from pyro_diffvi.infer.ddvi import DDVI_ELBO
 from pyro_diffvi.infer.guard import DivergenceError
-from pyro_diffvi.infer.energy import EnergyPriorELBO, find_energy_distribution, split_optim_args
+from pyro_diffvi.infer.energy import EnergyPriorELBO
 from pyro_diffvi.infer.prior_objectives import (
     AdversarialCD,
     ContrastiveDivergence,
     ImportanceWeightedLogZ,
     PriorObjective,
     SlicedScoreMatching,
-    energy_with_detached_parameters,
-    importance_weighted_log_partition,
 )
 
 __all__: list[str] = [
@@ -24,8 +22,4 @@ __all__: list[str] = [
     "ImportanceWeightedLogZ",
     "PriorObjective",
     "SlicedScoreMatching",
-    "energy_with_detached_parameters",
-    "find_energy_distribution",
-    "importance_weighted_log_partition",
-    "split_optim_args",
 ]

@@ -23,6 +23,13 @@ returned by :meth:`AdversarialAutoencoderLoss.loss` is the training objective
 Its parts are reported in :attr:`AdversarialAutoencoderLoss.last_terms`. To compare with other
 methods, report reconstruction and latent metrics (MMD, latent NLL), as the DDVI paper does ("N/A"
 for the AAEB ELBO in its Tables 1-2).
+
+References
+
+- A. Makhzani, J. Shlens, N. Jaitly, I. Goodfellow, B. Frey. *Adversarial Autoencoders*.
+  arXiv:1511.05644, 2015.
+- W. T. Piriyakulkij, Y. Wang, V. Kuleshov. *Denoising Diffusion Variational Inference: Diffusion
+  Models as Expressive Variational Posteriors*. arXiv:2401.02739, 2024 ("the DDVI paper").
 """
 
 from __future__ import annotations
@@ -38,12 +45,10 @@ from torch import nn
 from torch.func import functional_call
 from torch.nn.functional import softplus
 
-from pyro_diffvi.infer.guard import GuardedObjective
-from pyro_diffvi.util import check_positive_int
-from pyro_diffvi.infer.guard import check_on_nonfinite
+from pyro_diffvi.infer.guard import GuardedObjective, check_on_nonfinite
 from pyro_diffvi.nn import MLP
 from pyro_diffvi.nn.mlp import activation as make_activation
-from pyro_diffvi.util import trace_until
+from pyro_diffvi.util import check_positive_float, check_positive_int, check_widths, trace_until
 
 __all__ = ["AdversarialAutoencoderLoss"]
 
@@ -79,14 +84,14 @@ class AdversarialAutoencoderLoss(GuardedObjective):
     ``parameters()`` include them: call it once before creating a torch optimizer, as the default
     discriminators are built on the first call.
 
-    **Divergence guard** (design rule 8): the terms ``"reconstruction"``, ``"discriminator"`` and
+    **Divergence guard**: the terms ``"reconstruction"``, ``"discriminator"`` and
     ``"adversarial"`` are checked: with ``on_nonfinite="raise"`` a NaN or infinite term raises
     :class:`~pyro_diffvi.infer.guard.DivergenceError` naming it (from ``differentiable_loss``, and from
     ``loss_and_grads`` before the backward pass), and so does a non-finite gradient (after it), before
     any parameter is updated; with ``"skip"`` ``loss_and_grads`` drops the step's gradients and warns
     (``RuntimeWarning``), and ``differentiable_loss`` returns the non-finite value without raising.
 
-    **Checkpoints** (design rule 8): :meth:`state_dict` / :meth:`load_state_dict` hold the discriminators.
+    **Checkpoints**: :meth:`state_dict` / :meth:`load_state_dict` hold the discriminators.
 
     :param discriminator: an ``nn.Module`` mapping flattened latents ``batch + (D,)`` to logits
         ``batch + (1,)`` (one latent site), a mapping ``{site name: module}``, or ``None`` for a
@@ -98,6 +103,30 @@ class AdversarialAutoencoderLoss(GuardedObjective):
     :param adversarial_weight: weight :math:`\lambda \ge 0` of the encoder's adversarial loss.
     :param num_particles: number of guide draws averaged per step (a positive int).
     :param on_nonfinite: ``"raise"`` (default) or ``"skip"``, see above.
+
+    Example::
+
+        >>> import pyro, torch
+        >>> import pyro.distributions as dist
+        >>> from torch import nn
+        >>> from pyro.infer import SVI
+        >>> from pyro_diffvi.infer import AdversarialAutoencoderLoss
+        >>> pyro.clear_param_store(); pyro.set_rng_seed(0)
+        >>> encoder, decoder = nn.Linear(3, 2), nn.Linear(2, 3)
+        >>> def model(x):
+        ...     pyro.module("decoder", decoder)
+        ...     with pyro.plate("data", len(x)):
+        ...         z = pyro.sample("z", dist.Normal(torch.zeros(2), 1.0).to_event(1))
+        ...         pyro.sample("x", dist.Normal(decoder(z), 1.0).to_event(1), obs=x)
+        >>> def guide(x):  # a Gaussian encoder with a fixed scale
+        ...     pyro.module("encoder", encoder)
+        ...     with pyro.plate("data", len(x)):
+        ...         pyro.sample("z", dist.Normal(encoder(x), 0.5).to_event(1))
+        >>> aae = AdversarialAutoencoderLoss(hidden_dims=(16,))
+        >>> svi = SVI(model, guide, pyro.optim.Adam({"lr": 1e-3}), loss=aae)
+        >>> value = svi.step(torch.randn(8, 3))  # the AAE objective, not a negative ELBO
+        >>> sorted(aae.last_terms)
+        ['adversarial', 'discriminator', 'reconstruction']
     """
 
     def __init__(
@@ -113,15 +142,11 @@ class AdversarialAutoencoderLoss(GuardedObjective):
     ) -> None:
         super().__init__(num_particles=check_positive_int("num_particles", num_particles))
         self.on_nonfinite = check_on_nonfinite(on_nonfinite)
-        if not (isinstance(adversarial_weight, (int, float)) and adversarial_weight >= 0):
-            raise ValueError(f"adversarial_weight must be a non-negative number, got {adversarial_weight!r}")
-        if not hidden_dims or any(int(h) <= 0 for h in hidden_dims):
-            raise ValueError(f"hidden_dims must be non-empty positive widths, got {hidden_dims!r}")
+        self.adversarial_weight = check_positive_float("adversarial_weight", adversarial_weight, allow_zero=True)
+        self.hidden_dims = check_widths("hidden_dims", hidden_dims)
         make_activation(activation)
         self.latent = None if latent is None else ((latent,) if isinstance(latent, str) else tuple(latent))
-        self.hidden_dims = tuple(int(h) for h in hidden_dims)
         self.activation = activation
-        self.adversarial_weight = float(adversarial_weight)
         self._single = None
         self._user_mapping = isinstance(discriminator, Mapping)
         if discriminator is None:

@@ -1,6 +1,7 @@
-r"""Training VAEs whose latent sites have energy-based priors (paper 001, Sec. 2.3, Algs. 1-2).
+r"""Training VAEs whose latent sites have energy-based priors.
 
-For a prior :math:`p_\beta(z) = e^{-E_\beta(z)}/Z_\beta` the ELBO is (paper 001, Eq. 4)
+For a prior :math:`p_\beta(z) = e^{-E_\beta(z)}/Z_\beta` the ELBO is (the unnormalized-priors paper,
+Eq. 4)
 
 .. math::
     \mathcal L = \underbrace{\mathbb E_{q_\phi(z|x)}[\log p_\alpha(x|z) - E_\beta(z) - \log q_\phi(z|x)]}_
@@ -9,31 +10,31 @@ For a prior :math:`p_\beta(z) = e^{-E_\beta(z)}/Z_\beta` the ELBO is (paper 001,
 
 :math:`\log Z_\beta` does not depend on the encoder :math:`\phi` or the decoder :math:`\alpha`, so
 :math:`\nabla_{\phi,\alpha}\mathcal A = \nabla_{\phi,\alpha}\mathcal L`: the encoder and decoder train on
-:math:`\mathcal A`. The prior's parameters :math:`\beta` get **no** gradient from :math:`\mathcal A`
-(design rule 4); they are trained by a pluggable :mod:`~pyro_diffvi.infer.prior_objectives` objective
-on the aggregate-posterior samples :math:`z \sim q_\phi(z|x)` (detached).
+:math:`\mathcal A`, which is exactly what :class:`~pyro.infer.Trace_ELBO` computes when the model's
+``log_prob`` of an energy site is the unnormalized :math:`-E_\beta(z)`. The prior's parameters
+:math:`\beta` get **no** gradient from :math:`\mathcal A`; they are trained by a pluggable
+:mod:`~pyro_diffvi.infer.prior_objectives` objective on the aggregate-posterior samples
+:math:`z \sim q_\phi(z|x)` (detached), as in Sec. 2.3 and Algorithms 1-2 of the unnormalized-priors
+paper.
 
-Usage (separate learning rates for prior and VAE, as in the paper: 2e-4 and 1e-3)::
+References
 
-    elbo = EnergyPriorELBO(prior_objective=SlicedScoreMatching())
-    svi = SVI(model, guide, pyro.optim.Adam(elbo.optim_args({"lr": 1e-3}, prior={"lr": 2e-4})), loss=elbo)
-    for x in batches:
-        neg_bound = svi.step(x)          # -A (NOT an ELBO: log Z is missing)
-        elbo.last_terms                   # {"partition_free_bound": A, "prior_loss": ..., ...}
+- *Variational Inference with Unnormalized Priors*. Anonymous authors, manuscript under double-blind
+  review.
 """
 
 from __future__ import annotations
 
-from typing import Callable, Iterable
+import math
+import warnings
+from typing import Callable
 
 import torch
 from pyro import poutine
-from pyro.distributions.util import is_identically_zero, scale_and_mask
-from pyro.infer.enum import get_importance_trace
-from pyro.infer.trace_elbo import _compute_log_r
-from pyro.infer.util import is_validation_enabled, torch_item
+from pyro.distributions.util import scale_and_mask
+from pyro.infer import Trace_ELBO
+from pyro.infer.util import torch_item
 from pyro.params.param_store import normalize_param_name
-from pyro.util import check_if_enumerated
 from torch import Tensor, nn
 
 from pyro_diffvi._pyro_compat import in_namespace
@@ -41,11 +42,7 @@ from pyro_diffvi.infer.guard import GuardedObjective, check_on_nonfinite
 from pyro_diffvi.infer.prior_objectives import PriorObjective, energy_function
 from pyro_diffvi.util import check_positive_int
 
-__all__ = [
-    "EnergyPriorELBO",
-    "find_energy_distribution",
-    "split_optim_args",
-]
+__all__ = ["EnergyPriorELBO"]
 
 
 def find_energy_distribution(fn):
@@ -54,6 +51,20 @@ def find_energy_distribution(fn):
 
     A distribution counts as energy-based when it has ``normalized = False`` and an ``energy`` method
     (:class:`~pyro_diffvi.distributions.EnergyDistribution` and its subclasses such as ``GRBM``).
+
+    :param fn: a distribution (a sample site's ``fn``).
+
+    Example::
+
+        >>> import torch
+        >>> import pyro.distributions as dist
+        >>> from pyro_diffvi.distributions import GRBMPrior
+        >>> from pyro_diffvi.infer.energy import find_energy_distribution
+        >>> grbm = GRBMPrior(2, 3)()
+        >>> find_energy_distribution(grbm.expand([5])) is not None
+        True
+        >>> find_energy_distribution(dist.Normal(torch.zeros(2), 1.0).to_event(1)) is None
+        True
     """
     while fn is not None:
         if getattr(fn, "normalized", True) is False and callable(getattr(fn, "energy", None)):
@@ -62,29 +73,30 @@ def find_energy_distribution(fn):
     return None
 
 
-def split_optim_args(
-    vae: dict, prior: dict, prior_prefixes: Iterable[str]
-) -> Callable[[str], dict]:
-    """Per-parameter optimizer arguments for ``pyro.optim`` by parameter name.
+class _TraceRecorder:
+    """Wraps a model and a guide so that each of their runs leaves its :class:`~pyro.poutine.Trace`
+    here (the energy sites' values and distributions, which the prior objective needs)."""
 
-    :param vae: arguments for all other parameters, e.g. ``{"lr": 1e-3}``.
-    :param prior: arguments for parameters under one of ``prior_prefixes`` (see :func:`in_namespace`:
-        the prefix itself, or the prefix followed by a separator), e.g. ``{"lr": 2e-4}``.
-    :param prior_prefixes: name prefixes such as ``("GRBMPrior", "adversarial_cd_flow")``; ``"prior"``
-        covers ``prior.W`` but not ``prior2.W`` or ``priors``.
-    :returns: a callable for ``pyro.optim.Adam(callable)``.
-    """
-    prefixes = (prior_prefixes,) if isinstance(prior_prefixes, str) else tuple(prior_prefixes)
-    if not prefixes or not all(isinstance(p, str) and p for p in prefixes):
-        raise ValueError(f"prior_prefixes must be a non-empty sequence of non-empty strings, got {prefixes!r}")
-    for name, value in (("vae", vae), ("prior", prior)):
-        if not isinstance(value, dict):
-            raise TypeError(f"{name} must be a dict of optimizer arguments, got {type(value).__name__}")
+    def __init__(self, model: Callable, guide: Callable) -> None:
+        self.model_traces: list = []
+        self.guide_traces: list = []
+        self.model = self._recording(model, self.model_traces)
+        self.guide = self._recording(guide, self.guide_traces)
 
-    def optim_args(param_name: str) -> dict:
-        return dict(prior if any(in_namespace(param_name, p) for p in prefixes) else vae)
+    @staticmethod
+    def _recording(fn: Callable, traces: list) -> Callable:
+        def recorded(*args, **kwargs):
+            tracer = poutine.trace(fn)
+            result = tracer(*args, **kwargs)
+            traces.append(tracer.trace)
+            return result
 
-    return optim_args
+        return recorded
+
+    def pairs(self, num: int) -> list[tuple]:
+        """The last ``num`` (model trace, guide trace) pairs (earlier runs, e.g. Pyro's guess of
+        ``max_plate_nesting``, are not particles of the loss)."""
+        return list(zip(self.model_traces[-num:], self.guide_traces[-num:]))
 
 
 class _EnergySite:
@@ -93,13 +105,19 @@ class _EnergySite:
     def __init__(self, name: str, model_site: dict, guide_site: dict):
         self.name = name
         self.site = model_site
+        self.guide_site = guide_site
         self.prior = find_energy_distribution(model_site["fn"])
-        event_shape = self.prior.event_shape
-        self.samples = model_site["value"].detach().reshape((-1,) + tuple(event_shape))
-        log_q = guide_site.get("log_prob")
-        self.log_q = None
-        if log_q is not None and log_q.numel() == self.samples.shape[0]:
-            self.log_q = log_q.detach().reshape(-1)
+        self.samples = model_site["value"].detach().reshape((-1,) + tuple(self.prior.event_shape))
+
+    def log_q(self) -> Tensor | None:
+        """The guide's log density of each sample, shape ``(N,)`` (detached), or ``None`` when the guide
+        does not sample the site with the prior's event shape."""
+        site = self.guide_site
+        if site.get("type") != "sample":
+            return None
+        with torch.no_grad():
+            log_q = site["fn"].log_prob(site["value"], *site["args"], **site["kwargs"])
+        return log_q.reshape(-1) if log_q.numel() == self.samples.shape[0] else None
 
     def trainable_prior(self):
         """The site's energy prior with gradients to its parameters (see
@@ -108,27 +126,28 @@ class _EnergySite:
         return with_gradients() if callable(with_gradients) else self.prior
 
     def parameter_gradient_cancellation(self) -> Tensor:
-        r"""A zero-valued term whose gradient cancels :math:`\nabla_\beta` of this site's
-        ``log_prob_sum`` in the model trace (its :math:`z`-gradient is zero)."""
+        r"""A zero-valued term whose gradient cancels :math:`\nabla_\beta` of this site's scaled
+        ``log_prob`` sum in the model trace (its :math:`z`-gradient is zero)."""
         site = self.site
         log_p = site["fn"].log_prob(site["value"].detach())
         total = scale_and_mask(log_p, site["scale"], site["mask"]).sum()
         return total - total.detach()
 
 
-class EnergyPriorELBO(GuardedObjective):
-    r"""Objective for models whose latent sites have energy-based (unnormalized) priors.
+class EnergyPriorELBO(GuardedObjective, Trace_ELBO):
+    r"""Objective for models whose latent sites have energy-based (unnormalized) priors: Pyro's
+    :class:`~pyro.infer.Trace_ELBO` for the encoder and decoder, plus a prior objective for the prior.
 
-    * Encoder and decoder: gradient of the partition-free bound (paper 001, Sec. 2.3)
-      :math:`\mathcal A = \mathbb E_q[\log p(x|z) - E(z) - \log q(z|x)]` (the model's ``log_prob`` of an
-      energy site is the unnormalized :math:`-E(z)`); equal to the gradient of the true ELBO because
-      :math:`\log Z` does not depend on them. Non-reparameterized guide sites use the score-function
-      estimator as in ``Trace_ELBO``.
+    * Encoder and decoder: gradient of the partition-free bound
+      :math:`\mathcal A = \mathbb E_q[\log p(x|z) - E(z) - \log q(z|x)]` (Sec. 2.3 of the
+      unnormalized-priors paper), computed by :meth:`pyro.infer.Trace_ELBO.differentiable_loss` (the
+      model's ``log_prob`` of an energy site is the unnormalized :math:`-E(z)`); equal to the gradient of
+      the true ELBO because :math:`\log Z` does not depend on them. Non-reparameterized guide sites use
+      ``Trace_ELBO``'s score-function estimator.
     * Prior parameters: **no** gradient from :math:`\mathcal A` (a learnable prior module's
       distribution carries none outside a prior objective, see
       :mod:`pyro_diffvi.distributions.energy`; for a distribution built by hand from trainable tensors
-      it is cancelled exactly with a zero-valued stop-gradient term, see
-      :meth:`_EnergySite.parameter_gradient_cancellation`); gradient of
+      it is cancelled exactly with a zero-valued stop-gradient term); the gradient of
       ``prior_objective.loss(prior, z, log_q)`` on the detached aggregate-posterior samples instead (none
       when ``prior_objective is None``).
 
@@ -141,7 +160,7 @@ class EnergyPriorELBO(GuardedObjective):
     After each call, ``last_terms`` holds ``partition_free_bound`` (:math:`\mathcal A`), ``prior_loss``
     (the objective's value, averaged over sites and particles) and the objective's own ``last_terms``.
 
-    **Divergence guard** (design rule 8). The loss has the named terms ``"partition-free bound"`` and
+    **Divergence guard.** The loss has the named terms ``"partition-free bound"`` and
     ``"prior objective"``. With ``on_nonfinite="raise"`` a NaN or infinite term raises
     :class:`~pyro_diffvi.infer.guard.DivergenceError` naming it, from ``differentiable_loss`` and
     ``loss_and_grads`` (before the backward pass), and a non-finite gradient raises from
@@ -150,26 +169,75 @@ class EnergyPriorELBO(GuardedObjective):
     leaves all parameters unchanged; ``differentiable_loss`` then returns the non-finite value without
     raising. Independent of ``pyro.enable_validation``.
 
-    **Checkpoints** (design rule 8): :meth:`state_dict` / :meth:`load_state_dict` hold the objective's
-    state (the prior objective's, e.g. a flow or a replay buffer, and the prior/VAE classification of the
-    parameters). With the param store, the optimizer's state and the RNG state, a resumed run equals
-    the uninterrupted one bit for bit.
+    **Checkpoints.** :meth:`state_dict` / :meth:`load_state_dict` hold the objective's state (the prior
+    objective's, e.g. a flow or a replay buffer, and the prior/VAE classification of the parameters).
+    With the param store, the optimizer's state and the RNG state, a resumed run equals the
+    uninterrupted one bit for bit.
+
+    References: *Variational Inference with Unnormalized Priors*. Anonymous authors, manuscript under
+    double-blind review (Sec. 2.3, Eq. 4, Algorithms 1-2).
 
     :param prior_objective: a :class:`~pyro_diffvi.infer.prior_objectives.PriorObjective` (e.g.
         ``SlicedScoreMatching()``, ``AdversarialCD()``), or ``None`` to keep the prior fixed.
+    :param num_particles: guide draws per data point (a positive int), as in :class:`~pyro.infer.ELBO`.
+    :param max_plate_nesting: as in :class:`~pyro.infer.ELBO`.
+    :param vectorize_particles: draw the particles in one vectorized run, as in
+        :class:`~pyro.infer.ELBO`.
     :param on_nonfinite: ``"raise"`` (default) or ``"skip"``, see above.
-    :param kwargs: passed to :class:`pyro.infer.ELBO` (``num_particles``, a positive int,
-        ``vectorize_particles``, ``max_plate_nesting``, ...).
+    :param kwargs: other options of :class:`~pyro.infer.ELBO` (``retain_graph``, ...).
+
+    Example (a VAE with a GRBM prior; the prior gets its own learning rate)::
+
+        >>> import pyro, torch
+        >>> import pyro.distributions as dist
+        >>> from torch import nn
+        >>> from pyro.infer import SVI
+        >>> from pyro_diffvi.distributions import GRBMPrior
+        >>> from pyro_diffvi.infer import EnergyPriorELBO, SlicedScoreMatching
+        >>> pyro.clear_param_store(); pyro.set_rng_seed(0)
+        >>> prior, encoder, decoder = GRBMPrior(2, 4), nn.Linear(3, 4), nn.Linear(2, 3)
+        >>> def model(x):
+        ...     pyro.module("decoder", decoder)
+        ...     with pyro.plate("data", x.shape[0]):
+        ...         z = pyro.sample("z", prior())
+        ...         pyro.sample("x", dist.Normal(decoder(z), 1.0).to_event(1), obs=x)
+        >>> def guide(x):
+        ...     pyro.module("encoder", encoder)
+        ...     loc, log_scale = encoder(x).chunk(2, -1)
+        ...     with pyro.plate("data", x.shape[0]):
+        ...         pyro.sample("z", dist.Normal(loc, log_scale.exp()).to_event(1))
+        >>> elbo = EnergyPriorELBO(SlicedScoreMatching())
+        >>> optim = pyro.optim.Adam(elbo.optim_args({"lr": 1e-3}, {"lr": 2e-4}))
+        >>> svi = SVI(model, guide, optim, loss=elbo)
+        >>> x = torch.randn(8, 3)
+        >>> neg_bound = svi.step(x)  # -A: not a negative ELBO, log Z is missing
+        >>> sorted(elbo.last_terms)
+        ['partition_free_bound', 'prior_loss', 'ssm_loss']
+        >>> sorted(elbo.prior_param_names)
+        ['GRBMPrior.W', 'GRBMPrior.b', 'GRBMPrior.log_sigma', 'GRBMPrior.mu']
     """
 
-    def __init__(self, prior_objective: PriorObjective | None = None, on_nonfinite: str = "raise", **kwargs):
+    def __init__(
+        self,
+        prior_objective: PriorObjective | None = None,
+        *,
+        num_particles: int = 1,
+        max_plate_nesting: float = math.inf,
+        vectorize_particles: bool = False,
+        on_nonfinite: str = "raise",
+        **kwargs,
+    ) -> None:
         if prior_objective is not None and not isinstance(prior_objective, PriorObjective):
             raise TypeError(
                 "prior_objective must be a pyro_diffvi.infer.PriorObjective (e.g. SlicedScoreMatching()) "
                 f"or None, got {type(prior_objective).__name__}"
             )
-        check_positive_int("num_particles", kwargs.get("num_particles", 1))
-        super().__init__(**kwargs)
+        super().__init__(
+            num_particles=check_positive_int("num_particles", num_particles),
+            max_plate_nesting=max_plate_nesting,
+            vectorize_particles=vectorize_particles,
+            **kwargs,
+        )
         self.on_nonfinite = check_on_nonfinite(on_nonfinite)
         self.prior_objective = prior_objective
         self.last_terms: dict[str, float] = {}
@@ -182,7 +250,14 @@ class EnergyPriorELBO(GuardedObjective):
     # ----------------------------------------------------------------------------------- state
     def state_dict(self) -> dict:
         """Training state for checkpoints: the prior objective's ``state_dict()`` (or ``None``) and the
-        param-store names classified as prior / VAE parameters so far."""
+        param-store names classified as prior / VAE parameters so far.
+
+        Example::
+
+            >>> from pyro_diffvi.infer import EnergyPriorELBO, SlicedScoreMatching
+            >>> sorted(EnergyPriorELBO(SlicedScoreMatching()).state_dict())
+            ['classified_param_names', 'prior_objective', 'prior_param_names']
+        """
         return {
             "prior_objective": None if self.prior_objective is None else self.prior_objective.state_dict(),
             "prior_param_names": sorted(self.prior_param_names),
@@ -195,6 +270,16 @@ class EnergyPriorELBO(GuardedObjective):
         :param state: a dict from :meth:`state_dict`.
         :raises ValueError: naming ``state`` when it lacks a key or its prior objective's state does not
             match ``prior_objective``.
+
+        Example::
+
+            >>> from pyro_diffvi.infer import EnergyPriorELBO, SlicedScoreMatching
+            >>> source = EnergyPriorELBO(SlicedScoreMatching())
+            >>> source.prior_param_names = {"GRBMPrior.W"}
+            >>> target = EnergyPriorELBO(SlicedScoreMatching())
+            >>> target.load_state_dict(source.state_dict())
+            >>> target.prior_param_names
+            {'GRBMPrior.W'}
         """
         keys = {"prior_objective", "prior_param_names", "classified_param_names"}
         if not isinstance(state, dict) or set(state) != keys:
@@ -210,15 +295,7 @@ class EnergyPriorELBO(GuardedObjective):
         self.prior_param_names = set(state["prior_param_names"])
         self._classified_param_names = set(state["classified_param_names"])
 
-    # ----------------------------------------------------------------------------------- traces
-    def _get_trace(self, model, guide, args, kwargs):
-        model_trace, guide_trace = get_importance_trace(
-            "flat", self.max_plate_nesting, model, guide, args, kwargs
-        )
-        if is_validation_enabled():
-            check_if_enumerated(guide_trace)
-        return model_trace, guide_trace
-
+    # ----------------------------------------------------------------------------------- prior
     @staticmethod
     def _energy_sites(model_trace, guide_trace) -> list[_EnergySite]:
         return [
@@ -229,31 +306,6 @@ class EnergyPriorELBO(GuardedObjective):
             and find_energy_distribution(site["fn"]) is not None
         ]
 
-    @staticmethod
-    def _bound_particle(model_trace, guide_trace) -> tuple[Tensor, Tensor]:
-        """``(A, surrogate A)`` for one particle, as ``Trace_ELBO`` computes the ELBO."""
-        bound = 0.0
-        surrogate = 0.0
-        log_r = None
-        for site in model_trace.nodes.values():
-            if site["type"] == "sample":
-                bound = bound + site["log_prob_sum"].detach()
-                surrogate = surrogate + site["log_prob_sum"]
-        for site in guide_trace.nodes.values():
-            if site["type"] != "sample":
-                continue
-            _, score_function_term, entropy_term = site["score_parts"]
-            bound = bound - site["log_prob_sum"].detach()
-            if not is_identically_zero(entropy_term):
-                surrogate = surrogate - entropy_term.sum()
-            if not is_identically_zero(score_function_term):
-                if log_r is None:
-                    log_r = _compute_log_r(model_trace, guide_trace)
-                weight = log_r.sum_to(site["cond_indep_stack"])
-                surrogate = surrogate + (weight * score_function_term).sum()
-        return torch.as_tensor(bound), torch.as_tensor(surrogate)
-
-    # ----------------------------------------------------------------------------------- prior
     def _prior_loss(self, sites: list[_EnergySite]) -> Tensor | None:
         objective = self.prior_objective
         if objective is None or not sites:
@@ -261,7 +313,8 @@ class EnergyPriorELBO(GuardedObjective):
         total = 0.0
         terms: dict[str, float] = {}
         for site in sites:
-            if objective.needs_log_q and site.log_q is None:
+            log_q = site.log_q() if objective.needs_log_q else None
+            if objective.needs_log_q and log_q is None:
                 raise ValueError(
                     f"{type(objective).__name__} needs the guide's log density of site {site.name!r} per "
                     "sample; the guide must sample this site with the energy prior's event shape"
@@ -271,7 +324,7 @@ class EnergyPriorELBO(GuardedObjective):
                 # objective's input check raising a ValueError about its argument z
                 total = total + site.samples.new_tensor(float("nan"))
                 continue
-            total = total + objective.loss(site.trainable_prior(), site.samples, site.log_q)
+            total = total + objective.loss(site.trainable_prior(), site.samples, log_q)
             for key, value in objective.last_terms.items():
                 terms[key] = terms.get(key, 0.0) + value / len(sites)
         self._objective_terms.append(terms)
@@ -297,10 +350,23 @@ class EnergyPriorELBO(GuardedObjective):
         self.prior_param_names.update(name for name, g in zip(params, grads) if g is not None)
 
     def optim_args(self, vae: dict, prior: dict) -> Callable[[str], dict]:
-        """Per-parameter arguments for ``pyro.optim`` (e.g. ``Adam(elbo.optim_args({"lr": 1e-3},
-        prior={"lr": 2e-4}))``): ``prior`` for the energy prior's parameters (found automatically in the
-        first step, before the optimizer creates its per-parameter state) and for the objective's own
-        modules (e.g. the adversarial flow), ``vae`` for all others.
+        """Per-parameter arguments for ``pyro.optim`` by param-store name: ``prior`` for the energy
+        prior's parameters (found automatically in the first step, before the optimizer creates its
+        per-parameter state) and for the objective's own modules (e.g. the adversarial flow, every name
+        in its ``pyro.module`` namespace), ``vae`` for all others.
+
+        :param vae: optimizer arguments of the encoder, decoder and any other parameter, e.g.
+            ``{"lr": 1e-3}``.
+        :param prior: optimizer arguments of the prior's parameters, e.g. ``{"lr": 2e-4}``.
+        :returns: a callable for ``pyro.optim.Adam(callable)``.
+
+        Example::
+
+            >>> from pyro_diffvi.infer import AdversarialCD, EnergyPriorELBO
+            >>> elbo = EnergyPriorELBO(AdversarialCD())
+            >>> args = elbo.optim_args({"lr": 1e-3}, {"lr": 2e-4})
+            >>> args("adversarial_cd_flow.layers.0.weight"), args("encoder.weight")
+            ({'lr': 0.0002}, {'lr': 0.001})
         """
         for name, value in (("vae", vae), ("prior", prior)):
             if not isinstance(value, dict):
@@ -316,33 +382,33 @@ class EnergyPriorELBO(GuardedObjective):
     # ----------------------------------------------------------------------------------- API
     def _loss_and_terms(self, model, guide, args, kwargs) -> tuple[Tensor, dict[str, Tensor]]:
         """The surrogate loss and its named terms (for the divergence guard)."""
-        bound_total = 0.0
-        surrogate_total = 0.0
-        prior_total = None
+        recorder = _TraceRecorder(model, guide)
+        with poutine.trace(param_only=True) as param_capture, warnings.catch_warnings():
+            # a NaN bound is reported (or skipped) by the divergence guard, by name
+            warnings.filterwarnings("ignore", message="Encountered NaN", category=UserWarning)
+            neg_bound = Trace_ELBO.differentiable_loss(self, recorder.model, recorder.guide, *args, **kwargs)
         self._objective_terms: list[dict[str, float]] = []
+        loss = torch.as_tensor(neg_bound)
+        prior_total = None
         found_energy_site = False
-        with poutine.trace(param_only=True) as param_capture:
-            for model_trace, guide_trace in self._get_traces(model, guide, args, kwargs):
-                bound, surrogate = self._bound_particle(model_trace, guide_trace)
-                sites = self._energy_sites(model_trace, guide_trace)
-                found_energy_site = found_energy_site or bool(sites)
-                for site in sites:
-                    surrogate = surrogate - site.parameter_gradient_cancellation()
-                bound_total = bound_total + bound / self.num_particles
-                surrogate_total = surrogate_total + surrogate / self.num_particles
-                prior_loss = self._prior_loss(sites)
-                if prior_loss is not None:
-                    prior_total = prior_loss / self.num_particles + (0.0 if prior_total is None else prior_total)
+        sites: list[_EnergySite] = []
+        for model_trace, guide_trace in recorder.pairs(1 if self.vectorize_particles else self.num_particles):
+            sites = self._energy_sites(model_trace, guide_trace)
+            found_energy_site = found_energy_site or bool(sites)
+            for site in sites:
+                loss = loss + site.parameter_gradient_cancellation() / self.num_particles
+            prior_loss = self._prior_loss(sites)
+            if prior_loss is not None:
+                prior_total = prior_loss / self.num_particles + (0.0 if prior_total is None else prior_total)
         if self.prior_objective is not None and not found_energy_site:
             raise ValueError(
                 "EnergyPriorELBO(prior_objective=...) found no latent sample site with an energy-based prior "
                 "(a distribution with normalized=False and an energy method, e.g. GRBM or EnergyDistribution)"
             )
         self._record_prior_param_names(sites, param_capture.trace)
-        loss = -torch.as_tensor(surrogate_total)
-        loss = loss - loss.detach() + (-torch.as_tensor(bound_total)).to(loss)
-        terms = {"partition-free bound": torch.as_tensor(bound_total)}
-        self.last_terms = {"partition_free_bound": torch_item(bound_total)}
+        bound = -loss.detach()
+        terms = {"partition-free bound": bound}
+        self.last_terms = {"partition_free_bound": torch_item(bound)}
         if prior_total is not None:
             loss = loss + (prior_total - prior_total.detach())
             terms["prior objective"] = prior_total
@@ -353,5 +419,11 @@ class EnergyPriorELBO(GuardedObjective):
         return loss, terms
 
     def loss(self, model, guide, *args, **kwargs) -> float:
-        """:math:`-\\mathcal A` as a float (negative partition-free bound; not a negative ELBO)."""
+        r""":math:`-\mathcal A` as a float (the negative partition-free bound; not a negative ELBO).
+
+        :param model: the model.
+        :param guide: the guide.
+        :param args: the model's and guide's arguments.
+        :param kwargs: the model's and guide's keyword arguments.
+        """
         return torch_item(self.differentiable_loss(model, guide, *args, **kwargs))

@@ -1,7 +1,7 @@
 r"""Objectives that fit an energy-based prior :math:`p_\beta(z) \propto e^{-E_\beta(z)}` to samples.
 
-Paper 001 (Sec. 2.3) trains the encoder and decoder of a VAE on the partition-free bound and fits the
-energy prior to the **aggregate posterior** :math:`q_\phi(z) = \int q_\phi(z|x) p(x) dx` with any
+The unnormalized-priors paper (Sec. 2.3) trains the encoder and decoder of a VAE on the partition-free
+bound and fits the energy prior to the **aggregate posterior** :math:`q_\phi(z) = \int q_\phi(z|x) p(x) dx` with any
 objective that matches an EBM to samples. Every objective here has the same interface::
 
     objective.loss(prior, z, log_q=None) -> scalar Tensor      # minimized
@@ -16,6 +16,14 @@ energy's parameters is the objective's gradient (and, for :class:`AdversarialCD`
 respect to the variational flow's parameters is the flow's objective); its value is documented per class.
 
 The same objectives fit an energy directly to data (no VAE): pass data points as ``z``.
+
+References
+
+- *Variational Inference with Unnormalized Priors*. Anonymous authors, manuscript under double-blind
+  review ("the unnormalized-priors paper").
+- Y. Song, S. Garg, J. Shi, S. Ermon. *Sliced Score Matching: A Scalable Approach to Density and Score
+  Estimation*. Conference on Uncertainty in Artificial Intelligence (UAI), 2019.
+- Y. Du, I. Mordatch. *Implicit Generation and Modeling with Energy-Based Models*. NeurIPS, 2019.
 """
 
 from __future__ import annotations
@@ -29,7 +37,7 @@ from torch import Tensor, nn
 
 from pyro_diffvi.distributions.energy import prior_gradients
 from pyro_diffvi.guides.flow import ConditionalFlow
-from pyro_diffvi.util import check_finite
+from pyro_diffvi.util import check_finite, check_positive_float, check_positive_int, check_widths
 
 EnergyFn = Callable[[Tensor], Tensor]
 
@@ -39,9 +47,6 @@ __all__ = [
     "AdversarialCD",
     "ImportanceWeightedLogZ",
     "ContrastiveDivergence",
-    "energy_function",
-    "energy_with_detached_parameters",
-    "importance_weighted_log_partition",
 ]
 
 
@@ -50,8 +55,22 @@ def energy_function(prior) -> EnergyFn:
     with gradients to a learnable prior's parameters: a distribution from a prior module is replaced by
     its :meth:`~pyro_diffvi.distributions.EnergyDistribution.with_parameter_gradients` version, and a
     prior module's energy is evaluated inside
-    :func:`~pyro_diffvi.distributions.energy.prior_gradients` (design rule 4: a prior objective is the
-    one place where the prior's parameters get gradients)."""
+    :func:`~pyro_diffvi.distributions.energy.prior_gradients` (a prior objective is the one place where
+    the prior's parameters get gradients).
+
+    :param prior: an object with an ``energy(z)`` method, or a callable ``z -> E(z)``.
+
+    Example::
+
+        >>> import torch
+        >>> from pyro_diffvi.distributions import GRBMPrior
+        >>> from pyro_diffvi.infer.prior_objectives import energy_function
+        >>> prior = GRBMPrior(2, 3)
+        >>> energy_function(prior)(torch.zeros(4, 2)).requires_grad  # gradients to the prior's parameters
+        True
+        >>> prior.energy(torch.zeros(4, 2)).requires_grad  # outside a prior objective: none
+        False
+    """
     with_gradients = getattr(prior, "with_parameter_gradients", None)
     if callable(with_gradients):
         prior = with_gradients()
@@ -80,6 +99,19 @@ def energy_with_detached_parameters(energy_fn: EnergyFn, z: Tensor) -> Tensor:
     Computed as :math:`E_\beta(z) - E_\beta(\bar z) + \overline{E_\beta(\bar z)}` with :math:`\bar\cdot`
     a stop-gradient: the two :math:`\beta`-gradients cancel exactly, the value is :math:`E_\beta(z)`.
     Works for any energy (modules, GRBM tensors, closures) without knowing where its parameters live.
+
+    :param energy_fn: the energy ``z -> E(z)``.
+    :param z: the states.
+
+    Example::
+
+        >>> import torch
+        >>> from pyro_diffvi.infer.prior_objectives import energy_with_detached_parameters
+        >>> scale = torch.tensor(2.0, requires_grad=True)
+        >>> z = torch.ones(3, requires_grad=True)
+        >>> e = energy_with_detached_parameters(lambda z: scale * z.pow(2).sum(-1), z)
+        >>> torch.autograd.grad(e, [scale, z])  # no gradient to the energy's parameter scale
+        (tensor(0.), tensor([4., 4., 4.]))
     """
     e_const = energy_fn(z.detach())
     return energy_fn(z) - e_const + e_const.detach()
@@ -126,6 +158,20 @@ class PriorObjective:
     ``auxiliary_modules`` (an ``nn.ModuleDict``, so that an ``ELBOModule`` hands them to a torch
     optimizer); objectives with training state (a flow, a replay buffer) override :meth:`state_dict`
     and :meth:`load_state_dict`.
+
+    Example (a new objective: the energy's mean on the samples plus a quadratic penalty)::
+
+        >>> import torch
+        >>> from pyro_diffvi.infer import PriorObjective
+        >>> from pyro_diffvi.infer.prior_objectives import energy_function
+        >>> class MeanEnergy(PriorObjective):
+        ...     def loss(self, prior, z, log_q=None):
+        ...         energy = energy_function(prior)(z)
+        ...         loss = energy.mean() + 0.1 * energy.pow(2).mean()
+        ...         self.last_terms = {"mean_energy": energy.mean().item()}
+        ...         return loss
+        >>> MeanEnergy()(lambda z: z.pow(2).sum(-1), torch.ones(5, 2))
+        tensor(2.4000)
     """
 
     needs_log_q: bool = False
@@ -146,6 +192,12 @@ class PriorObjective:
         _check_state_keys(type(self).__name__, state, set())
 
     def loss(self, prior, z: Tensor, log_q: Tensor | None = None) -> Tensor:
+        """The objective's surrogate loss, to be minimized.
+
+        :param prior: an object with an ``energy(z)`` method, or a callable ``z -> E(z)``.
+        :param z: samples, shape ``(N,) + event_shape`` (treated as data).
+        :param log_q: their proposal log densities, shape ``(N,)`` (for objectives with ``needs_log_q``).
+        """
         raise NotImplementedError
 
     def __call__(self, prior, z: Tensor, log_q: Tensor | None = None) -> Tensor:
@@ -160,7 +212,7 @@ class PriorObjective:
 
 
 class SlicedScoreMatching(PriorObjective):
-    r"""Sliced score matching (Song et al., 2020; paper 001, Alg. 1).
+    r"""Sliced score matching (Song et al., 2019; Algorithm 1 of the unnormalized-priors paper).
 
     With the model score :math:`s_\beta(z) = -\nabla_z E_\beta(z)` and random projections :math:`v`
     (:math:`\mathbb E[vv^\top] = I`), the loss is
@@ -172,20 +224,36 @@ class SlicedScoreMatching(PriorObjective):
 
     which equals the Hyvärinen score-matching loss up to a constant, so it needs no partition function.
     With ``variance_reduction=True`` (SSM-VR) the second term is replaced by its expectation over
-    :math:`v`, :math:`\tfrac12\|\nabla_z E_\beta(z)\|^2`. (Alg. 1 of paper 001 prints the Hessian term
-    with a plus sign; for :math:`p \propto e^{-E}` it is a minus, as derived above.)
+    :math:`v`, :math:`\tfrac12\|\nabla_z E_\beta(z)\|^2`. (Algorithm 1 of the unnormalized-priors paper prints
+    the Hessian term with a plus sign; for :math:`p \propto e^{-E}` it is a minus, as derived above.)
 
     The value returned is :math:`J` (an unbiased estimate over ``v``), which can be negative.
 
     :param num_projections: number of projections :math:`v` per sample (>= 1).
     :param projection: ``"rademacher"`` or ``"gaussian"``.
     :param variance_reduction: use SSM-VR (closed-form :math:`\tfrac12\|s\|^2`).
+
+    References: Y. Song, S. Garg, J. Shi, S. Ermon. *Sliced Score Matching: A Scalable Approach to
+    Density and Score Estimation*. UAI, 2019 (Eqs. 7-8; SSM-VR, Sec. 3); A. Hyvärinen. *Estimation of
+    Non-Normalized Statistical Models by Score Matching*. JMLR, 2005.
+
+    Example (a standard Gaussian energy fits samples of a standard Gaussian: the loss is near
+    :math:`-D/2`)::
+
+        >>> import torch
+        >>> from pyro_diffvi.infer import SlicedScoreMatching
+        >>> torch.manual_seed(0)  # doctest: +ELLIPSIS
+        <torch._C.Generator object at ...>
+        >>> z = torch.randn(4000, 2)
+        >>> round(SlicedScoreMatching()(lambda z: 0.5 * z.pow(2).sum(-1), z).item(), 1)
+        -1.0
     """
 
-    def __init__(self, num_projections: int = 1, projection: str = "rademacher", variance_reduction: bool = True):
+    def __init__(
+        self, *, num_projections: int = 1, projection: str = "rademacher", variance_reduction: bool = True
+    ) -> None:
         super().__init__()
-        if isinstance(num_projections, bool) or not isinstance(num_projections, int) or num_projections < 1:
-            raise ValueError(f"num_projections must be a positive int, got {num_projections!r}")
+        check_positive_int("num_projections", num_projections)
         if projection not in ("rademacher", "gaussian"):
             raise ValueError(f"projection must be 'rademacher' or 'gaussian', got {projection!r}")
         self.num_projections = num_projections
@@ -228,7 +296,8 @@ class SlicedScoreMatching(PriorObjective):
 def importance_weighted_log_partition(
     energy, samples: Tensor, log_q: Tensor
 ) -> tuple[Tensor, Tensor]:
-    r"""Importance-sampling estimate of :math:`\log Z = \log \int e^{-E(z)} dz` (paper 001, Eq. 5).
+    r"""Importance-sampling estimate of :math:`\log Z = \log \int e^{-E(z)} dz` (Eq. 5 of the
+    unnormalized-priors paper).
 
     :math:`\log \hat Z = \log \frac1N \sum_i e^{-E(z_i) - \log q(z_i)}` with :math:`z_i \sim q`.
     :math:`\hat Z` is unbiased, so :math:`\log \hat Z` is a consistent but (in expectation) downward-biased
@@ -240,6 +309,19 @@ def importance_weighted_log_partition(
     :param samples: ``(N,) + event_shape`` proposal draws.
     :param log_q: ``(N,)`` their proposal log densities.
     :returns: ``(log_z_estimate, standard_error)``; differentiable in the energy's parameters.
+
+    Example (:math:`E(z) = \|z\|^2/2` in 2-D has :math:`\log Z = \log 2\pi \approx 1.84`)::
+
+        >>> import torch
+        >>> import pyro.distributions as dist
+        >>> from pyro_diffvi.infer.prior_objectives import importance_weighted_log_partition
+        >>> torch.manual_seed(0)  # doctest: +ELLIPSIS
+        <torch._C.Generator object at ...>
+        >>> proposal = dist.Normal(torch.zeros(2), 1.5).to_event(1)
+        >>> z = proposal.sample((20000,))
+        >>> log_z, se = importance_weighted_log_partition(lambda z: 0.5 * z.pow(2).sum(-1), z, proposal.log_prob(z))
+        >>> round(log_z.item(), 1), se.item() < 0.01
+        (1.8, True)
     """
     energy_fn = energy_function(energy)
     samples = _check_samples("samples", samples)
@@ -258,7 +340,7 @@ def importance_weighted_log_partition(
 
 class ImportanceWeightedLogZ(PriorObjective):
     r"""Maximum likelihood of the energy on the samples with the importance-weighted :math:`\log Z`
-    (paper 001, Eqs. 5 and 7): loss :math:`\frac1N\sum_i E(z_i) + \log \hat Z`, with :math:`\hat Z`
+    (Eqs. 5 and 7 of the unnormalized-priors paper): loss :math:`\frac1N\sum_i E(z_i) + \log \hat Z`, with :math:`\hat Z`
     from :func:`importance_weighted_log_partition` using the same samples and their proposal densities
     (in a VAE: :math:`z_i \sim q(z|x_i)`, ``log_q`` from the guide, pooled over the minibatch).
 
@@ -266,6 +348,20 @@ class ImportanceWeightedLogZ(PriorObjective):
     importance-weighted negative phase. Biased but consistent; the paper shows it fails in practice
     because :math:`q(z|x)` does not cover the prior. The value is the estimated negative average
     log-likelihood of the samples under the prior. Provided for comparison.
+
+    Example (samples of a standard Gaussian under its own energy: the loss is near the Gaussian's
+    negative log-likelihood, :math:`1 + \log 2\pi \approx 2.84`)::
+
+        >>> import torch
+        >>> import pyro.distributions as dist
+        >>> from pyro_diffvi.infer import ImportanceWeightedLogZ
+        >>> torch.manual_seed(0)  # doctest: +ELLIPSIS
+        <torch._C.Generator object at ...>
+        >>> proposal = dist.Normal(torch.zeros(2), 1.0).to_event(1)
+        >>> z = proposal.sample((4000,))
+        >>> loss = ImportanceWeightedLogZ()(lambda z: 0.5 * z.pow(2).sum(-1), z, proposal.log_prob(z))
+        >>> round(loss.item(), 1)
+        2.8
     """
 
     needs_log_q = True
@@ -289,7 +385,7 @@ def _unset_init_fn(n: int) -> Tensor:
 class ContrastiveDivergence(PriorObjective):
     r"""MCMC contrastive divergence: loss :math:`\frac1N\sum_i E(z_i) - \frac1M\sum_j E(\tilde z_j)` with
     negatives :math:`\tilde z_j` from Langevin chains on :math:`e^{-E}` (detached), i.e. the standard
-    maximum-likelihood gradient estimate of paper 001, Eq. 8.
+    maximum-likelihood gradient estimate of Eq. 8 of the unnormalized-priors paper.
 
     * short-run (``persistent=False``): chains start from ``init_fn`` at every call;
     * persistent (``persistent=True``): chains restart from a
@@ -307,10 +403,26 @@ class ContrastiveDivergence(PriorObjective):
     :param init_scale: fresh chains start at ``init_scale * N(0, I)``.
     :param noise_scale: Langevin noise scale (1 = exact Langevin dynamics).
     :param energy_reg: weight of the energy-magnitude regularizer (0 = none).
+
+    References: Y. Du, I. Mordatch. *Implicit Generation and Modeling with Energy-Based Models*.
+    NeurIPS, 2019 (replay buffer); Xiao (2022): Z. Xiao. *Designing Deep Generative Models with Symbiotic
+    Composition*. PhD dissertation, University of Chicago, 2022 (Sec. 2, short-run and persistent chains).
+
+    Example::
+
+        >>> import torch
+        >>> from pyro_diffvi.infer import ContrastiveDivergence
+        >>> torch.manual_seed(0)  # doctest: +ELLIPSIS
+        <torch._C.Generator object at ...>
+        >>> cd = ContrastiveDivergence(num_steps=5, step_size=0.1, persistent=True, buffer_size=100)
+        >>> loss = cd(lambda z: 0.5 * z.pow(2).sum(-1), torch.randn(32, 2))
+        >>> sorted(cd.last_terms), len(cd.buffer)
+        (['cd_gap', 'energy_neg', 'energy_pos'], 32)
     """
 
     def __init__(
         self,
+        *,
         num_steps: int = 20,
         step_size: float = 0.01,
         num_samples: int | None = None,
@@ -322,24 +434,15 @@ class ContrastiveDivergence(PriorObjective):
         energy_reg: float = 0.0,
     ):
         super().__init__()
-        if isinstance(num_steps, bool) or not isinstance(num_steps, int) or num_steps < 1:
-            raise ValueError(f"num_steps must be a positive int, got {num_steps!r}")
-        for name, value in (("step_size", step_size), ("init_scale", init_scale), ("noise_scale", noise_scale)):
-            if not float(value) > 0:
-                raise ValueError(f"{name} must be > 0, got {value!r}")
-        if num_samples is not None and (not isinstance(num_samples, int) or num_samples < 1):
-            raise ValueError(f"num_samples must be None or a positive int, got {num_samples!r}")
-        if energy_reg < 0:
-            raise ValueError(f"energy_reg must be >= 0, got {energy_reg!r}")
-        self.num_steps = num_steps
-        self.step_size = float(step_size)
-        self.num_samples = num_samples
+        self.num_steps = check_positive_int("num_steps", num_steps)
+        self.step_size = check_positive_float("step_size", step_size)
+        self.num_samples = None if num_samples is None else check_positive_int("num_samples", num_samples)
         self.persistent = bool(persistent)
-        self.buffer_size = buffer_size
+        self.buffer_size = check_positive_int("buffer_size", buffer_size)
         self.reinit_prob = reinit_prob
-        self.init_scale = float(init_scale)
-        self.noise_scale = float(noise_scale)
-        self.energy_reg = float(energy_reg)
+        self.init_scale = check_positive_float("init_scale", init_scale)
+        self.noise_scale = check_positive_float("noise_scale", noise_scale)
+        self.energy_reg = check_positive_float("energy_reg", energy_reg, allow_zero=True)
         self.buffer = None
 
     def state_dict(self) -> dict:
@@ -404,8 +507,8 @@ class ContrastiveDivergence(PriorObjective):
 
 
 class AdversarialCD(PriorObjective):
-    r"""Adversarial contrastive divergence with a variational flow prior :math:`q_\zeta` (paper 001,
-    Sec. 2.2, Eqs. 9-10, Alg. 2).
+    r"""Adversarial contrastive divergence with a variational flow prior :math:`q_\zeta` (the
+    unnormalized-priors paper, Sec. 2.2, Eqs. 9-10, Algorithm 2).
 
     The flow maximizes the variational lower bound on the log partition function (Eq. 9),
     :math:`\log Z \ge \mathbb E_{q_\zeta}[-E_\beta(z)] + H(q_\zeta)` (Alg. 2, step 3), and the energy
@@ -426,27 +529,45 @@ class AdversarialCD(PriorObjective):
         samples' feature size, device and dtype.
     :param num_samples: flow samples per call (default: as many as samples ``z``).
     :param num_transforms: transforms of the default flow (the paper uses a 4-layer IAF).
-    :param hidden_features: hidden sizes of the default flow's networks.
+    :param hidden_dims: hidden widths of the default flow's networks.
     :param module_name: the ``pyro.module`` name of the flow.
+
+    References: the unnormalized-priors paper; D. P. Kingma, T. Salimans, R. Jozefowicz, X. Chen,
+    I. Sutskever, M. Welling. *Improved Variational Inference with Inverse Autoregressive Flow*.
+    NeurIPS, 2016.
+
+    Example::
+
+        >>> import pyro, torch
+        >>> from pyro_diffvi.infer import AdversarialCD
+        >>> pyro.clear_param_store(); pyro.set_rng_seed(0)
+        >>> objective = AdversarialCD(num_transforms=1, hidden_dims=(8,))
+        >>> loss = objective(lambda z: 0.5 * z.pow(2).sum(-1), torch.randn(16, 2))
+        >>> sorted(objective.last_terms)
+        ['cd_gap', 'log_z_lower_bound']
+        >>> z, log_q = objective.flow_sample(5)
+        >>> tuple(z.shape), tuple(log_q.shape)
+        ((5, 2), (5,))
     """
 
     def __init__(
         self,
         flow: nn.Module | None = None,
+        *,
         num_samples: int | None = None,
         num_transforms: int = 4,
-        hidden_features: Sequence[int] = (64, 64),
+        hidden_dims: Sequence[int] = (64, 64),
         module_name: str = "adversarial_cd_flow",
-    ):
+    ) -> None:
         super().__init__()
         if flow is not None and not isinstance(flow, nn.Module):
             raise TypeError(f"flow must be a torch.nn.Module, got {type(flow).__name__}")
-        if num_samples is not None and (not isinstance(num_samples, int) or num_samples < 1):
-            raise ValueError(f"num_samples must be None or a positive int, got {num_samples!r}")
+        if not isinstance(module_name, str) or not module_name:
+            raise ValueError(f"module_name must be a non-empty str, got {module_name!r}")
         self.flow = flow
-        self.num_samples = num_samples
-        self.num_transforms = num_transforms
-        self.hidden_features = tuple(hidden_features)
+        self.num_samples = None if num_samples is None else check_positive_int("num_samples", num_samples)
+        self.num_transforms = check_positive_int("num_transforms", num_transforms)
+        self.hidden_dims = check_widths("hidden_dims", hidden_dims)
         self.module_name = module_name
         self.event_shape: torch.Size | None = None
 
@@ -500,8 +621,8 @@ class AdversarialCD(PriorObjective):
             raise ValueError(f"z must have event shape {tuple(self.event_shape)}, got {tuple(z.shape[1:])}")
         if self.flow is None:
             features = int(math.prod(self.event_shape))
-            hidden = tuple(max(h, features) for h in self.hidden_features)  # autoregressive masks need >= features
-            self.flow = ConditionalFlow(features, 0, self.num_transforms, "iaf", hidden, stable=False)
+            hidden = tuple(max(h, features) for h in self.hidden_dims)  # autoregressive masks need >= features
+            self.flow = ConditionalFlow(features, 0, num_transforms=self.num_transforms, flow="iaf", hidden_dims=hidden, stable=False)
             self.flow.to(device=z.device, dtype=z.dtype)
 
     def flow_sample(self, n: int) -> tuple[Tensor, Tensor]:

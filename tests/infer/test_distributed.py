@@ -70,7 +70,7 @@ OBJECTIVES = {
         lambda m: GaussianGuide(m, "z", "x", **SMALL),
     ),
     "energy_adversarial_cd": (
-        lambda: EnergyPriorELBO(prior_objective=AdversarialCD(num_transforms=1, hidden_features=(8,))),
+        lambda: EnergyPriorELBO(prior_objective=AdversarialCD(num_transforms=1, hidden_dims=(8,))),
         GRBMVAE,
         lambda m: GaussianGuide(m, "z", "x", **SMALL),
     ),

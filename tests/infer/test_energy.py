@@ -10,7 +10,7 @@ from torch import nn
 
 from pyro_diffvi.distributions import GRBMPrior
 from pyro_diffvi._pyro_compat import in_namespace
-from pyro_diffvi.infer.energy import EnergyPriorELBO, split_optim_args
+from pyro_diffvi.infer.energy import EnergyPriorELBO
 from pyro_diffvi.infer.prior_objectives import (
     AdversarialCD,
     ImportanceWeightedLogZ,
@@ -129,7 +129,7 @@ def test_prior_gradient_comes_only_from_the_objective():
 def test_svi_trains_prior_flow_and_vae_with_separate_learning_rates():
     vae = Vae()
     x = torch.randn(16, X_DIM, dtype=torch.float64)
-    objective = AdversarialCD(num_transforms=1, hidden_features=(8,))
+    objective = AdversarialCD(num_transforms=1, hidden_dims=(8,))
     elbo = EnergyPriorELBO(prior_objective=objective)
     optim = pyro.optim.Adam(elbo.optim_args({"lr": 1e-2}, prior={"lr": 1e-3}))
     svi = SVI(vae.model, vae.guide, optim, loss=elbo)
@@ -158,24 +158,20 @@ def test_importance_weighted_objective_gets_guide_log_density():
     assert {"iw_log_z", "iw_log_z_se"} <= set(elbo.last_terms)
 
 
-def test_split_optim_args():
-    args = split_optim_args({"lr": 1e-3}, {"lr": 2e-4}, prior_prefixes=("prior", "adversarial_cd_flow"))
-    assert args("prior.W") == {"lr": 2e-4} and args("encoder.0.weight") == {"lr": 1e-3}
-    # a prefix covers itself and names that continue it after a separator, nothing else
-    assert args("prior") == {"lr": 2e-4} and args("adversarial_cd_flow$$$layers.0.weight") == {"lr": 2e-4}
-    for other in ("prior2.W", "priors", "prior_net.weight", "adversarial_cd_flow2.x"):
+def test_optim_args_namespace_and_bad_input():
+    elbo = EnergyPriorELBO(prior_objective=AdversarialCD(module_name="vae"))
+    args = elbo.optim_args({"lr": 1e-3}, {"lr": 2e-4})
+    # the flow's namespace covers itself and names that continue it after a separator, nothing else
+    assert args("vae.b") == {"lr": 2e-4} and args("vae") == {"lr": 2e-4} and args("vae$$$b") == {"lr": 2e-4}
+    for other in ("vaeb", "vae_b", "va", "encoder.0.weight"):
         assert args(other) == {"lr": 1e-3}, other
-    vae = split_optim_args({"lr": 1e-3}, {"lr": 2e-4}, prior_prefixes="vae")
-    assert vae("vae.b") == {"lr": 2e-4} and vae("vae") == {"lr": 2e-4} and vae("vaeb") == {"lr": 1e-3}
     assert [in_namespace(n, "vae") for n in ("vae", "vae.b", "vae$$$b", "vaeb", "vae_b", "va")] == [
         True, True, True, False, False, False
     ]
-    with pytest.raises(ValueError, match="prior_prefixes"):
-        split_optim_args({}, {}, prior_prefixes=("",))
-    with pytest.raises(ValueError, match="prior_prefixes"):
-        split_optim_args({}, {}, prior_prefixes=())
     with pytest.raises(TypeError, match="prior must be a dict"):
-        split_optim_args({}, 2e-4, prior_prefixes="prior")
+        elbo.optim_args({}, 2e-4)
+    with pytest.raises(TypeError, match="vae must be a dict"):
+        elbo.optim_args(1e-3, {})
 
 
 def test_optim_args_match_the_flow_namespace_exactly():
@@ -209,7 +205,7 @@ def test_bad_input():
         EnergyPriorELBO(prior_objective=SlicedScoreMatching()).loss(normal_model, normal_guide, torch.zeros(3, 1))
 
 
-@pytest.mark.parametrize("objective", [SlicedScoreMatching, lambda: AdversarialCD(num_transforms=1, hidden_features=(8,))])
+@pytest.mark.parametrize("objective", [SlicedScoreMatching, lambda: AdversarialCD(num_transforms=1, hidden_dims=(8,))])
 def test_runs_on_device(device, objective):
     vae = Vae()
     for module in (vae.encoder, vae.decoder, vae.prior):

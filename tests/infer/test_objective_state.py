@@ -65,7 +65,7 @@ OBJECTIVES = {
     "cd_replay": lambda: EnergyPriorELBO(
         ContrastiveDivergence(num_steps=3, step_size=0.05, persistent=True, buffer_size=12, reinit_prob=0.3)
     ),
-    "adversarial_cd": lambda: EnergyPriorELBO(AdversarialCD(num_transforms=1, hidden_features=(8,))),
+    "adversarial_cd": lambda: EnergyPriorELBO(AdversarialCD(num_transforms=1, hidden_dims=(8,))),
     "aae": lambda: AdversarialAutoencoderLoss(hidden_dims=(8,)),
 }
 
@@ -171,9 +171,9 @@ def test_objective_state_dicts_are_checked():
     with pytest.raises(ValueError, match="site 'b'"):
         aae.load_state_dict({"discriminators": {"b": nn.Linear(2, 1).state_dict()}, "widths": {"b": 2}})
     # a fresh AdversarialCD rebuilds its default flow from the state, in the saved dtype
-    source = AdversarialCD(num_transforms=1, hidden_features=(8,))
+    source = AdversarialCD(num_transforms=1, hidden_dims=(8,))
     source.loss(lambda z: z.pow(2).sum(-1), torch.randn(4, 3, dtype=torch.float64))
-    target = AdversarialCD(num_transforms=1, hidden_features=(8,))
+    target = AdversarialCD(num_transforms=1, hidden_dims=(8,))
     target.load_state_dict(source.state_dict())
     assert target.event_shape == (3,) and next(target.flow.parameters()).dtype == torch.float64
     for (k, a), b in zip(source.flow.state_dict().items(), target.flow.state_dict().values()):

@@ -191,7 +191,7 @@ def test_adversarial_cd_improves_likelihood_and_moves_the_flow():
     # grid quadrature agrees with the closed form (checks the ground truth itself)
     assert abs(grid_log_partition(energy, -8, 8).item() - energy.exact_log_partition().item()) < 1e-6
     initial_ll = quadrature_log_likelihood(energy, data)
-    objective = AdversarialCD(num_samples=256, num_transforms=2, hidden_features=(32, 32))
+    objective = AdversarialCD(num_samples=256, num_transforms=2, hidden_dims=(32, 32))
     objective.loss(energy, data[:8])  # builds the flow
     with torch.no_grad():
         flow_mean_before = objective.flow_sample(4000)[0].mean(0)
@@ -209,7 +209,7 @@ def test_adversarial_cd_improves_likelihood_and_moves_the_flow():
 
 def test_adversarial_cd_gradients_are_split():
     energy = QuadraticEnergy()
-    objective = AdversarialCD(num_samples=32, num_transforms=1, hidden_features=(8,))
+    objective = AdversarialCD(num_samples=32, num_transforms=1, hidden_dims=(8,))
     data = gaussian_samples(32)
     objective.loss(energy, data)  # build
     torch.manual_seed(1)
