@@ -1,4 +1,10 @@
-"""The README's usage snippet runs as written, on real MNIST at a small size, and trains."""
+"""Every Python code block of README.md, docs/index.md and docs/guide.md runs as written.
+
+The blocks of a page run in order in one namespace, so a block may use what an earlier one defined. The
+names a page leaves to the reader (the README's ``batches`` and ``x_test``, the guide's model and data) are
+supplied by the test, small, so that the pages run in seconds. A block that cannot run on its own is
+marked, on the line before its fence, with ``<!-- no-run: reason -->``; only those are skipped.
+"""
 
 import re
 from pathlib import Path
@@ -6,23 +12,87 @@ from pathlib import Path
 import pyro
 import pytest
 import torch
-from pyro.infer import Trace_ELBO
 
 from pyro_diffvi.datasets import Minibatches, load_mnist
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+ROOT = Path(__file__).resolve().parents[1]
+README = ROOT / "README.md"
+PAGES = [README, ROOT / "docs" / "index.md", ROOT / "docs" / "guide.md"]
+NO_RUN = re.compile(r"<!--\s*no-run:\s*(\S.*?)\s*-->\s*$")
 
 
-def usage_snippet() -> str:
-    text = README.read_text()
-    usage = text[text.index("## Usage"):]
-    return re.search(r"```python\n(.*?)```", usage, re.S).group(1)
+def python_blocks(path: Path) -> list[tuple[int, str, str | None]]:
+    """``(line, code, no_run_reason)`` of every ```python block of ``path``, in order."""
+    lines = path.read_text().splitlines()
+    blocks, i = [], 0
+    while i < len(lines):
+        if lines[i].strip() == "```python":
+            start = i
+            end = lines.index("```", i + 1) if "```" in lines[i + 1:] else len(lines)
+            previous = next((lines[j] for j in range(start - 1, -1, -1) if lines[j].strip()), "")
+            match = NO_RUN.search(previous)
+            blocks.append((start + 1, "\n".join(lines[start + 1:end]) + "\n", match and match.group(1)))
+            i = end
+        i += 1
+    return blocks
 
 
-def run_snippet(code: str, batches, x_test) -> dict:
-    namespace = {"batches": batches, "x_test": x_test}
-    exec(compile(code, str(README), "exec"), namespace)
+def run_page(path: Path, namespace: dict) -> dict:
+    for line, code, reason in python_blocks(path):
+        if reason is None:
+            # the line numbers of a failing block point into the page itself
+            exec(compile("\n" * line + code, str(path), "exec"), namespace)
     return namespace
+
+
+def small_images(num_samples: int, seed: int) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(seed)
+    return torch.bernoulli(torch.full((num_samples, 784), 0.3), generator=generator)
+
+
+def test_pages_have_python_blocks_and_marked_skips_only():
+    for page in PAGES:
+        blocks = python_blocks(page)
+        assert blocks, f"{page} has no python block"
+        assert sum(reason is None for _, _, reason in blocks) >= 1
+    usage = [code for _, code, _ in python_blocks(README)]
+    assert "DiffusionGuide(model, latent=\"z\", observed=\"x\")" in usage[0] and "DDVI_ELBO()" in usage[0]
+
+
+def test_readme_blocks_run():
+    batches = [small_images(32, seed) for seed in range(3)]  # three SVI steps
+    x_test = small_images(8, 10)
+    namespace = run_page(README, {"batches": batches, "x_test": x_test})
+    assert torch.isfinite(torch.as_tensor(namespace["elbo"]))
+    for name in ("est", "ll"):
+        assert name in namespace
+
+
+def test_index_block_runs():
+    namespace = run_page(ROOT / "docs" / "index.md", {})
+    x = small_images(16, 0)
+    assert torch.isfinite(torch.as_tensor(namespace["svi"].step(x)))
+
+
+def test_guide_blocks_run(tmp_path, monkeypatch):
+    """docs/guide.md's blocks, in order, given the README's model and small data."""
+    monkeypatch.chdir(tmp_path)  # the checkpoint recipe writes checkpoint.pt
+    prelude = [code for _, code, _ in python_blocks(README)][0].split("svi = SVI(")[0]
+    setup = prelude + (
+        "import torch\n"
+        "import lightning as L\n"
+        "from pyro_diffvi.guides import GaussianGuide, FlowGuide, HierarchicalGuide, DiffusionGuide\n"
+        "optim = Adam({'lr': 1e-3})\n"
+    )
+    x_train = small_images(64, 0)
+    namespace = {"x_train": x_train, "x_batch": x_train[:16], "batches": [x_train[:32], x_train[32:]]}
+    exec(compile(setup, "guide prelude", "exec"), namespace)
+    # a trained guide and optimizer before the checkpoint recipe
+    namespace["guide"] = DiffusionGuide = namespace["DiffusionGuide"]
+    guide = DiffusionGuide(namespace["model"], latent="z", observed="x")
+    pyro.infer.SVI(namespace["model"], guide, namespace["optim"], loss=namespace["DDVI_ELBO"]()).step(x_train)
+    namespace["guide"] = guide
+    run_page(ROOT / "docs" / "guide.md", namespace)
 
 
 @pytest.mark.slow
@@ -31,19 +101,23 @@ def test_readme_usage_snippet_trains_on_mnist():
     x_test, _ = load_mnist("test", binarize="static", seed=0)
     batches = list(Minibatches(x_train[:12800], batch_size=128, shuffle=True, seed=0))  # 100 steps
     x_test = x_test[:500]
-    code = usage_snippet()
-    assert "DiffusionGuide(model, latent=\"z\", observed=\"x\")" in code and "DDVI_ELBO()" in code
+    code = python_blocks(README)[0][1]
+
+    def run_snippet(code: str) -> dict:
+        namespace = {"batches": batches, "x_test": x_test}
+        exec(compile(code, str(README), "exec"), namespace)
+        return namespace
 
     torch.manual_seed(0)
     pyro.clear_param_store()
-    ddvi = run_snippet(code, batches, x_test)
+    ddvi = run_snippet(code)
     # the one-line swap of the README: the Gaussian guide with Trace_ELBO, same data and steps
     swapped = code.replace("DiffusionGuide(", "GaussianGuide(").replace("DDVI_ELBO()", "Trace_ELBO()")
     swapped = swapped.replace("from pyro_diffvi.guides import DiffusionGuide",
                               "from pyro_diffvi.guides import GaussianGuide")
     torch.manual_seed(0)
     pyro.clear_param_store()
-    gaussian = run_snippet(swapped, batches, x_test)
+    gaussian = run_snippet(swapped)
 
     untrained = -784 * torch.log(torch.tensor(2.0)).item()  # about the bound of a decoder at init
     for result in (ddvi, gaussian):
