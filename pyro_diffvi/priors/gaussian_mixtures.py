@@ -15,6 +15,12 @@ class IsotropicGaussianMixture(StructuredPrior):
     :param centers: component means, shape ``(K, 2)``.
     :param float scale: common standard deviation :math:`\\sigma > 0`.
     :param int dim: event size (extra coordinates are standard normal).
+
+    >>> import torch
+    >>> from pyro_diffvi.priors import IsotropicGaussianMixture
+    >>> prior = IsotropicGaussianMixture(torch.tensor([[-1.0, 0.0], [1.0, 0.0]]), scale=0.5)
+    >>> prior.num_components, round(prior.log_prob(torch.tensor([1.0, 0.0])).item(), 4)
+    (2, -1.1444)
     """
 
     def __init__(self, centers: torch.Tensor, scale: float, dim: int = 2, **kwargs) -> None:
@@ -51,14 +57,28 @@ class GaussianRing(IsotropicGaussianMixture):
 
     Component ``l`` has mean :math:`r(\\cos(2\\pi l/K), \\sin(2\\pi l/K))`.
 
-    Defaults reproduce the "8-Gaussians" toy density used by the energy-prior VAE paper
+    Defaults reproduce the "8-Gaussians" toy density used by the unnormalized-priors paper
     (its Sec. 4.1, data from Cao et al. 2019, which follow Grathwohl et al. 2019): means at radius
     :math:`4/\\sqrt2 = 2\\sqrt2` and standard deviation :math:`0.5/\\sqrt2`.
+
+    References: *Variational Inference with Unnormalized Priors*. Anonymous authors, manuscript under double-blind review. W. Grathwohl, R. T. Q. Chen, J. Bettencourt, I. Sutskever, D. Duvenaud. *FFJORD: Free-form Continuous Dynamics for Scalable Reversible Generative Models*. ICLR, 2019.
 
     :param int num_components: number of Gaussians ``K >= 1``.
     :param float radius: circle radius ``> 0``.
     :param float scale: standard deviation of each Gaussian ``> 0``.
     :param int dim: event size (coordinates beyond two are standard normal).
+
+    >>> import pyro
+    >>> from pyro_diffvi.priors import GaussianRing
+    >>> pyro.set_rng_seed(0)
+    >>> prior = GaussianRing(num_components=4, radius=2.0)
+    >>> prior.centers.round(decimals=4).abs()
+    tensor([[2., 0.],
+            [0., 2.],
+            [2., 0.],
+            [0., 2.]])
+    >>> prior.sample((3,)).shape
+    torch.Size([3, 2])
     """
 
     def __init__(
@@ -82,15 +102,22 @@ class GaussianGrid(IsotropicGaussianMixture):
     Means are :math:`s\\,(i - (n-1)/2, j - (n-1)/2)` for :math:`i, j = 0..n-1`, label
     :math:`l = i\\,n + j`.
 
-    Defaults reproduce the common "25-Gaussians" toy density (the dissertation's Ch. 4 and 6
-    experiments): a 5 x 5 grid with spacing :math:`2/(2\\sqrt2) = 1/\\sqrt2` and standard deviation
+    Defaults reproduce the common "25-Gaussians" toy density (the experiments of Xiao (2022),
+    Ch. 4 and 6): a 5 x 5 grid with spacing :math:`2/(2\\sqrt2) = 1/\\sqrt2` and standard deviation
     :math:`0.05/(2\\sqrt2)`, i.e. means in :math:`\\{-2, \\dots, 2\\} \\times 2` with std 0.05, all divided by
     :math:`2\\sqrt2`.
+
+    References: Z. Xiao. *Designing Deep Generative Models with Symbiotic Composition*. PhD dissertation, University of Chicago, 2022.
 
     :param int num_per_side: grid size ``n >= 1``.
     :param float spacing: distance between neighbouring means ``> 0``.
     :param float scale: standard deviation of each Gaussian ``> 0``.
     :param int dim: event size (coordinates beyond two are standard normal).
+
+    >>> from pyro_diffvi.priors import GaussianGrid
+    >>> prior = GaussianGrid(num_per_side=3, spacing=1.0)
+    >>> prior.num_components, prior.centers[0], prior.centers[4]
+    (9, tensor([-1., -1.]), tensor([0., 0.]))
     """
 
     def __init__(

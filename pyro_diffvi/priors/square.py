@@ -40,13 +40,26 @@ class Square(StructuredPrior):
 
     Defaults: ``K = 10`` (one arc per MNIST class), half-width 1 (a unit-scale latent like the
     pinwheel's unit radius) and noise std 0.1 (a tenth of the half-width, thin but
-    well-resolved lines as in the DDVI figures). The DDVI appendix with the exact values is not
-    part of our copy of the paper.
+    well-resolved lines as in the DDVI figures). The DDVI paper's main text does not state its
+    exact values.
+
+    References: W. T. Piriyakulkij, Y. Wang, V. Kuleshov. *Denoising Diffusion Variational Inference: Diffusion
+    Models as Expressive Variational Posteriors*. arXiv:2401.02739, 2024.
 
     :param int num_components: number of arcs ``K >= 1``.
     :param float half_width: :math:`h > 0`.
     :param float scale: noise standard deviation :math:`\\sigma > 0`.
     :param int dim: event size (coordinates beyond two are standard normal).
+
+    >>> import torch
+    >>> from pyro_diffvi.priors import Square
+    >>> prior = Square(num_components=4, half_width=1.0)
+    >>> prior.perimeter_point(torch.tensor([0.0, 2.0, 4.0]))  # corners, counter-clockwise
+    tensor([[-1., -1.],
+            [ 1., -1.],
+            [ 1.,  1.]])
+    >>> prior.log_prob(torch.tensor([[0.0, -1.0], [0.0, 0.0]])) > -20  # on the edge, at the centre
+    tensor([ True, False])
     """
 
     def __init__(

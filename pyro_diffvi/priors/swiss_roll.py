@@ -19,12 +19,13 @@ class SwissRoll(StructuredPrior):
         c(t) = \\lambda\\, t\\, (\\cos t, \\sin t), \\quad \\varepsilon \\sim \\mathcal{N}(0, I),
 
     the 2-D swiss roll of scikit-learn's ``make_swiss_roll`` (coordinates 0 and 2) as used for
-    2-D density estimation by Grathwohl et al. (2019): :math:`t_0 = 1.5\\pi`, :math:`t_1 = 4.5\\pi`,
+    2-D density estimation by Grathwohl et al. (2019, *FFJORD: Free-form Continuous Dynamics for
+    Scalable Reversible Generative Models*, ICLR): :math:`t_0 = 1.5\\pi`, :math:`t_1 = 4.5\\pi`,
     unit noise, everything divided by 5, i.e. defaults :math:`\\lambda = 0.2`, :math:`\\sigma = 0.2`
     (about the N(0, I) scale of a VAE latent, radius at most 2.83; neighbouring turns are
     :math:`2\\pi\\lambda = 1.26 \\approx 6.3\\sigma` apart, so the roll is clearly resolved). The DDVI
-    appendix with its exact values is not part of our copy of the paper; the toy dataset
-    ``"swissroll"`` samples this prior, so both agree.
+    paper's main text does not state its exact values; the toy dataset ``"swissroll"`` samples
+    this prior, so both agree.
 
     Components: :math:`[t_0, t_1]` is cut into ``K`` intervals of equal length (equal weights);
     component :math:`l` is the roll segment with :math:`t` uniform on interval :math:`l`.
@@ -49,6 +50,19 @@ class SwissRoll(StructuredPrior):
     :param int num_panels: total quadrature panels (split evenly among the components, rounded up).
     :param int quadrature_order: Gauss-Legendre nodes per panel.
     :param int dim: event size (coordinates beyond two are standard normal).
+
+    References: W. T. Piriyakulkij, Y. Wang, V. Kuleshov. *Denoising Diffusion Variational Inference: Diffusion
+    Models as Expressive Variational Posteriors*. arXiv:2401.02739, 2024.
+
+    >>> import pyro, torch
+    >>> from pyro_diffvi.priors import SwissRoll
+    >>> pyro.set_rng_seed(0)
+    >>> prior = SwissRoll()
+    >>> z, labels = prior.sample_with_labels((4,))
+    >>> z.shape, labels.shape
+    (torch.Size([4, 2]), torch.Size([4]))
+    >>> prior.log_prob(prior.curve(torch.tensor([3.0 * torch.pi]))) > prior.log_prob(torch.zeros(1, 2))
+    tensor([True])
     """
 
     def __init__(
