@@ -8,12 +8,21 @@ and :math:`\bar\alpha_t = \prod_{s \le t} \alpha_s`:
 * posterior :math:`r(y_{t-1}|y_t, y_0) = \mathcal N(\tilde\mu_t, \tilde\beta_t I)` with
   :math:`\tilde\mu_t = \frac{\sqrt{\bar\alpha_{t-1}}\beta_t}{1-\bar\alpha_t} y_0 + \frac{\sqrt{\alpha_t}(1-\bar\alpha_{t-1})}{1-\bar\alpha_t} y_t`
   and :math:`\tilde\beta_t = \frac{1-\bar\alpha_{t-1}}{1-\bar\alpha_t}\beta_t` (the :math:`y_t` coefficient uses
-  :math:`\sqrt{\alpha_t}`, see the erratum to the dissertation's Eq. 2.51);
+  :math:`\sqrt{\alpha_t}`, see the erratum to Eq. 2.51 of Xiao (2022));
 * noise-prediction mean :math:`\mu(y_t, \hat\epsilon) = \big(y_t - \frac{\beta_t}{\sqrt{1-\bar\alpha_t}}\hat\epsilon\big)/\sqrt{\alpha_t}`,
   equal to :math:`\tilde\mu_t` when :math:`\hat\epsilon` is the true noise of :math:`y_t = \sqrt{\bar\alpha_t} y_0 + \sqrt{1-\bar\alpha_t}\epsilon`.
 
 Time indices ``t`` run from 1 to T and may be Python ints or integer tensors (broadcast against the
 batch dimensions of the values; the last dimension of every value is the event dimension).
+
+References:
+
+- W. T. Piriyakulkij, Y. Wang, V. Kuleshov. *Denoising Diffusion Variational Inference: Diffusion Models
+  as Expressive Variational Posteriors*. arXiv:2401.02739, 2024.
+- J. Ho, A. Jain, P. Abbeel. *Denoising Diffusion Probabilistic Models*. NeurIPS, 2020.
+- A. Q. Nichol, P. Dhariwal. *Improved Denoising Diffusion Probabilistic Models*. ICML, 2021.
+- Z. Xiao. *Designing Deep Generative Models with Symbiotic Composition*. PhD dissertation, University of
+  Chicago, 2022.
 """
 
 from __future__ import annotations
@@ -39,6 +48,21 @@ class GaussianDiffusion(nn.Module):
     :param num_steps: :math:`T`.
     :param schedule: ``"linear"`` (DDPM, :math:`10^{-4}..0.02`), ``"cosine"`` or explicit betas.
     :param dtype: dtype of the buffers.
+
+    >>> import pyro, torch
+    >>> from pyro_diffvi.diffusion import GaussianDiffusion
+    >>> pyro.set_rng_seed(0)
+    >>> diffusion = GaussianDiffusion(20)
+    >>> round(diffusion.alphas_cumprod[-1].item(), 3)  # the linear schedule keeps most of y_0
+    0.817
+    >>> y0 = torch.randn(4, 2)
+    >>> diffusion.marginal(y0, 20).sample().shape
+    torch.Size([4, 2])
+    >>> noise = torch.randn(4, 2)
+    >>> y_t = diffusion.q_sample(y0, 5, noise)
+    >>> # the noise-prediction mean with the true noise is the forward posterior's mean
+    >>> torch.allclose(diffusion.mean_from_eps(y_t, 5, noise), diffusion.posterior(y_t, y0, 5).mean, atol=1e-5)
+    True
     """
 
     def __init__(
@@ -81,6 +105,14 @@ class GaussianDiffusion(nn.Module):
         :param name: a buffer name, e.g. ``"betas"``, ``"alphas_cumprod"``.
         :param t: an int or an integer tensor of times in ``1..T``.
         :param like: if given, the result is cast to its device and dtype.
+
+        >>> import torch
+        >>> from pyro_diffvi.diffusion import GaussianDiffusion
+        >>> diffusion = GaussianDiffusion(3, [0.1, 0.2, 0.3])
+        >>> diffusion.at("betas", 2)
+        tensor([0.2000])
+        >>> diffusion.at("betas", torch.tensor([1, 3])).shape  # one value per time, event dim kept
+        torch.Size([2, 1])
         """
         table = getattr(self, name)
         if isinstance(t, int):
@@ -92,10 +124,6 @@ class GaussianDiffusion(nn.Module):
         if like is not None:
             value = value.to(device=like.device, dtype=like.dtype)
         return value
-
-    def transition(self, y_prev: torch.Tensor, t: int | torch.Tensor) -> dist.Normal:
-        r""":math:`r(y_t|y_{t-1}) = \mathcal N(\sqrt{1-\beta_t}\, y_{t-1}, \beta_t I)` (batch distribution per coordinate)."""
-        return dist.Normal(self.at("sqrt_alphas", t, y_prev) * y_prev, self.at("betas", t, y_prev).sqrt())
 
     def marginal(self, y0: torch.Tensor, t: int | torch.Tensor) -> dist.Normal:
         r""":math:`r(y_t|y_0) = \mathcal N(\sqrt{\bar\alpha_t}\, y_0, (1-\bar\alpha_t) I)`."""

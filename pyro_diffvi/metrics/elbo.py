@@ -19,6 +19,13 @@ result is still a lower bound on :math:`\log p(x)`: with an auxiliary trajectory
 * ELBO (Kingma & Welling 2014): :math:`\frac1N\sum_n \frac1S\sum_s \log w_{s,n}`.
 * IWAE bound (Burda et al. 2016, Eq. 8):
   :math:`\mathcal L_K(x_n) = \log \frac1K \sum_{k=1}^K w_{k,n} \le \log p(x_n)`, averaged over data points.
+
+References:
+
+* D. P. Kingma, M. Welling. *Auto-Encoding Variational Bayes*. ICLR 2014.
+* Y. Burda, R. Grosse, R. Salakhutdinov. *Importance Weighted Autoencoders*. ICLR 2016 (Eq. 8).
+* W. T. Piriyakulkij, Y. Wang, V. Kuleshov. *Denoising Diffusion Variational Inference: Diffusion
+  Models as Expressive Variational Posteriors*. arXiv:2401.02739, 2024 (Eq. 5, the auxiliary bound).
 """
 
 from __future__ import annotations
@@ -33,6 +40,9 @@ import torch
 from pyro import poutine
 from pyro.poutine.util import prune_subsample_sites
 
+from pyro_diffvi.samplers.ais import log_mean_exp_with_se
+from pyro_diffvi.util import check_positive_int
+
 __all__ = ["Estimate", "LogWeights", "combine_estimates", "elbo", "iwae", "log_weights"]
 
 _PARTICLE_PLATE = "_pyro_diffvi_eval_particles"
@@ -45,7 +55,8 @@ class Estimate:
     :ivar mean: the estimate (nats per data point).
     :ivar stderr: its standard error; what it measures is stated by the function that returns it
         (``nan`` where it cannot be estimated).
-    :ivar num_samples: number of importance samples (particles) per data point.
+    :ivar num_particles: number of guide draws (particles) per data point, or ``None`` for an estimate
+        that draws none (:func:`~pyro_diffvi.metrics.latent_nll`, an average over prior samples).
     :ivar num_data: number of data points in the evaluated batch.
     :ivar per_point: ``False`` when the model has global latent sites, so that only the total over the
         batch is defined; ``mean`` is then the total divided by ``num_data``.
@@ -53,29 +64,54 @@ class Estimate:
         when ``per_point`` is ``False``).
     :ivar stderr_kind: ``"monte_carlo"`` (sampling noise for the given batch, as for :func:`elbo`) or
         ``"data"`` (spread of ``values`` across data points, as for :func:`iwae`).
+
+    Example::
+
+        >>> import torch
+        >>> from pyro_diffvi.metrics import Estimate
+        >>> values = torch.tensor([-1.0, -2.0, -3.0], dtype=torch.float64)
+        >>> est = Estimate(values.mean().item(), 1 / 3**0.5, 8, 3, True, values, "data")
+        >>> print(est)
+        -2.0000 ± 0.5774 (nats per data point, 8 particles)
     """
 
     mean: float
     stderr: float
-    num_samples: int
+    num_particles: int | None
     num_data: int
     per_point: bool
     values: torch.Tensor
     stderr_kind: str = "monte_carlo"
 
     def __str__(self) -> str:
-        return f"{self.mean:.4f} ± {self.stderr:.4f} (nats per data point, {self.num_samples} samples)"
+        particles = "" if self.num_particles is None else f", {self.num_particles} particles"
+        return f"{self.mean:.4f} ± {self.stderr:.4f} (nats per data point{particles})"
 
 
 @dataclass(frozen=True)
 class LogWeights:
     """Log importance weights :math:`\\log p(x, z) - \\log q(z \\mid x)` of a model/guide pair.
 
-    :ivar values: shape ``(num_samples, num_data)`` when ``per_point``; shape ``(num_samples, 1)``
+    :ivar values: shape ``(num_particles, num_data)`` when ``per_point``; shape ``(num_particles, 1)``
         holding the total over the batch when the model has global latent sites.
     :ivar per_point: whether ``values`` splits into data points.
     :ivar data_plate: name of the plate holding the observations.
     :ivar num_data: size of that plate.
+
+    Example::
+
+        >>> import pyro, pyro.distributions as dist, torch
+        >>> def model(x):  # z ~ N(0, 1), x | z ~ N(z, 1): p(x) = N(x; 0, 2)
+        ...     with pyro.plate("data", x.shape[0]):
+        ...         z = pyro.sample("z", dist.Normal(0.0, 1.0))
+        ...         pyro.sample("x", dist.Normal(z, 1.0), obs=x)
+        >>> def guide(x):  # the exact posterior N(x / 2, 1 / 2)
+        ...     with pyro.plate("data", x.shape[0]):
+        ...         pyro.sample("z", dist.Normal(x / 2, 0.5**0.5))
+        >>> from pyro_diffvi.metrics import log_weights
+        >>> weights = log_weights(model, guide, torch.tensor([0.0, 1.0, 2.0]), num_particles=5)
+        >>> weights.values.shape, weights.per_point, weights.data_plate, weights.num_data
+        (torch.Size([5, 3]), True, 'data', 3)
     """
 
     values: torch.Tensor
@@ -234,17 +270,11 @@ def _chunk_log_weights(model, guide, args, kwargs, structure: _Structure, num: i
     return total
 
 
-def _check_count(name: str, value, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
-    return value
-
-
 def log_weights(
     model: Callable,
     guide: Callable,
     *args,
-    num_samples: int = 1,
+    num_particles: int = 1,
     max_particles_per_chunk: int | None = None,
     data_plate: str | None = None,
     no_grad: bool = True,
@@ -264,7 +294,7 @@ def log_weights(
     :param model: a Pyro model; its observed sites must lie in a data plate.
     :param guide: a Pyro guide sampling every latent site of the model.
     :param args: positional arguments of model and guide (the batch to evaluate, in full).
-    :param num_samples: number of particles :math:`S` per data point.
+    :param num_particles: number of particles (guide draws) :math:`S` per data point.
     :param max_particles_per_chunk: largest particle plate run at once (memory bound); ``None`` runs
         all particles together.
     :param data_plate: name of the data plate; auto-detected when ``None``.
@@ -273,13 +303,30 @@ def log_weights(
     :return: :class:`LogWeights` with ``values`` of shape ``(S, N)`` (or ``(S, 1)``).
     :raises ValueError: subsampled plates, no or ambiguous data plate, model latents missing from the
         guide, non-auxiliary guide sites missing from the model, non-finite weights.
+
+    Example: with the exact posterior as guide every weight equals :math:`\log p(x_n)`::
+
+        >>> import pyro, pyro.distributions as dist, torch
+        >>> def model(x):  # z ~ N(0, 1), x | z ~ N(z, 1): p(x) = N(x; 0, 2)
+        ...     with pyro.plate("data", x.shape[0]):
+        ...         z = pyro.sample("z", dist.Normal(0.0, 1.0))
+        ...         pyro.sample("x", dist.Normal(z, 1.0), obs=x)
+        >>> def guide(x):  # the exact posterior N(x / 2, 1 / 2)
+        ...     with pyro.plate("data", x.shape[0]):
+        ...         pyro.sample("z", dist.Normal(x / 2, 0.5**0.5))
+        >>> from pyro_diffvi.metrics import log_weights
+        >>> pyro.set_rng_seed(0)
+        >>> x = torch.tensor([0.0, 1.0, 2.0])
+        >>> weights = log_weights(model, guide, x, num_particles=4)
+        >>> torch.allclose(weights.values, dist.Normal(0.0, 2.0**0.5).log_prob(x).expand(4, 3), atol=1e-5)
+        True
     """
-    _check_count("num_samples", num_samples)
-    chunk = num_samples if max_particles_per_chunk is None else max_particles_per_chunk
-    _check_count("max_particles_per_chunk", chunk)
+    check_positive_int("num_particles", num_particles)
+    chunk = num_particles if max_particles_per_chunk is None else max_particles_per_chunk
+    check_positive_int("max_particles_per_chunk", chunk)
     with torch.set_grad_enabled(not no_grad):
         structure = _inspect(model, guide, args, kwargs, data_plate)
-        sizes = [min(chunk, num_samples - start) for start in range(0, num_samples, chunk)]
+        sizes = [min(chunk, num_particles - start) for start in range(0, num_particles, chunk)]
         values = torch.cat(
             [_chunk_log_weights(model, guide, args, kwargs, structure, n) for n in sizes], dim=0
         )
@@ -315,16 +362,33 @@ def elbo(
     (``per_point=False``) :math:`e_s` is the total over the batch divided by :math:`N`.
 
     Arguments are those of :func:`log_weights` (``num_particles`` = :math:`S`).
+
+    Example: a guide too narrow by half gives an ELBO below the exact :math:`\frac1N\log p(x)`::
+
+        >>> import pyro, pyro.distributions as dist, torch
+        >>> def model(x):  # z ~ N(0, 1), x | z ~ N(z, 1): p(x) = N(x; 0, 2)
+        ...     with pyro.plate("data", x.shape[0]):
+        ...         z = pyro.sample("z", dist.Normal(0.0, 1.0))
+        ...         pyro.sample("x", dist.Normal(z, 1.0), obs=x)
+        >>> def guide(x):  # the exact posterior N(x / 2, 1 / 2)
+        ...     with pyro.plate("data", x.shape[0]):
+        ...         pyro.sample("z", dist.Normal(x / 2, 0.5**0.5))
+        >>> from pyro_diffvi.metrics import elbo
+        >>> def narrow_guide(x):
+        ...     with pyro.plate("data", x.shape[0]):
+        ...         pyro.sample("z", dist.Normal(x / 2, 0.5 * 0.5**0.5))
+        >>> pyro.set_rng_seed(0)
+        >>> x = torch.tensor([0.0, 1.0, 2.0])
+        >>> exact = dist.Normal(0.0, 2.0**0.5).log_prob(x).mean().item()
+        >>> round(elbo(model, guide, x, num_particles=4).mean - exact, 4) == 0
+        True
+        >>> est = elbo(model, narrow_guide, x, num_particles=1000)
+        >>> est.mean < exact - 5 * est.stderr, est.stderr_kind
+        (True, 'monte_carlo')
     """
     weights = log_weights(
-        model,
-        guide,
-        *args,
-        num_samples=num_particles,
-        max_particles_per_chunk=max_particles_per_chunk,
-        data_plate=data_plate,
-        no_grad=no_grad,
-        **kwargs,
+        model, guide, *args, num_particles=num_particles, max_particles_per_chunk=max_particles_per_chunk,
+        data_plate=data_plate, no_grad=no_grad, **kwargs,
     )
     lw = _as_float64(weights.values)
     per_particle = lw.sum(-1) / weights.num_data
@@ -340,7 +404,7 @@ def iwae(
     model: Callable,
     guide: Callable,
     *args,
-    num_samples: int = 64,
+    num_particles: int = 64,
     max_particles_per_chunk: int | None = None,
     data_plate: str | None = None,
     no_grad: bool = True,
@@ -361,25 +425,39 @@ def iwae(
     bound is taken on the whole batch, :math:`\log\frac1K\sum_k w_k(x_{1:N})`, divided by :math:`N`,
     and ``stderr`` is ``nan``.
 
-    Arguments are those of :func:`log_weights` (``num_samples`` = :math:`K`).
+    Arguments are those of :func:`log_weights` (``num_particles`` = :math:`K`).
+
+    Example: the bound tightens as :math:`K` grows (here for a guide too narrow by half)::
+
+        >>> import pyro, pyro.distributions as dist, torch
+        >>> def model(x):  # z ~ N(0, 1), x | z ~ N(z, 1): p(x) = N(x; 0, 2)
+        ...     with pyro.plate("data", x.shape[0]):
+        ...         z = pyro.sample("z", dist.Normal(0.0, 1.0))
+        ...         pyro.sample("x", dist.Normal(z, 1.0), obs=x)
+        >>> def guide(x):  # the exact posterior N(x / 2, 1 / 2)
+        ...     with pyro.plate("data", x.shape[0]):
+        ...         pyro.sample("z", dist.Normal(x / 2, 0.5**0.5))
+        >>> from pyro_diffvi.metrics import iwae
+        >>> def narrow_guide(x):
+        ...     with pyro.plate("data", x.shape[0]):
+        ...         pyro.sample("z", dist.Normal(x / 2, 0.5 * 0.5**0.5))
+        >>> pyro.set_rng_seed(0)
+        >>> x = torch.linspace(-2.0, 2.0, 50)
+        >>> exact = dist.Normal(0.0, 2.0**0.5).log_prob(x).mean().item()
+        >>> k1 = iwae(model, narrow_guide, x, num_particles=1).mean
+        >>> k1000 = iwae(model, narrow_guide, x, num_particles=1000).mean
+        >>> k1 < k1000 < exact + 1e-3
+        True
     """
     weights = log_weights(
-        model,
-        guide,
-        *args,
-        num_samples=num_samples,
-        max_particles_per_chunk=max_particles_per_chunk,
-        data_plate=data_plate,
-        no_grad=no_grad,
-        **kwargs,
+        model, guide, *args, num_particles=num_particles, max_particles_per_chunk=max_particles_per_chunk,
+        data_plate=data_plate, no_grad=no_grad, **kwargs,
     )
-    bound = torch.logsumexp(_as_float64(weights.values), dim=0) - math.log(num_samples)
+    bound, _ = log_mean_exp_with_se(_as_float64(weights.values), dim=0)
     if not weights.per_point:
         values = bound / weights.num_data
-        return Estimate(values.item(), math.nan, num_samples, weights.num_data, False, values, "data")
-    n = weights.num_data
-    stderr = bound.std().item() / math.sqrt(n) if n > 1 else math.nan
-    return Estimate(bound.mean().item(), stderr, num_samples, n, True, bound, "data")
+        return Estimate(values.item(), math.nan, num_particles, weights.num_data, False, values, "data")
+    return _data_estimate(bound, num_particles)
 
 
 def combine_estimates(estimates: Sequence[Estimate]) -> Estimate:
@@ -389,27 +467,52 @@ def combine_estimates(estimates: Sequence[Estimate]) -> Estimate:
     batches, :math:`\sqrt{\sum_i N_i^2 \mathrm{se}_i^2} / \sum_i N_i`; a ``"data"`` standard error is
     recomputed from the concatenated per-point ``values`` (``nan`` for totals, ``per_point=False``).
 
-    :param estimates: estimates of the same kind with the same ``num_samples``.
+    :param estimates: estimates of the same kind with the same ``num_particles``.
+    :return: the :class:`Estimate` of the union of the batches.
+
+    Example::
+
+        >>> import pyro, pyro.distributions as dist, torch
+        >>> def model(x):  # z ~ N(0, 1), x | z ~ N(z, 1): p(x) = N(x; 0, 2)
+        ...     with pyro.plate("data", x.shape[0]):
+        ...         z = pyro.sample("z", dist.Normal(0.0, 1.0))
+        ...         pyro.sample("x", dist.Normal(z, 1.0), obs=x)
+        >>> def guide(x):  # the exact posterior N(x / 2, 1 / 2)
+        ...     with pyro.plate("data", x.shape[0]):
+        ...         pyro.sample("z", dist.Normal(x / 2, 0.5**0.5))
+        >>> from pyro_diffvi.metrics import combine_estimates, iwae
+        >>> pyro.set_rng_seed(0)
+        >>> x = torch.tensor([0.0, 1.0, 2.0, 3.0])
+        >>> parts = [iwae(model, guide, batch, num_particles=8) for batch in x.split(2)]
+        >>> whole = combine_estimates(parts)
+        >>> whole.num_data, round(whole.mean, 4) == round(dist.Normal(0.0, 2.0**0.5).log_prob(x).mean().item(), 4)
+        (4, True)
     """
     estimates = list(estimates)
     if not estimates or not all(isinstance(e, Estimate) for e in estimates):
         raise TypeError("estimates must be a non-empty sequence of Estimate")
     first = estimates[0]
     for e in estimates[1:]:
-        if (e.stderr_kind, e.num_samples) != (first.stderr_kind, first.num_samples):
+        if (e.stderr_kind, e.num_particles) != (first.stderr_kind, first.num_particles):
             raise ValueError(
-                "estimates must share stderr_kind and num_samples, got "
-                f"{(first.stderr_kind, first.num_samples)} and {(e.stderr_kind, e.num_samples)}"
+                "estimates must share stderr_kind and num_particles, got "
+                f"{(first.stderr_kind, first.num_particles)} and {(e.stderr_kind, e.num_particles)}"
             )
     sizes = [e.num_data for e in estimates]
     total = sum(sizes)
     mean = sum(e.mean * n for e, n in zip(estimates, sizes)) / total
     per_point = all(e.per_point for e in estimates)
-    values = torch.cat([e.values.detach().to(torch.float64).cpu() for e in estimates])
+    values = torch.cat([_as_float64(e.values).cpu() for e in estimates])
     if first.stderr_kind == "monte_carlo":
         stderr = math.sqrt(sum((e.stderr * n) ** 2 for e, n in zip(estimates, sizes))) / total
-    elif per_point and total > 1:
-        stderr = values.std().item() / math.sqrt(total)
-    else:
-        stderr = math.nan
-    return Estimate(mean, stderr, first.num_samples, total, per_point, values, first.stderr_kind)
+        return Estimate(mean, stderr, first.num_particles, total, per_point, values, "monte_carlo")
+    if per_point:
+        return _data_estimate(values, first.num_particles)
+    return Estimate(mean, math.nan, first.num_particles, total, False, values, "data")
+
+
+def _data_estimate(values: torch.Tensor, num_particles: int | None) -> Estimate:
+    r"""Mean of per-point ``values`` with the standard error across points, :math:`\mathrm{sd}/\sqrt N`."""
+    n = values.shape[0]
+    stderr = values.std().item() / math.sqrt(n) if n > 1 else math.nan
+    return Estimate(values.mean().item(), stderr, num_particles, n, True, values, "data")

@@ -1,6 +1,6 @@
 r"""Test log-likelihood of a model with energy-based (unnormalized) priors: an **estimate**.
 
-Paper 001, Eq. 6 and Sec. 2.3 (AIS evaluation): with an unnormalized prior :math:`e^{-E(z)}`,
+The unnormalized-priors paper (Eq. 6 and Sec. 2.3, AIS evaluation): with an unnormalized prior :math:`e^{-E(z)}`,
 
 .. math::
     \log p(x) = \log \tilde p(x) - \log Z, \qquad
@@ -18,6 +18,13 @@ and :math:`\log Z` is estimated by annealed importance sampling
 The two biases have opposite signs, so the result is neither a lower nor an upper bound: it is an
 estimate, reported with its Monte-Carlo standard error (IWAE delta-method error per data point and the
 AIS standard error, combined) and, separately, the spread over data points.
+
+References:
+
+* *Variational Inference with Unnormalized Priors*. Anonymous authors, manuscript under double-blind
+  review (Eq. 6, Sec. 2.3).
+* Y. Burda, R. Grosse, R. Salakhutdinov. *Importance Weighted Autoencoders*. ICLR 2016 (Eq. 8).
+* R. M. Neal. *Annealed importance sampling*. Statistics and Computing 11, 125-139, 2001.
 """
 
 from __future__ import annotations
@@ -32,6 +39,7 @@ from torch import Tensor
 
 from pyro_diffvi.infer.energy import find_energy_distribution
 from pyro_diffvi.metrics.elbo import Estimate, _run_pair, log_weights
+from pyro_diffvi.samplers.ais import ais_log_partition, log_mean_exp_with_se
 
 __all__ = ["EnergyLogLikelihood", "energy_prior_log_likelihood"]
 
@@ -48,6 +56,8 @@ class EnergyLogLikelihood:
     :ivar unnormalized_iwae: the IWAE bound on :math:`\\log \\tilde p(x)` (unnormalized prior).
     :ivar log_partition: ``{site: (log_Z_estimate, standard_error)}``; standard error 0 if given exactly.
     :ivar sites_per_point: ``{site: number of prior draws per data point}`` (how often log Z is subtracted).
+    :ivar num_particles: guide draws :math:`K` per data point in the IWAE term.
+    :ivar num_data: number of data points :math:`N`.
     :ivar values: per-data-point estimates, shape ``(N,)``.
     """
 
@@ -57,14 +67,14 @@ class EnergyLogLikelihood:
     unnormalized_iwae: Estimate
     log_partition: dict
     sites_per_point: dict
-    num_samples: int
+    num_particles: int
     num_data: int
     values: Tensor = field(repr=False)
 
     def __str__(self) -> str:
         return (
             f"log p(x) ESTIMATE {self.mean:.3f} ± {self.stderr:.3f} (MC SE; ± {self.data_stderr:.3f} over "
-            f"{self.num_data} data points) nats: IWAE-{self.num_samples} with the unnormalized prior minus "
+            f"{self.num_data} data points) nats: IWAE-{self.num_particles} with the unnormalized prior minus "
             "an AIS log Z (a stochastic lower bound on log Z, which tends to over-estimate log p(x))"
         )
 
@@ -90,8 +100,6 @@ def _default_base(z: Tensor) -> dist.Distribution:
 
 
 def _log_partition(name, prior, z, given, ais_base, ais_kwargs) -> tuple[float, float]:
-    from pyro_diffvi.samplers import ais_log_partition
-
     if given is not None and name in given:
         value = given[name]
         log_z, se = value if isinstance(value, tuple) else (value, 0.0)
@@ -108,7 +116,7 @@ def energy_prior_log_likelihood(
     model: Callable,
     guide: Callable,
     *args,
-    num_samples: int = 1000,
+    num_particles: int = 1000,
     max_particles_per_chunk: int | None = 100,
     log_partition: dict | None = None,
     ais_base=None,
@@ -119,7 +127,7 @@ def energy_prior_log_likelihood(
     **kwargs,
 ) -> EnergyLogLikelihood:
     r"""ESTIMATE of the test log-likelihood :math:`\log p(x)` of a model whose latent sites have
-    energy-based priors (paper 001, Eq. 6 with an AIS :math:`\log Z`): IWAE with the unnormalized prior
+    energy-based priors (the unnormalized-priors paper, Eq. 6, with an AIS :math:`\log Z`): IWAE with the unnormalized prior
     (:func:`~pyro_diffvi.metrics.log_weights`) minus :math:`\log \hat Z` per prior draw. See the module
     docstring for the biases (AIS under-estimates :math:`\log Z`, so this tends to over-estimate
     :math:`\log p(x)`).
@@ -127,7 +135,7 @@ def energy_prior_log_likelihood(
     :param model: Pyro model; energy-prior latent sites must be per data point (inside the data plate).
     :param guide: guide for every latent site.
     :param args: the batch (positional arguments of model and guide).
-    :param num_samples: IWAE importance samples :math:`K` per data point.
+    :param num_particles: IWAE guide draws :math:`K` per data point.
     :param max_particles_per_chunk: particles evaluated at once (memory bound).
     :param log_partition: optional ``{site: log_Z}`` or ``{site: (log_Z, standard_error)}`` to use instead
         of AIS (e.g. ``GRBM.exact_log_partition()`` for small hidden layers).
@@ -139,6 +147,32 @@ def energy_prior_log_likelihood(
     :param ais_kwargs: further arguments of :func:`~pyro_diffvi.samplers.ais_log_partition`.
     :param data_plate: name of the data plate (auto-detected when ``None``).
     :returns: :class:`EnergyLogLikelihood`.
+
+    Example: the unnormalized prior :math:`e^{-z^2/2}` (:math:`\log Z = \frac12\log 2\pi`) with
+    :math:`x \mid z \sim \mathcal N(z, 1)` and the exact posterior :math:`\mathcal N(x/2, 1/2)` as
+    guide, so that the IWAE term is exact and :math:`\log p(x) = \log \mathcal N(x; 0, 2)`::
+
+        >>> import math, pyro, pyro.distributions as dist, torch
+        >>> from pyro_diffvi.distributions import EnergyDistribution
+        >>> from pyro_diffvi.metrics import energy_prior_log_likelihood
+        >>> def model(x):
+        ...     prior = EnergyDistribution(lambda z: 0.5 * z.square().sum(-1), (1,))
+        ...     with pyro.plate("data", x.shape[0]):
+        ...         z = pyro.sample("z", prior)
+        ...         pyro.sample("x", dist.Normal(z, 1.0).to_event(1), obs=x)
+        >>> def guide(x):
+        ...     with pyro.plate("data", x.shape[0]):
+        ...         pyro.sample("z", dist.Normal(x / 2, 0.5**0.5).to_event(1))
+        >>> pyro.set_rng_seed(0)
+        >>> x = torch.tensor([[0.0], [1.0]])
+        >>> exact = dist.Normal(0.0, 2.0**0.5).log_prob(x).mean().item()
+        >>> known = energy_prior_log_likelihood(
+        ...     model, guide, x, num_particles=10, log_partition={"z": 0.5 * math.log(2 * math.pi)})
+        >>> abs(known.mean - exact) < 1e-5
+        True
+        >>> ais = energy_prior_log_likelihood(model, guide, x, num_particles=10, num_chains=64, num_ais_steps=20)
+        >>> abs(ais.mean - exact) < 4 * ais.stderr
+        True
     """
     if log_partition is not None and not isinstance(log_partition, dict):
         raise TypeError(f"log_partition must be a dict {{site: log_Z}}, got {type(log_partition).__name__}")
@@ -150,16 +184,15 @@ def energy_prior_log_likelihood(
     if unknown:
         raise ValueError(f"log_partition names unknown energy-prior sites {sorted(unknown)}; sites: {sorted(sites)}")
     weights = log_weights(
-        model, guide, *args, num_samples=num_samples, max_particles_per_chunk=max_particles_per_chunk,
+        model, guide, *args, num_particles=num_particles, max_particles_per_chunk=max_particles_per_chunk,
         data_plate=data_plate, **kwargs,
     )
     if not weights.per_point:
         raise ValueError("energy_prior_log_likelihood needs per-data-point weights (no global latent sites)")
     lw = weights.values.detach().to(torch.float64)
     n = weights.num_data
-    iwae_values = torch.logsumexp(lw, 0) - math.log(num_samples)
-    w = torch.exp(lw - lw.max(0).values)
-    iwae_var = (w.var(0) / (num_samples * w.mean(0).pow(2))) if num_samples > 1 else torch.zeros(n)
+    iwae_values, iwae_se = log_mean_exp_with_se(lw, dim=0)  # se is nan for num_particles=1
+    iwae_var = iwae_se.square()
 
     ais_kwargs = dict(ais_kwargs or {})
     ais_kwargs.setdefault("num_chains", num_chains)
@@ -180,11 +213,11 @@ def energy_prior_log_likelihood(
     iwae_estimate = Estimate(
         mean=iwae_values.mean().item(),
         stderr=math.sqrt(iwae_var.sum().item()) / n,
-        num_samples=num_samples,
+        num_particles=num_particles,
         num_data=n,
         per_point=True,
         values=iwae_values,
     )
     return EnergyLogLikelihood(
-        values.mean().item(), stderr, data_stderr, iwae_estimate, log_z, per_point, num_samples, n, values
+        values.mean().item(), stderr, data_stderr, iwae_estimate, log_z, per_point, num_particles, n, values
     )

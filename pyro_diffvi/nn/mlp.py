@@ -19,7 +19,14 @@ _ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
 
 
 def activation(name: str) -> nn.Module:
-    """Build an activation module by name (``relu``, ``leaky_relu``, ``elu``, ``silu``, ``tanh``, ``softplus``)."""
+    """Build an activation module by name (``relu``, ``leaky_relu``, ``elu``, ``silu``, ``tanh``, ``softplus``).
+
+    :param name: the activation's name; ``leaky_relu`` has negative slope 0.2.
+
+    >>> from pyro_diffvi.nn import activation
+    >>> activation("leaky_relu")
+    LeakyReLU(negative_slope=0.2)
+    """
     try:
         return _ACTIVATIONS[name]()
     except KeyError:
@@ -35,6 +42,18 @@ class MLP(nn.Sequential):
     :param out_features: output width.
     :param hidden_dims: widths of the hidden layers.
     :param activation: name of the hidden activation (see :func:`activation`).
+
+    >>> import torch
+    >>> from pyro_diffvi.nn import MLP
+    >>> net = MLP(3, 2, hidden_dims=(16,), activation="tanh")
+    >>> net
+    MLP(
+      (0): Linear(in_features=3, out_features=16, bias=True)
+      (1): Tanh()
+      (2): Linear(in_features=16, out_features=2, bias=True)
+    )
+    >>> net(torch.zeros(5, 3)).shape
+    torch.Size([5, 2])
     """
 
     def __init__(
@@ -58,10 +77,26 @@ class MLP(nn.Sequential):
 class SinusoidalTimeEmbedding(nn.Module):
     r"""Fixed sinusoidal embedding of a (possibly fractional) time index.
 
-    :math:`e(t)_{2i} = \sin(t / 10000^{2i/d})`, :math:`e(t)_{2i+1} = \cos(t / 10000^{2i/d})`
-    (Vaswani et al. 2017), as used by DDPM denoisers.
+    With :math:`h = d/2` frequencies :math:`\omega_i = 10000^{-i/h}`, :math:`i = 0..h-1`, the first half
+    of the embedding holds the sines and the second half the cosines:
+    :math:`e(t)_i = \sin(\omega_i t)` and :math:`e(t)_{h+i} = \cos(\omega_i t)`. These are the
+    frequencies of the transformer's position encoding (Vaswani et al. 2017), concatenated instead of
+    interleaved, as in DDPM denoisers (Ho et al. 2020).
+
+    References:
+
+    - A. Vaswani, N. Shazeer, N. Parmar, J. Uszkoreit, L. Jones, A. N. Gomez, Ł. Kaiser, I. Polosukhin.
+      *Attention Is All You Need*. NeurIPS, 2017.
+    - J. Ho, A. Jain, P. Abbeel. *Denoising Diffusion Probabilistic Models*. NeurIPS, 2020.
 
     :param dim: embedding width (even).
+
+    >>> import torch
+    >>> from pyro_diffvi.nn import SinusoidalTimeEmbedding
+    >>> embed = SinusoidalTimeEmbedding(4)  # frequencies 1 and 1/100
+    >>> embed(torch.tensor([0.0, 1.0])).round(decimals=4)
+    tensor([[0.0000, 0.0000, 1.0000, 1.0000],
+            [0.8415, 0.0100, 0.5403, 0.9999]])
     """
 
     def __init__(self, dim: int) -> None:
@@ -73,6 +108,10 @@ class SinusoidalTimeEmbedding(nn.Module):
         self.dim = dim
 
     def forward(self, t: torch.Tensor) -> torch.Tensor:
+        """The embedding of times ``t`` (any shape), shape ``t.shape + (dim,)``.
+
+        :param t: the times, integer or real.
+        """
         angles = t.to(self.freqs.dtype).unsqueeze(-1) * self.freqs
         return torch.cat([angles.sin(), angles.cos()], dim=-1)
 
@@ -90,6 +129,13 @@ class ConditionalMLP(nn.Module):
     :param time_dim: width of the time embedding (0 for none).
     :param hidden_dims: hidden widths.
     :param activation: hidden activation name.
+
+    >>> import torch
+    >>> from pyro_diffvi.nn import ConditionalMLP
+    >>> net = ConditionalMLP(2, 2, context_dim=3, time_dim=8, hidden_dims=(16,))
+    >>> y, context = torch.zeros(5, 2), torch.zeros(5, 3)
+    >>> net(y, torch.tensor(4), context).shape  # one time for the whole batch
+    torch.Size([5, 2])
     """
 
     def __init__(
@@ -117,6 +163,12 @@ class ConditionalMLP(nn.Module):
         t: torch.Tensor | None = None,
         context: torch.Tensor | None = None,
     ) -> torch.Tensor:
+        """The output for inputs ``y`` (``batch + (in_features,)``), shape ``batch + (out_features,)``.
+
+        :param y: the input.
+        :param t: the time(s), broadcast against the batch; required when ``time_dim > 0``.
+        :param context: the context, ``batch + (context_dim,)``; required when ``context_dim > 0``.
+        """
         parts = [y]
         batch_shape = y.shape[:-1]
         if self.time_embedding is not None:

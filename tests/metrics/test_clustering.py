@@ -47,7 +47,7 @@ def test_knn_accuracy_on_constructed_sets():
     train_labels = torch.tensor([0, 0, 0, 1, 1, 1])
     test = torch.tensor([[0.5], [11.2], [1.5]])
     test_labels = torch.tensor([0, 1, 1])  # the last one is wrong on purpose
-    assert knn_accuracy(train, train_labels, test, test_labels, k=3) == pytest.approx(2 / 3)
+    assert knn_accuracy(train, train_labels, test_latents=test, test_labels=test_labels, k=3) == pytest.approx(2 / 3)
 
 
 def test_knn_leave_one_out_by_hand():
@@ -60,7 +60,7 @@ def test_knn_leave_one_out_by_hand():
 
 def test_knn_ties_go_to_smallest_label():
     train = torch.tensor([[0.0], [2.0]])
-    assert knn_accuracy(train, [5, 3], torch.tensor([[1.0]]), [3], k=2) == 1.0
+    assert knn_accuracy(train, [5, 3], test_latents=torch.tensor([[1.0]]), test_labels=[3], k=2) == 1.0
 
 
 def test_knn_matches_sklearn(device):
@@ -72,14 +72,14 @@ def test_knn_matches_sklearn(device):
     clf = KNeighborsClassifier(n_neighbors=20).fit(train.numpy(), train_labels.numpy())
     expected = clf.score(test.numpy(), test_labels.numpy())
     train, train_labels, test = train.to(device), train_labels.to(device), test.to(device)
-    assert knn_accuracy(train, train_labels, test, test_labels, chunk_size=50) == pytest.approx(expected)
+    assert knn_accuracy(train, train_labels, test_latents=test, test_labels=test_labels, chunk_size=50) == pytest.approx(expected)
 
 
 def test_input_validation():
     x = torch.randn(10, 2)
     y = np.arange(10) % 2
     with pytest.raises(ValueError, match="k must be an int in \\[1, 10\\]"):
-        knn_accuracy(x, y, x, y, k=11)
+        knn_accuracy(x, y, test_latents=x, test_labels=y, k=11)
     with pytest.raises(ValueError, match="k must be an int in \\[1, 9\\]"):
         knn_accuracy(x, y, k=10)
     with pytest.raises(ValueError, match="train_labels must have 10 entries"):
@@ -87,12 +87,12 @@ def test_input_validation():
     with pytest.raises(TypeError, match="integer labels"):
         knn_accuracy(x, y.astype(float), k=3)
     with pytest.raises(ValueError, match="together"):
-        knn_accuracy(x, y, x, k=3)
+        knn_accuracy(x, y, test_latents=x, k=3)
     with pytest.raises(ValueError, match="columns"):
-        knn_accuracy(x, y, torch.randn(4, 3), [0, 1, 0, 1], k=3)
+        knn_accuracy(x, y, test_latents=torch.randn(4, 3), test_labels=[0, 1, 0, 1], k=3)
     bad = x.clone()
     bad[0, 0] = float("inf")
     with pytest.raises(ValueError, match="test_latents contains"):
-        knn_accuracy(x, y, bad, y, k=3)
+        knn_accuracy(x, y, test_latents=bad, test_labels=y, k=3)
     with pytest.raises(ValueError, match="labels_pred must have 10 entries"):
         cluster_purity(y, y[:3])

@@ -18,22 +18,22 @@ def lg(device):
     return LinearGaussian(device=device)
 
 
-@pytest.mark.parametrize("num_samples", [1, 5, 64])
-def test_iwae_exact_posterior_equals_log_evidence(lg, num_samples):
+@pytest.mark.parametrize("num_particles", [1, 5, 64])
+def test_iwae_exact_posterior_equals_log_evidence(lg, num_particles):
     x = lg.data(N)
-    est = iwae(lg.model, lg.exact_guide, x, num_samples=num_samples, max_particles_per_chunk=7)
+    est = iwae(lg.model, lg.exact_guide, x, num_particles=num_particles, max_particles_per_chunk=7)
     expected = lg.log_evidence(x).cpu()
     # exact posterior: every weight equals p(x_n), so the bound is log p(x_n) for any K
     assert est.values.shape == (N,) and est.values.device == x.device
     assert torch.allclose(est.values.cpu(), expected, atol=1e-10, rtol=0)
     assert est.mean == pytest.approx(expected.mean().item(), abs=1e-10)
     assert est.stderr == pytest.approx(expected.std().item() / math.sqrt(N), rel=1e-8)
-    assert est.per_point and est.num_data == N and est.num_samples == num_samples
+    assert est.per_point and est.num_data == N and est.num_particles == num_particles
 
 
 def test_log_weights_shape_and_chunking(lg):
     x = lg.data(N)
-    lw = log_weights(lg.model, lg.wrong_guide, x, num_samples=10, max_particles_per_chunk=3)
+    lw = log_weights(lg.model, lg.wrong_guide, x, num_particles=10, max_particles_per_chunk=3)
     assert lw.values.shape == (10, N) and lw.per_point and lw.data_plate == "data"
     # draws differ between particles and across chunks
     assert lw.values.std(0).min() > 0
@@ -54,7 +54,7 @@ def test_elbo_of_wrong_guide_matches_closed_form(lg):
 def test_iwae_tightens_between_elbo_and_log_evidence(lg):
     x = lg.data(N)
     log_px = lg.log_evidence(x).mean().item()
-    bound = iwae(lg.model, lg.wrong_guide, x, num_samples=256).mean
+    bound = iwae(lg.model, lg.wrong_guide, x, num_particles=256).mean
     # E[IWAE_K] increases from the ELBO (K = 1) to log p(x); with K = 256 the bias and the Monte-Carlo
     # noise of the batch mean are both ~0.01 nats here (measured over seeds), far below the 0.9-nat gap
     assert bound > lg.wrong_guide_elbo(x).mean().item() + 0.8
@@ -98,11 +98,11 @@ def test_nested_plates_need_data_plate_name(lg):
             pyro.sample("z", dist.MultivariateNormal(loc, scale_tril=lg.post_tril))
 
     with pytest.raises(ValueError, match="ambiguous data plate"):
-        iwae(model, guide, x, num_samples=3)
-    est = iwae(model, guide, x, num_samples=3, data_plate="data")
+        iwae(model, guide, x, num_particles=3)
+    est = iwae(model, guide, x, num_particles=3, data_plate="data")
     assert torch.allclose(est.values, lg.log_evidence(x), atol=1e-10, rtol=0)
     with pytest.raises(ValueError, match="does not contain every observed site"):
-        iwae(model, guide, x, num_samples=3, data_plate="nope")
+        iwae(model, guide, x, num_particles=3, data_plate="nope")
 
 
 def test_global_latent_gives_total_per_data_point():
@@ -122,7 +122,7 @@ def test_global_latent_gives_total_per_data_point():
 
     cov = sigma**2 * torch.eye(N, dtype=x.dtype) + tau**2
     log_px = dist.MultivariateNormal(torch.zeros(N, dtype=x.dtype), covariance_matrix=cov).log_prob(x)
-    est = iwae(model, guide, x, num_samples=4)
+    est = iwae(model, guide, x, num_particles=4)
     assert not est.per_point and math.isnan(est.stderr)
     assert est.mean == pytest.approx(log_px.item() / N, abs=1e-10)
     est = elbo(model, guide, x, num_particles=4)
@@ -169,14 +169,14 @@ def test_guide_with_log_density_only_for_own_samples(lg):
         with pyro.plate("data", x.shape[0]):
             pyro.sample("z", CachedMultivariateNormal(lg.posterior_mean(x), lg.post_tril))
 
-    est = iwae(lg.model, guide, x, num_samples=6, max_particles_per_chunk=4)
+    est = iwae(lg.model, guide, x, num_particles=6, max_particles_per_chunk=4)
     assert torch.allclose(est.values, lg.log_evidence(x), atol=1e-10, rtol=0)
 
 
 def test_float32_model(lg):
     x = lg.data(N)
     lg32 = LinearGaussian(dtype=torch.float32, device=x.device)
-    est = iwae(lg32.model, lg32.exact_guide, x.float(), num_samples=8)
+    est = iwae(lg32.model, lg32.exact_guide, x.float(), num_particles=8)
     assert est.values.dtype == torch.float64
     assert torch.allclose(est.values, lg.log_evidence(x), atol=1e-4, rtol=0)
 
@@ -226,10 +226,10 @@ def test_structure_errors(lg):
         elbo(latent_only, latent_only, x)
 
     for bad in (0, -1, 2.0, True):
-        with pytest.raises(ValueError, match="num_samples"):
-            iwae(lg.model, lg.exact_guide, x, num_samples=bad)
+        with pytest.raises(ValueError, match="num_particles"):
+            iwae(lg.model, lg.exact_guide, x, num_particles=bad)
     with pytest.raises(ValueError, match="max_particles_per_chunk"):
-        iwae(lg.model, lg.exact_guide, x, num_samples=4, max_particles_per_chunk=0)
+        iwae(lg.model, lg.exact_guide, x, num_particles=4, max_particles_per_chunk=0)
 
 
 def test_auxiliary_guide_site_enters_weights(lg):
@@ -243,7 +243,7 @@ def test_auxiliary_guide_site_enters_weights(lg):
             loc = lg.posterior_mean(x)
             pyro.sample("z", dist.MultivariateNormal(loc, scale_tril=lg.post_tril))
 
-    lw = log_weights(lg.model, guide, x, num_samples=500)
+    lw = log_weights(lg.model, guide, x, num_particles=500)
     # E[-log N(u; 0, 1)] = entropy of N(0, 1); sd of -log N(u;0,1) is 1/sqrt(2), 500*N draws
     gap = (lw.values - lg.log_evidence(x)).mean().item()
     assert gap == pytest.approx(0.5 * math.log(2 * math.pi * math.e), abs=4 * 0.7071 / math.sqrt(500 * N))
@@ -252,8 +252,8 @@ def test_auxiliary_guide_site_enters_weights(lg):
 def test_combine_estimates_over_batches(lg):
     x = lg.data(N)
     halves = [x[:15], x[15:]]
-    full = iwae(lg.model, lg.exact_guide, x, num_samples=4)
-    combined = combine_estimates([iwae(lg.model, lg.exact_guide, h, num_samples=4) for h in halves])
+    full = iwae(lg.model, lg.exact_guide, x, num_particles=4)
+    combined = combine_estimates([iwae(lg.model, lg.exact_guide, h, num_particles=4) for h in halves])
     # across-data standard errors are recomputed from the concatenated per-point bounds
     assert combined.num_data == N and combined.stderr_kind == "data"
     assert combined.mean == pytest.approx(full.mean, abs=1e-10)
@@ -278,7 +278,7 @@ def test_factor_sites(lg):
             pyro.sample("x", dist.Normal(z @ lg.A.T + lg.b, lg.s).to_event(1), obs=x)
             pyro.factor("bonus", x.new_full((x.shape[0],), 0.25))
 
-    est = iwae(model_with_local_factor, lg.exact_guide, x, num_samples=3)
+    est = iwae(model_with_local_factor, lg.exact_guide, x, num_particles=3)
     assert est.per_point
     assert torch.allclose(est.values, lg.log_evidence(x) + 0.25, atol=1e-10, rtol=0)
 
@@ -287,6 +287,6 @@ def test_factor_sites(lg):
         pyro.factor("penalty", x.new_tensor(-2.0))
 
     # a factor outside the data plate is a global term: only the total per data point is defined
-    est = iwae(model_with_global_factor, lg.exact_guide, x, num_samples=3)
+    est = iwae(model_with_global_factor, lg.exact_guide, x, num_particles=3)
     assert not est.per_point
     assert est.mean == pytest.approx((lg.log_evidence(x).sum().item() - 2.0) / N, abs=1e-10)

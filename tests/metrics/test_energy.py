@@ -56,7 +56,7 @@ def data(n=40):
 def test_ais_log_likelihood_matches_exact():
     x = data()
     result = energy_prior_log_likelihood(
-        model, guide, x, num_samples=200, num_chains=200, num_ais_steps=100, ais_kwargs={"step_size": 0.3}
+        model, guide, x, num_particles=200, num_chains=200, num_ais_steps=100, ais_kwargs={"step_size": 0.3}
     )
     exact = exact_log_px(x).mean().item()
     true_log_z = math.log(2 * math.pi) - 0.5 * torch.logdet(PRIOR_PREC).item()
@@ -71,7 +71,7 @@ def test_ais_log_likelihood_matches_exact():
 def test_exact_log_partition_override():
     x = data(20)
     true_log_z = math.log(2 * math.pi) - 0.5 * torch.logdet(PRIOR_PREC).item()
-    result = energy_prior_log_likelihood(model, guide, x, num_samples=200, log_partition={"z": true_log_z})
+    result = energy_prior_log_likelihood(model, guide, x, num_particles=200, log_partition={"z": true_log_z})
     exact = exact_log_px(x)
     assert result.log_partition["z"] == (pytest.approx(true_log_z), 0.0)
     # per point: only the IWAE error remains (the guide is 15% too wide; 200 samples)

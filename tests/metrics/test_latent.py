@@ -39,7 +39,7 @@ def test_scott_bandwidth_matches_scipy_gaussian_kde():
     reference = gaussian_kde(points.numpy().T, bw_method="scott").logpdf(query.numpy().T)
     np.testing.assert_allclose(ours.numpy(), reference, rtol=1e-10, atol=1e-10)
     reference = gaussian_kde(points.numpy().T, bw_method="silverman").logpdf(query.numpy().T)
-    np.testing.assert_allclose(GaussianKDE(points, "silverman").log_prob(query).numpy(), reference, rtol=1e-10)
+    np.testing.assert_allclose(GaussianKDE(points, bandwidth="silverman").log_prob(query).numpy(), reference, rtol=1e-10)
 
 
 def test_float_bandwidth_is_isotropic_gaussian_mixture():
@@ -49,7 +49,7 @@ def test_float_bandwidth_is_isotropic_gaussian_mixture():
         dist.MultivariateNormal(points, covariance_matrix=0.3**2 * torch.eye(2, dtype=torch.float64)),
     )
     expected = mixture.log_prob(query)
-    assert torch.allclose(GaussianKDE(points, 0.3).log_prob(query), expected, atol=1e-10, rtol=0)
+    assert torch.allclose(GaussianKDE(points, bandwidth=0.3).log_prob(query), expected, atol=1e-10, rtol=0)
 
 
 def test_input_validation():
@@ -57,9 +57,9 @@ def test_input_validation():
     with pytest.raises(ValueError, match="points must have shape"):
         GaussianKDE(x[:1])
     with pytest.raises(ValueError, match="bandwidth"):
-        GaussianKDE(x, "nope")
+        GaussianKDE(x, bandwidth="nope")
     with pytest.raises(ValueError, match="bandwidth"):
-        GaussianKDE(x, -1.0)
+        GaussianKDE(x, bandwidth=-1.0)
     with pytest.raises(ValueError, match="columns"):
         latent_nll(x, torch.zeros(5, 3, dtype=torch.float64))
     with pytest.raises(ValueError, match="singular"):
