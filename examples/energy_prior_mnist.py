@@ -144,13 +144,13 @@ def train(vae: Vae, train_images, args, device):
 
 def evaluate(vae: Vae, test_x, args):
     if vae.kind in ("normal", "vamp"):
-        est = iwae(vae.model, vae.guide, test_x, num_samples=args.iw_samples, max_particles_per_chunk=args.chunk)
+        est = iwae(vae.model, vae.guide, test_x, num_particles=args.iw_samples, max_particles_per_chunk=args.chunk)
         return {
             "nll": -est.mean, "data_se": est.stderr, "mc_se": None,
             "method": f"IWAE-{args.iw_samples} bound (NLL upper bound)",
         }
     est = energy_prior_log_likelihood(
-        vae.model, vae.guide, test_x, num_samples=args.iw_samples, max_particles_per_chunk=args.chunk,
+        vae.model, vae.guide, test_x, num_particles=args.iw_samples, max_particles_per_chunk=args.chunk,
         num_chains=args.ais_chains, num_ais_steps=args.ais_steps,
     )
     log_z, log_z_se = est.log_partition["z"]

@@ -98,7 +98,7 @@ def train_and_evaluate(kind: str, args, data, device, seed: int) -> dict:
         z_test = guide(x_test)["z"]
         z_train = guide(x_train[: len(x_test)])["z"]
         nll = latent_nll(z_test, prior.sample((len(x_test),)))
-        acc = knn_accuracy(z_train, y_train[: len(x_test)], z_test, y_test, k=20)
+        acc = knn_accuracy(z_train, y_train[: len(x_test)], test_latents=z_test, test_labels=y_test, k=20)
     return {
         "elbo": bound.mean, "elbo_stderr": bound.stderr, "latent_nll": nll.mean, "latent_nll_stderr": nll.stderr,
         "knn_accuracy": acc, "train_seconds": train_seconds, "latents": z_test.cpu().tolist(),

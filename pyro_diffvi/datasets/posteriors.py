@@ -1225,7 +1225,7 @@ def elbo_gap(problem: PosteriorProblem, guide: Callable, num_particles: int = 25
     """
     from pyro_diffvi.metrics import log_weights  # metrics do not depend on datasets
 
-    weights = log_weights(problem.model, guide, problem.x, num_samples=num_particles, max_particles_per_chunk=64)
+    weights = log_weights(problem.model, guide, problem.x, num_particles=num_particles, max_particles_per_chunk=64)
     values = weights.values.double()
     per_particle = (values - problem.log_px.to(values)).mean(-1)
     return per_particle.mean().item(), per_particle.std().item() / math.sqrt(num_particles)

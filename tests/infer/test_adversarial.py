@@ -17,7 +17,7 @@ SIGMAS = (0.5, 1.0, 2.0)  # kernel bandwidths at the scale of the toy prior
 
 def mmd2(x: torch.Tensor, y: torch.Tensor) -> float:
     """Unbiased MMD^2 with a sum of RBF kernels."""
-    return pyro_diffvi.metrics.mmd2(x, y, SIGMAS).item()
+    return pyro_diffvi.metrics.mmd2(x, y, sigmas=SIGMAS).item()
 
 
 def ring_prior(device):

@@ -71,7 +71,7 @@ def measure(n: int = 2000) -> dict:
     log_p = PRIOR.log_prob
     threshold = log_p(reference).quantile(0.05)  # boundary of the prior's 95% highest-density region
     return {
-        "mmd2": {name: mmd2(s, reference, SIGMAS).item()
+        "mmd2": {name: mmd2(s, reference, sigmas=SIGMAS).item()
                  for name, s in (("chain", z), ("exact", reference2), ("gaussian", blob), ("untrained", untrained))},
         "in_hdr95": {name: (log_p(s) > threshold).float().mean().item()
                      for name, s in (("chain", z), ("exact", reference2), ("gaussian", blob))},
