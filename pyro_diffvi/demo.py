@@ -55,7 +55,16 @@ DDVI_KWARGS = dict(sleep="wake-sleep", sleep_head=False)
 
 
 def make_decoder(latent_dim: int = 2, device: torch.device | str = "cpu") -> nn.Module:
-    """The paper's MNIST decoder: latent_dim-1000-1000-784 with LeakyReLU, Bernoulli logits out."""
+    """The paper's MNIST decoder: latent_dim-1000-1000-784 with LeakyReLU, Bernoulli logits out.
+
+    :param latent_dim: width of the latent.
+    :param device: device of the parameters.
+
+    >>> import torch
+    >>> from pyro_diffvi.demo import make_decoder
+    >>> make_decoder(2)(torch.zeros(3, 2)).shape
+    torch.Size([3, 784])
+    """
     return nn.Sequential(
         nn.Linear(latent_dim, 1000), nn.LeakyReLU(0.2), nn.Linear(1000, 1000), nn.LeakyReLU(0.2), nn.Linear(1000, 784)
     ).to(device)
@@ -63,7 +72,20 @@ def make_decoder(latent_dim: int = 2, device: torch.device | str = "cpu") -> nn.
 
 def make_model(decoder: nn.Module, prior, name: str = "decoder"):
     """A VAE model ``model(x)`` for flattened images: ``z ~ prior``, ``x ~ Bernoulli(logits=decoder(z))``;
-    the decoder is registered with Pyro as ``name``."""
+    the decoder is registered with Pyro as ``name``.
+
+    :param decoder: a network from latents to Bernoulli logits.
+    :param prior: the prior of ``z``, e.g. a :class:`~pyro_diffvi.priors.Pinwheel`.
+    :param name: the decoder's name in the Pyro param store.
+
+    >>> import pyro, torch
+    >>> from pyro_diffvi.demo import make_decoder, make_model
+    >>> from pyro_diffvi.priors import Pinwheel
+    >>> model = make_model(make_decoder(2), Pinwheel())
+    >>> trace = pyro.poutine.trace(model).get_trace(torch.zeros(4, 784))
+    >>> trace.nodes["z"]["value"].shape
+    torch.Size([4, 2])
+    """
 
     def model(x):
         pyro.module(name, decoder)
@@ -75,6 +97,23 @@ def make_model(decoder: nn.Module, prior, name: str = "decoder"):
 
 
 def train_and_evaluate(kind: str, args, data, device, seed: int) -> dict:
+    """Train one guide of the demo and evaluate it on the test images.
+
+    :param kind: ``"ddvi"`` (diffusion guide, DDVI objective) or ``"gaussian"`` (Gaussian guide, ELBO).
+    :param args: the parsed command line (``args.epochs`` is read).
+    :param data: ``(x_train, y_train, x_test, y_test)``, binarized flattened images and labels.
+    :param device: the device of the networks and data.
+    :param seed: the seed of the initialization and the minibatch order.
+    :return: test ELBO and its standard error, latent NLL and its standard error, kNN accuracy,
+        training seconds and the test latents.
+
+    >>> import argparse, torch
+    >>> from pyro_diffvi.demo import train_and_evaluate
+    >>> x, y = torch.bernoulli(torch.full((32, 784), 0.3)), torch.arange(32) % 10
+    >>> result = train_and_evaluate("gaussian", argparse.Namespace(epochs=1), (x, y, x, y), "cpu", seed=0)
+    >>> sorted(result)
+    ['elbo', 'elbo_stderr', 'knn_accuracy', 'latent_nll', 'latent_nll_stderr', 'latents', 'train_seconds']
+    """
     pyro.clear_param_store()
     set_seed(seed)
     prior = Pinwheel(**PRIOR_KWARGS, device=device)
@@ -106,6 +145,17 @@ def train_and_evaluate(kind: str, args, data, device, seed: int) -> dict:
 
 
 def main(argv: list[str] | None = None) -> dict:
+    """Run the demo (``python -m pyro_diffvi``) with command-line arguments ``argv``.
+
+    :param argv: the arguments (default: ``sys.argv[1:]``); ``["--help"]`` lists them.
+    :return: the summary written to ``results.json``.
+
+    >>> from pyro_diffvi.demo import main
+    >>> main(["--help"])  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    SystemExit: 0
+    """
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--device", default="cpu")

@@ -17,6 +17,13 @@ def set_seed(seed: int) -> None:
     """Seed Python, NumPy, PyTorch (all devices) and Pyro from one integer.
 
     :param seed: a non-negative integer.
+
+    >>> import torch
+    >>> from pyro_diffvi import set_seed
+    >>> set_seed(0); a = torch.rand(2)
+    >>> set_seed(0); b = torch.rand(2)
+    >>> torch.equal(a, b)
+    True
     """
     if not isinstance(seed, int) or seed < 0:
         raise ValueError(f"seed must be a non-negative int, got {seed!r}")
@@ -26,7 +33,20 @@ def set_seed(seed: int) -> None:
 
 
 def check_positive_int(name: str, value: Any, minimum: int = 1) -> int:
-    """Return ``value``, raising ``ValueError`` unless it is an ``int`` (not a ``bool``) ``>= minimum``."""
+    """Return ``value``, raising ``ValueError`` unless it is an ``int`` (not a ``bool``) ``>= minimum``.
+
+    :param name: the argument's name, for the error message.
+    :param value: the value to check.
+    :param minimum: the smallest allowed value.
+
+    >>> from pyro_diffvi.util import check_positive_int
+    >>> check_positive_int("num_steps", 20)
+    20
+    >>> check_positive_int("num_steps", 0)
+    Traceback (most recent call last):
+    ...
+    ValueError: num_steps must be an integer >= 1, got 0
+    """
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
     return value
@@ -34,7 +54,20 @@ def check_positive_int(name: str, value: Any, minimum: int = 1) -> int:
 
 def check_positive_float(name: str, value: Any, allow_zero: bool = False) -> float:
     """Return ``value`` as a float, raising ``ValueError`` unless it is a finite positive real number
-    (or zero, with ``allow_zero``)."""
+    (or zero, with ``allow_zero``).
+
+    :param name: the argument's name, for the error message.
+    :param value: the value to check.
+    :param allow_zero: accept zero too.
+
+    >>> from pyro_diffvi.util import check_positive_float
+    >>> check_positive_float("step_size", 1)
+    1.0
+    >>> check_positive_float("step_size", float("nan"))
+    Traceback (most recent call last):
+    ...
+    ValueError: step_size must be finite and > 0, got nan
+    """
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ValueError(f"{name} must be a positive real number, got {value!r}")
     value = float(value)
@@ -46,7 +79,16 @@ def check_positive_float(name: str, value: Any, allow_zero: bool = False) -> flo
 
 def check_widths(name: str, widths: Any, allow_empty: bool = False) -> tuple[int, ...]:
     """Return hidden-layer ``widths`` as a tuple of ints, raising ``ValueError`` unless each is an int
-    ``>= 1`` (and, unless ``allow_empty``, there is at least one)."""
+    ``>= 1`` (and, unless ``allow_empty``, there is at least one).
+
+    :param name: the argument's name, for the error message.
+    :param widths: a sequence of widths.
+    :param allow_empty: accept an empty sequence (no hidden layer).
+
+    >>> from pyro_diffvi.util import check_widths
+    >>> check_widths("hidden_dims", [128, 128])
+    (128, 128)
+    """
     if isinstance(widths, (str, bytes)) or not isinstance(widths, Sequence):
         raise ValueError(f"{name} must be a sequence of positive int widths, got {widths!r}")
     if not widths and not allow_empty:
@@ -57,7 +99,18 @@ def check_widths(name: str, widths: Any, allow_empty: bool = False) -> tuple[int
 
 
 def check_finite(name: str, value: torch.Tensor) -> torch.Tensor:
-    """Raise ``ValueError`` naming ``name`` if ``value`` has NaN or infinite entries."""
+    """Raise ``ValueError`` naming ``name`` if ``value`` has NaN or infinite entries; return ``value``.
+
+    :param name: the argument's name, for the error message.
+    :param value: the tensor to check.
+
+    >>> import torch
+    >>> from pyro_diffvi.util import check_finite
+    >>> check_finite("x", torch.tensor([0.0, float("inf")]))
+    Traceback (most recent call last):
+    ...
+    ValueError: x contains 1 non-finite value(s) (NaN or inf)
+    """
     if not torch.is_tensor(value):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(value).__name__}")
     if not torch.isfinite(value).all():
@@ -67,7 +120,20 @@ def check_finite(name: str, value: torch.Tensor) -> torch.Tensor:
 
 
 def check_event_shape(name: str, value: torch.Tensor, event_shape: Sequence[int]) -> None:
-    """Raise ``ValueError`` unless the trailing dimensions of ``value`` equal ``event_shape``."""
+    """Raise ``ValueError`` unless the trailing dimensions of ``value`` equal ``event_shape``.
+
+    :param name: the argument's name, for the error message.
+    :param value: the tensor to check.
+    :param event_shape: the expected trailing shape.
+
+    >>> import torch
+    >>> from pyro_diffvi.util import check_event_shape
+    >>> check_event_shape("z", torch.zeros(5, 2), (2,))
+    >>> check_event_shape("z", torch.zeros(5, 3), (2,))
+    Traceback (most recent call last):
+    ...
+    ValueError: z must have trailing shape (2,), got shape (5, 3)
+    """
     event_shape = tuple(event_shape)
     n = len(event_shape)
     if value.dim() < n or tuple(value.shape[value.dim() - n :]) != event_shape:
@@ -77,12 +143,25 @@ def check_event_shape(name: str, value: torch.Tensor, event_shape: Sequence[int]
 
 
 def default_device() -> torch.device:
-    """CUDA when available, else CPU; used only where a user asks for ``device="auto"``."""
+    """CUDA when available, else CPU; used only where a user asks for ``device="auto"``.
+
+    >>> import torch
+    >>> from pyro_diffvi.util import default_device
+    >>> default_device().type == ("cuda" if torch.cuda.is_available() else "cpu")
+    True
+    """
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:
-    """Turn ``"auto"``/``None``/a name into a :class:`torch.device`, with a clear error for CUDA."""
+    """Turn ``"auto"``/``None``/a name into a :class:`torch.device`, with a clear error for CUDA.
+
+    :param device: ``"auto"``, ``None``, a device name or a :class:`torch.device`.
+
+    >>> from pyro_diffvi.util import resolve_device
+    >>> resolve_device("cpu")
+    device(type='cpu')
+    """
     if device is None or device == "auto":
         return default_device()
     device = torch.device(device)
@@ -112,6 +191,19 @@ def trace_until(fn, names: Sequence[str], *args, **kwargs) -> poutine.Trace:
 
     The rest of ``fn`` is not run, e.g. a model's likelihood (and its decoder) when only prior draws of
     its latents are needed. Raises ``ValueError`` if ``fn`` returns without reaching every site.
+
+    :param fn: a model or any function with Pyro sample sites.
+    :param names: the sample sites to reach.
+    :param args: positional arguments of ``fn``.
+    :param kwargs: keyword arguments of ``fn``.
+
+    >>> import pyro, pyro.distributions as dist
+    >>> from pyro_diffvi.util import trace_until
+    >>> def model():
+    ...     z = pyro.sample("z", dist.Normal(0.0, 1.0))
+    ...     raise RuntimeError("the likelihood is never reached")
+    >>> list(trace_until(model, ["z"]).nodes)
+    ['_INPUT', 'z']
     """
     stopper = _StopAfterSites(set(names))
     tracer = poutine.trace(stopper(fn))
