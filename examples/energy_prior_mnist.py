@@ -1,4 +1,5 @@
-"""Energy-prior VAEs on dynamically binarized MNIST: paper 001, Table 2 (MNIST column), at reduced scale.
+"""Energy-prior VAEs on dynamically binarized MNIST: Table 2 (MNIST column) of *Variational Inference with
+Unnormalized Priors* (anonymous authors, manuscript under double-blind review), at reduced scale.
 
 Four VAEs with the paper's architecture (encoder 784-256-256-128 with ELUs -> mean and log-variance of a
 64-d Gaussian posterior; decoder 64-256-256-784 with ELUs -> Bernoulli logits; batch 64; Adam with

@@ -1,4 +1,5 @@
-"""Energy-based models fitted to 2-D toy data with sliced score matching and adversarial CD (paper 001).
+"""Energy-based models fitted to 2-D toy data with sliced score matching and adversarial CD, as in
+*Variational Inference with Unnormalized Priors* (anonymous authors, manuscript under double-blind review).
 
 For each dataset (8-Gaussians, checkerboard, two spirals) four energies are fitted directly to the data:
 a GRBM (Eq. 12; 2 visible units, ``--hidden`` hidden units) and a neural energy (MLP with SiLU plus a
@@ -70,7 +71,7 @@ def make_objective(method: str):
 def fit(energy, objective, data, args, desc):
     """Minimize the objective with Adam. For adversarial CD the flow (built on the first call) has its own
     optimizer with learning rate ``--flow-lr`` and ``--flow-steps`` extra flow-only updates per step, so
-    that it keeps up with the energy (paper 001, Sec. 2.2); the energy uses ``--lr``."""
+    that it keeps up with the energy (Sec. 2.2 of the paper); the energy uses ``--lr``."""
     objective.loss(energy, data[:2])
     opt = torch.optim.Adam(energy.parameters(), lr=args.lr)
     flow_opt = None

@@ -2,8 +2,8 @@
 
 from pyro_diffvi.distributions.auxiliary import AuxiliaryBoundDistribution
 from pyro_diffvi.distributions.diffusion import DiffusionPosterior
-from pyro_diffvi.distributions.energy import EnergyDistribution, EnergyPrior, LangevinSampler, prior_gradients
-from pyro_diffvi.distributions.grbm import GRBM, GibbsLangevinSampler, GibbsSampler, GRBMPrior
+from pyro_diffvi.distributions.energy import EnergyDistribution, EnergyPrior, prior_gradients
+from pyro_diffvi.distributions.grbm import GRBM, GRBMPrior
 from pyro_diffvi.distributions.vamp import VampPrior
 
 __all__: list[str] = [
@@ -12,10 +12,7 @@ __all__: list[str] = [
     "DiffusionPosterior",
     "EnergyDistribution",
     "EnergyPrior",
-    "LangevinSampler",
     "GRBM",
     "GRBMPrior",
-    "GibbsSampler",
-    "GibbsLangevinSampler",
     "VampPrior",
 ]

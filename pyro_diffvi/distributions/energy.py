@@ -1,11 +1,11 @@
 r"""Unnormalized energy-based distributions :math:`p(z) \propto e^{-E(z)}` and a learnable neural-energy prior.
 
-Paper 001 (energy-prior VAEs), Sec. 2: the prior :math:`p_\beta(z) = e^{-E_\beta(z)} / Z_\beta` enters
+In the unnormalized-priors paper (Sec. 2) the prior :math:`p_\beta(z) = e^{-E_\beta(z)} / Z_\beta` enters
 the partition-free ELBO only through :math:`-E_\beta(z)`. :class:`EnergyDistribution` therefore returns
 the **unnormalized** ``log_prob(z) = -E(z)`` (``normalized = False``); use
 :func:`~pyro_diffvi.samplers.ais_log_partition` for an estimate of :math:`\log Z`.
 
-**Where a learnable prior's parameters get gradients** (design rule 4). The partition-free bound has no
+**Where a learnable prior's parameters get gradients.** The partition-free bound has no
 :math:`\log Z`, so its gradient in :math:`\beta` is wrong: maximizing it drives the prior to a degenerate
 density. A learnable prior module (:class:`EnergyPrior`, :class:`~pyro_diffvi.distributions.GRBMPrior`)
 therefore returns a distribution whose energy carries **no** gradient to its parameters (only to
@@ -14,13 +14,15 @@ therefore returns a distribution whose energy carries **no** gradient to its par
 :class:`~pyro_diffvi.infer.EnergyPriorELBO`) open that block for their own term only, via
 :meth:`EnergyDistribution.with_parameter_gradients`. A model run with a plain ``Trace_ELBO`` thus leaves
 the prior unchanged instead of destroying it.
+
+References: *Variational Inference with Unnormalized Priors*. Anonymous authors, manuscript under
+double-blind review ("the unnormalized-priors paper").
 """
 
 from __future__ import annotations
 
 import threading
 from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import Callable, Iterator, Sequence
 
 import pyro
@@ -30,7 +32,8 @@ from pyro.nn import PyroModule
 from torch import Tensor, nn
 from torch.func import functional_call
 
-from pyro_diffvi.samplers.langevin import check_num_steps, check_positive, langevin
+from pyro_diffvi._pyro_compat import pyro_name
+from pyro_diffvi.samplers.langevin import LangevinSampler
 from pyro_diffvi.util import check_event_shape
 
 EnergyFn = Callable[[Tensor], Tensor]
@@ -49,6 +52,17 @@ def prior_gradients() -> Iterator[None]:
     :class:`~pyro_diffvi.distributions.GRBMPrior`) return distributions whose energy carries gradients
     to their parameters; outside it they carry none (see the module docstring). Prior objectives open it
     for their own term; open it yourself only to write a new prior objective. Nestable, per thread.
+
+    Example::
+
+        >>> import torch
+        >>> from pyro_diffvi.distributions import GRBMPrior, prior_gradients
+        >>> prior, z = GRBMPrior(2, 3), torch.zeros(4, 2)
+        >>> prior.energy(z).requires_grad
+        False
+        >>> with prior_gradients():
+        ...     prior.energy(z).requires_grad
+        True
     """
     _PRIOR_GRADIENTS.depth += 1
     try:
@@ -58,13 +72,31 @@ def prior_gradients() -> Iterator[None]:
 
 
 def prior_gradients_enabled() -> bool:
-    """Whether the caller is inside :func:`prior_gradients`."""
+    """Whether the caller is inside :func:`prior_gradients`.
+
+    Example::
+
+        >>> from pyro_diffvi.distributions.energy import prior_gradients, prior_gradients_enabled
+        >>> with prior_gradients():
+        ...     prior_gradients_enabled()
+        True
+    """
     return _PRIOR_GRADIENTS.depth > 0
 
 
 def check_module_name(name: str | None, default: str) -> str:
     """The ``name`` argument of a learnable prior module: ``default`` (the class name) for ``None``,
-    otherwise a non-empty ``str`` (the prefix of its parameters' names in Pyro's param store)."""
+    otherwise a non-empty ``str`` (the prefix of its parameters' names in Pyro's param store).
+
+    :param name: the name given, or ``None``.
+    :param default: the name for ``None``.
+
+    Example::
+
+        >>> from pyro_diffvi.distributions.energy import check_module_name
+        >>> check_module_name(None, "GRBMPrior"), check_module_name("prior", "GRBMPrior")
+        ('GRBMPrior', 'prior')
+    """
     if name is None:
         return default
     if not isinstance(name, str) or not name:
@@ -85,42 +117,6 @@ class _DetachedParameters:
         return functional_call(self.net, params, (z,))
 
 
-@dataclass
-class LangevinSampler:
-    r"""Approximate sampler for :class:`EnergyDistribution`: Langevin chains started from
-    :math:`\mathcal N(0, \text{init\_scale}^2 I)` (see :func:`~pyro_diffvi.samplers.langevin`).
-
-    Defaults follow paper 001 (100 steps of unadjusted Langevin dynamics, Sec. 4.2).
-
-    :param num_steps: Langevin steps per draw.
-    :param step_size: step size :math:`h`.
-    :param noise_scale: noise scale :math:`s` (1 = Langevin dynamics).
-    :param metropolis: MALA instead of ULA.
-    :param init_scale: standard deviation of the initial states.
-    """
-
-    num_steps: int = 100
-    step_size: float = 1e-2
-    noise_scale: float = 1.0
-    metropolis: bool = False
-    init_scale: float = 1.0
-
-    def __post_init__(self) -> None:
-        check_num_steps("num_steps", self.num_steps)
-        check_positive("step_size", self.step_size)
-        check_positive("noise_scale", self.noise_scale)
-        check_positive("init_scale", self.init_scale)
-        if self.metropolis and self.noise_scale != 1.0:
-            raise ValueError("metropolis=True (MALA) requires noise_scale=1")
-
-    def __call__(self, distribution: "EnergyDistribution", shape: torch.Size) -> Tensor:
-        init = self.init_scale * torch.randn(shape, dtype=distribution.dtype, device=distribution.device)
-        samples, _ = langevin(
-            distribution.energy, init, self.num_steps, self.step_size, self.noise_scale, self.metropolis
-        )
-        return samples
-
-
 class EnergyDistribution(TorchDistribution):
     r"""Unnormalized distribution :math:`p(z) \propto e^{-E(z)}`.
 
@@ -132,12 +128,23 @@ class EnergyDistribution(TorchDistribution):
         differentiable with respect to ``z`` and its parameters.
     :param event_shape: event shape of ``z``.
     :param batch_shape: batch shape (the energy broadcasts over it; set by ``expand``).
-    :param sampler: ``sampler(distribution, shape) -> samples`` (default :class:`LangevinSampler`).
+    :param sampler: ``sampler(distribution, shape) -> samples`` (default
+        :class:`~pyro_diffvi.samplers.LangevinSampler`).
     :param dtype: dtype of samples (default ``torch.get_default_dtype()``).
     :param device: device of samples (default CPU).
     :param parameter_source: for a distribution built with detached parameters by a learnable prior
         module, a callable (the module) returning the same distribution with parameter gradients when
         called inside :func:`prior_gradients`; see :meth:`with_parameter_gradients`.
+
+    Example (an unnormalized standard Gaussian)::
+
+        >>> import torch
+        >>> from pyro_diffvi.distributions import EnergyDistribution
+        >>> d = EnergyDistribution(lambda z: 0.5 * z.pow(2).sum(-1), (2,))
+        >>> d.log_prob(torch.ones(3, 2))  # -E(z), without log Z
+        tensor([-1., -1., -1.])
+        >>> tuple(d.sample((5,)).shape)  # approximate draws by Langevin chains
+        (5, 2)
     """
 
     arg_constraints: dict = {}
@@ -148,10 +155,10 @@ class EnergyDistribution(TorchDistribution):
         self,
         energy_fn: EnergyFn,
         event_shape: Sequence[int],
+        *,
         batch_shape: Sequence[int] = (),
         sampler: Callable | None = None,
         validate_args: bool | None = None,
-        *,
         dtype: torch.dtype | None = None,
         device: torch.device | str | None = None,
         parameter_source: Callable[[], "EnergyDistribution"] | None = None,
@@ -251,12 +258,23 @@ class EnergyPrior(PyroModule):
     :param event_shape: event shape of ``z``, e.g. ``(D,)``.
     :param sampler: passed to :class:`EnergyDistribution`.
     :param name: prefix of the parameters' names in Pyro's param store (default ``"EnergyPrior"``).
+
+    Example::
+
+        >>> import torch
+        >>> from torch import nn
+        >>> from pyro_diffvi.distributions import EnergyPrior
+        >>> prior = EnergyPrior(nn.Sequential(nn.Linear(2, 8), nn.Tanh(), nn.Linear(8, 1)), (2,))
+        >>> d = prior()  # an EnergyDistribution with the unnormalized log_prob -E(z)
+        >>> tuple(d.log_prob(torch.zeros(5, 2)).shape), d.normalized
+        ((5,), False)
     """
 
     def __init__(
         self,
         energy_net: nn.Module,
         event_shape: Sequence[int] | int,
+        *,
         sampler: Callable | None = None,
         name: str | None = None,
     ) -> None:
@@ -269,12 +287,15 @@ class EnergyPrior(PyroModule):
 
     def _registered_net(self) -> nn.Module:
         net = self._modules["energy_net"]
-        if self._pyro_context.active and not pyro.settings.get("module_local_params"):
-            # like PyroModule's own registration, but adopting the param store's tensors if they differ
-            pyro.module(self._pyro_get_fullname("energy_net"), net, update_module_params=True)
+        if not pyro.settings.get("module_local_params"):
+            # like PyroModule's own registration of an nn.Module attribute, but adopting the param
+            # store's tensors if they differ (a restored param store resumes training)
+            pyro.module(f"{pyro_name(self)}.energy_net", net, update_module_params=True)
         return net
 
     def forward(self) -> EnergyDistribution:
+        """The prior as an :class:`EnergyDistribution` (parameter gradients only inside
+        :func:`prior_gradients`)."""
         net = self._registered_net()
         ref = next(iter(net.parameters()), None)
         live = prior_gradients_enabled()

@@ -1,4 +1,5 @@
-r"""Gaussian-Bernoulli restricted Boltzmann machine (GRBM) prior, Eq. 12 of paper 001 (after Liao et al., 2022).
+r"""Gaussian-Bernoulli restricted Boltzmann machine (GRBM) prior, Eq. 12 of the unnormalized-priors paper
+(after Liao et al., 2022).
 
 Visible :math:`v \in \mathbb R^D`, hidden :math:`h \in \{0, 1\}^H`, per-visible mean :math:`\mu`, standard
 deviation :math:`\sigma = e^{\log\sigma}` (parametrized by ``log_sigma``), weights :math:`W \in \mathbb R^{D\times H}`,
@@ -20,12 +21,19 @@ Conditionals (block Gibbs): :math:`p(h_j = 1 \mid v) = \operatorname{sigmoid}((W
 marginal is a mixture of :math:`2^H` Gaussians :math:`\mathcal N(\mu + Wh, \operatorname{diag}\sigma^2)` with
 log weights :math:`b^\top h + \sum_i (\mu_i m_i + m_i^2/2)/\sigma_i^2 + \sum_i \log(\sqrt{2\pi}\sigma_i)`,
 :math:`m = Wh`, whose log-sum-exp is :math:`\log Z`.
+
+References
+
+- *Variational Inference with Unnormalized Priors*. Anonymous authors, manuscript under double-blind
+  review ("the unnormalized-priors paper").
+- R. Liao, S. Kornblith, M. Ren, D. J. Fleet, G. Hinton. *Gaussian-Bernoulli RBMs Without Tears*.
+  arXiv:2210.10318, 2022.
+- R. Salakhutdinov, I. Murray. *On the Quantitative Analysis of Deep Belief Networks*. ICML, 2008.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import Callable
 
 import torch
@@ -40,55 +48,19 @@ from pyro_diffvi.distributions.energy import (
     check_module_name,
     prior_gradients_enabled,
 )
+from pyro_diffvi._pyro_compat import pyro_name
 from pyro_diffvi.samplers.ais import check_betas, log_mean_exp_with_se, sigmoid_schedule
-from pyro_diffvi.samplers.langevin import check_num_steps, check_positive, langevin
-from pyro_diffvi.util import check_positive_int
+from pyro_diffvi.samplers.gibbs import GibbsSampler
+from pyro_diffvi.samplers.langevin import langevin
+from pyro_diffvi.util import check_positive_float, check_positive_int
 
 MAX_ENUMERATED_HIDDEN = 20
 _ENUM_CHUNK = 2**14
 
 
-@dataclass
-class GibbsSampler:
-    """Block Gibbs sampler for :class:`GRBM` (``sampler`` argument): ``num_steps`` sweeps
-    :math:`h \\sim p(h|v)`, :math:`v \\sim p(v|h)` from :math:`v_0 \\sim \\mathcal N(\\mu, \\sigma^2)`. Approximate."""
-
-    num_steps: int = 200
-
-    def __post_init__(self) -> None:
-        check_num_steps("num_steps", self.num_steps)
-
-    def __call__(self, grbm: "GRBM", shape: torch.Size) -> Tensor:
-        return grbm.gibbs(grbm.initial_visible(shape), self.num_steps)
-
-
-@dataclass
-class GibbsLangevinSampler:
-    """Gibbs-Langevin sampler for :class:`GRBM` (``sampler`` argument), see :meth:`GRBM.gibbs_langevin`. Approximate."""
-
-    num_steps: int = 100
-    step_size: float = 1e-2
-    langevin_steps: int = 1
-    noise_scale: float = 1.0
-    metropolis: bool = False
-
-    def __post_init__(self) -> None:
-        check_num_steps("num_steps", self.num_steps)
-        check_positive("step_size", self.step_size)
-
-    def __call__(self, grbm: "GRBM", shape: torch.Size) -> Tensor:
-        return grbm.gibbs_langevin(
-            grbm.initial_visible(shape),
-            self.num_steps,
-            self.step_size,
-            self.langevin_steps,
-            self.noise_scale,
-            self.metropolis,
-        )
-
-
 class GRBM(EnergyDistribution):
-    r"""Gaussian-Bernoulli RBM over the visible units, with the marginal energy :math:`F(v)` of Eq. 12 (paper 001).
+    r"""Gaussian-Bernoulli RBM over the visible units, with the marginal energy :math:`F(v)` of Eq. 12 of the
+    unnormalized-priors paper.
 
     ``log_prob(v) = -F(v)`` is **unnormalized**; :meth:`exact_log_partition` gives :math:`\log Z` for
     ``hidden <= 20`` by enumeration, :func:`~pyro_diffvi.samplers.ais_log_partition` an estimate otherwise.
@@ -102,10 +74,21 @@ class GRBM(EnergyDistribution):
     :param W: weights, shape ``(D, H)``.
     :param b: hidden biases, shape ``(H,)``.
     :param batch_shape: batch shape (the energy broadcasts over it).
-    :param sampler: ``sampler(grbm, shape)``; default :class:`GibbsSampler` (block Gibbs).
+    :param sampler: ``sampler(grbm, shape)``; default :class:`~pyro_diffvi.samplers.GibbsSampler`
+        (block Gibbs).
     :param validate_args: check the parameters' values (finite, ``log_sigma`` in range); default: Pyro's
         global setting.
     :param parameter_source: see :class:`~pyro_diffvi.distributions.EnergyDistribution`.
+
+    Example (with one hidden unit the marginal is a two-Gaussian mixture; :math:`\log Z` by enumeration)::
+
+        >>> import torch
+        >>> from pyro_diffvi.distributions import GRBM
+        >>> grbm = GRBM(torch.zeros(2), torch.zeros(2), torch.ones(2, 1), torch.zeros(1))
+        >>> round(grbm.exact_log_partition().item(), 4)  # log(2 pi (1 + e))
+        3.1511
+        >>> tuple(grbm.sample((3,)).shape)  # approximate draws by block Gibbs
+        (3, 2)
     """
 
     arg_constraints = {
@@ -121,10 +104,10 @@ class GRBM(EnergyDistribution):
         log_sigma: Tensor,
         W: Tensor,
         b: Tensor,
+        *,
         batch_shape=(),
         sampler: Callable | None = None,
         validate_args: bool | None = None,
-        *,
         parameter_source: Callable[[], "GRBM"] | None = None,
     ) -> None:
         _check_grbm_params(mu, log_sigma, W, b)
@@ -134,9 +117,9 @@ class GRBM(EnergyDistribution):
         super().__init__(
             self.free_energy,
             (W.shape[0],),
-            batch_shape,
-            sampler if sampler is not None else GibbsSampler(),
-            validate_args,
+            batch_shape=batch_shape,
+            sampler=sampler if sampler is not None else GibbsSampler(),
+            validate_args=validate_args,
             dtype=W.dtype,
             device=W.device,
             parameter_source=parameter_source,
@@ -159,8 +142,8 @@ class GRBM(EnergyDistribution):
         new.__dict__.update(self.__dict__)
         new.energy_fn = new.free_energy
         EnergyDistribution.__init__(
-            new, new.free_energy, self.event_shape, torch.Size(batch_shape), self.sampler, False,
-            dtype=self.W.dtype, device=self.W.device, parameter_source=self.parameter_source,
+            new, new.free_energy, self.event_shape, batch_shape=torch.Size(batch_shape), sampler=self.sampler,
+            validate_args=False, dtype=self.W.dtype, device=self.W.device, parameter_source=self.parameter_source,
         )
         new._validate_args = self._validate_args
         return new
@@ -207,9 +190,13 @@ class GRBM(EnergyDistribution):
         h = self.sample_hidden(v)
         return self.sample_visible(h), h
 
-    def gibbs(self, init: Tensor, num_steps: int) -> Tensor:
-        """``num_steps`` block-Gibbs sweeps of vectorized chains ``init`` of shape ``(..., D)``."""
-        check_num_steps("num_steps", num_steps)
+    def gibbs(self, init: Tensor, *, num_steps: int) -> Tensor:
+        """``num_steps`` block-Gibbs sweeps of vectorized chains ``init`` of shape ``(..., D)``.
+
+        :param init: initial visible states, shape ``(..., D)``.
+        :param num_steps: number of sweeps (>= 0).
+        """
+        check_positive_int("num_steps", num_steps, minimum=0)
         self._check_visible("init", init)
         v = init.detach()
         for _ in range(num_steps):
@@ -219,13 +206,15 @@ class GRBM(EnergyDistribution):
     def gibbs_langevin(
         self,
         init: Tensor,
+        *,
         num_steps: int,
         step_size: float,
         langevin_steps: int = 1,
         noise_scale: float = 1.0,
         metropolis: bool = False,
     ) -> Tensor:
-        r"""Gibbs-Langevin sampling (Liao et al., 2022; the sampler paper 001 uses in Sec. 4.1).
+        r"""Gibbs-Langevin sampling (Liao et al., 2022; the sampler of Sec. 4.1 of the unnormalized-priors
+        paper).
 
         Each of ``num_steps`` iterations draws :math:`h \sim p(h \mid v)` exactly, then runs
         ``langevin_steps`` Langevin steps on :math:`v` with the joint energy :math:`E(v, h)` at fixed
@@ -233,13 +222,25 @@ class GRBM(EnergyDistribution):
         MH correction, making each iteration leave the GRBM exactly invariant).
 
         :param init: initial visible states, shape ``(..., D)``.
+        :param num_steps: number of Gibbs-Langevin iterations (>= 0).
+        :param step_size: Langevin step size :math:`h`.
+        :param langevin_steps: Langevin steps on :math:`v` per iteration.
+        :param noise_scale: Langevin noise scale (1 = Langevin dynamics).
+        :param metropolis: MALA instead of ULA.
         """
-        check_num_steps("num_steps", num_steps)
+        check_positive_int("num_steps", num_steps, minimum=0)
         self._check_visible("init", init)
         v = init.detach()
         for _ in range(num_steps):
             h = self.sample_hidden(v)
-            v, _ = langevin(lambda x: self.joint_energy(x, h), v, langevin_steps, step_size, noise_scale, metropolis)
+            v, _ = langevin(
+                lambda x: self.joint_energy(x, h),
+                v,
+                num_steps=langevin_steps,
+                step_size=step_size,
+                noise_scale=noise_scale,
+                metropolis=metropolis,
+            )
         return v
 
     def _check_visible(self, name: str, v: Tensor) -> None:
@@ -274,7 +275,7 @@ class GRBM(EnergyDistribution):
         return torch.logsumexp(torch.stack(parts), 0)
 
     def ais_log_partition(
-        self, num_chains: int = 256, num_steps: int = 1000, gibbs_steps: int = 1, betas: Tensor | None = None
+        self, *, num_chains: int = 256, num_steps: int = 1000, gibbs_steps: int = 1, betas: Tensor | None = None
     ) -> tuple[Tensor, Tensor]:
         r"""AIS estimate of :math:`\log Z` along the weight-scaled path of Salakhutdinov & Murray (2008).
 
@@ -293,13 +294,10 @@ class GRBM(EnergyDistribution):
             :func:`~pyro_diffvi.samplers.ais.check_betas`.
         :returns: ``(log_Z_estimate, standard_error)``.
         """
-        if isinstance(num_chains, bool) or not isinstance(num_chains, int) or num_chains < 2:
-            raise ValueError(f"num_chains must be an int >= 2 (needed for a standard error), got {num_chains!r}")
-        check_num_steps("gibbs_steps", gibbs_steps)
+        check_positive_int("num_chains", num_chains, minimum=2)  # two for a standard error
+        check_positive_int("gibbs_steps", gibbs_steps, minimum=0)
         dtype, device = self.W.dtype, self.W.device
         if betas is None:
-            if check_num_steps("num_steps", num_steps) < 1:
-                raise ValueError(f"num_steps must be >= 1, got {num_steps}")
             betas = sigmoid_schedule(num_steps, dtype=dtype, device=device)
         else:
             betas = check_betas(torch.as_tensor(betas, dtype=dtype, device=device))
@@ -311,7 +309,7 @@ class GRBM(EnergyDistribution):
                 scaled_prev, scaled = self._scaled(betas[k - 1]), self._scaled(betas[k])
                 log_w += scaled_prev.free_energy(v) - scaled.free_energy(v)
                 if k < betas.shape[0] - 1:
-                    v = scaled.gibbs(v, gibbs_steps)
+                    v = scaled.gibbs(v, num_steps=gibbs_steps)
             log_mean, se = log_mean_exp_with_se(log_w)
         return log_z0 + log_mean, se
 
@@ -348,7 +346,17 @@ def _check_grbm_params(mu: Tensor, log_sigma: Tensor, W: Tensor, b: Tensor) -> N
 def max_abs_log_sigma(dtype: torch.dtype) -> float:
     r"""The bound on :math:`|\log\sigma|` that :class:`GRBM` enforces: :math:`\sigma^2` and
     :math:`1/\sigma^2` stay finite normal numbers of ``dtype``, i.e.
-    :math:`2|\log\sigma| < \min(\log \text{max}, -\log \text{tiny})` of ``torch.finfo(dtype)``."""
+    :math:`2|\log\sigma| < \min(\log \text{max}, -\log \text{tiny})` of ``torch.finfo(dtype)``.
+
+    :param dtype: a floating-point dtype.
+
+    Example::
+
+        >>> import torch
+        >>> from pyro_diffvi.distributions.grbm import max_abs_log_sigma
+        >>> round(max_abs_log_sigma(torch.float32), 2)
+        43.67
+    """
     info = torch.finfo(dtype)
     return 0.5 * min(math.log(info.max), -math.log(info.tiny))
 
@@ -372,7 +380,7 @@ def _check_grbm_values(mu: Tensor, log_sigma: Tensor, W: Tensor, b: Tensor) -> N
 
 
 class GRBMPrior(PyroModule):
-    r"""Learnable GRBM prior (paper 001, Eq. 12). ``prior()`` returns a :class:`GRBM` with batch shape ``()``.
+    r"""Learnable GRBM prior (Eq. 12 of the unnormalized-priors paper). ``prior()`` returns a :class:`GRBM` with batch shape ``()``.
 
     Parameters (``PyroParam`` s, unconstrained): ``mu`` (zeros), ``log_sigma`` (zeros, i.e.
     :math:`\sigma = 1`), ``W`` (normal with standard deviation ``init_scale``), ``b`` (zeros). Move with
@@ -399,12 +407,22 @@ class GRBMPrior(PyroModule):
     :param init_scale: standard deviation of the initial weights.
     :param sampler: passed to :class:`GRBM`.
     :param name: prefix of the parameters' names in Pyro's param store (default ``"GRBMPrior"``).
+
+    Example::
+
+        >>> import torch
+        >>> from pyro_diffvi.distributions import GRBMPrior
+        >>> prior = GRBMPrior(2, 16, name="prior")
+        >>> grbm = prior()  # a GRBM with the unnormalized log_prob -F(z)
+        >>> tuple(grbm.log_prob(torch.zeros(5, 2)).shape), grbm.normalized
+        ((5,), False)
     """
 
     def __init__(
         self,
         visible: int,
         hidden: int,
+        *,
         init_scale: float = 0.1,
         sampler: Callable | None = None,
         name: str | None = None,
@@ -412,7 +430,7 @@ class GRBMPrior(PyroModule):
         super().__init__(check_module_name(name, type(self).__name__))
         check_positive_int("visible", visible)
         check_positive_int("hidden", hidden)
-        check_positive("init_scale", init_scale)
+        check_positive_float("init_scale", init_scale)
         self.mu = PyroParam(torch.zeros(visible))
         self.log_sigma = PyroParam(torch.zeros(visible))
         self.W = PyroParam(init_scale * torch.randn(visible, hidden))
@@ -420,6 +438,8 @@ class GRBMPrior(PyroModule):
         self.sampler = sampler
 
     def forward(self) -> GRBM:
+        """The prior as a :class:`GRBM` (parameter gradients only inside
+        :func:`~pyro_diffvi.distributions.energy.prior_gradients`)."""
         params = (self.mu, self.log_sigma, self.W, self.b)
         live = prior_gradients_enabled()
         try:
@@ -432,7 +452,7 @@ class GRBMPrior(PyroModule):
             from pyro_diffvi.infer.guard import DivergenceError  # (import here: infer imports distributions)
 
             raise DivergenceError(
-                f"{self._pyro_name}: the prior's parameters left the GRBM's valid range, training diverged "
+                f"{pyro_name(self)}: the prior's parameters left the GRBM's valid range, training diverged "
                 f"({error}); no parameter of this step was updated. Lower the prior's learning rate "
                 "(EnergyPriorELBO.optim_args) or clip gradients."
             ) from error

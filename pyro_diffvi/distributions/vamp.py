@@ -5,7 +5,14 @@ r"""VampPrior (Tomczak & Welling, 2018): a mixture of the variational posterior 
     p_\lambda(z) = \frac1K \sum_{k=1}^K q_\phi(z \mid u_k), \qquad q_\phi(z \mid u) = \mathcal N(z;\, \mu_\phi(u), \operatorname{diag}\sigma_\phi(u)^2),
 
 with pseudo-inputs :math:`u_1, \dots, u_K` (parameters of the prior) and the encoder :math:`\phi` shared with the
-guide. Paper 001 uses it as a baseline (Secs. 4.1-4.3, 16-128 pseudo-inputs). The density is normalized.
+guide. The unnormalized-priors paper uses it as a baseline (Secs. 4.1-4.3, 16-128 pseudo-inputs). The
+density is normalized.
+
+References
+
+- J. M. Tomczak, M. Welling. *VAE with a VampPrior*. AISTATS, 2018.
+- *Variational Inference with Unnormalized Priors*. Anonymous authors, manuscript under double-blind
+  review ("the unnormalized-priors paper").
 """
 
 from __future__ import annotations
@@ -16,6 +23,8 @@ import torch
 from pyro.distributions import Categorical, MixtureSameFamily, Normal
 from pyro.nn import PyroModule
 from torch import Tensor, nn
+
+from pyro_diffvi.util import check_positive_int
 
 
 class VampPrior(PyroModule):
@@ -31,6 +40,23 @@ class VampPrior(PyroModule):
     :param input_shape: shape of one observation (one pseudo-input).
     :param init: optional initial pseudo-inputs of shape ``(K,) + input_shape`` (e.g. random training
         points); default :math:`\mathcal N(0, 0.01^2)` entries.
+
+    Example::
+
+        >>> import torch
+        >>> from torch import nn
+        >>> from pyro_diffvi.distributions import VampPrior
+        >>> class Encoder(nn.Module):
+        ...     def __init__(self):
+        ...         super().__init__()
+        ...         self.net = nn.Linear(3, 4)
+        ...     def forward(self, x):
+        ...         loc, log_scale = self.net(x).chunk(2, -1)
+        ...         return loc, log_scale.exp()
+        >>> prior = VampPrior(Encoder(), 16, (3,))
+        >>> p = prior()  # a normalized mixture of 16 diagonal Gaussians
+        >>> tuple(p.event_shape), tuple(p.log_prob(torch.zeros(5, 2)).shape)
+        ((2,), (5,))
     """
 
     def __init__(
@@ -38,13 +64,13 @@ class VampPrior(PyroModule):
         encoder: nn.Module,
         num_pseudo_inputs: int,
         input_shape: Sequence[int] | int,
+        *,
         init: Tensor | None = None,
     ) -> None:
         super().__init__()
         if not callable(encoder):
             raise TypeError(f"encoder must be callable (u -> (loc, scale)), got {type(encoder).__name__}")
-        if isinstance(num_pseudo_inputs, bool) or not isinstance(num_pseudo_inputs, int) or num_pseudo_inputs < 1:
-            raise ValueError(f"num_pseudo_inputs must be a positive int, got {num_pseudo_inputs!r}")
+        check_positive_int("num_pseudo_inputs", num_pseudo_inputs)
         input_shape = torch.Size((input_shape,) if isinstance(input_shape, int) else input_shape)
         shape = (num_pseudo_inputs,) + tuple(input_shape)
         if init is None:
@@ -60,6 +86,7 @@ class VampPrior(PyroModule):
 
     @property
     def num_pseudo_inputs(self) -> int:
+        """The number :math:`K` of pseudo-inputs."""
         return self.pseudo_inputs.shape[0]
 
     def components(self) -> tuple[Tensor, Tensor]:
@@ -77,6 +104,7 @@ class VampPrior(PyroModule):
         return loc, scale
 
     def forward(self) -> MixtureSameFamily:
+        r"""The prior :math:`\frac1K \sum_k q(z \mid u_k)` as a ``MixtureSameFamily``."""
         loc, scale = self.components()
         logits = torch.zeros(self.num_pseudo_inputs, dtype=loc.dtype, device=loc.device)
         return MixtureSameFamily(Categorical(logits=logits), Normal(loc, scale).to_event(loc.dim() - 1))

@@ -463,7 +463,7 @@ class ContrastiveDivergence(PriorObjective):
             return
         if not self.persistent:
             raise ValueError("state holds a replay buffer but this ContrastiveDivergence has persistent=False")
-        buffer = ReplayBuffer(self.buffer_size, _unset_init_fn, self.reinit_prob)
+        buffer = ReplayBuffer(self.buffer_size, _unset_init_fn, reinit_prob=self.reinit_prob)
         buffer.load_state_dict(state["buffer"])  # the init function follows the data at the next call
         self.buffer = buffer
 
@@ -482,11 +482,15 @@ class ContrastiveDivergence(PriorObjective):
         n = self.num_samples or like.shape[0]
         init_fn = self._init_fn(like)
         if not self.persistent:
-            return short_run_langevin(energy_fn, init_fn, n, self.num_steps, self.step_size, self.noise_scale)
+            return short_run_langevin(
+                energy_fn, init_fn, n, num_steps=self.num_steps, step_size=self.step_size, noise_scale=self.noise_scale
+            )
         if self.buffer is None:
-            self.buffer = ReplayBuffer(self.buffer_size, init_fn, self.reinit_prob)
+            self.buffer = ReplayBuffer(self.buffer_size, init_fn, reinit_prob=self.reinit_prob)
         self.buffer.init_fn = init_fn  # follow the data's device and dtype
-        return persistent_langevin(energy_fn, self.buffer, n, self.num_steps, self.step_size, self.noise_scale)
+        return persistent_langevin(
+            energy_fn, self.buffer, n, num_steps=self.num_steps, step_size=self.step_size, noise_scale=self.noise_scale
+        )
 
     def loss(self, prior, z: Tensor, log_q: Tensor | None = None) -> Tensor:
         energy_fn = energy_function(prior)

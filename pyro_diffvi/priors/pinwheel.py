@@ -51,7 +51,7 @@ class Pinwheel(StructuredPrior):
     References:
 
     - W. T. Piriyakulkij, Y. Wang, V. Kuleshov. *Denoising Diffusion Variational Inference: Diffusion
-    Models as Expressive Variational Posteriors*. arXiv:2401.02739, 2024.
+      Models as Expressive Variational Posteriors*. arXiv:2401.02739, 2024.
     - M. J. Johnson, D. Duvenaud, A. B. Wiltschko, S. R. Datta, R. P. Adams. *Composing Graphical
       Models with Neural Networks for Structured Representations and Fast Inference*. NeurIPS, 2016.
 

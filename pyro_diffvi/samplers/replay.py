@@ -1,10 +1,18 @@
 r"""Persistent (replay-buffer) and short-run Langevin chains for EBM training.
 
-Dissertation (paper 003), Sec. 2 and Ch. 4: *short-run* chains restart from the initial noise
+Xiao (2022), Sec. 2 and Ch. 4: *short-run* chains restart from the initial noise
 distribution at every training iteration; *persistent* chains restart from states stored in a replay
 buffer, each re-initialised from noise with a small probability (Du & Mordatch, 2019; VAEBM uses a
 probability that rises over training). The Langevin convention is that of
-:func:`~pyro_diffvi.samplers.langevin.langevin`.
+:func:`~pyro_diffvi.samplers.langevin`.
+
+References
+
+- Z. Xiao. *Designing Deep Generative Models with Symbiotic Composition*. PhD dissertation, University
+  of Chicago, 2022 ("Xiao (2022)").
+- Y. Du, I. Mordatch. *Implicit Generation and Modeling with Energy-Based Models*. NeurIPS, 2019.
+- Z. Xiao, K. Kreis, J. Kautz, A. Vahdat. *VAEBM: A Symbiosis between Variational Autoencoders and
+  Energy-based Models*. ICLR, 2021.
 """
 
 from __future__ import annotations
@@ -15,6 +23,7 @@ import torch
 from torch import Tensor
 
 from pyro_diffvi.samplers.langevin import EnergyFn, langevin
+from pyro_diffvi.util import check_positive_int
 
 InitFn = Callable[[int], Tensor]
 
@@ -26,11 +35,19 @@ class ReplayBuffer:
     :param init_fn: ``init_fn(n)`` returns ``n`` fresh initial states, shape ``(n,) + event_shape``
         (e.g. ``lambda n: torch.randn(n, D)``).
     :param reinit_prob: probability that a drawn state is replaced by a fresh one from ``init_fn``.
+
+    Example::
+
+        >>> import torch
+        >>> from pyro_diffvi.samplers import ReplayBuffer
+        >>> buffer = ReplayBuffer(100, lambda n: torch.randn(n, 2), reinit_prob=0.05)
+        >>> buffer.push(torch.zeros(10, 2))
+        >>> len(buffer), tuple(buffer.sample(4).shape)
+        (10, (4, 2))
     """
 
-    def __init__(self, capacity: int, init_fn: InitFn, reinit_prob: float = 0.05) -> None:
-        if isinstance(capacity, bool) or not isinstance(capacity, int) or capacity < 1:
-            raise ValueError(f"capacity must be a positive int, got {capacity!r}")
+    def __init__(self, capacity: int, init_fn: InitFn, *, reinit_prob: float = 0.05) -> None:
+        check_positive_int("capacity", capacity)
         if not callable(init_fn):
             raise TypeError(f"init_fn must be callable (n -> tensor of n states), got {type(init_fn).__name__}")
         if not (0.0 <= float(reinit_prob) <= 1.0):
@@ -51,14 +68,15 @@ class ReplayBuffer:
             raise ValueError(f"init_fn({n}) must return a tensor with leading dimension {n}")
         return x.detach()
 
-    def sample(self, n: int) -> Tensor:
-        """Draw ``n`` states: uniformly from the buffer, each replaced by a fresh state with
+    def sample(self, num_samples: int) -> Tensor:
+        """Draw ``num_samples`` states: uniformly from the buffer, each replaced by a fresh state with
         probability ``reinit_prob`` (all fresh while the buffer is empty).
 
         ``self.last_reinit_mask`` records which rows were freshly initialised.
+
+        :param num_samples: number of states to draw.
         """
-        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-            raise ValueError(f"n must be a positive int, got {n!r}")
+        n = check_positive_int("num_samples", num_samples)
         fresh = self._fresh(n)
         if self._states is None:
             self.last_reinit_mask = torch.ones(n, dtype=torch.bool, device=fresh.device)
@@ -132,27 +150,67 @@ class ReplayBuffer:
 
 
 def short_run_langevin(
-    energy_fn: EnergyFn, init_fn: InitFn, n: int, num_steps: int, step_size: float, noise_scale: float = 1.0
+    energy_fn: EnergyFn,
+    init_fn: InitFn,
+    num_samples: int,
+    *,
+    num_steps: int,
+    step_size: float,
+    noise_scale: float = 1.0,
 ) -> Tensor:
-    """Short-run chains: ``n`` fresh states from ``init_fn``, then ``num_steps`` ULA steps."""
-    samples, _ = langevin(energy_fn, init_fn(n), num_steps, step_size, noise_scale)
+    """Short-run chains: ``num_samples`` fresh states from ``init_fn``, then ``num_steps`` ULA steps.
+
+    :param energy_fn: the energy ``z -> E(z)``, one energy per chain.
+    :param init_fn: ``init_fn(n)`` returns ``n`` fresh initial states.
+    :param num_samples: number of chains (samples returned).
+    :param num_steps: ULA steps per chain.
+    :param step_size: Langevin step size :math:`h`.
+    :param noise_scale: Langevin noise scale (1 = Langevin dynamics).
+
+    Example::
+
+        >>> import torch
+        >>> from pyro_diffvi.samplers import short_run_langevin
+        >>> z = short_run_langevin(lambda z: 0.5 * z.pow(2).sum(-1), lambda n: torch.randn(n, 2), 8,
+        ...                        num_steps=10, step_size=0.1)
+        >>> tuple(z.shape)
+        (8, 2)
+    """
+    init = init_fn(check_positive_int("num_samples", num_samples))
+    samples, _ = langevin(energy_fn, init, num_steps=num_steps, step_size=step_size, noise_scale=noise_scale)
     return samples
 
 
 def persistent_langevin(
     energy_fn: EnergyFn,
     buffer: ReplayBuffer,
-    n: int,
+    num_samples: int,
+    *,
     num_steps: int,
     step_size: float,
     noise_scale: float = 1.0,
 ) -> Tensor:
-    """Persistent chains: draw ``n`` states from ``buffer``, run ``num_steps`` ULA steps, push them back.
+    """Persistent chains: draw ``num_samples`` states from ``buffer``, run ``num_steps`` ULA steps, push
+    them back.
 
     Chains that diverged to NaN or infinite states (:func:`~pyro_diffvi.samplers.langevin` warns about
     them) are returned but not pushed, so one divergent step does not poison the buffer.
+
+    The arguments are those of :func:`short_run_langevin`, with ``buffer``, the :class:`ReplayBuffer`
+    the chains restart from, in place of ``init_fn``.
+
+    Example::
+
+        >>> import torch
+        >>> from pyro_diffvi.samplers import ReplayBuffer, persistent_langevin
+        >>> buffer = ReplayBuffer(100, lambda n: torch.randn(n, 2))
+        >>> z = persistent_langevin(lambda z: 0.5 * z.pow(2).sum(-1), buffer, 8, num_steps=10, step_size=0.1)
+        >>> tuple(z.shape), len(buffer)
+        ((8, 2), 8)
     """
-    samples, _ = langevin(energy_fn, buffer.sample(n), num_steps, step_size, noise_scale)
-    finite = torch.isfinite(samples.reshape(n, -1)).all(-1)
+    samples, _ = langevin(
+        energy_fn, buffer.sample(num_samples), num_steps=num_steps, step_size=step_size, noise_scale=noise_scale
+    )
+    finite = torch.isfinite(samples.reshape(num_samples, -1)).all(-1)
     buffer.push(samples if bool(finite.all()) else samples[finite])
     return samples

@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from pyro_diffvi.nn.mlp import MLP
-from pyro_diffvi.samplers import energy_and_grad, langevin
+from pyro_diffvi.samplers import langevin
+from pyro_diffvi.samplers.langevin import energy_and_grad
 
 MEAN = torch.tensor([1.0, -0.5], dtype=torch.float64)
 COV = torch.tensor([[1.0, 0.6], [0.6, 0.8]], dtype=torch.float64)
@@ -33,7 +34,7 @@ def test_ula_stationary_covariance_matches_exact_discretised_value(device):
     energy, P = gaussian_energy(device)
     h, s = 0.25, 0.7
     S = s**2 * torch.linalg.inv(P - 0.5 * h * P @ P)
-    z, rate = langevin(energy, torch.zeros(6000, 2, dtype=torch.float64, device=device), 150, h, noise_scale=s)
+    z, rate = langevin(energy, torch.zeros(6000, 2, dtype=torch.float64, device=device), num_steps=150, step_size=h, noise_scale=s)
     assert z.shape == (6000, 2) and torch.equal(rate, torch.ones(6000, dtype=torch.float64, device=device))
     se_mean = z.std(0) / math.sqrt(z.shape[0])
     assert ((z.mean(0) - MEAN.to(device)).abs() < 4 * se_mean).all()  # ULA has no mean bias for a Gaussian
@@ -46,7 +47,7 @@ def test_ula_stationary_covariance_matches_exact_discretised_value(device):
 def test_mala_is_unbiased_for_gaussian(device):
     energy, _ = gaussian_energy(device)
     init = 3.0 * torch.randn(6000, 2, dtype=torch.float64, device=device)
-    z, rate = langevin(energy, init, 150, step_size=0.25, metropolis=True)
+    z, rate = langevin(energy, init, num_steps=150, step_size=0.25, metropolis=True)
     assert 0.5 < rate.mean() < 1.0
     se_mean = z.std(0) / math.sqrt(z.shape[0])
     assert ((z.mean(0) - MEAN.to(device)).abs() < 4 * se_mean).all()
@@ -57,7 +58,7 @@ def test_mala_is_unbiased_for_gaussian(device):
 def test_langevin_batched_chains_and_no_parameter_gradients(device):
     net = MLP(3, 1, hidden_dims=(8,)).to(device)
     energy = lambda z: net(z).squeeze(-1) + 0.5 * z.pow(2).sum(-1)  # noqa: E731
-    z, rate = langevin(energy, torch.randn(4, 5, 3, device=device), 5, 0.01, metropolis=True)
+    z, rate = langevin(energy, torch.randn(4, 5, 3, device=device), num_steps=5, step_size=0.01, metropolis=True)
     assert z.shape == (4, 5, 3) and rate.shape == (4, 5) and not z.requires_grad
     assert all(p.grad is None for p in net.parameters())
     e, g = energy_and_grad(energy, z)
@@ -76,19 +77,19 @@ def test_langevin_bad_arguments(device):
     energy, _ = gaussian_energy(device)
     init = torch.zeros(3, 2, dtype=torch.float64, device=device)
     with pytest.raises(ValueError, match="step_size"):
-        langevin(energy, init, 1, 0.0)
+        langevin(energy, init, num_steps=1, step_size=0.0)
     with pytest.raises(ValueError, match="step_size"):
-        langevin(energy, init, 1, -0.1)
+        langevin(energy, init, num_steps=1, step_size=-0.1)
     with pytest.raises(ValueError, match="noise_scale=1"):
-        langevin(energy, init, 1, 0.1, noise_scale=0.5, metropolis=True)
+        langevin(energy, init, num_steps=1, step_size=0.1, noise_scale=0.5, metropolis=True)
     with pytest.raises(ValueError, match="num_steps"):
-        langevin(energy, init, -1, 0.1)
+        langevin(energy, init, num_steps=-1, step_size=0.1)
     with pytest.raises(ValueError, match="energy_fn"):
-        langevin(lambda z: z.pow(2), init, 1, 0.1)  # per coordinate, not one energy per chain
+        langevin(lambda z: z.pow(2), init, num_steps=1, step_size=0.1)  # per coordinate, not one energy per chain
     with pytest.raises(ValueError, match="energy_fn"):
-        langevin(lambda z: z.sum(0), init, 1, 0.1)  # summed over chains
+        langevin(lambda z: z.sum(0), init, num_steps=1, step_size=0.1)  # summed over chains
     with pytest.raises(TypeError, match="init"):
-        langevin(energy, [[0.0, 0.0]], 1, 0.1)
+        langevin(energy, [[0.0, 0.0]], num_steps=1, step_size=0.1)
 
 
 def test_divergent_ula_warns_with_step_size_and_chain_count(device):
@@ -98,11 +99,11 @@ def test_divergent_ula_warns_with_step_size_and_chain_count(device):
     energy = lambda z: 0.5 * (curvature[:, None] * z.pow(2)).sum(-1)  # noqa: E731
     init = torch.ones(4, 2, dtype=torch.float64, device=device)
     with pytest.warns(RuntimeWarning, match=r"ULA: 2 of 4 chain\(s\) have non-finite .* step_size=1.0"):
-        z, _ = langevin(energy, init, 200, 1.0)
+        z, _ = langevin(energy, init, num_steps=200, step_size=1.0)
     assert torch.isfinite(z[[0, 2]]).all() and not torch.isfinite(z[[1, 3]]).any()
     # a stable step gives no warning
     import warnings
 
     with warnings.catch_warnings():
         warnings.simplefilter("error", RuntimeWarning)
-        langevin(energy, init, 20, 1e-3)
+        langevin(energy, init, num_steps=20, step_size=1e-3)
