@@ -26,8 +26,8 @@ BASELINE = "Gaussian (AEVB)"
 # name -> (guide class, guide keyword arguments, loss class)
 CONFIGURATIONS = {
     BASELINE: (GaussianGuide, {}, Trace_ELBO),
-    "IAF flow, 4 layers (AEVB-IAF)": (FlowGuide, {"num_flows": 4}, Trace_ELBO),
-    "spline flow, 4 layers": (FlowGuide, {"num_flows": 4, "flow": "spline"}, Trace_ELBO),
+    "IAF flow, 4 layers (AEVB-IAF)": (FlowGuide, {"num_transforms": 4}, Trace_ELBO),
+    "spline flow, 4 layers": (FlowGuide, {"num_transforms": 4, "flow": "spline"}, Trace_ELBO),
     "hierarchical (H-AEVB)": (HierarchicalGuide, {}, Trace_ELBO),
     "Gaussian + adversarial (AAEB)": (GaussianGuide, {}, AdversarialAutoencoderLoss),
     "diffusion, T=20 (Trace_ELBO)": (DiffusionGuide, DIFFUSION_KWARGS, Trace_ELBO),

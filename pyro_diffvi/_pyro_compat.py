@@ -13,6 +13,12 @@ def pyro_name(module: PyroModule) -> str:
     return module._pyro_name
 
 
+def set_pyro_name(module: PyroModule, name: str) -> None:
+    """Give a root :class:`~pyro.nn.PyroModule` that has no children yet the param-store prefix ``name``
+    (for modules whose base class fixes the name, such as :class:`~pyro.infer.autoguide.AutoGuide`)."""
+    module._pyro_name = name
+
+
 def param_store_names(module: PyroModule) -> dict[str, nn.Parameter]:
     """The param-store name of every parameter of ``module``, as :class:`~pyro.nn.PyroModule` registers
     them when they are used: attributes of PyroModules joined by ``"."``, and a plain ``nn.Module``

@@ -15,14 +15,14 @@ import pyro
 import pyro.distributions as dist
 import torch
 from pyro import poutine
+from pyro.infer.autoguide import AutoGuide
 from pyro.nn import PyroModule
 from pyro.poutine.messenger import Messenger
-from pyro.poutine.subsample_messenger import _Subsample
 from torch import nn
 from torch.distributions import biject_to, constraints
 from torch.distributions.transforms import ReshapeTransform
 
-from pyro_diffvi._pyro_compat import param_store_names
+from pyro_diffvi._pyro_compat import param_store_names, set_pyro_name
 from pyro_diffvi.nn import MLP, activation as make_activation
 from pyro_diffvi.util import check_finite, check_widths
 
@@ -55,36 +55,35 @@ class _ObservedSource:
 
 @dataclass(frozen=True)
 class _PlateSpec:
+    """A plate of the latent sites, and where its size is read on each call."""
+
     name: str
     dim: int
     size: int
     subsample_size: int | None
-    subsample: torch.Tensor | None = None  # indices the model was given (``pyro.plate(..., subsample=...)``)
+    size_source: tuple[int, int] | None  # (observed site index, tensor dim from the right) of the full-size value
 
 
-class _PlatesFound(Exception):
-    pass
+class _GivenSubsamples(Messenger):
+    """Records the names of the plates whose subsample indices the model passes itself
+    (``pyro.plate(..., subsample=indices)``): a plate's subsample site arrives with a value that is not
+    an observation; every other sample site arrives without one."""
 
-
-class _PlateProbe(Messenger):
-    """Records the size and subsample size of the named plates as the model creates them, then stops
-    the model (plates are created before their bodies run, so the model's networks are not evaluated)."""
-
-    def __init__(self, names: set[str]) -> None:
+    def __init__(self) -> None:
         super().__init__()
-        self.names = names
-        self.found: dict[str, tuple[int, int]] = {}
+        self.names: set[str] = set()
 
     def _pyro_sample(self, msg) -> None:
-        if isinstance(msg["fn"], _Subsample) and msg["name"] in self.names:
-            size, subsample_size = msg["fn"].size, msg["fn"].subsample_size
-            given = msg["value"]  # indices the model passed as subsample=, else None
-            self.found[msg["name"]] = (size, subsample_size, given)
-            if len(self.found) == len(self.names):
-                raise _PlatesFound
-            if given is None:  # stand-in indices, so that probing draws no random numbers
-                msg["value"] = torch.arange(subsample_size or size, device=msg["fn"].device)
-            msg["done"] = True
+        if msg["value"] is not None and not msg["is_observed"]:
+            self.names.add(msg["name"])
+
+
+class _CallInContext(PyroModule):
+    """Calls a function inside the owning guide's Pyro context (a child shares its root's), so that
+    the guide's parameters used there are registered with Pyro's param store, as in the guide's own call."""
+
+    def forward(self, fn: Callable, *args, **kwargs):
+        return fn(*args, **kwargs)
 
 
 def _as_names(value: str | Sequence[str], argname: str) -> tuple[str, ...]:
@@ -122,7 +121,7 @@ def _is_unconstrained(support: constraints.Constraint) -> bool:
     return type(support) is type(constraints.real)
 
 
-class AmortizedGuide(PyroModule):
+class AmortizedGuide(AutoGuide):
     r"""Base class of amortized guides :math:`q_\phi(z|x)` for an arbitrary Pyro model.
 
     Like :class:`~pyro.infer.autoguide.AutoGuide`, the guide traces the model once on its first call
@@ -134,6 +133,30 @@ class AmortizedGuide(PyroModule):
 
     Latent sites must be continuous and *local*: inside at least one plate of the observed sites
     (the data plate). Constrained latents are mapped to their support with ``biject_to``.
+
+    The guide is an :class:`~pyro.infer.autoguide.AutoGuide`, so it combines with autoguides for
+    other sites in an :class:`~pyro.infer.autoguide.AutoGuideList` (e.g. an ``AutoNormal`` for global
+    sites), and it creates its plates as autoguides do: from the first call's trace, with the size of
+    the data plates read from the observed values on each call (batches of any size), or from
+    ``create_plates``. Inside an ``AutoGuideList`` the list's plates are used (pass ``create_plates``
+    to the list for batches whose size varies).
+
+    Example:
+
+    >>> import pyro, pyro.distributions as dist, torch
+    >>> from pyro.infer import SVI, Trace_ELBO
+    >>> from pyro.optim import Adam
+    >>> from pyro_diffvi.guides import GaussianGuide
+    >>> def model(x):
+    ...     with pyro.plate("data", x.shape[0]):
+    ...         z = pyro.sample("z", dist.Normal(torch.zeros(2), 1.0).to_event(1))
+    ...         pyro.sample("x", dist.Normal(z, 0.5).to_event(1), obs=x)
+    >>> pyro.clear_param_store()
+    >>> guide = GaussianGuide(model, "z", "x", hidden_dims=(16,))
+    >>> svi = SVI(model, guide, Adam({"lr": 1e-2}), Trace_ELBO())
+    >>> loss = svi.step(torch.randn(8, 2))
+    >>> guide(torch.randn(3, 2))["z"].shape
+    torch.Size([3, 2])
 
     :param model: the Pyro model.
     :param latent: name(s) of the latent sample site(s) this guide covers.
@@ -147,6 +170,9 @@ class AmortizedGuide(PyroModule):
     :param observed_fn: optional ``observed_fn(*args, **kwargs)`` returning the full-size observed
         value(s), for models that transform their arguments before observing them. By default the
         values are located among the model's arguments on the first call.
+    :param create_plates: optional ``create_plates(*args, **kwargs)`` returning a
+        :class:`pyro.plate` or a sequence of them, as for Pyro's autoguides; needed when the model
+        passes its own subsample indices (``pyro.plate(..., subsample=indices)``).
     :param name: prefix of the guide's parameter names in Pyro's param store (default: the class
         name). Give two guides of the same class in one param store different names.
     """
@@ -156,15 +182,14 @@ class AmortizedGuide(PyroModule):
         model: Callable,
         latent: str | Sequence[str],
         observed: str | Sequence[str],
-        encoder: nn.Module | None = None,
         *,
+        encoder: nn.Module | None = None,
         hidden_dims: Sequence[int] = (256, 256),
         activation: str = "relu",
         observed_fn: _ObservedFn | None = None,
         create_plates: Callable | None = None,
         name: str | None = None,
     ) -> None:
-        super().__init__(name=name or type(self).__name__)
         if not callable(model):
             raise TypeError(f"model must be callable, got {type(model).__name__}")
         if encoder is not None and not isinstance(encoder, nn.Module):
@@ -173,20 +198,21 @@ class AmortizedGuide(PyroModule):
             raise TypeError(f"create_plates must be callable, got {type(create_plates).__name__}")
         check_widths("hidden_dims", hidden_dims)
         make_activation(activation)  # validates the name now rather than at the first call
-        self._model = (model,)  # a tuple keeps a PyroModule model out of this module's children
+        super().__init__(model, create_plates=create_plates)
+        if name is not None:
+            set_pyro_name(self, name)
+        self._call_in_context = _CallInContext()
         self.latent_names = _as_names(latent, "latent")
         self.observed_names = _as_names(observed, "observed")
         if set(self.latent_names) & set(self.observed_names):
             raise ValueError("a site cannot be both latent and observed")
         self.encoder = encoder
         self._user_encoder = encoder
-        self._create_plates = create_plates
         self._is_setup = False
         self._is_copy = self._warned_shared_names = False
         self._hidden_dims = tuple(int(h) for h in hidden_dims)
         self._activation = activation
         self._observed_fn = observed_fn
-        self.prototype_trace: poutine.Trace | None = None
 
     @property
     def model(self) -> Callable | None:
@@ -204,8 +230,8 @@ class AmortizedGuide(PyroModule):
     def __getstate__(self) -> dict:
         """Pickle/``torch.save`` state: the networks, shapes and training state; the model too when it can be
         pickled (a function defined at module level, a module), else it is left out with a warning."""
-        state = dict(super().__getstate__())
-        state.update(prototype_trace=None, _is_copy=True, _warned_shared_names=False)
+        state = dict(super(AutoGuide, self).__getstate__())  # AutoGuide's would clear this guide's model
+        state.update(prototype_trace=None, master=None, plates={}, _is_copy=True, _warned_shared_names=False)
         model = self.model
         if model is not None and not isinstance(model, nn.Module):
             try:
@@ -226,7 +252,7 @@ class AmortizedGuide(PyroModule):
             memo.setdefault(id(model), model)
         new = type(self).__new__(type(self))
         memo[id(self)] = new
-        state = dict(self.__dict__, prototype_trace=None, _is_copy=True, _warned_shared_names=False)
+        state = dict(self.__dict__, prototype_trace=None, master=None, plates={}, _is_copy=True, _warned_shared_names=False)
         new.__dict__.update(copy.deepcopy(state, memo))
         return new
 
@@ -253,7 +279,8 @@ class AmortizedGuide(PyroModule):
                 )
         self._modules_before = set(self._modules)
         try:
-            self._trace_and_build(args, kwargs)
+            with poutine.block():  # plates created while building are not the guide's sample sites
+                self._trace_and_build(args, kwargs)
         except Exception:
             self._forget_setup()  # a failed set-up leaves nothing behind: the next call starts afresh
             raise
@@ -283,7 +310,8 @@ class AmortizedGuide(PyroModule):
         self.encoder = self._user_encoder
 
     def _trace_and_build(self, args: tuple, kwargs: dict) -> None:
-        self.prototype_trace = poutine.block(poutine.trace(self.model).get_trace)(*args, **kwargs)
+        given = _GivenSubsamples()
+        self.prototype_trace = poutine.block(poutine.trace(given(self.model)).get_trace)(*args, **kwargs)
         sites = self.prototype_trace.nodes
         self._check_sites(sites)
         observed = [sites[n]["value"] for n in self.observed_names]
@@ -302,6 +330,7 @@ class AmortizedGuide(PyroModule):
         self.latent_dims = {n: math.prod(s) for n, s in self._unconstrained_shapes.items()}
         self._latent_dtype = sites[self.latent_names[0]]["value"].dtype
         self._plates = self._plate_specs(sites)
+        self._check_given_subsamples(given.names, args, kwargs)
         self._sources = self._locate_observed(sites, args, kwargs)
         context = self._build_encoder(observed)
         self._check_context_batch_shape(sites, context)
@@ -378,9 +407,7 @@ class AmortizedGuide(PyroModule):
             return None
         candidates = [(i, a) for i, a in enumerate(args)] + list(kwargs.items())
         candidates = [(k, a) for k, a in candidates if torch.is_tensor(a)]
-        indices = {n: site["value"] for n, site in sites.items() if site["type"] == "sample"}
-        with poutine.block(), ExitStack() as stack:  # indices the user's create_plates gives
-            indices.update({n: stack.enter_context(p) for n, p in self._user_plates(args, kwargs).items()})
+        indices = {n: site["value"] for n, site in sites.items() if site["type"] == "sample"}  # plates' too
         sources = {}
         for name in self.observed_names:
             source = next((s for k, a in candidates if (s := self._match(sites, indices, name, k, a))), None)
@@ -423,33 +450,57 @@ class AmortizedGuide(PyroModule):
         specs = []
         for f in sorted(frames.values(), key=lambda f: f.dim):
             size = f.full_size or f.size
-            specs.append(_PlateSpec(f.name, f.dim, size, f.size if f.size != size else None))
+            subsample_size = f.size if f.size != size else None
+            specs.append(_PlateSpec(f.name, f.dim, size, subsample_size, self._plate_size_source(sites, f)))
         return specs
 
-    def _user_plates(self, args: tuple, kwargs: dict) -> dict[str, pyro.plate]:
-        if self._create_plates is None:
+    def _plate_size_source(self, sites: dict, frame) -> tuple[int, int] | None:
+        """The observed site and tensor dim whose full-size value has the plate's size on every call."""
+        for index, name in enumerate(self.observed_names):
+            site = sites[name]
+            if frame in site["cond_indep_stack"]:
+                dim = frame.dim - site["fn"].event_dim
+                if -dim <= site["value"].dim() and site["value"].shape[dim] == frame.size:
+                    return index, dim
+        return None
+
+    def _check_given_subsamples(self, given: set[str], args: tuple, kwargs: dict) -> None:
+        missing = sorted(given & {p.name for p in self._plates} - set(self._given_plates(args, kwargs)))
+        if missing:
+            raise ValueError(
+                f"the model passes its own subsample indices to plate(s) {missing} (pyro.plate(..., subsample=...)); "
+                "as for Pyro's autoguides, pass the same plate(s) to the guide: "
+                "create_plates=lambda *args, **kwargs: pyro.plate(name, size, subsample=indices)"
+            )
+
+    def _given_plates(self, args: tuple, kwargs: dict) -> dict[str, pyro.plate]:
+        """The plates the user gives: ``create_plates``' (or, inside an AutoGuideList, the list's)."""
+        if self.master is not None:  # the list's plates, once it has created them (a part may be set up first)
+            return dict(getattr(self.master(), "plates", None) or {})
+        if self.create_plates is None:
             return {}
-        plates = self._create_plates(*args, **kwargs)
+        plates = self.create_plates(*args, **kwargs)
         plates = [plates] if isinstance(plates, pyro.plate) else list(plates)
         if not all(isinstance(p, pyro.plate) for p in plates):
             raise TypeError("create_plates must return a pyro.plate or a sequence of pyro.plate")
         return {p.name: p for p in plates}
 
-    def _current_plates(self, args: tuple, kwargs: dict, skip: set[str] = frozenset()) -> list[_PlateSpec]:
-        """The sizes of the plates not in ``skip`` for this call, read from the model itself (cheaply, see
-        :class:`_PlateProbe`)."""
-        probe = _PlateProbe({p.name for p in self._plates} - set(skip))
-        if not probe.names:
-            return []
-        try:
-            poutine.block(probe(self.model))(*args, **kwargs)
-        except _PlatesFound:
-            pass
-        return [
-            _PlateSpec(p.name, p.dim, *probe.found[p.name]) if p.name in probe.found else p
-            for p in self._plates
-            if p.name not in skip
-        ]
+    def _create_plates(self, *args, **kwargs) -> dict[str, pyro.plate]:
+        """The plates of this call: the given ones, and for the others the first call's plates with the
+        size of the data plates read from this call's observed values."""
+        self.plates = self._given_plates(args, kwargs)
+        observed = None
+        for p in self._plates:
+            if p.name in self.plates:
+                continue
+            size = p.size
+            if p.size_source is not None:
+                observed = observed or self.observed_values(*args, **kwargs)
+                index, dim = p.size_source
+                size = observed[index].shape[dim]
+            subsample_size = None if p.subsample_size is None else min(p.subsample_size, size)
+            self.plates[p.name] = pyro.plate(p.name, size, subsample_size=subsample_size, dim=p.dim)
+        return self.plates
 
     def _build_encoder(self, observed: list[torch.Tensor]):
         """Build the default encoder if none was given; return the context of ``observed``."""
@@ -537,13 +588,9 @@ class AmortizedGuide(PyroModule):
         self.setup(*args, **kwargs)
         observed = self.observed_values(*args, **kwargs)
         self._check_observed(observed)
+        plates = self._create_plates(*args, **kwargs)
         with ExitStack() as stack:
-            user_plates = self._user_plates(args, kwargs)
-            indices = {name: stack.enter_context(plate) for name, plate in user_plates.items()}
-            for p in self._current_plates(args, kwargs, skip=set(user_plates)):
-                indices[p.name] = stack.enter_context(
-                    pyro.plate(p.name, p.size, subsample_size=p.subsample_size, subsample=p.subsample, dim=p.dim)
-                )
+            indices = {p.name: stack.enter_context(plates[p.name]) for p in self._plates}
             observed = [self._subsample(n, v, indices) for n, v in zip(self.observed_names, observed)]
             context = self.context(*observed)
             return {name: pyro.sample(name, self._site_distribution(name, context)) for name in self.latent_names}
@@ -578,11 +625,11 @@ class AmortizedGuide(PyroModule):
         self._ensure_setup(args, kwargs)
         self._register_params()
 
-    def pyro_context(self):
-        """A context manager in which the guide's parameters are registered with Pyro's param store as
-        they are used, as inside :meth:`forward`. Objectives that use the guide's networks outside a
-        call of the guide (e.g. a sleep phase) run in it, so that ``SVI`` sees and optimizes them."""
-        return self._pyro_context
+    def call_in_context(self, fn: Callable, *args, **kwargs):
+        """``fn(*args, **kwargs)`` with the guide's parameters registered with Pyro's param store as they
+        are used, as inside the guide's own call: objectives that use the guide's networks outside a call
+        of the guide (a sleep phase) go through it, so that ``SVI`` sees and optimizes them."""
+        return self._call_in_context(fn, *args, **kwargs)
 
     def flatten_latent(self, name: str, value: torch.Tensor) -> torch.Tensor:
         """A model value of latent ``name`` mapped to the guide's flattened unconstrained space."""

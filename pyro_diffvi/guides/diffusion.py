@@ -5,10 +5,11 @@ from __future__ import annotations
 from typing import Sequence
 
 import torch
+from pyro import poutine
 from torch import nn
 from torch.distributions import Normal, kl_divergence
 
-from pyro_diffvi.diffusion import REVERSE_VARIANCES, Denoiser, GaussianDiffusion
+from pyro_diffvi.diffusion import REVERSE_VARIANCES, Denoiser, GaussianDiffusion, make_schedule
 from pyro_diffvi.distributions.diffusion import DiffusionPosterior
 from pyro_diffvi.guides.gaussian import GaussianGuide
 from pyro_diffvi.util import check_positive_int, check_widths
@@ -73,9 +74,8 @@ class DiffusionGuide(GaussianGuide):
         model,
         latent: str | Sequence[str],
         observed: str | Sequence[str],
-        num_steps: int = 20,
-        encoder: nn.Module | None = None,
         *,
+        num_steps: int = 20,
         schedule: str | Sequence[float] | torch.Tensor = "cosine",
         variance: str = "learned",
         standardize: bool = True,
@@ -91,8 +91,8 @@ class DiffusionGuide(GaussianGuide):
         check_positive_int("num_steps", num_steps)
         check_widths("denoiser_hidden_dims", denoiser_hidden_dims)
         check_positive_int("time_dim", time_dim)
-        super().__init__(model, latent, observed, encoder, **kwargs)
-        self.process = GaussianDiffusion(num_steps, schedule)  # validates num_steps and schedule now
+        super().__init__(model, latent, observed, **kwargs)
+        make_schedule(schedule, num_steps)  # validates the schedule now (as GaussianDiffusion will)
         self._schedule = schedule
         self.num_steps = num_steps
         self.variance = variance
@@ -152,15 +152,36 @@ class DiffusionGuide(GaussianGuide):
     def set_extra_state(self, state: dict) -> None:
         self.training_steps = int(state["training_steps"])
 
-    # ---- sleep phase (DDVI Eq. 9), used by DDVI_ELBO --------------------------------------------
+    # ---- sleep phase (DDVI Eq. 9): the WakeSleepGuide protocol of DDVI_ELBO -------------------------
 
-    def sleep_loss(
-        self,
-        name: str,
-        z: torch.Tensor,
-        context=None,
-        head: bool = True,
-    ) -> torch.Tensor:
+    def sleep_loss(self, model_trace: poutine.Trace, *, use_observed: bool = True, head: bool = True) -> torch.Tensor:
+        r"""The sleep term :math:`-\mathcal L_{\mathrm{diff}}` (DDVI paper, Eq. 9) at the model's draws in
+        ``model_trace``: the per-datum loss of :meth:`site_sleep_loss` at each of this guide's latent sites,
+        summed over the data with the sites' (data-plate) scales. Its gradients reach the guide only (the
+        draws are detached), and the networks used are registered with Pyro's param store, so ``SVI``
+        optimizes them.
+
+        :param model_trace: a trace of the model holding values of this guide's latent sites and, with
+            ``use_observed``, of its observed sites (simulated by ``poutine.uncondition``).
+        :param use_observed: encode the traced observed values into the denoiser's context (full
+            wake-sleep) or use no context (the simplified sleep of the DDVI paper, Sec. 3.4).
+        :param head: include the term of the Gaussian head.
+        :return: a scalar tensor.
+        """
+        return self.call_in_context(self._sleep_loss, model_trace, use_observed, head)
+
+    def _sleep_loss(self, model_trace: poutine.Trace, use_observed: bool, head: bool) -> torch.Tensor:
+        sites = model_trace.nodes
+        context = None
+        if use_observed:
+            context = self.context(*(sites[n]["value"].detach() for n in self.observed_names))
+        total = 0.0
+        for name in self.latent_names:
+            loss = self.site_sleep_loss(name, sites[name]["value"].detach(), context, head=head)
+            total = total + (loss * sites[name]["scale"]).sum()
+        return torch.as_tensor(total)
+
+    def site_sleep_loss(self, name: str, z: torch.Tensor, context=None, *, head: bool = True) -> torch.Tensor:
         r"""Per-datum denoising loss :math:`-\mathcal L_{\mathrm{diff}}` of latent ``name`` at a model draw ``z`` (Eq. 9).
 
         .. math::
@@ -231,8 +252,5 @@ class DiffusionGuide(GaussianGuide):
     def _head_kl(self, name: str, y0: torch.Tensor, context) -> torch.Tensor:
         r""":math:`\mathrm{KL}(\mathcal N(\sqrt{\bar\alpha_T} z, (1-\bar\alpha_T) I)\,\|\,\mathcal N(\text{loc}, \text{scale}^2))`."""
         loc, scale = self.loc_scale(name, context)
-        m = self.process.sqrt_alphas_cumprod[-1] * y0
-        v = 1 - self.process.alphas_cumprod[-1]
-        var_q = scale.pow(2)
-        kl = 0.5 * ((v + (m - loc).pow(2)) / var_q - 1 + var_q.log() - torch.log(v))
-        return kl.sum(-1)
+        r_T = Normal(self.process.sqrt_alphas_cumprod[-1] * y0, self.process.sqrt_one_minus_alphas_cumprod[-1])
+        return kl_divergence(r_T, Normal(loc, scale)).sum(-1)

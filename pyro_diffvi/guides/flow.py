@@ -32,6 +32,7 @@ from torch import nn
 from torch.distributions.transforms import AffineTransform, Transform
 
 from pyro_diffvi.guides.amortized import AmortizedGuide
+from pyro_diffvi.nn.heads import loc_scale
 from pyro_diffvi.util import check_positive_int
 
 FLOW_TYPES = ("iaf", "spline")
@@ -47,14 +48,14 @@ class ConditionalFlow(nn.Module):
     r"""A context-conditioned flow density :math:`q(z | h)` on :math:`\mathbb{R}^D`.
 
     ``flow="iaf"`` (Kingma et al. 2016, Sec. 4 and Eq. 14): a diagonal Gaussian
-    :math:`z_0 = \mu(h) + \sigma(h) \odot \epsilon` followed by ``num_flows`` inverse autoregressive
+    :math:`z_0 = \mu(h) + \sigma(h) \odot \epsilon` followed by ``num_transforms`` inverse autoregressive
     layers in the numerically stable (LSTM-style) form
     :math:`z_k = \sigma_k \odot z_{k-1} + (1 - \sigma_k) \odot m_k`,
     :math:`[m_k, s_k] = \mathrm{AR}_k(z_{k-1}, h)`, :math:`\sigma_k = \mathrm{sigmoid}(s_k)`, whose
     log-determinant is :math:`\sum_i \log \sigma_{k,i}`. The variable order is reversed between
     layers (the paper's permutation), built into each MADE network's ``permutation`` buffer.
 
-    ``flow="spline"`` (Durkan et al. 2019): ``num_flows`` conditional autoregressive rational
+    ``flow="spline"`` (Durkan et al. 2019): ``num_transforms`` conditional autoregressive rational
     linear splines on :math:`[-B, B]` (identity outside), then the affine map
     :math:`z = \mu(h) + \sigma(h) \odot u`, so the splines act on a standardized scale.
 
@@ -67,7 +68,7 @@ class ConditionalFlow(nn.Module):
 
     :param dim: latent dimension :math:`D`.
     :param context_dim: width of the context :math:`h` (0 for an unconditional flow).
-    :param num_flows: number of flow layers :math:`K` (default 4, the DDVI paper's AEVB-IAF baseline).
+    :param num_transforms: number of flow layers :math:`K` (default 4, the DDVI paper's AEVB-IAF baseline).
     :param flow: ``"iaf"`` or ``"spline"``.
     :param hidden_dims: hidden widths of each autoregressive network (each at least ``dim``);
         default ``(max(64, 4 * dim),) * 2``.
@@ -82,7 +83,8 @@ class ConditionalFlow(nn.Module):
         self,
         dim: int,
         context_dim: int,
-        num_flows: int = 4,
+        *,
+        num_transforms: int = 4,
         flow: str = "iaf",
         hidden_dims: Sequence[int] | None = None,
         count_bins: int = 8,
@@ -95,7 +97,7 @@ class ConditionalFlow(nn.Module):
         if isinstance(context_dim, bool) or not isinstance(context_dim, int) or context_dim < 0:
             raise ValueError(f"context_dim must be a non-negative int, got {context_dim!r}")
         self.context_dim = context_dim
-        self.num_flows = check_positive_int("num_flows", num_flows)
+        self.num_transforms = check_positive_int("num_transforms", num_transforms)
         if flow not in FLOW_TYPES:
             raise ValueError(f"flow must be one of {FLOW_TYPES}, got {flow!r}")
         self.flow = flow
@@ -112,12 +114,12 @@ class ConditionalFlow(nn.Module):
         else:
             self.base_params = nn.Parameter(torch.zeros(2 * dim))
         if flow == "iaf":
-            layers = [self._iaf_layer(k, hidden_dims) for k in range(num_flows)]
+            layers = [self._iaf_layer(k, hidden_dims) for k in range(num_transforms)]
         else:
             check_positive_int("count_bins", count_bins)
             if not bound > 0:
                 raise ValueError(f"bound must be positive, got {bound!r}")
-            layers = [self._spline_layer(k, hidden_dims, count_bins, bound) for k in range(num_flows)]
+            layers = [self._spline_layer(k, hidden_dims, count_bins, bound) for k in range(num_transforms)]
         self.layers = nn.ModuleList(layers)
 
     def _made(self, hidden_dims: tuple[int, ...], k: int, param_dims: list[int]) -> nn.Module:
@@ -143,8 +145,7 @@ class ConditionalFlow(nn.Module):
     def base_affine(self, context: torch.Tensor | None) -> AffineTransform:
         r"""The Gaussian part :math:`u \mapsto \mu(h) + \sigma(h) \odot u` (cached, exact log-det)."""
         params = self.base_head(context) if self.context_dim else self.base_params
-        loc, raw_scale = params.chunk(2, dim=-1)
-        scale = nn.functional.softplus(raw_scale) + 1e-4
+        loc, scale = loc_scale(params, 1e-4)
         return AffineTransform(loc, scale, event_dim=1, cache_size=1)
 
     def transforms(self, context: torch.Tensor | None) -> list[Transform]:
@@ -173,16 +174,16 @@ class FlowGuide(AmortizedGuide):
     r"""Amortized normalizing-flow guide: AEVB-IAF (Kingma et al. 2016), a baseline of the DDVI paper.
 
     Each latent site gets a :class:`ConditionalFlow` on the encoder's context: a diagonal Gaussian
-    from the encoder followed by ``num_flows`` conditional inverse autoregressive layers (default 4,
+    from the encoder followed by ``num_transforms`` conditional inverse autoregressive layers (default 4,
     as in the DDVI paper's AEVB-IAF baseline), or conditional neural-spline layers
     (``flow="spline"``). The density is exact, so ``Trace_ELBO`` gives the standard ELBO.
 
     Example (a one-line change from :class:`~pyro_diffvi.guides.GaussianGuide`)::
 
-        guide = FlowGuide(model, latent="z", observed="x", num_flows=4, flow="iaf")
+        guide = FlowGuide(model, latent="z", observed="x", num_transforms=4, flow="iaf")
         svi = SVI(model, guide, Adam({"lr": 1e-3}), Trace_ELBO())
 
-    :param num_flows: number of flow layers per latent site (positive int).
+    :param num_transforms: number of flow layers per latent site (positive int).
     :param flow: ``"iaf"`` (affine, stable IAF) or ``"spline"`` (rational linear splines).
     :param flow_hidden_dims: hidden widths of each autoregressive network (default
         ``(max(64, 4 D),) * 2``). (``hidden_dims`` is the default encoder's, as in every guide.)
@@ -197,23 +198,22 @@ class FlowGuide(AmortizedGuide):
         model,
         latent,
         observed,
-        encoder: nn.Module | None = None,
         *,
-        num_flows: int = 4,
+        num_transforms: int = 4,
         flow: str = "iaf",
         flow_hidden_dims: Sequence[int] | None = None,
         count_bins: int = 8,
         bound: float = 3.0,
         **kwargs,
     ) -> None:
-        check_positive_int("num_flows", num_flows)
+        check_positive_int("num_transforms", num_transforms)
         if flow not in FLOW_TYPES:
             raise ValueError(f"flow must be one of {FLOW_TYPES}, got {flow!r}")
         check_positive_int("count_bins", count_bins)
         if not bound > 0:
             raise ValueError(f"bound must be positive, got {bound!r}")
-        super().__init__(model, latent, observed, encoder, **kwargs)
-        self.num_flows = num_flows
+        super().__init__(model, latent, observed, **kwargs)
+        self.num_transforms = num_transforms
         self.flow = flow
         self.flow_hidden_dims = None if flow_hidden_dims is None else tuple(flow_hidden_dims)
         self.count_bins = count_bins
@@ -227,8 +227,13 @@ class FlowGuide(AmortizedGuide):
         param = next(self.encoder.parameters())
         self.flows = nn.ModuleList(
             ConditionalFlow(
-                self.latent_dims[name], self.context_dim, self.num_flows, self.flow,
-                self.flow_hidden_dims, self.count_bins, self.bound,
+                self.latent_dims[name],
+                self.context_dim,
+                num_transforms=self.num_transforms,
+                flow=self.flow,
+                hidden_dims=self.flow_hidden_dims,
+                count_bins=self.count_bins,
+                bound=self.bound,
             ).to(device=param.device, dtype=param.dtype)
             for name in self.latent_names
         )

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pyro.distributions as dist
 import torch
 from torch import nn
-from torch.nn.functional import softplus
 
 from pyro_diffvi.guides.amortized import AmortizedGuide
+from pyro_diffvi.nn.heads import loc_scale
 
 
 class GaussianGuide(AmortizedGuide):
@@ -29,13 +29,12 @@ class GaussianGuide(AmortizedGuide):
     The other parameters are those of :class:`~pyro_diffvi.guides.amortized.AmortizedGuide`.
     """
 
-    def __init__(self, model, latent, observed, encoder=None, *, min_scale: float = 1e-4,
-                 init_scale: float = 1.0, **kwargs) -> None:
+    def __init__(self, model, latent, observed, *, min_scale: float = 1e-4, init_scale: float = 1.0, **kwargs) -> None:
         if not min_scale >= 0:
             raise ValueError(f"min_scale must be >= 0, got {min_scale}")
         if not init_scale > min_scale:
             raise ValueError(f"init_scale must exceed min_scale={min_scale}, got {init_scale}")
-        super().__init__(model, latent, observed, encoder, **kwargs)
+        super().__init__(model, latent, observed, **kwargs)
         self.min_scale = min_scale
         self.init_scale = init_scale
 
@@ -67,9 +66,7 @@ class GaussianGuide(AmortizedGuide):
                     f"got {tuple(loc.shape)} and {tuple(scale.shape)}"
                 )
             return loc, scale
-        out = self.heads[self.latent_names.index(name)](context)
-        loc, raw_scale = out.chunk(2, dim=-1)
-        return loc, softplus(raw_scale) + self.min_scale
+        return loc_scale(self.heads[self.latent_names.index(name)](context), self.min_scale)
 
     def posterior(self, name: str, context) -> dist.TorchDistribution:
         loc, scale = self.loc_scale(name, context)

@@ -24,19 +24,18 @@ from typing import Sequence
 import torch
 from pyro.distributions import Normal
 from torch import nn
-from torch.nn.functional import softplus
 
 from pyro_diffvi.distributions.auxiliary import AuxiliaryBoundDistribution
 from pyro_diffvi.guides.amortized import AmortizedGuide
 from pyro_diffvi.nn import ConditionalMLP
+from pyro_diffvi.nn.heads import loc_scale
 from pyro_diffvi.nn.mlp import activation as make_activation
 
 _MIN_SCALE = 1e-4
 
 
 def _gaussian(params: torch.Tensor) -> Normal:
-    loc, raw_scale = params.chunk(2, dim=-1)
-    return Normal(loc, softplus(raw_scale) + _MIN_SCALE)
+    return Normal(*loc_scale(params, _MIN_SCALE))
 
 
 class HierarchicalNetworks(nn.Module):
@@ -142,7 +141,6 @@ class HierarchicalGuide(AmortizedGuide):
         model,
         latent,
         observed,
-        encoder: nn.Module | None = None,
         *,
         aux_dim: int | None = None,
         posterior_hidden_dims: Sequence[int] = (64, 64),
@@ -154,7 +152,7 @@ class HierarchicalGuide(AmortizedGuide):
         if not posterior_hidden_dims or any(int(h) <= 0 for h in posterior_hidden_dims):
             raise ValueError(f"posterior_hidden_dims must be non-empty positive widths, got {posterior_hidden_dims!r}")
         make_activation(posterior_activation)  # validates the name now rather than at the first call
-        super().__init__(model, latent, observed, encoder, **kwargs)
+        super().__init__(model, latent, observed, **kwargs)
         self.aux_dim = aux_dim
         self.posterior_hidden_dims = tuple(int(h) for h in posterior_hidden_dims)
         self.posterior_activation = posterior_activation

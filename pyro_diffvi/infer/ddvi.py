@@ -3,6 +3,7 @@ r"""The regularized wake-sleep objective of DDVI (DDVI paper, Sec. 3.3-3.4, Eqs.
 from __future__ import annotations
 
 import math
+from typing import Protocol, runtime_checkable
 
 import torch
 from pyro import poutine
@@ -18,6 +19,41 @@ _SLEEP_HINT = (
     "The sleep term trains on the model's own draws of the latents: a prior whose draws overflow the dtype "
     "(e.g. LogNormal(0, 30)) makes it non-finite; use a tighter prior, float64, or sleep='none'."
 )
+
+
+@runtime_checkable
+class WakeSleepGuide(Protocol):
+    r"""What :class:`DDVI_ELBO`'s sleep term needs of a guide: any guide, or any part of a
+    :class:`~pyro.infer.autoguide.AutoGuideList`, that has these members is trained by the sleep term
+    (:class:`~pyro_diffvi.guides.DiffusionGuide` is one).
+
+    * ``latent_names``: the latent sites it guides;
+    * ``observed_names``: the observed sites whose (simulated) values it reads in the wake-sleep variant;
+    * ``training_steps``: an ``int`` the objective counts its training steps in (the warm-up schedule;
+      keep it in the guide's ``state_dict`` so that a resumed run continues it);
+    * ``setup(*args, **kwargs)``: build the guide for the model's arguments, if not built yet;
+    * ``sleep_loss(model_trace, *, use_observed, head)``: the sleep term :math:`-\mathcal L_{\mathrm{diff}}`
+      at the values of its latent (and, with ``use_observed``, observed) sites in ``model_trace``, a
+      scalar summed over the data with the sites' scales, with its parameters registered in Pyro's
+      param store (see :meth:`~pyro_diffvi.guides.DiffusionGuide.sleep_loss`).
+    """
+
+    latent_names: tuple[str, ...]
+    observed_names: tuple[str, ...]
+    training_steps: int
+
+    def setup(self, *args, **kwargs) -> None: ...
+
+    def sleep_loss(self, model_trace: poutine.Trace, *, use_observed: bool = True, head: bool = True) -> torch.Tensor: ...
+
+
+def wake_sleep_parts(guide) -> list[WakeSleepGuide]:
+    """The guide itself if it follows :class:`WakeSleepGuide`, else its parts that do (e.g. the parts of an
+    :class:`~pyro.infer.autoguide.AutoGuideList`)."""
+    if isinstance(guide, WakeSleepGuide):
+        return [guide]
+    modules = guide.modules() if isinstance(guide, torch.nn.Module) else ()
+    return [m for m in modules if isinstance(m, WakeSleepGuide)]
 
 
 class DDVI_ELBO(GuardedObjective):
@@ -82,6 +118,7 @@ class DDVI_ELBO(GuardedObjective):
 
     def __init__(
         self,
+        *,
         beta_reg: float = 1.0,
         beta_diff: float = 1.0,
         sleep: str = "wake-sleep",
@@ -151,29 +188,29 @@ class DDVI_ELBO(GuardedObjective):
 
     def sleep_term(self, model, guide, *args, **kwargs) -> torch.Tensor:
         r"""The denoising loss :math:`-\mathcal L_{\mathrm{diff}}` (Eq. 9) at draws from the model, summed over data
-        with the data plates' scale. Needs a guide with ``sleep_loss`` (a :class:`~pyro_diffvi.guides.DiffusionGuide`)."""
-        if not hasattr(guide, "sleep_loss"):
-            raise TypeError(
-                f"the sleep term needs a DiffusionGuide (a guide with sleep_loss), got {type(guide).__name__}; "
-                "use sleep='none' or Trace_ELBO for other guides"
-            )
-        guide.setup(*args, **kwargs)
+        with the data plates' scale, of every part of ``guide`` that follows :class:`WakeSleepGuide`."""
+        parts = self._sleep_parts(guide)
+        for part in parts:
+            part.setup(*args, **kwargs)
         with torch.no_grad(), poutine.block(hide_types=["sample"]):
             if self.sleep == "wake-sleep":
                 trace = poutine.trace(poutine.uncondition(model)).get_trace(*args, **kwargs)
             else:  # z ~ p(z) only: the model is stopped before its likelihood
-                trace = trace_until(model, guide.latent_names, *args, **kwargs)
-        with guide.pyro_context():  # registers the networks used here, so SVI optimizes them
-            context = None
-            if self.sleep == "wake-sleep":
-                observed = [trace.nodes[n]["value"].detach() for n in guide.observed_names]
-                context = guide.context(*observed)
-            total = 0.0
-            for name in guide.latent_names:
-                site = trace.nodes[name]
-                loss = guide.sleep_loss(name, site["value"].detach(), context, head=self.sleep_head)
-                total = total + (loss * site["scale"]).sum()
-        return torch.as_tensor(total)
+                latents = [name for part in parts for name in part.latent_names]
+                trace = trace_until(model, latents, *args, **kwargs)
+        use_observed = self.sleep == "wake-sleep"
+        losses = [part.sleep_loss(trace, use_observed=use_observed, head=self.sleep_head) for part in parts]
+        return torch.stack(losses).sum()
+
+    @staticmethod
+    def _sleep_parts(guide) -> list[WakeSleepGuide]:
+        parts = wake_sleep_parts(guide)
+        if not parts:
+            raise TypeError(
+                f"the sleep term needs a guide with a sleep loss (a DiffusionGuide, alone or in an AutoGuideList; see "
+                f"WakeSleepGuide), got {type(guide).__name__}; use sleep='none' or Trace_ELBO for other guides"
+            )
+        return parts
 
     # ---- ELBO interface -----------------------------------------------------------------------
 
@@ -184,7 +221,8 @@ class DDVI_ELBO(GuardedObjective):
         with gradients enabled (``SVI.step``, ``ELBO.__call__``'s module, a training loop calling this
         method) counts one training step in the guide's ``training_steps``, which its ``state_dict``
         saves, so a resumed run continues the schedule where it stopped."""
-        warm = getattr(guide, "training_steps", 0) < self.warmup_steps
+        parts = wake_sleep_parts(guide)
+        warm = bool(parts) and min(part.training_steps for part in parts) < self.warmup_steps
         if warm:
             sleep = self._guarded("sleep", self.sleep_term, model, guide, args, kwargs)
             rec = reg = torch.full_like(sleep, math.nan)  # the wake term is not evaluated in the warm-up
@@ -198,8 +236,9 @@ class DDVI_ELBO(GuardedObjective):
                 loss = loss + self.beta_diff * sleep
         values = torch.stack([rec + reg, rec, reg, sleep, loss]).detach().tolist()  # one host sync
         self.last_terms = dict(zip(("elbo", "rec", "reg", "sleep", "loss"), values))
-        if torch.is_grad_enabled() and hasattr(guide, "training_steps"):
-            guide.training_steps += 1
+        if torch.is_grad_enabled():
+            for part in parts:
+                part.training_steps += 1
         return loss, ({"sleep": sleep} if warm else {"rec": rec, "reg": reg, "sleep": sleep})
 
     def _guarded(self, term: str, compute, model, guide, args: tuple, kwargs: dict):

@@ -15,9 +15,9 @@ from tests.common import requires_cuda
 from tests.guides._targets import linear_gaussian
 
 
-def _perturbed_flow(kind: str, dim: int, context_dim: int, scale: float = 0.2, num_flows: int = 4) -> ConditionalFlow:
+def _perturbed_flow(kind: str, dim: int, context_dim: int, scale: float = 0.2, num_transforms: int = 4) -> ConditionalFlow:
     """A flow far from its (near-identity) initialization, in float64."""
-    flow = ConditionalFlow(dim, context_dim, num_flows=num_flows, flow=kind).double()
+    flow = ConditionalFlow(dim, context_dim, num_transforms=num_transforms, flow=kind).double()
     with torch.no_grad():
         for p in flow.parameters():
             p.add_(scale * torch.randn_like(p))
@@ -53,7 +53,7 @@ def test_log_det_equals_autograd_jacobian(kind, context_dim):
 @pytest.mark.parametrize("kind", ["iaf", "spline"])
 def test_density_integrates_to_one(kind, context_dim):
     # Ground truth: a normalized density on R^2; 2-D quadrature on a 121^2 grid covering its mass.
-    flow = _perturbed_flow(kind, dim=2, context_dim=context_dim, scale=0.1, num_flows=2)
+    flow = _perturbed_flow(kind, dim=2, context_dim=context_dim, scale=0.1, num_transforms=2)
     if not context_dim:  # Pyro's unconditional stable-IAF inverse builds float32 zeros: stay in float32
         flow = flow.float()
     context = torch.randn(3, dtype=torch.float64) if context_dim else None
@@ -96,7 +96,7 @@ def test_trace_elbo_never_inverts(kind, monkeypatch, device):
 
 
 def test_iaf_layers_reverse_order_and_masks_are_buffers():
-    flow = ConditionalFlow(3, 4, num_flows=4, flow="iaf")
+    flow = ConditionalFlow(3, 4, num_transforms=4, flow="iaf")
     perms = [layer.nn.permutation.tolist() for layer in flow.layers]
     assert perms == [[0, 1, 2], [2, 1, 0], [0, 1, 2], [2, 1, 0]]
     buffers = dict(flow.named_buffers())
@@ -133,9 +133,9 @@ def test_flow_guide_moves_to_cuda():
 @pytest.mark.parametrize(
     "kwargs, match",
     [
-        ({"num_flows": 0}, "num_flows"),
-        ({"num_flows": 2.5}, "num_flows"),
-        ({"num_flows": True}, "num_flows"),
+        ({"num_transforms": 0}, "num_transforms"),
+        ({"num_transforms": 2.5}, "num_transforms"),
+        ({"num_transforms": True}, "num_transforms"),
         ({"flow": "maf"}, "flow must be one of"),
         ({"count_bins": 0}, "count_bins"),
         ({"bound": -1.0}, "bound"),
@@ -173,7 +173,7 @@ def test_context_width_is_checked():
 
 @pytest.mark.parametrize("context_dim", [3, 0])
 def test_plain_affine_iaf_log_det_equals_autograd_jacobian(context_dim):
-    flow = ConditionalFlow(3, context_dim, num_flows=3, flow="iaf", stable=False).double()
+    flow = ConditionalFlow(3, context_dim, num_transforms=3, flow="iaf", stable=False).double()
     with torch.no_grad():
         for p in flow.parameters():
             p.add_(0.2 * torch.randn_like(p))

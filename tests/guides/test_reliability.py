@@ -250,9 +250,9 @@ def subsampled_model(x, idx):
         pyro.sample("x", dist.Normal(z @ A.T, 0.5).to_event(1), obs=x[idx])
 
 
-@pytest.mark.parametrize("create_plates", [None, lambda x, idx: pyro.plate("data", 50, subsample=idx)])
-def test_user_given_subsample_indices_are_the_guide_s_too(create_plates):
+def test_user_given_subsample_indices_are_the_guide_s_too():
     x, idx = data(50), torch.tensor([3, 17, 40, 41])
+    create_plates = lambda x, idx: pyro.plate("data", 50, subsample=idx)  # noqa: E731
     guide = GaussianGuide(subsampled_model, "z", "x", create_plates=create_plates, **SMALL)
     trace = poutine.trace(guide).get_trace(x, idx)
     assert trace.nodes["z"]["value"].shape == (4, 2)
@@ -262,6 +262,14 @@ def test_user_given_subsample_indices_are_the_guide_s_too(create_plates):
     assert torch.equal(trace.nodes["z"]["fn"].mean, expected)
     svi = SVI(subsampled_model, guide, Adam({"lr": 1e-2}), Trace_ELBO())
     assert math.isfinite(svi.step(x, idx))
+
+
+def test_model_given_subsample_indices_without_create_plates_are_refused_at_set_up():
+    x, idx = data(50), torch.tensor([3, 17, 40, 41])
+    guide = GaussianGuide(subsampled_model, "z", "x", **SMALL)
+    with pytest.raises(ValueError, match=r"subsample indices to plate\(s\) \['data'\].*create_plates="):
+        guide(x, idx)
+    assert not guide._is_setup
 
 
 def test_a_latent_outside_the_observations_plates_is_refused_with_the_plates_named():
