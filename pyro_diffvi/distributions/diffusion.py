@@ -45,6 +45,17 @@ class DiffusionPosterior(AuxiliaryBoundDistribution):
     :param path_gradient: differentiate the reported density by the path-derivative estimator
         (:meth:`_path_log_q`): the same value, an unbiased ELBO gradient (for ``Trace_ELBO``-type
         objectives; not for importance-weighted ones such as ``RenyiELBO``) with less variance.
+
+    Example (a guide builds these; here the chain of an untrained, unconditional denoiser):
+
+    >>> import torch
+    >>> from pyro_diffvi.diffusion import Denoiser, GaussianDiffusion
+    >>> from pyro_diffvi.distributions import DiffusionPosterior
+    >>> process = GaussianDiffusion(10, "cosine")
+    >>> q = DiffusionPosterior(torch.zeros(4, 2), torch.ones(4, 2), Denoiser(2), process, variance="posterior")
+    >>> z = q.rsample()
+    >>> z.shape, q.log_prob(z).shape   # the density of its own draw: the bound term
+    (torch.Size([4, 2]), torch.Size([4]))
     """
 
     arg_constraints = {
@@ -61,6 +72,7 @@ class DiffusionPosterior(AuxiliaryBoundDistribution):
         denoiser: Denoiser,
         process: GaussianDiffusion,
         context: torch.Tensor | None = None,
+        *,
         variance: str = "beta",
         standardize: bool = False,
         path_gradient: bool = False,
@@ -112,9 +124,9 @@ class DiffusionPosterior(AuxiliaryBoundDistribution):
             self.denoiser,
             self.process,
             context,
-            self.reverse_variance,
-            self.standardize,
-            self.path_gradient,
+            variance=self.reverse_variance,
+            standardize=self.standardize,
+            path_gradient=self.path_gradient,
             validate_args=False,
         )
 

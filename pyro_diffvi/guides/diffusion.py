@@ -44,11 +44,24 @@ class DiffusionGuide(GaussianGuide):
     path_gradient=False)`` (its linear schedule :math:`10^{-4}..0.02` at ``T = 20`` leaves
     :math:`\bar\alpha_T = 0.82`: the chain stays close to the identity).
 
-    Example::
+    Example:
 
-        guide = DiffusionGuide(model, latent="z", observed="x")
-        svi = SVI(model, guide, Adam({"lr": 1e-3}), loss=DDVI_ELBO())
-        bound = -Trace_ELBO(num_particles=16).loss(model, guide, x_test)   # the ELBO alone
+    >>> import pyro, pyro.distributions as dist, torch
+    >>> def model(x):
+    ...     with pyro.plate("data", x.shape[0]):
+    ...         z = pyro.sample("z", dist.Normal(torch.zeros(2), 1.0).to_event(1))
+    ...         pyro.sample("x", dist.Normal(z, 0.5).to_event(1), obs=x)
+    >>> from pyro.infer import SVI, Trace_ELBO
+    >>> from pyro.optim import Adam
+    >>> from pyro_diffvi.guides import DiffusionGuide
+    >>> from pyro_diffvi.infer import DDVI_ELBO
+    >>> guide = DiffusionGuide(model, latent="z", observed="x", num_steps=5)
+    >>> svi = SVI(model, guide, Adam({"lr": 1e-3}), loss=DDVI_ELBO())
+    >>> x = torch.randn(16, 2)
+    >>> losses = [svi.step(x) for _ in range(3)]
+    >>> bound = -Trace_ELBO(num_particles=4).loss(model, guide, x)   # the Markovian ELBO alone
+    >>> guide(x)["z"].shape
+    torch.Size([16, 2])
 
     :param num_steps: :math:`T`, the number of denoising steps.
     :param schedule: forward-process schedule: ``"cosine"``, ``"linear"`` (:math:`10^{-4}..0.02`, the
@@ -141,9 +154,9 @@ class DiffusionGuide(GaussianGuide):
             self.denoisers[index],
             self.process,
             self.denoiser_context(name, context),
-            self.variance,
-            self.standardize,
-            self.path_gradient,
+            variance=self.variance,
+            standardize=self.standardize,
+            path_gradient=self.path_gradient,
         )
 
     def get_extra_state(self) -> dict:

@@ -66,6 +66,16 @@ class ConditionalFlow(nn.Module):
     layers read no context (``flow()`` is then a distribution with ``batch_shape ()``); the variational
     prior of :class:`~pyro_diffvi.infer.AdversarialCD` is such a flow.
 
+    Example:
+
+    >>> import torch
+    >>> from pyro_diffvi.guides import ConditionalFlow
+    >>> flow = ConditionalFlow(2, context_dim=8, num_transforms=4, flow="spline")
+    >>> q = flow(torch.randn(5, 8))   # q(z | h) for five contexts
+    >>> z = q.rsample()
+    >>> z.shape, q.log_prob(z).shape
+    (torch.Size([5, 2]), torch.Size([5]))
+
     :param dim: latent dimension :math:`D`.
     :param context_dim: width of the context :math:`h` (0 for an unconditional flow).
     :param num_transforms: number of flow layers :math:`K` (default 4, the DDVI paper's AEVB-IAF baseline).
@@ -178,10 +188,21 @@ class FlowGuide(AmortizedGuide):
     as in the DDVI paper's AEVB-IAF baseline), or conditional neural-spline layers
     (``flow="spline"``). The density is exact, so ``Trace_ELBO`` gives the standard ELBO.
 
-    Example (a one-line change from :class:`~pyro_diffvi.guides.GaussianGuide`)::
+    Example (a one-line change from :class:`~pyro_diffvi.guides.GaussianGuide`):
 
-        guide = FlowGuide(model, latent="z", observed="x", num_transforms=4, flow="iaf")
-        svi = SVI(model, guide, Adam({"lr": 1e-3}), Trace_ELBO())
+    >>> import pyro, pyro.distributions as dist, torch
+    >>> def model(x):
+    ...     with pyro.plate("data", x.shape[0]):
+    ...         z = pyro.sample("z", dist.Normal(torch.zeros(2), 1.0).to_event(1))
+    ...         pyro.sample("x", dist.Normal(z, 0.5).to_event(1), obs=x)
+    >>> from pyro.infer import SVI, Trace_ELBO
+    >>> from pyro.optim import Adam
+    >>> from pyro_diffvi.guides import FlowGuide
+    >>> guide = FlowGuide(model, latent="z", observed="x", num_transforms=4, flow="iaf")
+    >>> svi = SVI(model, guide, Adam({"lr": 1e-3}), Trace_ELBO())
+    >>> loss = svi.step(torch.randn(16, 2))
+    >>> guide(torch.randn(3, 2))["z"].shape
+    torch.Size([3, 2])
 
     :param num_transforms: number of flow layers per latent site (positive int).
     :param flow: ``"iaf"`` (affine, stable IAF) or ``"spline"`` (rational linear splines).

@@ -18,10 +18,23 @@ class GaussianGuide(AmortizedGuide):
     If the user's ``encoder`` returns a tuple ``(loc, scale)`` these are used directly (one latent site
     only), so that a :class:`~pyro_diffvi.distributions.VampPrior` can share the encoder.
 
-    Example::
+    Example:
 
-        guide = GaussianGuide(model, latent="z", observed="x")
-        svi = SVI(model, guide, Adam({"lr": 1e-3}), Trace_ELBO())
+    >>> import pyro, pyro.distributions as dist, torch
+    >>> def model(x):
+    ...     with pyro.plate("data", x.shape[0]):
+    ...         z = pyro.sample("z", dist.Normal(torch.zeros(2), 1.0).to_event(1))
+    ...         pyro.sample("x", dist.Normal(z, 0.5).to_event(1), obs=x)
+    >>> from pyro.infer import SVI, Trace_ELBO
+    >>> from pyro.optim import Adam
+    >>> from pyro_diffvi.guides import GaussianGuide
+    >>> guide = GaussianGuide(model, latent="z", observed="x")
+    >>> svi = SVI(model, guide, Adam({"lr": 1e-3}), Trace_ELBO())
+    >>> x = torch.randn(16, 2)
+    >>> losses = [svi.step(x) for _ in range(3)]
+    >>> loc, scale = guide.loc_scale("z", guide.context(x))
+    >>> loc.shape, bool((scale > 0).all())
+    (torch.Size([16, 2]), True)
 
     :param min_scale: lower bound :math:`\sigma_{\min}` on the posterior standard deviation.
     :param init_scale: posterior standard deviation at initialization (the head's bias is set so).

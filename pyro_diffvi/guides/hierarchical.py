@@ -81,12 +81,22 @@ class HierarchicalPosterior(AuxiliaryBoundDistribution):
     r"""The H-AEVB posterior :math:`q(z|x)` with auxiliary :math:`a`; ``log_prob`` of its own draw is
     :math:`\log q(a|x) + \log q(z|a, x) - \log r(a|z, x)` (see the module docstring).
 
+    Example (a guide builds these from its encoder's context):
+
+    >>> import torch
+    >>> from pyro_diffvi.guides import HierarchicalPosterior
+    >>> from pyro_diffvi.guides.hierarchical import HierarchicalNetworks
+    >>> q = HierarchicalPosterior(torch.randn(5, 8), HierarchicalNetworks(2, 3, 8))
+    >>> z = q.rsample()
+    >>> z.shape, q.log_prob(z).shape   # the auxiliary bound term of its own draw
+    (torch.Size([5, 2]), torch.Size([5]))
+
     :param context: encoder context, shape ``batch_shape + (C,)``.
     :param networks: the :class:`HierarchicalNetworks`.
     """
 
     def __init__(
-        self, context: torch.Tensor, networks: HierarchicalNetworks, validate_args: bool | None = None
+        self, context: torch.Tensor, networks: HierarchicalNetworks, *, validate_args: bool | None = None
     ) -> None:
         if context.dim() < 1 or context.shape[-1] != networks.context_dim:
             raise ValueError(
@@ -125,9 +135,20 @@ class HierarchicalGuide(AmortizedGuide):
     :math:`r` together with the posterior. :math:`r` is a submodule of the guide, hence registered
     with Pyro.
 
-    Example (a one-line change from :class:`~pyro_diffvi.guides.GaussianGuide`)::
+    Example (a one-line change from :class:`~pyro_diffvi.guides.GaussianGuide`):
 
-        guide = HierarchicalGuide(model, latent="z", observed="x", aux_dim=4)
+    >>> import pyro, pyro.distributions as dist, torch
+    >>> def model(x):
+    ...     with pyro.plate("data", x.shape[0]):
+    ...         z = pyro.sample("z", dist.Normal(torch.zeros(2), 1.0).to_event(1))
+    ...         pyro.sample("x", dist.Normal(z, 0.5).to_event(1), obs=x)
+    >>> from pyro.infer import Trace_ELBO
+    >>> from pyro_diffvi.guides import HierarchicalGuide
+    >>> guide = HierarchicalGuide(model, latent="z", observed="x", aux_dim=4)
+    >>> x = torch.randn(16, 2)
+    >>> bound = -Trace_ELBO(num_particles=4).loss(model, guide, x)   # the auxiliary-variable bound
+    >>> guide(x)["z"].shape
+    torch.Size([16, 2])
 
     :param aux_dim: dimension of :math:`a` (default: the latent's flattened dimension).
     :param posterior_hidden_dims: hidden widths of the :math:`q(z|a, x)` and :math:`r(a|z, x)` networks.

@@ -36,6 +36,32 @@ class WakeSleepGuide(Protocol):
       at the values of its latent (and, with ``use_observed``, observed) sites in ``model_trace``, a
       scalar summed over the data with the sites' scales, with its parameters registered in Pyro's
       param store (see :meth:`~pyro_diffvi.guides.DiffusionGuide.sleep_loss`).
+
+
+    A guide for the local latents of a model with global ones, inside an ``AutoGuideList``; the sleep term
+    trains the part that follows the protocol:
+
+    >>> import pyro, pyro.distributions as dist, torch
+    >>> from pyro import poutine
+    >>> from pyro.infer import SVI
+    >>> from pyro.infer.autoguide import AutoGuideList, AutoNormal
+    >>> from pyro.optim import Adam
+    >>> from pyro_diffvi.guides import DiffusionGuide
+    >>> from pyro_diffvi.infer import DDVI_ELBO, WakeSleepGuide
+    >>> def model(x):
+    ...     mu = pyro.sample("mu", dist.Normal(torch.zeros(2), 1.0).to_event(1))
+    ...     with pyro.plate("data", x.shape[0]):
+    ...         z = pyro.sample("z", dist.Normal(torch.zeros(2), 1.0).to_event(1))
+    ...         pyro.sample("x", dist.Normal(mu + z, 0.5).to_event(1), obs=x)
+    >>> guide = AutoGuideList(model)
+    >>> guide.append(AutoNormal(poutine.block(model, expose=["mu"])))
+    >>> guide.append(DiffusionGuide(poutine.block(model, hide=["mu"]), "z", "x", num_steps=5))
+    >>> [isinstance(part, WakeSleepGuide) for part in guide]
+    [False, True]
+    >>> svi = SVI(model, guide, Adam({"lr": 1e-3}), DDVI_ELBO())
+    >>> step_loss = svi.step(torch.randn(16, 2))
+    >>> guide[1].training_steps
+    1
     """
 
     latent_names: tuple[str, ...]
@@ -114,6 +140,29 @@ class DDVI_ELBO(GuardedObjective):
         parameter is updated; ``"skip"`` a warning, and the step leaves every parameter unchanged.
 
     Other arguments are those of :class:`~pyro.infer.ELBO`.
+
+    Example (a linear-Gaussian VAE; the loss is the negative ELBO plus the sleep term):
+
+    >>> import math, pyro, pyro.distributions as dist, torch
+    >>> from pyro.infer import SVI, Trace_ELBO
+    >>> from pyro.optim import Adam
+    >>> from pyro_diffvi.guides import DiffusionGuide
+    >>> from pyro_diffvi.infer import DDVI_ELBO
+    >>> def model(x):
+    ...     with pyro.plate("data", x.shape[0]):
+    ...         z = pyro.sample("z", dist.Normal(torch.zeros(2), 1.0).to_event(1))
+    ...         pyro.sample("x", dist.Normal(z, 0.5).to_event(1), obs=x)
+    >>> guide = DiffusionGuide(model, "z", "x", num_steps=5)
+    >>> loss = DDVI_ELBO(sleep="wake-sleep")
+    >>> svi = SVI(model, guide, Adam({"lr": 1e-3}), loss)
+    >>> step_loss = svi.step(torch.randn(16, 2))
+    >>> sorted(loss.last_terms)
+    ['elbo', 'loss', 'rec', 'reg', 'sleep']
+    >>> all(math.isfinite(v) for v in loss.last_terms.values())
+    True
+
+    References: W. T. Piriyakulkij, Y. Wang, V. Kuleshov. *Denoising Diffusion Variational Inference:
+    Diffusion Models as Expressive Variational Posteriors*. arXiv:2401.02739, 2024.
     """
 
     def __init__(

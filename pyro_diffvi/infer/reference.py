@@ -12,6 +12,9 @@ It implements the same mathematics as :class:`~pyro_diffvi.infer.DDVI_ELBO` with
 Random draws are made in the same order as the Pyro path with one particle and no subsampling:
 the chain noise ``randn(T + 1, B, d)``, then the prior draw, the simulated data (wake-sleep), the
 times ``randint(1, T + 1, (B,))`` and the sleep noise ``randn(B, d)``; so the same seed gives the same loss.
+
+References: W. T. Piriyakulkij, Y. Wang, V. Kuleshov. *Denoising Diffusion Variational Inference:
+Diffusion Models as Expressive Variational Posteriors*. arXiv:2401.02739, 2024.
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ def _posterior(variance="beta", context_dim=3, batch=(4,), T=4):
     loc = torch.randn(batch + (2,), dtype=torch.float64)
     scale = torch.rand(batch + (2,), dtype=torch.float64) + 0.5
     ctx = torch.randn(batch + (context_dim,), dtype=torch.float64) if context_dim else None
-    return DiffusionPosterior(loc, scale, net, process, ctx, variance), net, process
+    return DiffusionPosterior(loc, scale, net, process, ctx, variance=variance), net, process
 
 
 @pytest.mark.parametrize("variance", ["beta", "posterior", "learned"])
@@ -68,9 +68,9 @@ def test_cached_log_prob_expand_and_reparameterization():
 def test_bad_arguments():
     q, net, process = _posterior()
     with pytest.raises(ValueError, match="variance must be one of"):
-        DiffusionPosterior(q.loc, q.scale, net, process, q.context, "fixed")
+        DiffusionPosterior(q.loc, q.scale, net, process, q.context, variance="fixed")
     with pytest.raises(ValueError, match="learn_variance"):
-        DiffusionPosterior(q.loc, q.scale, net, process, q.context, "learned")
+        DiffusionPosterior(q.loc, q.scale, net, process, q.context, variance="learned")
     with pytest.raises(ValueError, match="trailing dimension 2"):
         DiffusionPosterior(q.loc[..., :1], q.scale[..., :1], net, process, q.context)
     with pytest.raises(ValueError, match="context must have trailing dimension 3"):
@@ -87,7 +87,7 @@ def _standardized(variance="learned", T=6, batch=(3,), seed=0):
     loc = torch.randn(batch + (2,), dtype=torch.float64)
     scale = torch.rand(batch + (2,), dtype=torch.float64) + 0.5
     ctx = torch.randn(batch + (3,), dtype=torch.float64)
-    return DiffusionPosterior(loc, scale, net, process, ctx, variance, standardize=True), net, process
+    return DiffusionPosterior(loc, scale, net, process, ctx, variance=variance, standardize=True), net, process
 
 
 def test_standardized_chain_at_initialization_is_exactly_the_gaussian_head():
@@ -136,12 +136,12 @@ def test_path_gradient_keeps_the_value_and_drops_only_the_score(standardize):
     noise = torch.randn(6, 4, 2, dtype=torch.float64)
 
     def bound_term(path_gradient):
-        q = DiffusionPosterior(loc, scale, net, process, ctx, "learned", standardize, path_gradient)
+        q = DiffusionPosterior(loc, scale, net, process, ctx, variance="learned", standardize=standardize, path_gradient=path_gradient)
         return q.rsample_and_log_density(noise=noise)
 
     (z, plain), (z2, path) = bound_term(False), bound_term(True)
     assert torch.equal(z, z2) and torch.allclose(plain, path, atol=1e-12)
-    q = DiffusionPosterior(loc, scale, net, process, ctx, "learned", standardize)
+    q = DiffusionPosterior(loc, scale, net, process, ctx, variance="learned", standardize=standardize)
     trajectory = q.rsample_trajectory(noise=noise)
     trajectory = trajectory.detach().requires_grad_()
     stopped = q._path_log_q(trajectory)  # the chain's density, differentiable in the trajectory only
@@ -170,7 +170,7 @@ def test_path_gradient_is_unbiased():
         torch.manual_seed(3)  # the same draws for both estimators
         rows = []
         for noise in torch.randn(n // 500, 5, 500, 2, dtype=torch.float64):
-            q = DiffusionPosterior(loc, scale, net, process, None, "learned", True, path_gradient)
+            q = DiffusionPosterior(loc, scale, net, process, None, variance="learned", standardize=True, path_gradient=path_gradient)
             z, log_density = q.rsample_and_log_density((500,), noise=noise)
             bound = target.log_prob(z).sum(-1) - log_density
             rows.append(torch.autograd.grad(bound.mean(), params[-1])[0])
