@@ -27,3 +27,19 @@ def test_param_store_names_are_the_names_pyro_registers():
     assert all(registered[name] is param for name, param in expected.items())
     assert all(owns_param_name(guide, name) for name in registered)
     assert not owns_param_name(guide, "DiffusionGuideX.w")
+
+
+def test_a_guide_s_name_is_the_prefix_pyro_registers_its_parameters_under():
+    def model(x):
+        with pyro.plate("data", x.shape[0]):
+            z = pyro.sample("z", dist.Normal(torch.zeros(2), 1.0).to_event(1))
+            pyro.sample("x", dist.Normal(z, 1.0).to_event(1), obs=x)
+
+    pyro.clear_param_store()
+    guide = DiffusionGuide(model, "z", "x", num_steps=2, hidden_dims=(8,), denoiser_hidden_dims=(8,), name="q_z")
+    with poutine.trace(param_only=True) as tracer:
+        DDVI_ELBO().differentiable_loss(model, guide, torch.randn(4, 2))
+    registered = set(tracer.trace.nodes)
+    assert registered == set(param_store_names(guide)) and len(registered) > 4
+    assert all(name.startswith("q_z.") for name in registered)
+    assert set(pyro.get_param_store().keys()) == registered

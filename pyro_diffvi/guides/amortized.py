@@ -557,6 +557,15 @@ class AmortizedGuide(AutoGuide):
         """Create the subclass's networks; ``self.context_dim`` and ``self.latent_dims`` are known."""
         raise NotImplementedError
 
+    def _like_encoder(self, module: nn.Module) -> nn.Module:
+        """``module`` moved to the device and dtype of the encoder's parameters."""
+        param = next(self.encoder.parameters())
+        return module.to(device=param.device, dtype=param.dtype)
+
+    def _require_context_tensor(self) -> None:
+        if self.context_dim is None:
+            raise ValueError(f"{type(self).__name__} needs an encoder returning one context tensor, not a (loc, scale) tuple")
+
     # ---- per call -----------------------------------------------------------------------------
 
     def posterior(self, name: str, context) -> dist.TorchDistribution:

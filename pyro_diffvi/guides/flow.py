@@ -190,19 +190,18 @@ class FlowGuide(AmortizedGuide):
 
     Example (a one-line change from :class:`~pyro_diffvi.guides.GaussianGuide`):
 
-    >>> import pyro, pyro.distributions as dist, torch
-    >>> def model(x):
-    ...     with pyro.plate("data", x.shape[0]):
-    ...         z = pyro.sample("z", dist.Normal(torch.zeros(2), 1.0).to_event(1))
-    ...         pyro.sample("x", dist.Normal(z, 0.5).to_event(1), obs=x)
+    >>> import torch
+    >>> from pyro_diffvi.datasets import make_problem
+    >>> problem = make_problem("linear_gaussian_5d")   # a Pyro model (sites "z", "x") with exact log p(x)
+    >>> model, x = problem.model, problem.x
     >>> from pyro.infer import SVI, Trace_ELBO
     >>> from pyro.optim import Adam
     >>> from pyro_diffvi.guides import FlowGuide
     >>> guide = FlowGuide(model, latent="z", observed="x", num_transforms=4, flow="iaf")
     >>> svi = SVI(model, guide, Adam({"lr": 1e-3}), Trace_ELBO())
-    >>> loss = svi.step(torch.randn(16, 2))
-    >>> guide(torch.randn(3, 2))["z"].shape
-    torch.Size([3, 2])
+    >>> loss = svi.step(x)
+    >>> guide(x)["z"].shape
+    torch.Size([64, 5])
 
     :param num_transforms: number of flow layers per latent site (positive int).
     :param flow: ``"iaf"`` (affine, stable IAF) or ``"spline"`` (rational linear splines).
@@ -241,13 +240,9 @@ class FlowGuide(AmortizedGuide):
         self.bound = bound
 
     def _build_posteriors(self) -> None:
-        if self.context_dim is None:
-            raise ValueError(
-                "FlowGuide needs an encoder returning one context tensor, not a (loc, scale) tuple"
-            )
-        param = next(self.encoder.parameters())
+        self._require_context_tensor()
         self.flows = nn.ModuleList(
-            ConditionalFlow(
+            self._like_encoder(ConditionalFlow(
                 self.latent_dims[name],
                 self.context_dim,
                 num_transforms=self.num_transforms,
@@ -255,7 +250,7 @@ class FlowGuide(AmortizedGuide):
                 hidden_dims=self.flow_hidden_dims,
                 count_bins=self.count_bins,
                 bound=self.bound,
-            ).to(device=param.device, dtype=param.dtype)
+            ))
             for name in self.latent_names
         )
 

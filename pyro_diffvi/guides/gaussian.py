@@ -20,21 +20,19 @@ class GaussianGuide(AmortizedGuide):
 
     Example:
 
-    >>> import pyro, pyro.distributions as dist, torch
-    >>> def model(x):
-    ...     with pyro.plate("data", x.shape[0]):
-    ...         z = pyro.sample("z", dist.Normal(torch.zeros(2), 1.0).to_event(1))
-    ...         pyro.sample("x", dist.Normal(z, 0.5).to_event(1), obs=x)
+    >>> import torch
+    >>> from pyro_diffvi.datasets import make_problem
+    >>> problem = make_problem("linear_gaussian_5d")   # a Pyro model (sites "z", "x") with exact log p(x)
+    >>> model, x = problem.model, problem.x
     >>> from pyro.infer import SVI, Trace_ELBO
     >>> from pyro.optim import Adam
     >>> from pyro_diffvi.guides import GaussianGuide
     >>> guide = GaussianGuide(model, latent="z", observed="x")
     >>> svi = SVI(model, guide, Adam({"lr": 1e-3}), Trace_ELBO())
-    >>> x = torch.randn(16, 2)
     >>> losses = [svi.step(x) for _ in range(3)]
     >>> loc, scale = guide.loc_scale("z", guide.context(x))
     >>> loc.shape, bool((scale > 0).all())
-    (torch.Size([16, 2]), True)
+    (torch.Size([64, 5]), True)
 
     :param min_scale: lower bound :math:`\sigma_{\min}` on the posterior standard deviation.
     :param init_scale: posterior standard deviation at initialization (the head's bias is set so).
@@ -57,7 +55,6 @@ class GaussianGuide(AmortizedGuide):
                 raise ValueError("an encoder returning (loc, scale) can serve only one latent site")
             self.heads = None
             return
-        param = next(self.encoder.parameters())
         heads = []
         for name in self.latent_names:
             head = nn.Linear(self.context_dim, 2 * self.latent_dims[name])
@@ -66,7 +63,7 @@ class GaussianGuide(AmortizedGuide):
                 head.bias.zero_()
                 raw = torch.tensor(self.init_scale - self.min_scale).expm1().log()  # softplus^-1
                 head.bias[self.latent_dims[name]:] = raw
-            heads.append(head.to(device=param.device, dtype=param.dtype))
+            heads.append(self._like_encoder(head))
         self.heads = nn.ModuleList(heads)
 
     def loc_scale(self, name: str, context) -> tuple[torch.Tensor, torch.Tensor]:

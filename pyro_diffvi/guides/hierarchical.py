@@ -137,18 +137,16 @@ class HierarchicalGuide(AmortizedGuide):
 
     Example (a one-line change from :class:`~pyro_diffvi.guides.GaussianGuide`):
 
-    >>> import pyro, pyro.distributions as dist, torch
-    >>> def model(x):
-    ...     with pyro.plate("data", x.shape[0]):
-    ...         z = pyro.sample("z", dist.Normal(torch.zeros(2), 1.0).to_event(1))
-    ...         pyro.sample("x", dist.Normal(z, 0.5).to_event(1), obs=x)
+    >>> import torch
+    >>> from pyro_diffvi.datasets import make_problem
+    >>> problem = make_problem("linear_gaussian_5d")   # a Pyro model (sites "z", "x") with exact log p(x)
+    >>> model, x = problem.model, problem.x
     >>> from pyro.infer import Trace_ELBO
     >>> from pyro_diffvi.guides import HierarchicalGuide
     >>> guide = HierarchicalGuide(model, latent="z", observed="x", aux_dim=4)
-    >>> x = torch.randn(16, 2)
     >>> bound = -Trace_ELBO(num_particles=4).loss(model, guide, x)   # the auxiliary-variable bound
-    >>> guide(x)["z"].shape
-    torch.Size([16, 2])
+    >>> bound < problem.log_px.sum().item()
+    True
 
     :param aux_dim: dimension of :math:`a` (default: the latent's flattened dimension).
     :param posterior_hidden_dims: hidden widths of the :math:`q(z|a, x)` and :math:`r(a|z, x)` networks.
@@ -179,17 +177,13 @@ class HierarchicalGuide(AmortizedGuide):
         self.posterior_activation = posterior_activation
 
     def _build_posteriors(self) -> None:
-        if self.context_dim is None:
-            raise ValueError(
-                "HierarchicalGuide needs an encoder returning one context tensor, not a (loc, scale) tuple"
-            )
-        param = next(self.encoder.parameters())
+        self._require_context_tensor()
         self.networks = nn.ModuleDict(
             {
-                name: HierarchicalNetworks(
+                name: self._like_encoder(HierarchicalNetworks(
                     dim, self.aux_dim or dim, self.context_dim,
                     self.posterior_hidden_dims, self.posterior_activation,
-                ).to(device=param.device, dtype=param.dtype)
+                ))
                 for name, dim in self.latent_dims.items()
             }
         )
