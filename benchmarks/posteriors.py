@@ -79,13 +79,15 @@ def run_cell(cell: dict) -> dict:
         svi.step(problem.x)
         seconds += time.perf_counter() - start
         if cell["guide"].startswith("ddvi") and step % cell["curve_every"] == 0:
-            curve.append(round(elbo_gap(problem, guide, 64)[0], 4))
-    mean, stderr = elbo_gap(problem, guide, cell["eval_particles"])
+            curve.append(round(elbo_gap(problem, guide, num_particles=64)[0], 4))
+    mean, stderr = elbo_gap(problem, guide, num_particles=cell["eval_particles"])
     record = {k: cell[k] for k in ("problem", "guide", "seed", "steps", "lr")}
     record.update(gap=mean, gap_se=stderr, ms_per_step=1e3 * seconds / cell["steps"], curve=curve,
                   kind=problem.kind, num_modes=problem.num_modes)
     if problem.mode_of is not None:
-        record["mode_ratio"], record["mode_masses"] = mode_mass_ratio(problem, guide, cell["eval_particles"], MIN_MODE_MASS)
+        record["mode_ratio"], record["mode_masses"] = mode_mass_ratio(
+            problem, guide, num_particles=cell["eval_particles"], min_mass=MIN_MODE_MASS
+        )
         record["exact_mode_masses"] = problem.mode_masses.double().mean(0).tolist()
     return record
 

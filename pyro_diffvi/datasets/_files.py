@@ -63,6 +63,13 @@ def data_device(device: str | torch.device | None) -> torch.device:
     return torch.device("cpu") if device is None else resolve_device(device)
 
 
+def check_float_dtype(dtype: torch.dtype) -> torch.dtype:
+    """Return ``dtype``, raising ``ValueError`` unless it is a floating-point :class:`torch.dtype`."""
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+        raise ValueError(f"dtype must be a floating-point torch.dtype, got {dtype!r}")
+    return dtype
+
+
 def data_dir_display() -> str:
     return os.environ.get(DATA_DIR_ENV) or str(DEFAULT_DATA_DIR)
 

