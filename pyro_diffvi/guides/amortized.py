@@ -44,6 +44,10 @@ def _claimed_by_other(tensor: torch.Tensor, guide: "AmortizedGuide") -> bool:
 
 _ObservedFn = Callable[..., "torch.Tensor | Sequence[torch.Tensor]"]
 
+# values of discrete sites a ClassifierGuide drew (or read) in the current call of an AutoGuideList, for the
+# parts after it that condition on them (condition_on=)
+_PUBLISHED: "weakref.WeakKeyDictionary[nn.Module, dict[str, torch.Tensor]]" = weakref.WeakKeyDictionary()
+
 
 @dataclass(frozen=True)
 class _ObservedSource:
@@ -170,6 +174,11 @@ class AmortizedGuide(AutoGuide):
     :param observed_fn: optional ``observed_fn(*args, **kwargs)`` returning the full-size observed
         value(s), for models that transform their arguments before observing them. By default the
         values are located among the model's arguments on the first call.
+    :param condition_on: name(s) of discrete sites (labels) the encoder also reads, one-hot encoded after
+        the observed values: the observed label on labelled calls, the label a
+        :class:`~pyro_diffvi.guides.ClassifierGuide` earlier in the same
+        :class:`~pyro.infer.autoguide.AutoGuideList` drew (enumerated) on unlabelled ones. A user
+        ``encoder`` receives them after the observed values.
     :param create_plates: optional ``create_plates(*args, **kwargs)`` returning a
         :class:`pyro.plate` or a sequence of them, as for Pyro's autoguides; needed when the model
         passes its own subsample indices (``pyro.plate(..., subsample=indices)``).
@@ -187,6 +196,7 @@ class AmortizedGuide(AutoGuide):
         hidden_dims: Sequence[int] = (256, 256),
         activation: str = "relu",
         observed_fn: _ObservedFn | None = None,
+        condition_on: str | Sequence[str] = (),
         create_plates: Callable | None = None,
         name: str | None = None,
     ) -> None:
@@ -206,6 +216,9 @@ class AmortizedGuide(AutoGuide):
         self.observed_names = _as_names(observed, "observed")
         if set(self.latent_names) & set(self.observed_names):
             raise ValueError("a site cannot be both latent and observed")
+        self.condition_names = _as_names(condition_on, "condition_on") if condition_on else ()
+        if set(self.condition_names) & (set(self.latent_names) | set(self.observed_names)):
+            raise ValueError("condition_on sites must differ from the latent and observed sites")
         self.encoder = encoder
         self._user_encoder = encoder
         self._is_setup = False
@@ -314,13 +327,29 @@ class AmortizedGuide(AutoGuide):
         self.prototype_trace = poutine.block(poutine.trace(given(self.model)).get_trace)(*args, **kwargs)
         sites = self.prototype_trace.nodes
         self._check_sites(sites)
+        self._check_condition_sites(sites)
         observed = [sites[n]["value"] for n in self.observed_names]
         for name, value in zip(self.observed_names, observed):
             check_finite(f"observed site '{name}'", value.float())
         # a likelihood that does not fit the observed values (e.g. a wrong feature width) fails here, once
         self.prototype_trace.compute_log_prob(lambda name, site: site["is_observed"])
-        self.observed_event_shapes = {n: sites[n]["fn"].event_shape for n in self.observed_names}
-        self._num_classes = {n: _num_classes(sites[n]["fn"]) for n in self.observed_names}
+        self.observed_event_shapes = {n: sites[n]["fn"].event_shape for n in self._input_names}
+        self._num_classes = {n: _num_classes(sites[n]["fn"]) for n in self._input_names}
+        self._set_latent_shapes(sites)
+        self._plates = self._plate_specs(sites)
+        self._check_given_subsamples(given.names, args, kwargs)
+        self._sources = self._locate_observed(sites, args, kwargs)
+        context = self._build_encoder(observed + [sites[n]["value"] for n in self.condition_names])
+        self._check_context_batch_shape(sites, context)
+        self._build_posteriors()
+        self._is_setup = True
+
+    @property
+    def _input_names(self) -> tuple[str, ...]:
+        """The sites the encoder reads, in order: the observed ones, then the conditioning labels."""
+        return self.observed_names + self.condition_names
+
+    def _set_latent_shapes(self, sites: dict) -> None:
         self.latent_event_shapes = {n: sites[n]["fn"].event_shape for n in self.latent_names}
         self._latent_supports = {n: _plain_support(sites[n]["fn"].support) for n in self.latent_names}
         self._unconstrained_shapes = {
@@ -329,13 +358,17 @@ class AmortizedGuide(AutoGuide):
         }
         self.latent_dims = {n: math.prod(s) for n, s in self._unconstrained_shapes.items()}
         self._latent_dtype = sites[self.latent_names[0]]["value"].dtype
-        self._plates = self._plate_specs(sites)
-        self._check_given_subsamples(given.names, args, kwargs)
-        self._sources = self._locate_observed(sites, args, kwargs)
-        context = self._build_encoder(observed)
-        self._check_context_batch_shape(sites, context)
-        self._build_posteriors()
-        self._is_setup = True
+
+    def _check_condition_sites(self, sites: dict) -> None:
+        for name in self.condition_names:
+            site = sites.get(name)
+            if site is None or site["type"] != "sample" or _num_classes(site["fn"]) is None:
+                raise ValueError(f"condition_on site '{name}' must be a Categorical sample site of the model")
+            if self.master is None:
+                raise ValueError(
+                    f"condition_on=('{name}',) reads the label a ClassifierGuide draws: put a ClassifierGuide for "
+                    f"'{name}' and then this guide in an AutoGuideList"
+                )
 
     def _register_params(self) -> None:
         """Claim this guide's parameters, and adopt values that Pyro's param store already holds under
@@ -521,7 +554,7 @@ class AmortizedGuide(AutoGuide):
         if isinstance(context, tuple):
             self.context_dim = None
         else:
-            batch_shape = self._observed_batch_shape(observed[0], self.observed_names[0])
+            batch_shape = self._batch_shape(observed)
             if context.shape[:-1] != batch_shape:
                 raise ValueError(
                     f"encoder output must have shape batch_shape + (C,) = {tuple(batch_shape)} + (C,), "
@@ -601,8 +634,26 @@ class AmortizedGuide(AutoGuide):
         with ExitStack() as stack:
             indices = {p.name: stack.enter_context(plates[p.name]) for p in self._plates}
             observed = [self._subsample(n, v, indices) for n, v in zip(self.observed_names, observed)]
-            context = self.context(*observed)
+            context = self.context(*observed, *self._condition_values())
             return {name: pyro.sample(name, self._site_distribution(name, context)) for name in self.latent_names}
+
+    def _condition_values(self) -> list[torch.Tensor]:
+        """This call's values of the ``condition_on`` labels, published by the ClassifierGuide before this guide."""
+        if not self.condition_names:
+            return []
+        published = _PUBLISHED.get(self.master(), {})
+        missing = [n for n in self.condition_names if n not in published]
+        if missing:
+            raise RuntimeError(
+                f"no value of {missing} in this call: a ClassifierGuide for them must come before this guide in "
+                "the AutoGuideList"
+            )
+        return [published[n] for n in self.condition_names]
+
+    def _publish(self, name: str, value: torch.Tensor) -> None:
+        """Make this call's value of site ``name`` available to the later parts of the AutoGuideList."""
+        if self.master is not None:
+            _PUBLISHED.setdefault(self.master(), {})[name] = value
 
     def _check_observed(self, observed: list[torch.Tensor]) -> None:
         """Every call: the observed values have the event shapes the guide was built for, and are finite."""
@@ -678,14 +729,18 @@ class AmortizedGuide(AutoGuide):
             )
         return values
 
-    def _observed_batch_shape(self, value: torch.Tensor, name: str) -> torch.Size:
-        return value.shape[: value.dim() - len(self.observed_event_shapes[name])]
+    def _batch_shape(self, inputs: list[torch.Tensor]) -> torch.Size:
+        """The broadcast batch shape of the encoder's inputs (an enumerated label adds its dimension)."""
+        return torch.broadcast_shapes(
+            *(v.shape[: v.dim() - len(self.observed_event_shapes[n])] for n, v in zip(self._input_names, inputs))
+        )
 
-    def _encoder_features(self, observed: list[torch.Tensor], dtype: torch.dtype) -> torch.Tensor:
-        batch_shape = self._observed_batch_shape(observed[0], self.observed_names[0])
+    def _encoder_features(self, inputs: list[torch.Tensor], dtype: torch.dtype) -> torch.Tensor:
+        batch_shape = self._batch_shape(inputs)
         parts = []
-        for name, value in zip(self.observed_names, observed):
+        for name, value in zip(self._input_names, inputs):
+            own_batch = value.shape[: value.dim() - len(self.observed_event_shapes[name])]
             if self._num_classes[name] is not None:
                 value = nn.functional.one_hot(value.long(), self._num_classes[name])
-            parts.append(value.to(dtype).reshape(*batch_shape, -1))
+            parts.append(value.to(dtype).reshape(*own_batch, -1).expand(*batch_shape, -1))
         return torch.cat(parts, dim=-1)

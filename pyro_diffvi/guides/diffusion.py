@@ -185,7 +185,7 @@ class DiffusionGuide(GaussianGuide):
         sites = model_trace.nodes
         context = None
         if use_observed:
-            context = self.context(*(sites[n]["value"].detach() for n in self.observed_names))
+            context = self.context(*(sites[n]["value"].detach() for n in self._input_names))
         total = 0.0
         for name in self.latent_names:
             loss = self.site_sleep_loss(name, sites[name]["value"].detach(), context, head=head)

@@ -1,7 +1,7 @@
 """Objectives: DDVI_ELBO, energy-prior ELBOs and prior objectives, adversarial autoencoders."""
 
 from pyro_diffvi.infer.adversarial import AdversarialAutoencoderLoss
-from pyro_diffvi.infer.ddvi import DDVI_ELBO, WakeSleepGuide
+from pyro_diffvi.infer.ddvi import DDVI_ELBO, LabelGuide, WakeSleepGuide
 from pyro_diffvi.infer.guard import DivergenceError
 from pyro_diffvi.infer.energy import EnergyPriorELBO
 from pyro_diffvi.infer.prior_objectives import (
@@ -16,6 +16,7 @@ __all__: list[str] = [
     "DivergenceError",
     "AdversarialAutoencoderLoss",
     "DDVI_ELBO",
+    "LabelGuide",
     "WakeSleepGuide",
     "AdversarialCD",
     "ContrastiveDivergence",

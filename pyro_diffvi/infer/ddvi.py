@@ -7,6 +7,7 @@ from typing import Protocol, runtime_checkable
 
 import torch
 from pyro import poutine
+from pyro.infer import TraceEnum_ELBO
 from pyro.infer.enum import get_importance_trace
 from pyro.infer.util import is_validation_enabled, torch_item
 from pyro.util import check_if_enumerated
@@ -73,13 +74,34 @@ class WakeSleepGuide(Protocol):
     def sleep_loss(self, model_trace: poutine.Trace, *, use_observed: bool = True, head: bool = True) -> torch.Tensor: ...
 
 
-def wake_sleep_parts(guide) -> list[WakeSleepGuide]:
-    """The guide itself if it follows :class:`WakeSleepGuide`, else its parts that do (e.g. the parts of an
+@runtime_checkable
+class LabelGuide(Protocol):
+    r"""What :class:`DDVI_ELBO` needs of a guide for a label that is observed in some calls and latent in
+    others (semi-supervised models; :class:`~pyro_diffvi.guides.ClassifierGuide` is one):
+
+    * ``enumerates(*args, **kwargs)``: whether this call leaves the label latent, so that the guide emits it
+      for parallel enumeration and the wake term is the enumerated ELBO (:class:`~pyro.infer.TraceEnum_ELBO`);
+    * ``classification_loss(*args, **kwargs)``: :math:`-\sum_i \log q(l_i|x_i)` over this call's labelled
+      data (zero when unlabelled), the term ``classification_weight`` weighs.
+    """
+
+    def enumerates(self, *args, **kwargs) -> bool: ...
+
+    def classification_loss(self, *args, **kwargs) -> torch.Tensor: ...
+
+
+def guide_parts(guide, protocol: type) -> list:
+    """The guide itself if it follows ``protocol``, else its parts that do (e.g. the parts of an
     :class:`~pyro.infer.autoguide.AutoGuideList`)."""
-    if isinstance(guide, WakeSleepGuide):
+    if isinstance(guide, protocol):
         return [guide]
     modules = guide.modules() if isinstance(guide, torch.nn.Module) else ()
-    return [m for m in modules if isinstance(m, WakeSleepGuide)]
+    return [m for m in modules if isinstance(m, protocol)]
+
+
+def wake_sleep_parts(guide) -> list[WakeSleepGuide]:
+    """The parts of ``guide`` (or the guide) that follow :class:`WakeSleepGuide`."""
+    return guide_parts(guide, WakeSleepGuide)
 
 
 class DDVI_ELBO(GuardedObjective):
@@ -135,6 +157,9 @@ class DDVI_ELBO(GuardedObjective):
     :param num_particles: particles of the wake term (the sleep term uses one draw per datum).
     :param warmup_steps: number of initial training steps on the sleep term alone (needs a sleep term;
         counted by the guide's ``training_steps``).
+    :param classification_weight: weight :math:`\alpha \ge 0` of the M2 classification term
+        :math:`-\sum_i \log q(l_i|x_i)` on labelled data, for guides with a :class:`LabelGuide` part
+        (Kingma et al. 2014, Eq. 9; the DDVI paper's semi-supervised objective, Sec. 4.1).
     :param on_nonfinite: what a non-finite loss term (``rec``, ``reg``, ``sleep``) or gradient does:
         ``"raise"`` (default) a :class:`~pyro_diffvi.infer.guard.DivergenceError` naming it before any
         parameter is updated; ``"skip"`` a warning, and the step leaves every parameter unchanged.
@@ -157,7 +182,7 @@ class DDVI_ELBO(GuardedObjective):
     >>> svi = SVI(model, guide, Adam({"lr": 1e-3}), loss)
     >>> step_loss = svi.step(torch.randn(16, 2))
     >>> sorted(loss.last_terms)
-    ['elbo', 'loss', 'rec', 'reg', 'sleep']
+    ['classification', 'elbo', 'loss', 'rec', 'reg', 'sleep']
     >>> all(math.isfinite(v) for v in loss.last_terms.values())
     True
 
@@ -174,6 +199,7 @@ class DDVI_ELBO(GuardedObjective):
         sleep_head: bool = True,
         num_particles: int = 1,
         warmup_steps: int = 0,
+        classification_weight: float = 0.0,
         on_nonfinite: str = "raise",
         max_plate_nesting: float = float("inf"),
         vectorize_particles: bool = False,
@@ -198,6 +224,13 @@ class DDVI_ELBO(GuardedObjective):
         self.sleep = sleep
         self.sleep_head = sleep_head
         self.warmup_steps = warmup_steps
+        self.classification_weight = check_positive_float("classification_weight", classification_weight, allow_zero=True)
+        self._enumerated_elbo = TraceEnum_ELBO(
+            num_particles=num_particles,
+            max_plate_nesting=max_plate_nesting,
+            vectorize_particles=vectorize_particles,
+            strict_enumeration_warning=strict_enumeration_warning,
+        )
         self.on_nonfinite = check_on_nonfinite(on_nonfinite)
         self.last_terms: dict[str, float] = {}
         self._divergence_hint = _SLEEP_HINT
@@ -271,24 +304,47 @@ class DDVI_ELBO(GuardedObjective):
         method) counts one training step in the guide's ``training_steps``, which its ``state_dict``
         saves, so a resumed run continues the schedule where it stopped."""
         parts = wake_sleep_parts(guide)
+        labels = guide_parts(guide, LabelGuide)
         warm = bool(parts) and min(part.training_steps for part in parts) < self.warmup_steps
         if warm:
             sleep = self._guarded("sleep", self.sleep_term, model, guide, args, kwargs)
-            rec = reg = torch.full_like(sleep, math.nan)  # the wake term is not evaluated in the warm-up
+            elbo = rec = reg = torch.full_like(sleep, math.nan)  # the wake term is not evaluated in the warm-up
             loss = self.beta_diff * sleep
+            terms = {"sleep": sleep}
         else:
-            rec, reg = self._guarded("rec/reg", self.wake_terms, model, guide, args, kwargs)
-            loss = -(rec + self.beta_reg * reg)
+            if any(part.enumerates(*args, **kwargs) for part in labels):
+                elbo = self._guarded("elbo", self.enumerated_elbo, model, guide, args, kwargs)
+                rec = reg = torch.full_like(elbo, math.nan)  # the enumerated bound is not split
+                loss = -elbo
+                terms = {"elbo": elbo}
+            else:
+                rec, reg = self._guarded("rec/reg", self.wake_terms, model, guide, args, kwargs)
+                elbo = rec + reg
+                loss = -(rec + self.beta_reg * reg)
+                terms = {"rec": rec, "reg": reg}
             sleep = torch.zeros_like(loss)
             if self.sleep != "none" and self.beta_diff > 0:
                 sleep = self._guarded("sleep", self.sleep_term, model, guide, args, kwargs)
                 loss = loss + self.beta_diff * sleep
-        values = torch.stack([rec + reg, rec, reg, sleep, loss]).detach().tolist()  # one host sync
-        self.last_terms = dict(zip(("elbo", "rec", "reg", "sleep", "loss"), values))
+            terms["sleep"] = sleep
+        classification = torch.zeros_like(loss)
+        if self.classification_weight > 0 and labels:
+            classification = torch.stack([part.classification_loss(*args, **kwargs) for part in labels]).sum()
+            loss = loss + self.classification_weight * classification
+            terms["classification"] = classification
+        values = torch.stack([elbo, rec, reg, sleep, classification, loss]).detach().tolist()  # one host sync
+        self.last_terms = dict(zip(("elbo", "rec", "reg", "sleep", "classification", "loss"), values))
         if torch.is_grad_enabled():
             for part in parts:
                 part.training_steps += 1
-        return loss, ({"sleep": sleep} if warm else {"rec": rec, "reg": reg, "sleep": sleep})
+        return loss, terms
+
+    def enumerated_elbo(self, model, guide, *args, **kwargs) -> torch.Tensor:
+        r"""The ELBO with the guide's enumerated labels summed out exactly (:class:`~pyro.infer.TraceEnum_ELBO`),
+        for calls that leave a label latent; needs ``beta_reg = 1`` (the enumerated bound is not split)."""
+        if self.beta_reg != 1:
+            raise ValueError("beta_reg != 1 needs the rec/reg split, which the enumerated bound of an unlabelled call lacks")
+        return -self._enumerated_elbo.differentiable_loss(model, guide, *args, **kwargs)
 
     def _guarded(self, term: str, compute, model, guide, args: tuple, kwargs: dict):
         """``compute(model, guide, *args, **kwargs)``; a distribution refusing non-finite parameters (Pyro's

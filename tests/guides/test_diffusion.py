@@ -90,7 +90,7 @@ def test_subsampling_particles_renyi_predictive_two_latents(vectorize):
     elbo = DDVI_ELBO(sleep="wake-sleep", num_particles=3, vectorize_particles=vectorize, max_plate_nesting=1)
     svi = SVI(two_latent_model, guide, Adam({"lr": 1e-3}), elbo)
     loss = svi.step(x)
-    assert math.isfinite(loss) and set(elbo.last_terms) == {"elbo", "rec", "reg", "sleep", "loss"}
+    assert math.isfinite(loss) and set(elbo.last_terms) == {"elbo", "rec", "reg", "sleep", "classification", "loss"}
     # minibatch scale 10/4 reaches the sleep term too: it is a sum over the (virtual) full data
     assert elbo.last_terms["sleep"] > 0
     assert math.isfinite(RenyiELBO(alpha=0, num_particles=3, max_plate_nesting=1).loss(two_latent_model, guide, x))
