@@ -10,7 +10,7 @@ from pyro.optim import Adam
 from torch import nn
 
 from pyro_diffvi.distributions import GRBMPrior
-from pyro_diffvi.guides import DiffusionGuide, FlowGuide, GaussianGuide, HierarchicalGuide
+from pyro_diffvi.guides import DiffusionGuide, FlowGuide, GaussianGuide, HierarchicalGuide, PathIntegralGuide
 from pyro_diffvi.infer import DDVI_ELBO, AdversarialAutoencoderLoss, EnergyPriorELBO, SlicedScoreMatching
 from pyro_diffvi.priors import GaussianRing, Pinwheel, SwissRoll
 
@@ -19,6 +19,7 @@ GUIDES = {
     "flow": lambda m: FlowGuide(m, latent="z", observed="x", hidden_dims=(32,)),
     "hierarchical": lambda m: HierarchicalGuide(m, latent="z", observed="x", hidden_dims=(32,)),
     "diffusion": lambda m: DiffusionGuide(m, latent="z", observed="x", num_steps=5, hidden_dims=(32,)),
+    "pis": lambda m: PathIntegralGuide(m, latent="z", observed="x", num_steps=5, hidden_dims=(32,)),
 }
 
 

@@ -1,7 +1,8 @@
-"""Distributions: diffusion posteriors, energy-based priors (GRBM, neural energies), VampPrior."""
+"""Distributions: diffusion and path-integral posteriors, energy-based priors (GRBM, neural energies), VampPrior."""
 
 from pyro_diffvi.distributions.auxiliary import AuxiliaryBoundDistribution
 from pyro_diffvi.distributions.diffusion import DiffusionPosterior
+from pyro_diffvi.distributions.path import PathIntegralPosterior
 from pyro_diffvi.distributions.energy import EnergyDistribution, EnergyPrior, prior_gradients
 from pyro_diffvi.distributions.grbm import GRBM, GRBMPrior
 from pyro_diffvi.distributions.vamp import VampPrior
@@ -10,6 +11,7 @@ __all__: list[str] = [
     "prior_gradients",
     "AuxiliaryBoundDistribution",
     "DiffusionPosterior",
+    "PathIntegralPosterior",
     "EnergyDistribution",
     "EnergyPrior",
     "GRBM",

@@ -17,7 +17,7 @@ from pyro import poutine
 from pyro.infer import SVI, Trace_ELBO
 from pyro.optim import Adam
 
-from pyro_diffvi.guides import DiffusionGuide, FlowGuide, GaussianGuide, HierarchicalGuide
+from pyro_diffvi.guides import DiffusionGuide, FlowGuide, GaussianGuide, HierarchicalGuide, PathIntegralGuide
 from pyro_diffvi.infer import DDVI_ELBO
 
 A = torch.tensor([[1.0, 0.5], [-0.5, 1.0], [0.3, -0.2]])
@@ -29,6 +29,7 @@ GUIDES = {
     "diffusion": lambda model, **kw: DiffusionGuide(
         model, "z", "x", num_steps=3, denoiser_hidden_dims=(16,), **SMALL, **kw
     ),
+    "pis": lambda model, **kw: PathIntegralGuide(model, "z", "x", num_steps=3, drift_hidden_dims=(16,), **SMALL, **kw),
 }
 
 
