@@ -1,15 +1,14 @@
 """examples/ddvi_semisupervised.py on a tiny MNIST subset: the records it writes (keys of issue 9, null ELBO
 and classifier for AAEB), the unlabelled ELBO as a bound, the plot, and a rerun that recomputes nothing."""
 
-import importlib.util
 import json
 import math
 import os
-from pathlib import Path
 
 import pytest
 
-EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "ddvi_semisupervised.py"
+from tests.common import load_example
+
 TINY = ["--priors", "square", "--guides", "ddvi", "aevb", "aaeb", "--seeds", "0", "--labels", "20",
         "--unlabelled", "64", "--test-size", "40", "--epochs", "1", "--hidden", "16", "--batch-size", "32",
         "--eval-repeats", "2"]
@@ -17,10 +16,7 @@ TINY = ["--priors", "square", "--guides", "ddvi", "aevb", "aaeb", "--seeds", "0"
 
 @pytest.fixture(scope="module")
 def example():
-    spec = importlib.util.spec_from_file_location("ddvi_semisupervised", EXAMPLE)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_example("ddvi_semisupervised")
 
 
 def test_tiny_run_writes_the_records_plot_and_resumes(example, tmp_path):

@@ -1,22 +1,17 @@
 """examples/ddvi_table1.py: the resumable runner (an interrupted run continues without recomputing
 finished cells and gives the uninterrupted run's table) on a tiny synthetic configuration."""
 
-import importlib.util
 import json
 import os
-from pathlib import Path
 
 import pytest
 
-EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "ddvi_table1.py"
+from tests.common import load_example
 
 
 @pytest.fixture(scope="module")
 def table1():
-    spec = importlib.util.spec_from_file_location("ddvi_table1", EXAMPLE)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_example("ddvi_table1")
 
 
 TINY = ["--data", "synthetic", "--train-size", "32", "--test-size", "20", "--epochs", "0.5", "--hidden", "16",
