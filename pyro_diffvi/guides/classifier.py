@@ -46,7 +46,8 @@ class ClassifierGuide(AmortizedGuide):
 
     Whether a call is labelled is read from the model's arguments, without running the model: the label
     argument is found on the first call (the tensor equal to the observed label, or else the one argument
-    that is ``None``), or given by ``label_fn(*args, **kwargs)`` (a tensor, or ``None`` for unlabelled).
+    that is ``None``), or given by ``label_fn(*args, **kwargs)`` (a tensor, or ``None`` for unlabelled). A
+    model with no argument for the label (a cluster assignment, never observed) is unlabelled on every call.
 
     Example (the semi-supervised model of the DDVI paper, Sec. 4.1, on toy data):
 
@@ -118,7 +119,7 @@ class ClassifierGuide(AmortizedGuide):
         self._label_source = None if self._label_fn is not None else self._locate_label(site)
         self._label_index = self._positional_index(self._label_source)
 
-    def _locate_label(self, site: dict) -> _ObservedSource:
+    def _locate_label(self, site: dict) -> _ObservedSource | None:
         args, kwargs = self._setup_args
         if site["is_observed"]:
             candidates = [(k, a) for k, a in list(enumerate(args)) + list(kwargs.items()) if torch.is_tensor(a)]
@@ -127,6 +128,8 @@ class ClassifierGuide(AmortizedGuide):
             source = next((s for k, a in candidates if (s := self._match(sites, indices, self.label_name, k, a))), None)
         else:
             nones = self._none_arguments(args, kwargs)
+            if not nones:  # the model has no argument for the label: it is always latent (clustering)
+                return None
             source = None
             if len(nones) == 1:
                 dims = tuple(
@@ -185,6 +188,8 @@ class ClassifierGuide(AmortizedGuide):
         self._ensure_setup(args, kwargs)
         if self._label_fn is not None:
             return self._label_fn(*args, **kwargs)
+        if self._label_source is None:
+            return None
         position = self._label_source.position
         if isinstance(position, int):
             return args[position] if position < len(args) else None

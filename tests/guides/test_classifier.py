@@ -198,3 +198,19 @@ def test_bad_semi_supervised_set_ups_are_named():
         ClassifierGuide(two_optional, "y", "x", **SMALL)(x)
     labelled = ClassifierGuide(two_optional, "y", "x", label_fn=lambda x, y=None, w=None: y, **SMALL)
     assert labelled(x, y) == {} and labelled(x)["y"].shape == (6,)
+
+
+def test_a_label_the_model_never_observes_is_enumerated_on_every_call():
+    def clustering(x):
+        with pyro.plate("data", x.shape[0]):
+            c = pyro.sample("c", dist.Categorical(logits=LOGITS))
+            z = pyro.sample("z", dist.Normal(MU[c], 1.0).to_event(1))
+            pyro.sample("x", dist.Normal(z @ A.T, NOISE).to_event(1), obs=x)
+
+    x, _ = data(10)
+    guide = AutoGuideList(clustering)
+    guide.append(ClassifierGuide(clustering, "c", "x", **SMALL))
+    guide.append(GaussianGuide(clustering, "z", "x", condition_on="c", **SMALL))
+    assert guide[0].enumerates(x)
+    bound = -TraceEnum_ELBO(max_plate_nesting=1).loss(clustering, guide, x)
+    assert bound < exact_log_px(x).sum().item()  # the mixture's exact log p(x) is the same as the model's
