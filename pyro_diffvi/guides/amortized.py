@@ -335,7 +335,7 @@ class AmortizedGuide(AutoGuide):
         self.prototype_trace.compute_log_prob(lambda name, site: site["is_observed"])
         self.observed_event_shapes = {n: sites[n]["fn"].event_shape for n in self._input_names}
         self._num_classes = {n: _num_classes(sites[n]["fn"]) for n in self._input_names}
-        self._set_latent_shapes(sites)
+        self._set_latent_shapes(sites, args, kwargs)
         self._plates = self._plate_specs(sites)
         self._check_given_subsamples(given.names, args, kwargs)
         self._sources = self._locate_observed(sites, args, kwargs)
@@ -349,7 +349,8 @@ class AmortizedGuide(AutoGuide):
         """The sites the encoder reads, in order: the observed ones, then the conditioning labels."""
         return self.observed_names + self.condition_names
 
-    def _set_latent_shapes(self, sites: dict) -> None:
+    def _set_latent_shapes(self, sites: dict, args: tuple, kwargs: dict) -> None:
+        """Shapes, supports and dtype of the latent sites, from the first call's trace of the model."""
         self.latent_event_shapes = {n: sites[n]["fn"].event_shape for n in self.latent_names}
         self._latent_supports = {n: _plain_support(sites[n]["fn"].support) for n in self.latent_names}
         self._unconstrained_shapes = {

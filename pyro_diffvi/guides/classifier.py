@@ -109,18 +109,17 @@ class ClassifierGuide(AmortizedGuide):
             if observed not in sites or not sites[observed]["is_observed"]:
                 raise ValueError(f"observed site '{observed}' is not an observed sample site")
 
-    def _set_latent_shapes(self, sites: dict) -> None:
+    def _set_latent_shapes(self, sites: dict, args: tuple, kwargs: dict) -> None:
         site = sites[self.label_name]
         self.num_classes = _num_classes(site["fn"])
         self.latent_event_shapes = {self.label_name: torch.Size()}
         self.latent_dims = {self.label_name: self.num_classes}
         observed = sites[self.observed_names[0]]["value"]
         self._latent_dtype = observed.dtype if observed.dtype.is_floating_point else torch.get_default_dtype()
-        self._label_source = None if self._label_fn is not None else self._locate_label(site)
+        self._label_source = None if self._label_fn is not None else self._locate_label(site, args, kwargs)
         self._label_index = self._positional_index(self._label_source)
 
-    def _locate_label(self, site: dict) -> _ObservedSource | None:
-        args, kwargs = self._setup_args
+    def _locate_label(self, site: dict, args: tuple, kwargs: dict) -> _ObservedSource | None:
         if site["is_observed"]:
             candidates = [(k, a) for k, a in list(enumerate(args)) + list(kwargs.items()) if torch.is_tensor(a)]
             sites = self.prototype_trace.nodes
@@ -169,13 +168,6 @@ class ClassifierGuide(AmortizedGuide):
             for name, value in bound.arguments.items()
             if value is None
         ]
-
-    def _setup_prototype(self, *args, **kwargs) -> None:
-        self._setup_args = (args, kwargs)
-        try:
-            super()._setup_prototype(*args, **kwargs)
-        finally:
-            del self._setup_args
 
     def _build_posteriors(self) -> None:
         self._require_context_tensor()
