@@ -5,6 +5,8 @@ from pyro_diffvi.metrics.clustering import (
     cluster_nmi,
     cluster_purity,
     clustering_scores,
+    gmm_clustering_scores,
+    gmm_clusters,
     knn_accuracy,
 )
 from pyro_diffvi.metrics.elbo import Estimate, LogWeights, combine_estimates, elbo, iwae, log_weights
@@ -26,6 +28,8 @@ __all__: list[str] = [
     "clustering_scores",
     "combine_estimates",
     "elbo",
+    "gmm_clustering_scores",
+    "gmm_clusters",
     "iwae",
     "knn_accuracy",
     "latent_nll",
