@@ -1,9 +1,10 @@
-"""Objectives: DDVI_ELBO, energy-prior ELBOs and prior objectives, adversarial autoencoders."""
+"""Objectives: DDVI_ELBO, energy-prior ELBOs and prior objectives, adversarial autoencoders, the Generative Latent Flow."""
 
 from pyro_diffvi.infer.adversarial import AdversarialAutoencoderLoss
 from pyro_diffvi.infer.ddvi import DDVI_ELBO, LabelGuide, WakeSleepGuide
 from pyro_diffvi.infer.guard import DivergenceError
 from pyro_diffvi.infer.energy import EnergyPriorELBO
+from pyro_diffvi.infer.glf import EncoderGuide, GLFLoss
 from pyro_diffvi.infer.prior_objectives import (
     AdversarialCD,
     ContrastiveDivergence,
@@ -21,6 +22,8 @@ __all__: list[str] = [
     "AdversarialCD",
     "ContrastiveDivergence",
     "EnergyPriorELBO",
+    "EncoderGuide",
+    "GLFLoss",
     "ImportanceWeightedLogZ",
     "PriorObjective",
     "SlicedScoreMatching",
