@@ -67,7 +67,7 @@ from pyro_diffvi.priors import LearnableMixture
 from pyro_diffvi.util import resolve_device, set_seed
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from ddvi_semisupervised import _mean_sd  # noqa: E402 (the examples' mean ± sd over seeds)
+from _cells import CellStore, mean_sd, write_results  # noqa: E402 (shared by the example scripts)
 
 DATA = ("1000g", "simulated")
 METHODS = ("ddvi", "aevb", "aevb_iaf", "aaeb", "pca")
@@ -212,7 +212,7 @@ def summarize(records: list[dict], seconds: dict) -> str:
                    key=lambda c: (DATA.index(c[0]), c[1], LEVELS.index(c[2]), METHODS.index(c[3])))
     for kind, panel, level, method in cells:
         rows = [r for r in records if (r["data"], r["panel"], r["level"], r["method"]) == (kind, panel, level, method)]
-        stats = [_mean_sd([r[k] for r in rows]) for k in ("purity", "completeness", "nmi")]
+        stats = [mean_sd([r[k] for r in rows]) for k in ("purity", "completeness", "nmi")]
         secs = np.mean([seconds.get((kind, method, r["seed"]), float("nan")) for r in rows])
         lines.append(f"| {kind} | {panel} | {level} | {method} | {len(rows)} | " + " | ".join(stats) + f" | {secs:.0f} |")
     lines += ["", "The DDVI paper's Table 3 (1000 Genomes, mean ± 95% interval over 3 seeds):", "",
@@ -262,8 +262,7 @@ def main(argv=None) -> list[dict]:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
-    cells_dir = os.path.join(args.out, "cells")
-    os.makedirs(cells_dir, exist_ok=True)
+    cells = CellStore(args.out)
     start = time.time()
     datasets = {}
     for kind in args.data:
@@ -272,37 +271,31 @@ def main(argv=None) -> list[dict]:
         x = features(data.dosages, args)
         for method in args.methods:
             for seed in args.seeds:
-                path = os.path.join(cells_dir, f"{kind}_{panel}_{args.likelihood}_{method}_{seed}")
-                if os.path.exists(path + ".json"):  # finished before: resumed runs skip it
+                key = f"{kind}_{panel}_{args.likelihood}_{method}_{seed}"
+                if cells.done(key):  # finished before: resumed runs skip it
                     continue
                 cell = run_cell(kind, method, seed, data, x, args, device)
                 for record in cell["records"]:
                     record["panel"] = panel
-                torch.save(cell.pop("latents"), path + ".pt")
-                with open(path + ".json", "w") as f:
-                    json.dump(cell, f)
+                latents = cell.pop("latents")
+                cells.save(key, cell, latents)
                 print(json.dumps(cell), flush=True)
     records, seconds = [], {}
-    for name in sorted(os.listdir(cells_dir)):
-        if name.endswith(".json") and f"_{args.likelihood}_" in name:
-            cell = json.load(open(os.path.join(cells_dir, name)))
-            records += cell["records"]
-            seconds[(cell["records"][0]["data"], cell["records"][0]["method"], cell["records"][0]["seed"])] = cell["seconds"]
+    for cell in cells.records(lambda key: f"_{args.likelihood}_" in key):
+        records += cell["records"]
+        first_record = cell["records"][0]
+        seconds[(first_record["data"], first_record["method"], first_record["seed"])] = cell["seconds"]
     for kind, (data, panel) in datasets.items():
         first = min(args.seeds)
         panels = {}
         for method in ("pca",) + tuple(m for m in METHODS if m != "pca"):
-            latent_path = os.path.join(cells_dir, f"{kind}_{panel}_{args.likelihood}_{method}_{first}.pt")
-            if os.path.exists(latent_path):
-                panels[method] = torch.load(latent_path)
+            latents = cells.tensors(f"{kind}_{panel}_{args.likelihood}_{method}_{first}")
+            if latents is not None:
+                panels[method] = latents
         plot_maps(panels, data, os.path.join(args.out, f"latents_{kind}.png"),
                   f"{kind} ({panel}, {args.likelihood}): latents by super-population, seed {first}")
     table = summarize(records, seconds)
-    with open(os.path.join(args.out, "results.json"), "w") as f:
-        json.dump(records, f, indent=1)
-    with open(os.path.join(args.out, "table.md"), "w") as f:
-        f.write(table + "\n\n" + json.dumps(vars(args), default=str) + "\n")
-    print(table)
+    write_results(args.out, records, table, vars(args))
     print(f"total {time.time() - start:.0f} s; mean ± sd over seeds {args.seeds}")
     return records
 

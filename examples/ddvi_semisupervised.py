@@ -48,6 +48,7 @@ import argparse
 import json
 import math
 import os
+import sys
 import time
 
 import pyro
@@ -67,6 +68,9 @@ from pyro_diffvi.metrics import knn_accuracy, latent_nll
 from pyro_diffvi.plots import plot_latent_panels
 from pyro_diffvi.priors import Pinwheel, Square, SwissRoll
 from pyro_diffvi.util import resolve_device, set_seed
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _cells import CellStore, mean_sd, write_results  # noqa: E402 (shared by the example scripts)
 
 PRIORS = {
     "pinwheel": lambda device: Pinwheel(**PRIOR_KWARGS, device=device),
@@ -192,23 +196,14 @@ def summarize(records: list[dict]) -> str:
     cells = sorted({(r["prior"], r["guide"]) for r in records}, key=lambda c: (c[0], GUIDES.index(c[1])))
     for prior, kind in cells:
         rows = [r for r in records if r["prior"] == prior and r["guide"] == kind]
-        stats = {k: _mean_sd([r[k] for r in rows]) for k in keys}
-        per_pixel = _mean_sd([r["elbo_nats"] / 784 for r in rows if r["elbo_nats"] is not None], digits=4)
+        stats = {k: mean_sd([r[k] for r in rows]) for k in keys}
+        per_pixel = mean_sd([r["elbo_nats"] / 784 for r in rows if r["elbo_nats"] is not None], digits=4)
         seconds = sum(r["train_seconds"] for r in rows) / len(rows)
         lines.append(
             f"| {prior} | {kind} | {len(rows)} | {stats['elbo_nats']} | {per_pixel} | {stats['knn_acc']} "
             f"| {stats['latent_nll']} | {stats['classifier_acc']} | {seconds:.0f} |"
         )
     return "\n".join(lines)
-
-
-def _mean_sd(values: list, digits: int = 3) -> str:
-    values = [v for v in values if v is not None]
-    if not values:
-        return "n/a"
-    t = torch.tensor(values, dtype=torch.float64)
-    sd = t.std().item() if len(values) > 1 else float("nan")
-    return f"{t.mean().item():.{digits}f} ± {sd:.{digits}f}"
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -249,39 +244,30 @@ def main(argv=None) -> list[dict]:
     x_train, y_train = load_mnist("train", binarize="static", device=device)
     x_test, y_test = load_mnist("test", binarize="static", device=device)
     data = (x_train, y_train, x_test[: args.test_size], y_test[: args.test_size])
-    cells_dir = os.path.join(args.out, "cells")
-    os.makedirs(cells_dir, exist_ok=True)
+    cells = CellStore(args.out)
     start = time.time()
     for prior_name in args.priors:
         for kind in args.guides:
             for seed in args.seeds:
-                path = os.path.join(cells_dir, f"{prior_name}_{kind}_{seed}")
-                if os.path.exists(path + ".json"):  # finished before: resumed runs skip it
+                key = f"{prior_name}_{kind}_{seed}"
+                if cells.done(key):  # finished before: resumed runs skip it
                     continue
                 result = run_cell(prior_name, kind, seed, data, args, device)
-                torch.save(result.pop("latents").cpu(), path + ".pt")
-                with open(path + ".json", "w") as f:
-                    json.dump(result, f)
+                latents = result.pop("latents").cpu()
+                cells.save(key, result, latents)
                 print(json.dumps(result), flush=True)
-    records = [json.load(open(os.path.join(cells_dir, name))) for name in sorted(os.listdir(cells_dir)) if name.endswith(".json")]
+    records = cells.records()
     for prior_name in sorted({r["prior"] for r in records}):
         first = min(r["seed"] for r in records if r["prior"] == prior_name)
-        panels = {
-            kind: torch.load(os.path.join(cells_dir, f"{prior_name}_{kind}_{first}.pt"))
-            for kind in GUIDES
-            if os.path.exists(os.path.join(cells_dir, f"{prior_name}_{kind}_{first}.pt"))
-        }
+        panels = {kind: cells.tensors(f"{prior_name}_{kind}_{first}") for kind in GUIDES}
         plot_latent_panels(
-            panels, data[3].cpu(), PRIORS[prior_name]("cpu"), os.path.join(args.out, f"latents_{prior_name}.png"),
+            {kind: z for kind, z in panels.items() if z is not None}, data[3].cpu(), PRIORS[prior_name]("cpu"),
+            os.path.join(args.out, f"latents_{prior_name}.png"),
             suptitle=f"{prior_name} prior: test latents by digit (seed {first}; z ~ q(z | x, predicted label))",
         )
     table = summarize(records)
-    settings = {k: v for k, v in vars(args).items()}
-    with open(os.path.join(args.out, "results.json"), "w") as f:
-        json.dump(records, f, indent=1)
-    with open(os.path.join(args.out, "table.md"), "w") as f:
-        f.write(table + "\n\n" + json.dumps(settings, default=str) + "\n")
-    print(table)
+    settings = vars(args)
+    write_results(args.out, records, table, settings)
     print(f"total {time.time() - start:.0f} s; mean ± sd over seeds {args.seeds}; settings {settings}")
     return records
 
