@@ -1,4 +1,5 @@
-"""MCMC samplers: Langevin (ULA, MALA), persistent / short-run chains, annealed importance sampling.
+"""MCMC samplers: Langevin (ULA, MALA), persistent / short-run chains, annealed importance sampling;
+noise-free Langevin dynamics and the gradient-flow ODE with exact densities (:class:`NoiseFreeSampler`).
 
 Samplers for energy distributions (their ``sampler`` argument): :class:`LangevinSampler` for any
 :class:`~pyro_diffvi.distributions.EnergyDistribution`, :class:`GibbsSampler` and
@@ -8,17 +9,37 @@ Samplers for energy distributions (their ``sampler`` argument): :class:`Langevin
 from pyro_diffvi.samplers.ais import ais_log_partition, log_mean_exp_with_se, sigmoid_schedule
 from pyro_diffvi.samplers.gibbs import GibbsLangevinSampler, GibbsSampler
 from pyro_diffvi.samplers.langevin import LangevinSampler, langevin, langevin_step
+from pyro_diffvi.samplers.noise_free import (
+    FlowLogProb,
+    NoiseFreeSampler,
+    energy_grad_and_hessian_trace,
+    energy_hessian,
+    gradient_flow,
+    gradient_flow_log_prob,
+    noise_free_langevin,
+    noise_free_langevin_log_prob,
+    odeint_fixed,
+)
 from pyro_diffvi.samplers.replay import ReplayBuffer, persistent_langevin, short_run_langevin
 
 __all__ = [
     "GibbsLangevinSampler",
+    "FlowLogProb",
     "GibbsSampler",
     "LangevinSampler",
+    "NoiseFreeSampler",
     "ReplayBuffer",
     "ais_log_partition",
+    "energy_grad_and_hessian_trace",
+    "energy_hessian",
+    "gradient_flow",
+    "gradient_flow_log_prob",
     "langevin",
     "langevin_step",
     "log_mean_exp_with_se",
+    "noise_free_langevin",
+    "noise_free_langevin_log_prob",
+    "odeint_fixed",
     "persistent_langevin",
     "short_run_langevin",
     "sigmoid_schedule",
