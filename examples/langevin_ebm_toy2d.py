@@ -228,7 +228,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--out", default="results/langevin_ebm_toy2d")
     args = parser.parse_args(argv)
     if args.quick:
-        # mle back-propagates through the backward ODE and its Hessian traces: about 15x an ebm iteration
+        # mle back-propagates through the backward ODE and its Hessian traces: about 7x an ebm iteration
         args.iterations, args.batch_size, args.hidden = 1500, 256, [64, 64, 64]
         args.mle_iterations, args.mle_batch_size = 150, 128
         args.ode_steps, args.test_size, args.grid, args.lr = 10, 2000, 100, 3e-3
