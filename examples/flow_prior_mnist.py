@@ -168,7 +168,7 @@ def summarize(records: list[dict], floor: float) -> str:
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="2 CPU cores, minutes: 10,000 images, 8 epochs")
+    parser.add_argument("--quick", action="store_true", help="2 CPU cores, minutes: 10,000 images, 4 epochs")
     parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--train-size", type=int, default=60000)
@@ -189,7 +189,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--out", default="results/flow_prior_mnist")
     args = parser.parse_args(argv)
     if args.quick:
-        args.train_size, args.test_size, args.epochs, args.hidden = 10000, 2000, 8, [256]
+        args.train_size, args.test_size, args.epochs, args.hidden = 10000, 2000, 4, [256]
     args.flow_hidden = max(args.flow_hidden, args.latent)
     args.hidden = tuple(args.hidden)
     return args

@@ -30,4 +30,4 @@ def test_tiny_run_writes_records_table_and_samples(example, tmp_path):
 
 def test_quick_settings(example):
     args = example.parse_args(["--quick"])
-    assert (args.train_size, args.epochs, args.latent) == (10000, 8, 20)
+    assert (args.train_size, args.epochs, args.latent) == (10000, 4, 20)
