@@ -12,7 +12,7 @@ from pyro.infer.enum import get_importance_trace
 from pyro.infer.util import is_validation_enabled, torch_item
 from pyro.util import check_if_enumerated
 
-from pyro_diffvi.infer.guard import DivergenceError, GuardedObjective, check_on_nonfinite
+from pyro_diffvi.infer.guard import GuardedObjective, check_on_nonfinite
 from pyro_diffvi.util import check_positive_float, check_positive_int, trace_until
 
 SLEEP_VARIANTS = ("simplified", "wake-sleep", "none")
@@ -307,24 +307,26 @@ class DDVI_ELBO(GuardedObjective):
         labels = guide_parts(guide, LabelGuide)
         warm = bool(parts) and min(part.training_steps for part in parts) < self.warmup_steps
         if warm:
-            sleep = self._guarded("sleep", self.sleep_term, model, guide, args, kwargs)
+            sleep = self._guarded("sleep", self.sleep_term, model, guide, *args, **kwargs)
             elbo = rec = reg = torch.full_like(sleep, math.nan)  # the wake term is not evaluated in the warm-up
             loss = self.beta_diff * sleep
             terms = {"sleep": sleep}
         else:
             if any(part.enumerates(*args, **kwargs) for part in labels):
-                elbo = self._guarded("elbo", self.enumerated_elbo, model, guide, args, kwargs)
+                elbo = self._guarded("elbo", self.enumerated_elbo, model, guide, *args, **kwargs)
                 rec = reg = torch.full_like(elbo, math.nan)  # the enumerated bound is not split
                 loss = -elbo
                 terms = {"elbo": elbo}
             else:
-                rec, reg = self._guarded("rec/reg", self.wake_terms, model, guide, args, kwargs)
+                rec, reg = self._guarded(
+                    "rec/reg", self.wake_terms, model, guide, *args, nan=(torch.tensor(math.nan),) * 2, **kwargs
+                )
                 elbo = rec + reg
                 loss = -(rec + self.beta_reg * reg)
                 terms = {"rec": rec, "reg": reg}
             sleep = torch.zeros_like(loss)
             if self.sleep != "none" and self.beta_diff > 0:
-                sleep = self._guarded("sleep", self.sleep_term, model, guide, args, kwargs)
+                sleep = self._guarded("sleep", self.sleep_term, model, guide, *args, **kwargs)
                 loss = loss + self.beta_diff * sleep
             terms["sleep"] = sleep
         classification = torch.zeros_like(loss)
@@ -346,22 +348,8 @@ class DDVI_ELBO(GuardedObjective):
             raise ValueError("beta_reg != 1 needs the rec/reg split, which the enumerated bound of an unlabelled call lacks")
         return -self._enumerated_elbo.differentiable_loss(model, guide, *args, **kwargs)
 
-    def _guarded(self, term: str, compute, model, guide, args: tuple, kwargs: dict):
-        """``compute(model, guide, *args, **kwargs)``; a distribution refusing non-finite parameters (Pyro's
-        validation) is a divergence of ``term``: raised as such, or (``on_nonfinite="skip"``) a NaN term."""
-        try:
-            return compute(model, guide, *args, **kwargs)
-        except ValueError as error:
-            if "found invalid values" not in str(error):
-                raise
-            if self.on_nonfinite == "raise":
-                raise DivergenceError(
-                    f"DDVI_ELBO: non-finite loss term(s) ['{term}']: a distribution got non-finite parameters "
-                    f"({str(error).splitlines()[0]}); no parameter was updated. "
-                    + (_SLEEP_HINT if term == "sleep" else "Lower the learning rate or check the data.")
-                ) from error
-            nan = torch.tensor(math.nan)
-            return (nan, nan) if term == "rec/reg" else nan
+    def _term_hint(self, term: str) -> str:
+        return _SLEEP_HINT if term == "sleep" else "Lower the learning rate or check the data."
 
     def loss(self, model, guide, *args, **kwargs) -> float:
         with torch.no_grad():

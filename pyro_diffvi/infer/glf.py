@@ -241,7 +241,8 @@ class GLFLoss(GuardedObjective):
         return {"reconstruction": torch.as_tensor(reconstruction), "nll": torch.as_tensor(nll)}
 
     def _loss_and_terms(self, model, guide, args, kwargs) -> tuple[Tensor, dict[str, Tensor]]:
-        terms = self.terms(model, guide, *args, **kwargs)
+        nan = torch.tensor(float("nan"))
+        terms = self._guarded("nll", self.terms, model, guide, *args, nan={"reconstruction": nan, "nll": nan}, **kwargs)
         self.last_terms = {k: torch_item(v) for k, v in terms.items()}
         return self.beta * terms["reconstruction"] + terms["nll"], terms
 

@@ -3,6 +3,7 @@ before any parameter is touched."""
 
 from __future__ import annotations
 
+import math
 import warnings
 from contextlib import contextmanager
 from typing import Iterable, Iterator
@@ -146,6 +147,26 @@ class GuardedObjective(ELBO):
 
     def _loss_and_terms(self, model, guide, args, kwargs) -> tuple[Tensor, dict[str, Tensor]]:
         raise NotImplementedError
+
+    def _term_hint(self, term: str) -> str:
+        """What to do about a divergence of ``term`` (appended to its error)."""
+        return self._divergence_hint or "Lower the learning rate or check the data."
+
+    def _guarded(self, term: str, compute, *args, nan=None, **kwargs):
+        """``compute(*args, **kwargs)``, where a distribution refusing non-finite parameters (Pyro's validation
+        error) is a divergence of ``term``: a :class:`DivergenceError` naming it, or with
+        ``on_nonfinite="skip"`` the value ``nan`` (default a NaN scalar), which the step then drops."""
+        try:
+            return compute(*args, **kwargs)
+        except ValueError as error:
+            if "found invalid values" not in str(error):
+                raise
+            if self.on_nonfinite == "raise":
+                raise DivergenceError(
+                    f"{type(self).__name__}: non-finite loss term(s) ['{term}']: a distribution got non-finite "
+                    f"parameters ({str(error).splitlines()[0]}); no parameter was updated. {self._term_hint(term)}"
+                ) from error
+            return torch.tensor(math.nan) if nan is None else nan
 
     def _objective_modules(self) -> nn.Module:
         return nn.ModuleDict()

@@ -120,3 +120,20 @@ def test_errors():
 
     with pytest.raises(ValueError, match="constrained"):
         EncoderGuide(positive_model, "z", "x", name="pos")(torch.randn(3, 1))
+
+
+def test_non_finite_codes_are_a_divergence_named_before_any_update():
+    from pyro_diffvi.infer import DivergenceError
+
+    prior, decoder, model, guide, x = _setup()
+    with torch.no_grad():
+        next(guide.encoder.parameters()).fill_(float("nan"))  # the encoder (hence the code) has gone NaN
+    before = {k: v.clone() for k, v in decoder.state_dict().items()}
+    svi = SVI(model, guide, Adam({"lr": 1e-2}), GLFLoss())
+    with pytest.raises(DivergenceError, match=r"GLFLoss: non-finite loss term\(s\) \['nll'\]"):
+        svi.step(x)
+    assert all(torch.equal(v, decoder.state_dict()[k]) for k, v in before.items())
+    skipping = SVI(model, guide, Adam({"lr": 1e-2}), GLFLoss(on_nonfinite="skip"))
+    with pytest.warns(RuntimeWarning):
+        skipping.step(x)
+    assert all(torch.equal(v, decoder.state_dict()[k]) for k, v in before.items())
