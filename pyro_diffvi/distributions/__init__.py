@@ -7,6 +7,7 @@ from pyro_diffvi.distributions.energy import EnergyDistribution, EnergyPrior, pr
 from pyro_diffvi.distributions.grbm import GRBM, GRBMPrior
 from pyro_diffvi.distributions.flow_prior import FlowPrior
 from pyro_diffvi.distributions.vamp import VampPrior
+from pyro_diffvi.distributions.vaebm import VAEBM
 
 __all__: list[str] = [
     "prior_gradients",
@@ -19,4 +20,5 @@ __all__: list[str] = [
     "GRBMPrior",
     "FlowPrior",
     "VampPrior",
+    "VAEBM",
 ]
