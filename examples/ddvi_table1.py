@@ -137,7 +137,7 @@ with the standardized chain, whose sleep term needs the context of the simulated
 DDVI_DEFAULTS = dict(num_steps=20, schedule="cosine", sleep="wake-sleep")
 """The library's defaults of the ablated settings (``DiffusionGuide`` and ``DDVI_ELBO``)."""
 
-_DDVI_LOSS_KEYS = ("sleep",)
+_DDVI_LOSS_KEYS = ("sleep", "sleep_head", "beta_reg", "beta_diff", "warmup_steps")  # DDVI_ELBO settings, the rest go to the guide
 PIXELS = 784
 
 
