@@ -68,6 +68,15 @@ class _PlateSpec:
     size_source: tuple[int, int] | None  # (observed site index, tensor dim from the right) of the full-size value
 
 
+def _select(source: _ObservedSource, value: torch.Tensor, indices: dict) -> torch.Tensor:
+    """A full-size argument ``value`` indexed by this call's subsample ``indices`` along the plates ``source``
+    records (a value already of the subsample's size is kept)."""
+    for plate, dim in source.subsampled_dims:
+        if value.shape[dim] != indices[plate].shape[0]:
+            value = value.index_select(dim, indices[plate].to(value.device))
+    return value
+
+
 class _GivenSubsamples(Messenger):
     """Records the names of the plates whose subsample indices the model passes itself
     (``pyro.plate(..., subsample=indices)``): a plate's subsample site arrives with a value that is not
@@ -439,12 +448,9 @@ class AmortizedGuide(AutoGuide):
                         f"shape is {tuple(expected)}"
                     )
             return None
-        candidates = [(i, a) for i, a in enumerate(args)] + list(kwargs.items())
-        candidates = [(k, a) for k, a in candidates if torch.is_tensor(a)]
-        indices = {n: site["value"] for n, site in sites.items() if site["type"] == "sample"}  # plates' too
         sources = {}
         for name in self.observed_names:
-            source = next((s for k, a in candidates if (s := self._match(sites, indices, name, k, a))), None)
+            source = self._find_source(sites, name, args, kwargs)
             if source is None:
                 raise ValueError(
                     f"could not find the value observed at site '{name}' among the model's tensor arguments; "
@@ -452,6 +458,12 @@ class AmortizedGuide(AutoGuide):
                 )
             sources[name] = source
         return sources
+
+    def _find_source(self, sites: dict, name: str, args: tuple, kwargs: dict) -> _ObservedSource | None:
+        """Where the value of site ``name`` in the first call's trace lies among the model's tensor arguments."""
+        candidates = [(k, a) for k, a in list(enumerate(args)) + list(kwargs.items()) if torch.is_tensor(a)]
+        indices = {n: site["value"] for n, site in sites.items() if site["type"] == "sample"}  # plates' too
+        return next((s for k, a in candidates if (s := self._match(sites, indices, name, k, a))), None)
 
     @staticmethod
     def _match(sites: dict, indices: dict, name: str, key: int | str, arg: torch.Tensor) -> _ObservedSource | None:
@@ -520,16 +532,23 @@ class AmortizedGuide(AutoGuide):
         return {p.name: p for p in plates}
 
     def _create_plates(self, *args, **kwargs) -> dict[str, pyro.plate]:
-        """The plates of this call: the given ones, and for the others the first call's plates with the
-        size of the data plates read from this call's observed values."""
+        """The plates of this call (see :meth:`_plates_for_call`)."""
+        return self._plates_for_call(args, kwargs, self.observed_values(*args, **kwargs))
+
+    def _open_plates(self, stack: ExitStack, args: tuple, kwargs: dict, observed: list[torch.Tensor]) -> dict:
+        """Enter this call's plates of the latent sites on ``stack``; return their (subsample) indices."""
+        plates = self._plates_for_call(args, kwargs, observed)
+        return {p.name: stack.enter_context(plates[p.name]) for p in self._plates}
+
+    def _plates_for_call(self, args: tuple, kwargs: dict, observed: list[torch.Tensor]) -> dict[str, pyro.plate]:
+        """The given plates, and for the others the first call's plates with the size of the data plates read
+        from this call's full-size ``observed`` values."""
         self.plates = self._given_plates(args, kwargs)
-        observed = None
         for p in self._plates:
             if p.name in self.plates:
                 continue
             size = p.size
             if p.size_source is not None:
-                observed = observed or self.observed_values(*args, **kwargs)
                 index, dim = p.size_source
                 size = observed[index].shape[dim]
             subsample_size = None if p.subsample_size is None else min(p.subsample_size, size)
@@ -631,9 +650,8 @@ class AmortizedGuide(AutoGuide):
         self.setup(*args, **kwargs)
         observed = self.observed_values(*args, **kwargs)
         self._check_observed(observed)
-        plates = self._create_plates(*args, **kwargs)
         with ExitStack() as stack:
-            indices = {p.name: stack.enter_context(plates[p.name]) for p in self._plates}
+            indices = self._open_plates(stack, args, kwargs, observed)
             observed = [self._subsample(n, v, indices) for n, v in zip(self.observed_names, observed)]
             context = self.context(*observed, *self._condition_values())
             return {name: pyro.sample(name, self._site_distribution(name, context)) for name in self.latent_names}
@@ -700,12 +718,7 @@ class AmortizedGuide(AutoGuide):
         return value.reshape(batch_shape + (self.latent_dims[name],))
 
     def _subsample(self, name: str, value: torch.Tensor, indices: dict) -> torch.Tensor:
-        if self._sources is None:
-            return value
-        for plate, dim in self._sources[name].subsampled_dims:
-            if value.shape[dim] != indices[plate].shape[0]:
-                value = value.index_select(dim, indices[plate])
-        return value
+        return value if self._sources is None else _select(self._sources[name], value, indices)
 
     def _site_distribution(self, name: str, context) -> dist.TorchDistribution:
         fn = self.posterior(name, context)

@@ -24,6 +24,7 @@ Variational Inference: Diffusion Models as Expressive Variational Posteriors*. a
 from __future__ import annotations
 
 import inspect
+import math
 from contextlib import ExitStack
 from typing import Callable
 
@@ -32,7 +33,7 @@ import pyro.distributions as dist
 import torch
 from torch import nn
 
-from pyro_diffvi.guides.amortized import AmortizedGuide, _num_classes, _ObservedSource
+from pyro_diffvi.guides.amortized import AmortizedGuide, _num_classes, _ObservedSource, _select
 
 
 class ClassifierGuide(AmortizedGuide):
@@ -121,10 +122,7 @@ class ClassifierGuide(AmortizedGuide):
 
     def _locate_label(self, site: dict, args: tuple, kwargs: dict) -> _ObservedSource | None:
         if site["is_observed"]:
-            candidates = [(k, a) for k, a in list(enumerate(args)) + list(kwargs.items()) if torch.is_tensor(a)]
-            sites = self.prototype_trace.nodes
-            indices = {n: s["value"] for n, s in sites.items() if s["type"] == "sample"}
-            source = next((s for k, a in candidates if (s := self._match(sites, indices, self.label_name, k, a))), None)
+            source = self._find_source(self.prototype_trace.nodes, self.label_name, args, kwargs)
         else:
             nones = self._none_arguments(args, kwargs)
             if not nones:  # the model has no argument for the label: it is always latent (clustering)
@@ -207,9 +205,8 @@ class ClassifierGuide(AmortizedGuide):
         observed = self.observed_values(*args, **kwargs)
         self._check_observed(observed)
         labels = self.labels(*args, **kwargs)
-        plates = self._create_plates(*args, **kwargs)
         with ExitStack() as stack:
-            indices = {p.name: stack.enter_context(plates[p.name]) for p in self._plates}
+            indices = self._open_plates(stack, args, kwargs, observed)
             if labels is not None:
                 self._publish(self.label_name, self._subsample_labels(labels, indices))
                 return {}
@@ -220,12 +217,7 @@ class ClassifierGuide(AmortizedGuide):
             return {self.label_name: value}
 
     def _subsample_labels(self, labels: torch.Tensor, indices: dict) -> torch.Tensor:
-        if self._label_source is None:
-            return labels
-        for plate, dim in self._label_source.subsampled_dims:
-            if labels.shape[dim] != indices[plate].shape[0]:
-                labels = labels.index_select(dim, indices[plate].to(labels.device))
-        return labels
+        return labels if self._label_source is None else _select(self._label_source, labels, indices)
 
     def classification_loss(self, *args, **kwargs) -> torch.Tensor:
         r"""The M2 classification term :math:`-\sum_i \log q_\phi(l_i|x_i)` over the labelled data of this call,
@@ -241,12 +233,9 @@ class ClassifierGuide(AmortizedGuide):
 
     def _classification_loss(self, args, kwargs, observed, labels) -> torch.Tensor:
         with pyro.poutine.block(), ExitStack() as stack:
-            plates = self._create_plates(*args, **kwargs)
-            indices = {p.name: stack.enter_context(plates[p.name]) for p in self._plates}
+            indices = self._open_plates(stack, args, kwargs, observed)
             observed = [self._subsample(n, v, indices) for n, v in zip(self.observed_names, observed)]
             labels = self._subsample_labels(labels, indices)
-            scale = 1.0
-            for p in self._plates:
-                scale *= plates[p.name].size / indices[p.name].shape[0]
+            scale = math.prod(self.plates[p.name].size / indices[p.name].shape[0] for p in self._plates)
         log_q = self.posterior(self.label_name, self.context(*observed)).log_prob(labels)
         return -scale * log_q.sum()

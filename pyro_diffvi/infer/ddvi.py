@@ -8,6 +8,7 @@ from typing import Protocol, runtime_checkable
 import torch
 from pyro import poutine
 from pyro.infer import TraceEnum_ELBO
+from pyro.infer.autoguide import AutoGuideList
 from pyro.infer.enum import get_importance_trace
 from pyro.infer.util import is_validation_enabled, torch_item
 from pyro.util import check_if_enumerated
@@ -91,12 +92,13 @@ class LabelGuide(Protocol):
 
 
 def guide_parts(guide, protocol: type) -> list:
-    """The guide itself if it follows ``protocol``, else its parts that do (e.g. the parts of an
-    :class:`~pyro.infer.autoguide.AutoGuideList`)."""
+    """The guide itself if it follows ``protocol``, else the parts of an
+    :class:`~pyro.infer.autoguide.AutoGuideList` (nested lists included) that do."""
     if isinstance(guide, protocol):
         return [guide]
-    modules = guide.modules() if isinstance(guide, torch.nn.Module) else ()
-    return [m for m in modules if isinstance(m, protocol)]
+    if isinstance(guide, AutoGuideList):
+        return [found for part in guide for found in guide_parts(part, protocol)]
+    return []
 
 
 def wake_sleep_parts(guide) -> list[WakeSleepGuide]:
