@@ -66,11 +66,11 @@ def mean_sd(values: list, digits: int = 3) -> str:
     return f"{t.mean().item():.{digits}f} ± {sd:.{digits}f}"
 
 
-def write_results(out: str, records: list, table: str, settings: dict) -> None:
-    """Write ``results.json`` (the records) and ``table.md`` (the table and the settings) under ``out``,
-    and print the table."""
+def write_results(out: str, results, table: str, settings: dict) -> None:
+    """Write ``results.json`` (``results``: the records, or any JSON-able summary) and ``table.md`` (the table
+    and the settings) under ``out``, and print the table."""
     with open(os.path.join(out, "results.json"), "w") as f:
-        json.dump(records, f, indent=1, default=str)
+        json.dump(results, f, indent=1, default=str)
     with open(os.path.join(out, "table.md"), "w") as f:
         f.write(table + "\n\n" + json.dumps(settings, default=str) + "\n")
     print(table)

@@ -39,6 +39,7 @@ import argparse
 import json
 import math
 import os
+import sys
 import statistics
 import time
 
@@ -62,6 +63,9 @@ from pyro_diffvi.metrics import mmd  # noqa: E402
 from pyro_diffvi.nn import MLP  # noqa: E402
 from pyro_diffvi.plots import plot_image_grid  # noqa: E402
 from pyro_diffvi.util import resolve_device, set_seed  # noqa: E402
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _cells import write_results  # noqa: E402 (shared by the example scripts)
 
 MODELS = ("vae", "vae_flow", "glf")
 
@@ -222,11 +226,7 @@ def main(argv=None) -> list[dict]:
         r.pop("samples")
     table = summarize(records, floor)
     settings = dict(vars(args), seconds=round(time.time() - start, 1))
-    with open(os.path.join(args.out, "results.json"), "w") as f:
-        json.dump({"records": records, "mmd_train_vs_test": floor, "settings": settings}, f, indent=1, default=str)
-    with open(os.path.join(args.out, "table.md"), "w") as f:
-        f.write(table + "\n\n" + json.dumps(settings, default=str) + "\n")
-    print(table)
+    write_results(args.out, {"records": records, "mmd_train_vs_test": floor, "settings": settings}, table, settings)
     print(f"total {time.time() - start:.0f} s; mean ± sd over seeds {args.seeds}")
     return records
 

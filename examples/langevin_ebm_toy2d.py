@@ -37,6 +37,7 @@ import argparse
 import json
 import math
 import os
+import sys
 import time
 
 import matplotlib
@@ -53,6 +54,9 @@ from pyro_diffvi.nn import MLP  # noqa: E402
 from pyro_diffvi.priors import GaussianGrid, SwissRoll  # noqa: E402
 from pyro_diffvi.samplers import NoiseFreeSampler  # noqa: E402
 from pyro_diffvi.util import resolve_device, set_seed  # noqa: E402
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _cells import write_results  # noqa: E402 (shared by the example scripts)
 
 DATASETS = ("swissroll", "grid9")
 METHODS = ("ebm", "ebm_gen", "mle")
@@ -258,12 +262,8 @@ def main(argv=None) -> list[dict]:
     table = summarize(records)
     settings = dict(vars(args))
     seconds = time.time() - start
-    with open(os.path.join(args.out, "results.json"), "w") as f:
-        json.dump(records, f, indent=1)
-    with open(os.path.join(args.out, "table.md"), "w") as f:
-        f.write(table + f"\n\ntotal {seconds:.0f} s\n\n" + json.dumps(settings, default=str) + "\n")
-    print(table)
-    print(f"total {seconds:.0f} s; settings {settings}")
+    write_results(args.out, records, table + f"\n\ntotal {seconds:.0f} s", settings)
+    print(f"settings {settings}")
     return records
 
 
