@@ -165,7 +165,9 @@ class DiffusionGuide(GaussianGuide):
 
     # ---- sleep phase (DDVI Eq. 9): the WakeSleepGuide protocol of DDVI_ELBO -------------------------
 
-    def sleep_loss(self, model_trace: poutine.Trace, *, use_observed: bool = True, head: bool = True) -> torch.Tensor:
+    def sleep_loss(
+        self, model_trace: poutine.Trace, *, use_observed: bool = True, head: bool = True, num_particles: int = 1
+    ) -> torch.Tensor:
         r"""The sleep term :math:`-\mathcal L_{\mathrm{diff}}` (DDVI paper, Eq. 9) at the model's draws in
         ``model_trace``: the per-datum loss of :meth:`site_sleep_loss` at each of this guide's latent sites,
         summed over the data with the sites' (data-plate) scales. Its gradients reach the guide only (the
@@ -177,22 +179,26 @@ class DiffusionGuide(GaussianGuide):
         :param use_observed: encode the traced observed values into the denoiser's context (full
             wake-sleep) or use no context (the simplified sleep of the DDVI paper, Sec. 3.4).
         :param head: include the term of the Gaussian head.
+        :param num_particles: draws of the noise level and noise per model draw (see :meth:`site_sleep_loss`).
         :return: a scalar tensor.
         """
-        return self.call_in_context(self._sleep_loss, model_trace, use_observed, head)
+        return self.call_in_context(self._sleep_loss, model_trace, use_observed, head, num_particles)
 
-    def _sleep_loss(self, model_trace: poutine.Trace, use_observed: bool, head: bool) -> torch.Tensor:
+    def _sleep_loss(self, model_trace: poutine.Trace, use_observed: bool, head: bool, num_particles: int) -> torch.Tensor:
         sites = model_trace.nodes
         context = None
         if use_observed:
             context = self.context(*(sites[n]["value"].detach() for n in self._input_names))
         total = 0.0
         for name in self.latent_names:
-            loss = self.site_sleep_loss(name, sites[name]["value"].detach(), context, head=head)
+            z = sites[name]["value"].detach()
+            loss = self.site_sleep_loss(name, z, context, head=head, num_particles=num_particles)
             total = total + (loss * sites[name]["scale"]).sum()
         return torch.as_tensor(total)
 
-    def site_sleep_loss(self, name: str, z: torch.Tensor, context=None, *, head: bool = True) -> torch.Tensor:
+    def site_sleep_loss(
+        self, name: str, z: torch.Tensor, context=None, *, head: bool = True, num_particles: int = 1
+    ) -> torch.Tensor:
         r"""Per-datum denoising loss :math:`-\mathcal L_{\mathrm{diff}}` of latent ``name`` at a model draw ``z`` (Eq. 9).
 
         .. math::
@@ -201,8 +207,9 @@ class DiffusionGuide(GaussianGuide):
             \;+\; \text{head term},
 
         with :math:`t \sim \mathcal U\{1..T\}` and :math:`\epsilon \sim \mathcal N(0, I)` (the noise-prediction
-        form of the sum of KL terms, Sec. 3.4), plus, for learned variances, the variance part of the
-        trajectory forward KL (:meth:`_variance_loss`). Standardized chains denoise
+        form of the sum of KL terms, Sec. 3.4), averaged over ``num_particles`` independent draws of
+        :math:`(t, \epsilon)` per model draw (one batched denoiser call), plus, for learned variances, the
+        variance part of the trajectory forward KL (:meth:`_variance_loss`). Standardized chains denoise
         :math:`u_0 = (z - \text{loc})/\text{scale}` (head detached) and their head term is
         :math:`-\log\mathcal N(z; \text{loc}, \text{scale}^2)` (the head learns the posterior's moments, a forward
         KL); the paper's chain denoises :math:`z` and its head term is
@@ -214,6 +221,9 @@ class DiffusionGuide(GaussianGuide):
         :param context: encoder output for the simulated observations, or ``None`` (simplified
             wake-sleep: a conditional denoiser then reads a zero context).
         :param head: include the KL term of the Gaussian head.
+        :param num_particles: draws of :math:`(t, \epsilon)` per model draw. The noise level is the main
+            source of variance of a denoising loss; more draws per simulated :math:`(x, z)` cost one
+            denoiser evaluation each, no simulation or encoding.
         :return: tensor of shape ``batch_shape``.
         """
         y0 = self.flatten_latent(name, z)
@@ -235,19 +245,23 @@ class DiffusionGuide(GaussianGuide):
             u0 = y0
             if head and context is not None:
                 head_loss = self._head_kl(name, y0, context)
-        t = torch.randint(1, self.num_steps + 1, batch_shape, device=y0.device)
-        eps = torch.randn_like(u0)
-        u_t = self.process.q_sample(u0, t, eps)
         denoiser = self.denoisers[self.latent_names.index(name)]
         if context is None:
             ctx = u0.new_zeros(batch_shape + (denoiser.context_dim,)) if denoiser.context_dim else None
         else:
             ctx = self.denoiser_context(name, context)
+        particles = (check_positive_int("num_particles", num_particles),)
+        u0 = u0.expand(particles + u0.shape)
+        ctx = None if ctx is None else ctx.expand(particles + ctx.shape)
+        t = torch.randint(1, self.num_steps + 1, u0.shape[:-1], device=y0.device)
+        eps = torch.randn_like(u0)
+        u_t = self.process.q_sample(u0, t, eps)
         out = denoiser(u_t, t, ctx)
         eps_hat = out[..., : u0.shape[-1]]
         loss = (eps - eps_hat).pow(2).sum(-1)
         if self.variance == "learned":
             loss = loss + self._variance_loss(u0, u_t, t, eps_hat.detach(), out[..., u0.shape[-1]:])
+        loss = loss.mean(0)
         return loss if head_loss is None else loss + head_loss
 
     def _variance_loss(self, u0, u_t, t, eps_hat, v) -> torch.Tensor:

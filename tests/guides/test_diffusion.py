@@ -131,6 +131,8 @@ def test_clear_errors():
         DiffusionGuide(linear_model, "z", "x", num_steps=0)
     with pytest.raises(ValueError, match="sleep must be one of"):
         DDVI_ELBO(sleep="dream")
+    with pytest.raises(ValueError, match="num_sleep_particles"):
+        DDVI_ELBO(num_sleep_particles=0)
 
 
 def test_sleep_variance_loss_is_the_step_forward_kl():
@@ -153,3 +155,31 @@ def test_sleep_variance_loss_is_the_step_forward_kl():
             r = process.posterior(u_t[i], u0[i], ti)
             expected = torch.distributions.kl_divergence(torch.distributions.Normal(r.loc, r.scale), q).sum()
         assert loss[i].item() == pytest.approx(5 * expected.item(), abs=1e-10)
+
+
+def test_sleep_loss_particles_average_noise_draws_with_the_closed_form_mean():
+    # A new standardized chain predicts eps_hat = sqrt(1 - abar_t) u_t exactly (skip, zero output layer), so
+    # its denoising loss at u_0 has the closed-form mean (1/T) sum_t [abar_t^2 d + abar_t (1 - abar_t) |u_0|^2]
+    # over t ~ U{1..T}, eps ~ N(0, I). Checked for one and for 8 draws of (t, eps) per model draw, with the
+    # 8-draw loss's spread over data ~1/sqrt(8) of the one-draw loss's (the draws are independent).
+    torch.manual_seed(0)
+    guide = DiffusionGuide(linear_model, "z", "x", num_steps=5, variance="beta", **SMALL)
+    x = torch.randn(4000, 3)
+    guide(x[:3])
+    context = guide.context(x)
+    loc, scale = (v.detach() for v in guide.loc_scale("z", context))
+    u0 = torch.randn(4000, 2)
+    z = loc + scale * u0
+    abar = guide.process.alphas_cumprod.double()
+    expected = (abar**2 * 2 + abar * (1 - abar) * u0.double().pow(2).sum(-1, keepdim=True)).mean(-1)
+    spreads = []
+    for particles in (1, 8):
+        with torch.no_grad():
+            loss = guide.site_sleep_loss("z", z, context, head=False, num_particles=particles).double()
+        residual = loss - expected
+        stderr = residual.std() / math.sqrt(len(residual))
+        assert abs(residual.mean().item()) < 4 * stderr.item(), (particles, residual.mean().item(), stderr.item())
+        spreads.append(residual.std().item())
+    assert spreads[1] < 0.5 * spreads[0], spreads  # 1/sqrt(8) = 0.35 of it in expectation
+    with pytest.raises(ValueError, match="num_particles"):
+        guide.site_sleep_loss("z", z, context, num_particles=0)

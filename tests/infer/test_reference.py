@@ -40,7 +40,7 @@ def test_pyro_loss_equals_reference(sleep, variance, conditional):
     guide = DiffusionGuide(model, "z", "x", num_steps=4, schedule="cosine", variance=variance, standardize=False,
                            conditional=conditional, hidden_dims=(16, 8), denoiser_hidden_dims=(16, 16))
     guide(x)  # set-up traces the model once (it draws from the prior): do it before seeding
-    elbo = DDVI_ELBO(beta_reg=0.7, beta_diff=1.3, sleep=sleep)
+    elbo = DDVI_ELBO(beta_reg=0.7, beta_diff=1.3, sleep=sleep, num_sleep_particles=1)
     set_seed(3)
     pyro_loss = elbo.differentiable_loss(model, guide, x)
 
@@ -94,7 +94,7 @@ def test_every_parameter_gets_gradient_and_moves(sleep):
     guide = DiffusionGuide(model, "z", "x", num_steps=3, variance="learned", standardize=sleep == "wake-sleep",
                            hidden_dims=(16, 8), denoiser_hidden_dims=(16,))
     guide(x)
-    elbo = DDVI_ELBO(sleep=sleep)
+    elbo = DDVI_ELBO(sleep=sleep, num_sleep_particles=1)
     # a standardized guide starts at its Gaussian head with zero denoiser output layers: one step first
     SVI(model, guide, Adam({"lr": 1e-2}), elbo).step(x)
     for p in pyro.get_param_store().values():
