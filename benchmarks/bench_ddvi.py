@@ -6,7 +6,8 @@ embedding, T = 20, batch 128, random binary data of MNIST shape (timing only). R
 
 * ``Gaussian guide (Trace_ELBO)``: the AEVB baseline;
 * ``DDVI defaults``: ``DiffusionGuide`` + ``DDVI_ELBO()`` with their defaults in ``SVI`` (target <= 2x
-  the Gaussian guide), and the same with ``path_gradient=False`` (the cost of the path-derivative pass);
+  the Gaussian guide), and the same with ``path_gradient=False`` (the cost of the path-derivative pass)
+  and with ``num_sleep_particles=1`` (the cost of the sleep term's 8 noise draws);
 * ``Pyro DDVI, paper chain (<sleep>)``: the paper's chain (linear schedule, fixed variances, latent
   coordinates) with ``DDVI_ELBO(sleep=...)``;
 * ``PyTorch reference (<sleep>)``: that chain's networks, objective and arithmetic in plain PyTorch
@@ -81,10 +82,11 @@ def main() -> None:
     runs = {BASELINE: pyro_step(GaussianGuide, Trace_ELBO(), x, device, 0)}
     runs["DDVI defaults"] = pyro_step(DiffusionGuide, DDVI_ELBO(), x, device, 1)
     runs["DDVI defaults, path_gradient=False"] = pyro_step(DiffusionGuide, DDVI_ELBO(), x, device, 2, path_gradient=False)
-    baselines = {"DDVI defaults": BASELINE, "DDVI defaults, path_gradient=False": BASELINE}
+    runs["DDVI defaults, num_sleep_particles=1"] = pyro_step(DiffusionGuide, DDVI_ELBO(num_sleep_particles=1), x, device, 9)
+    baselines = {name: BASELINE for name in runs if name.startswith("DDVI defaults")}
     for i, sleep in enumerate(SLEEPS):
         pyro_name, ref_name = f"Pyro DDVI, paper chain ({sleep})", f"PyTorch reference ({sleep})"
-        runs[pyro_name] = pyro_step(DiffusionGuide, DDVI_ELBO(sleep=sleep), x, device, 2 * i + 3, **PAPER_CHAIN)
+        runs[pyro_name] = pyro_step(DiffusionGuide, DDVI_ELBO(sleep=sleep, num_sleep_particles=1), x, device, 2 * i + 3, **PAPER_CHAIN)
         runs[ref_name] = reference_step(sleep, x, device, 2 * i + 4)
         baselines[pyro_name], baselines[ref_name] = ref_name, BASELINE
     timings = interleaved_timings(runs, args.steps, args.repeats, args.warmup, device)
