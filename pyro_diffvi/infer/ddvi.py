@@ -163,11 +163,12 @@ class DDVI_ELBO(GuardedObjective):
     :param num_sleep_particles: draws of the noise level :math:`t` and noise :math:`\epsilon` per simulated
         draw in the sleep term (the guide's ``sleep_loss(..., num_particles=)``). The default 8 cuts the
         variance of the denoising loss, which comes mostly from the random noise level, at the cost of
-        one small denoiser evaluation per draw and no extra simulation or encoding. Measured (docs/results.md):
-        on ``four_modes`` of :mod:`pyro_diffvi.datasets.posteriors` the ELBO gap went from -0.55 to about
-        -0.2 nats on four seeds of five, on the main demo DDVI's lead over the Gaussian guide from +0.45 to
-        +1.00 nats (3 seeds); a step of the paper's MNIST VAE costs 3.1-3.4 Gaussian-guide steps against
-        2.7 with one draw. ``1`` is the paper's estimator.
+        one small denoiser evaluation per draw and no extra simulation or encoding. Measured
+        (docs/results.md): on ``four_modes`` of :mod:`pyro_diffvi.datasets.posteriors` the ELBO gap went
+        from -0.55 to about -0.2 nats in half the runs (4 of 8; the others stay near the Gaussian guide's
+        -0.7); on the main demo DDVI's lead over the Gaussian guide went from +0.45 to +1.00 nats (3 seeds);
+        a step of the paper's MNIST VAE costs 3.1-3.4 Gaussian-guide steps against 2.7 with one draw.
+        ``1`` is the paper's estimator.
     :param warmup_steps: number of initial training steps on the sleep term alone (needs a sleep term;
         counted by the guide's ``training_steps``).
     :param classification_weight: weight :math:`\alpha \ge 0` of the M2 classification term

@@ -39,7 +39,7 @@ def test_diffusion_guide_defaults_beat_the_gaussian_guide_on_four_modes():
     # both are bounds: not above log p(x) beyond 3 Monte-Carlo standard errors
     assert gauss_gap < 3 * gauss_se and ddvi_gap < 3 * ddvi_se
     # MEASURED (2000 steps, SE <= 0.01 each) with DDVI_ELBO's default of 8 sleep noise draws: the chain either
-    # "takes off" (four seeds of five in benchmarks/posteriors.py-style runs: -0.13 to -0.21 against -0.66 to
+    # "takes off" (4 runs of 8 in benchmarks/posteriors.py-style runs: -0.13 to -0.21 against -0.66 to
     # -0.73 for the Gaussian guide, margins 0.49-0.58) or stays on a plateau near the Gaussian guide's bound
     # with every mode covered (this test's run: -0.675 vs -0.718, margin +0.04; the same seed at 3000 steps:
     # -0.712 vs -0.704). So the bound is asserted not to fall behind the Gaussian guide's by more than
