@@ -13,6 +13,8 @@ from typing import Callable
 
 import torch
 
+from pyro_diffvi.util import resolve_device
+
 
 class CellStore:
     """The finished cells of an experiment under ``<out>/cells``.
@@ -53,6 +55,18 @@ class CellStore:
             with open(self._path(key, ".json")) as f:
                 records.append(json.load(f))
         return records
+
+
+def start_run(args) -> torch.device:
+    """The examples' start-up: torch's thread count from ``args.threads``, the device of ``args.device``
+    (``cpu``, ``cuda``, ``auto``, ...) and the output folder ``args.out``, created if missing.
+
+    :param args: the parsed command line, with ``threads``, ``device`` and ``out``.
+    :return: the resolved device.
+    """
+    torch.set_num_threads(args.threads)
+    os.makedirs(args.out, exist_ok=True)
+    return resolve_device(args.device)
 
 
 def mean_sd(values: list, digits: int = 3) -> str:

@@ -54,7 +54,6 @@ import time
 import pyro
 import pyro.distributions as dist
 import torch
-from pyro import poutine
 from pyro.infer import SVI, TraceEnum_ELBO
 from pyro.infer.autoguide import AutoGuideList
 from pyro.optim import Adam
@@ -67,10 +66,10 @@ from pyro_diffvi.infer import AdversarialAutoencoderLoss, DDVI_ELBO
 from pyro_diffvi.metrics import knn_accuracy, latent_nll
 from pyro_diffvi.plots import plot_latent_panels
 from pyro_diffvi.priors import Pinwheel, Square, SwissRoll
-from pyro_diffvi.util import resolve_device, set_seed
+from pyro_diffvi.util import set_seed
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _cells import CellStore, mean_sd, write_results  # noqa: E402 (shared by the example scripts)
+from _cells import CellStore, mean_sd, start_run, write_results  # noqa: E402 (shared by the example scripts)
 
 PRIORS = {
     "pinwheel": lambda device: Pinwheel(**PRIOR_KWARGS, device=device),
@@ -238,9 +237,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> list[dict]:
     args = parse_args(argv)
-    torch.set_num_threads(args.threads)
-    device = resolve_device(args.device)
-    os.makedirs(args.out, exist_ok=True)
+    device = start_run(args)
     x_train, y_train = load_mnist("train", binarize="static", device=device)
     x_test, y_test = load_mnist("test", binarize="static", device=device)
     data = (x_train, y_train, x_test[: args.test_size], y_test[: args.test_size])

@@ -62,10 +62,10 @@ from pyro_diffvi.infer import EncoderGuide, GLFLoss  # noqa: E402
 from pyro_diffvi.metrics import mmd  # noqa: E402
 from pyro_diffvi.nn import MLP  # noqa: E402
 from pyro_diffvi.plots import plot_image_grid  # noqa: E402
-from pyro_diffvi.util import resolve_device, set_seed  # noqa: E402
+from pyro_diffvi.util import set_seed  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _cells import write_results  # noqa: E402 (shared by the example scripts)
+from _cells import start_run, write_results  # noqa: E402 (shared by the example scripts)
 
 MODELS = ("vae", "vae_flow", "glf")
 
@@ -201,9 +201,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> list[dict]:
     args = parse_args(argv)
-    torch.set_num_threads(args.threads)
-    device = resolve_device(args.device)
-    os.makedirs(args.out, exist_ok=True)
+    device = start_run(args)
     x_train = load_mnist("train", device=device)[0][: args.train_size]
     x_test = load_mnist("test", device=device)[0][: args.test_size]
     start = time.time()

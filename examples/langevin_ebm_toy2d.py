@@ -53,10 +53,10 @@ from pyro_diffvi.infer import GradientFlowNLL, NoiseFreeEBM  # noqa: E402
 from pyro_diffvi.nn import MLP  # noqa: E402
 from pyro_diffvi.priors import GaussianGrid, SwissRoll  # noqa: E402
 from pyro_diffvi.samplers import NoiseFreeSampler  # noqa: E402
-from pyro_diffvi.util import resolve_device, set_seed  # noqa: E402
+from pyro_diffvi.util import set_seed  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _cells import write_results  # noqa: E402 (shared by the example scripts)
+from _cells import start_run, write_results  # noqa: E402 (shared by the example scripts)
 
 DATASETS = ("swissroll", "grid9")
 METHODS = ("ebm", "ebm_gen", "mle")
@@ -243,9 +243,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> list[dict]:
     args = parse_args(argv)
-    torch.set_num_threads(args.threads)
-    device = resolve_device(args.device)
-    os.makedirs(args.out, exist_ok=True)
+    device = start_run(args)
     start = time.time()
     records = []
     for name in args.datasets:

@@ -37,6 +37,7 @@ import argparse
 import json
 import math
 import os
+import sys
 import time
 
 import matplotlib
@@ -57,7 +58,10 @@ from pyro_diffvi.infer import VAEBMContrastive  # noqa: E402
 from pyro_diffvi.metrics import iwae  # noqa: E402
 from pyro_diffvi.nn import MLP  # noqa: E402
 from pyro_diffvi.priors import GaussianGrid  # noqa: E402
-from pyro_diffvi.util import resolve_device, set_seed  # noqa: E402
+from pyro_diffvi.util import set_seed  # noqa: E402
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _cells import start_run  # noqa: E402 (shared by the example scripts)
 
 DISSERTATION = {"vae": -2.97, "vaebm": -1.50, "true": -1.10}
 LIM = 1.8  # the plots' box: the grid of means spans [-1.41, 1.41]
@@ -277,9 +281,7 @@ def table(records, args, seconds):
 
 def main(argv=None):
     args = parse_args(argv)
-    torch.set_num_threads(args.threads)
-    device = resolve_device(args.device)
-    os.makedirs(args.out, exist_ok=True)
+    device = start_run(args)
     start = time.time()
     records = []
     for seed in args.seeds:
