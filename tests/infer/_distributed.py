@@ -140,7 +140,7 @@ def ddp_worker(rank: int, init_file: str, out_dir: str, dtype: torch.dtype) -> N
         x_rank = shard(dataset(dtype), rank)
         for variant in VARIANTS:
             loss_fn = build(x_rank)
-            # find_unused_parameters: in the warm-up step the decoder takes no part in the loss
+            # find_unused_parameters: parameters unused in the warm-up step are allowed
             ddp = DistributedDataParallel(loss_fn, find_unused_parameters=True)
             optim = torch.optim.SGD(ddp.parameters(), lr=LR)
             losses = []
