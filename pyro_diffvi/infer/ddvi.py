@@ -144,18 +144,19 @@ class DDVI_ELBO(GuardedObjective):
     from the sleep term alone and a learned model (a VAE's decoder, a learned prior) from the wake term
     at the guide's draws held fixed (:meth:`model_term`), as in Hinton's wake-sleep algorithm; then every
     parameter trains on the objective above. The bound is not evaluated in the warm-up (``last_terms``
-    reports ``nan`` for ``elbo``, ``rec`` and ``reg``). Measured (docs/results.md, 3 seeds each): on a
-    16-D MNIST VAE with an :math:`\mathcal N(0, I)` prior, ``warmup_steps=100`` raised the test ELBO after
-    470 steps from -145.6 to -136.1 nats (an IAF flow guide: -137.3); but on a VAE whose mixture prior is learned
-    it led 1-2 of 6 seeds to merge two clusters, and on fixed models it is no reliable cure for a
-    chain held at its Gaussian head (``four_modes`` took off in 3 of 6 runs with 200 steps, 6 of 6 with
-    500). It is therefore off by default (the paper's Algorithm 1) and recommended for VAEs with a
-    fixed prior. The step count lives in the guide (``guide.training_steps``, saved by its
-    ``state_dict``), so a resumed run continues the schedule, a loss object can serve several guides,
-    and every route counts alike: ``SVI.step``, the module of ``ELBO.__call__`` and any call of
-    :meth:`differentiable_loss` with gradients enabled. Guide parts without a sleep term (a classifier,
-    an ``AutoNormal`` of a global latent) train in the warm-up only by the classification term, and calls in which a label part
-    enumerates its label leave the model untrained too.
+    reports ``nan`` for ``elbo``, ``rec`` and ``reg``). Guide parts without a sleep term (a classifier,
+    an ``AutoNormal`` of a global latent) train in the warm-up only by the classification term, and a
+    call in which a label part enumerates its label leaves the model untrained too. Measured
+    (docs/results.md): on a 16-D MNIST VAE with an :math:`\mathcal N(0, I)` prior, ``warmup_steps=100``
+    raised the test ELBO after 470 steps from -145.6 to -136.1 nats (3 seeds; an IAF flow guide:
+    -137.3); but on the 2-D pinwheel VAE of the main demo it cost 1.8 nats, with a learned mixture prior
+    it merged two clusters on 1-2 seeds of 6, and on fixed models it is no reliable cure for a chain held
+    at its Gaussian head (``four_modes`` took off in 3 of 6 runs with 200 steps, 6 of 6 with 500). It is
+    therefore off by default (the paper's Algorithm 1) and recommended for VAEs with a fixed prior. The
+    step count lives in the guide (``guide.training_steps``, saved by its ``state_dict``), so a resumed
+    run continues the schedule, a loss object can serve several guides, and every route counts alike:
+    ``SVI.step``, the module of ``ELBO.__call__`` and any call of :meth:`differentiable_loss` with
+    gradients enabled.
 
     After each evaluation ``self.last_terms`` holds floats ``elbo`` (the Markovian ELBO estimate of this
     batch, averaged over particles), ``rec``, ``reg``, ``sleep`` (the denoising loss) and ``loss``.

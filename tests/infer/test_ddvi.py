@@ -118,6 +118,7 @@ def test_warmup_trains_the_guide_by_the_sleep_term_and_the_model_by_the_wake_ter
         assert torch.allclose(warm[k], g, atol=1e-6), k
     # the decoder learns from the wake term at the guide's draws, exactly Trace_ELBO's decoder gradient
     wake = _grads(Trace_ELBO().differentiable_loss(model, guide, x), decoder_params)  # the RNG is where warm left it
+    assert wake.keys() == decoder_params.keys()
     for k, g in wake.items():
         assert g.abs().sum() > 0 and torch.allclose(warm[k], g, atol=1e-5), k
     guide.training_steps = 2
