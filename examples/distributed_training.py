@@ -29,7 +29,8 @@ Usage::
     python examples/distributed_training.py --accelerator gpu --devices 4 --strategy ddp   # 4 GPUs (NCCL)
 
 With ``DDVI_ELBO(warmup_steps=N)`` (``--warmup-steps N``) the guide's Gaussian head takes no part in the
-first ``N`` steps (the warm-up trains the guide by the sleep term, here without its head term): use ``--strategy ddp_find_unused_parameters_true`` then, else DDP stops at the second step ("your
+first ``N`` steps (the warm-up trains the guide by the sleep term, here without its head term): use
+``--strategy ddp_find_unused_parameters_true`` then, else DDP stops at the second step ("your
 LightningModule has parameters that were not used in producing the loss").
 
 Writes ``results.json`` into ``--out``: the test ELBO per data point before and after training (with its
