@@ -149,7 +149,7 @@ class DDVI_ELBO(GuardedObjective):
     call in which a label part enumerates its label leaves the model untrained too. Measured
     (docs/results.md): on a 16-D MNIST VAE with an :math:`\mathcal N(0, I)` prior, ``warmup_steps=100``
     raised the test ELBO after 470 steps from -145.6 to -136.1 nats (3 seeds; an IAF flow guide:
-    -137.3); but on the 2-D pinwheel VAE of the main demo it cost 1.8 nats, with a learned mixture prior
+    -137.3; a Gaussian guide given the same wake-sleep start, -136.2); but on the 2-D pinwheel VAE of the main demo it cost 1.8 nats, with a learned mixture prior
     it merged two clusters on 1-2 seeds of 6, and on fixed models it is no reliable cure for a chain held
     at its Gaussian head (``four_modes`` took off in 3 of 6 runs with 200 steps, 6 of 6 with 500). It is
     therefore off by default (the paper's Algorithm 1) and recommended for VAEs with a fixed prior. The
