@@ -629,6 +629,37 @@ class AmortizedGuide(AutoGuide):
         """
         raise NotImplementedError
 
+    exact_density: bool = False
+    """Whether ``posterior(...).log_prob`` is the exact log density of the guide's draws, so that a sleep
+    phase can train the guide by the forward KL (:class:`~pyro_diffvi.infer.WakeSleepStart`)."""
+
+    def simulated_context(self, model_trace: poutine.Trace):
+        """The context of the observed values (and ``condition_on`` labels) in a trace of the model
+        (draws of ``poutine.uncondition(model)``, detached), for a sleep phase."""
+        return self.context(*(model_trace.nodes[n]["value"].detach() for n in self._input_names))
+
+    def sleep_log_prob(self, model_trace: poutine.Trace) -> torch.Tensor:
+        r""":math:`\sum_n \log q_\phi(z_n|x_n)` at the draws :math:`(x_n, z_n)` of a model trace (detached),
+        summed over this guide's latent sites with their data-plate scales: minus the sleep loss of the
+        classic wake-sleep algorithm (Hinton et al. 1995), the forward KL's guide term. Needs an exact
+        density (``exact_density``); the networks used are registered with Pyro's param store.
+
+        :param model_trace: a trace of ``poutine.uncondition(model)``.
+        :return: a scalar tensor.
+        """
+        if not self.exact_density:
+            raise TypeError(f"{type(self).__name__} has no exact log density for a sleep phase")
+        return self.call_in_context(self._sleep_log_prob, model_trace)
+
+    def _sleep_log_prob(self, model_trace: poutine.Trace) -> torch.Tensor:
+        context = self.simulated_context(model_trace)
+        total = 0.0
+        for name in self.latent_names:
+            site = model_trace.nodes[name]
+            y = self.flatten_latent(name, site["value"].detach())
+            total = total + (self.posterior(name, context).log_prob(y) * site["scale"]).sum()
+        return torch.as_tensor(total)
+
     def context(self, *observed_values: torch.Tensor):
         """Encode observed values (shapes ``batch_shape + event_shape``) into the context."""
         if self._default_encoder:

@@ -143,6 +143,8 @@ class DiffusionGuide(GaussianGuide):
             return None
         return torch.cat(context, dim=-1) if self.context_dim is None else context
 
+    exact_density = False  # the site density is the auxiliary bound term of Eq. 5
+
     def posterior(self, name: str, context) -> DiffusionPosterior:
         loc, scale = self.loc_scale(name, context)
         index = self.latent_names.index(name)
@@ -186,9 +188,7 @@ class DiffusionGuide(GaussianGuide):
 
     def _sleep_loss(self, model_trace: poutine.Trace, use_observed: bool, head: bool, num_particles: int) -> torch.Tensor:
         sites = model_trace.nodes
-        context = None
-        if use_observed:
-            context = self.context(*(sites[n]["value"].detach() for n in self._input_names))
+        context = self.simulated_context(model_trace) if use_observed else None
         total = 0.0
         for name in self.latent_names:
             z = sites[name]["value"].detach()

@@ -254,5 +254,7 @@ class FlowGuide(AmortizedGuide):
             for name in self.latent_names
         )
 
+    exact_density = True
+
     def posterior(self, name: str, context: torch.Tensor) -> TransformedDistribution:
         return self.flows[self.latent_names.index(name)](context)

@@ -78,6 +78,8 @@ class GaussianGuide(AmortizedGuide):
             return loc, scale
         return loc_scale(self.heads[self.latent_names.index(name)](context), self.min_scale)
 
+    exact_density = True
+
     def posterior(self, name: str, context) -> dist.TorchDistribution:
         loc, scale = self.loc_scale(name, context)
         return dist.Normal(loc, scale).to_event(1)

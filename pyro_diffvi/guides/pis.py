@@ -149,6 +149,8 @@ class PathIntegralGuide(GaussianGuide):
         """What the drift networks read: the encoder's context, or ``[loc, scale]`` for a tuple encoder."""
         return torch.cat(context, dim=-1) if self.context_dim is None else context
 
+    exact_density = False  # the site density is the path-space bound term
+
     def posterior(self, name: str, context) -> PathIntegralPosterior:
         loc = scale = None
         if self.standardize:

@@ -10,10 +10,11 @@ from pyro import poutine
 from pyro.infer import TraceEnum_ELBO
 from pyro.infer.autoguide import AutoGuideList
 from pyro.infer.enum import get_importance_trace
-from pyro.infer.util import is_validation_enabled, torch_item
+from pyro.infer.util import is_validation_enabled
 from pyro.util import check_if_enumerated
 
 from pyro_diffvi.infer.guard import GuardedObjective, check_on_nonfinite
+from pyro_diffvi.infer.wake_sleep import model_log_joint
 from pyro_diffvi.util import check_positive_float, check_positive_int, trace_until
 
 SLEEP_VARIANTS = ("simplified", "wake-sleep", "none")
@@ -149,7 +150,8 @@ class DDVI_ELBO(GuardedObjective):
     call in which a label part enumerates its label leaves the model untrained too. Measured
     (docs/results.md): on a 16-D MNIST VAE with an :math:`\mathcal N(0, I)` prior, ``warmup_steps=100``
     raised the test ELBO after 470 steps from -145.6 to -136.1 nats (3 seeds; an IAF flow guide:
-    -137.3; a Gaussian guide given the same wake-sleep start, -136.2); but on the 2-D pinwheel VAE of the main demo it cost 1.8 nats, with a learned mixture prior
+    -137.3; a Gaussian guide given the same start by :class:`~pyro_diffvi.infer.WakeSleepStart`,
+    -136.9); but on the 2-D pinwheel VAE of the main demo it cost 1.8 nats, with a learned mixture prior
     it merged two clusters on 1-2 seeds of 6, and on fixed models it is no reliable cure for a chain held
     at its Gaussian head (``four_modes`` took off in 3 of 6 runs with 200 steps, 6 of 6 with 500). It is
     therefore off by default (the paper's Algorithm 1) and recommended for VAEs with a fixed prior. The
@@ -314,17 +316,10 @@ class DDVI_ELBO(GuardedObjective):
 
     def model_term(self, model, guide, *args, **kwargs) -> torch.Tensor:
         r""":math:`\mathbb E_{q}[\log p_\theta(x, z)]` at draws :math:`z` of the guide held fixed (particle
-        average): the wake term's gradient for the model's parameters alone, which trains a learned model
-        (a VAE's decoder, a learned prior) during the warm-up while the guide learns from the sleep term."""
-
-        def fixed_guide(*guide_args, **guide_kwargs):
-            with torch.no_grad():
-                return guide(*guide_args, **guide_kwargs)
-
-        total = 0.0
-        for model_trace, _ in self._get_traces(model, fixed_guide, args, kwargs):
-            total = total + model_trace.log_prob_sum() / self.num_particles
-        return torch.as_tensor(total)
+        average, :func:`~pyro_diffvi.infer.wake_sleep.model_log_joint`): the wake term's gradient for the
+        model's parameters alone, which trains a learned model (a VAE's decoder, a learned prior) during
+        the warm-up while the guide learns from the sleep term."""
+        return model_log_joint(self, model, guide, args, kwargs)
 
     @staticmethod
     def _sleep_parts(guide) -> list[WakeSleepGuide]:
@@ -395,7 +390,3 @@ class DDVI_ELBO(GuardedObjective):
 
     def _term_hint(self, term: str) -> str:
         return _SLEEP_HINT if term == "sleep" else "Lower the learning rate or check the data."
-
-    def loss(self, model, guide, *args, **kwargs) -> float:
-        with torch.no_grad():
-            return torch_item(self.differentiable_loss(model, guide, *args, **kwargs))

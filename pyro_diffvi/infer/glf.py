@@ -246,10 +246,5 @@ class GLFLoss(GuardedObjective):
         self.last_terms = {k: torch_item(v) for k, v in terms.items()}
         return self.beta * terms["reconstruction"] + terms["nll"], terms
 
-    def loss(self, model: Callable, guide: Callable, *args, **kwargs) -> float:
-        """Value of the GLF objective (a float; not a negative ELBO)."""
-        with torch.no_grad():
-            return torch_item(self.differentiable_loss(model, guide, *args, **kwargs))
-
     def _get_trace(self, model, guide, args, kwargs):  # ELBO's abstract hook; not used by this objective
         raise NotImplementedError("GLFLoss computes its terms in terms()")

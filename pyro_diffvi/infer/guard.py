@@ -177,6 +177,11 @@ class GuardedObjective(ELBO):
         call it once before creating the optimizer."""
         return ObjectiveModule(model, guide, self, self._objective_modules())
 
+    def loss(self, model, guide, *args, **kwargs) -> float:
+        """The loss as a float, evaluated without gradients (so not a training step)."""
+        with torch.no_grad():
+            return torch_item(self.differentiable_loss(model, guide, *args, **kwargs))
+
     def differentiable_loss(self, model, guide, *args, **kwargs) -> Tensor:
         """The loss as a differentiable tensor (see the class docstring for its value and gradient);
         raises :class:`~pyro_diffvi.infer.guard.DivergenceError` naming a non-finite term unless
