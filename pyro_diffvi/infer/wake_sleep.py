@@ -55,8 +55,8 @@ class WakeSleepStart(GuardedObjective):
     ``AutoGuideList`` of them). Measured (docs/results.md): on a 16-D MNIST VAE with an
     :math:`\mathcal N(0, I)` prior, 100 steps of it raised the test ELBO after 470 steps from -145.2 to
     -136.9 nats for the Gaussian guide and from -137.3 to -135.1 for the IAF flow (3 seeds,
-    ``benchmarks/mnist16.py``); on the 2-D and clustering models of the same page the DDVI version
-    of it hurt, so compare with a run without. Not a bound during the start: ``last_terms`` reports the two terms (``sleep``, the
+    ``benchmarks/mnist16.py``), but on the 2-D pinwheel VAE of the main demo it cost the Gaussian guide
+    1.5 nats, so compare with a run without. Not a bound during the start: ``last_terms`` reports the two terms (``sleep``, the
     forward KL's guide term, and ``model``), then ``loss``.
 
     The step count is the objective's (``state_dict()``/``load_state_dict()`` to checkpoint it with the
