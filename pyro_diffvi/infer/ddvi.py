@@ -14,8 +14,8 @@ from pyro.infer.util import is_validation_enabled
 from pyro.util import check_if_enumerated
 
 from pyro_diffvi.infer.guard import GuardedObjective, check_on_nonfinite
-from pyro_diffvi.infer.wake_sleep import model_log_joint
-from pyro_diffvi.util import check_positive_float, check_positive_int, trace_until
+from pyro_diffvi.infer.wake_sleep import model_log_joint, sleep_draws
+from pyro_diffvi.util import check_positive_float, check_positive_int
 
 SLEEP_VARIANTS = ("simplified", "wake-sleep", "none")
 _SLEEP_HINT = (
@@ -299,15 +299,8 @@ class DDVI_ELBO(GuardedObjective):
         r"""The denoising loss :math:`-\mathcal L_{\mathrm{diff}}` (Eq. 9) at draws from the model, summed over data
         with the data plates' scale, of every part of ``guide`` that follows :class:`WakeSleepGuide`."""
         parts = self._sleep_parts(guide)
-        for part in parts:
-            part.setup(*args, **kwargs)
-        with torch.no_grad(), poutine.block(hide_types=["sample"]):
-            if self.sleep == "wake-sleep":
-                trace = poutine.trace(poutine.uncondition(model)).get_trace(*args, **kwargs)
-            else:  # z ~ p(z) only: the model is stopped before its likelihood
-                latents = [name for part in parts for name in part.latent_names]
-                trace = trace_until(model, latents, *args, **kwargs)
         use_observed = self.sleep == "wake-sleep"
+        trace = sleep_draws(model, parts, args, kwargs, latents_only=not use_observed)
         losses = [
             part.sleep_loss(trace, use_observed=use_observed, head=self.sleep_head, num_particles=self.num_sleep_particles)
             for part in parts

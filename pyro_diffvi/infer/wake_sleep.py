@@ -9,7 +9,7 @@ from pyro.infer.autoguide import AutoGuideList
 from pyro.infer.enum import get_importance_trace
 
 from pyro_diffvi.infer.guard import GuardedObjective, check_on_nonfinite
-from pyro_diffvi.util import check_positive_int
+from pyro_diffvi.util import check_positive_int, trace_until
 
 
 def model_log_joint(elbo: ELBO, model, guide, args: tuple, kwargs: dict) -> torch.Tensor:
@@ -24,6 +24,18 @@ def model_log_joint(elbo: ELBO, model, guide, args: tuple, kwargs: dict) -> torc
     for model_trace, _ in elbo._get_traces(model, fixed_guide, args, kwargs):
         total = total + model_trace.log_prob_sum() / elbo.num_particles
     return torch.as_tensor(total)
+
+
+def sleep_draws(model, parts: list, args: tuple, kwargs: dict, *, latents_only: bool = False) -> poutine.Trace:
+    """Set up the guide ``parts`` and draw from the model for a sleep phase, detached and unseen by any
+    outer trace: ``(x, z)`` by ``poutine.uncondition``, or with ``latents_only`` ``z`` alone (the model
+    stopped before its likelihood, at the parts' latent sites)."""
+    for part in parts:
+        part.setup(*args, **kwargs)
+    with torch.no_grad(), poutine.block(hide_types=["sample"]):
+        if latents_only:
+            return trace_until(model, [name for part in parts for name in part.latent_names], *args, **kwargs)
+        return poutine.trace(poutine.uncondition(model)).get_trace(*args, **kwargs)
 
 
 def _exact_density_parts(guide) -> list:
@@ -56,8 +68,8 @@ class WakeSleepStart(GuardedObjective):
     :math:`\mathcal N(0, I)` prior, 100 steps of it raised the test ELBO after 470 steps from -145.2 to
     -136.9 nats for the Gaussian guide and from -137.3 to -135.1 for the IAF flow (3 seeds,
     ``benchmarks/mnist16.py``), but on the 2-D pinwheel VAE of the main demo it cost the Gaussian guide
-    1.5 nats, so compare with a run without. Not a bound during the start: ``last_terms`` reports the two terms (``sleep``, the
-    forward KL's guide term, and ``model``), then ``loss``.
+    1.5 nats, so compare with a run without. Not a bound during the start: ``last_terms`` reports the
+    two terms (``sleep``, the forward KL's guide term, and ``model``), then ``loss``.
 
     The step count is the objective's (``state_dict()``/``load_state_dict()`` to checkpoint it with the
     guide and optimizer); calls with gradients enabled count.
@@ -104,10 +116,7 @@ class WakeSleepStart(GuardedObjective):
     def sleep_term(self, model, guide, *args, **kwargs) -> torch.Tensor:
         r""":math:`-\sum_n \log q_\phi(z_n|x_n)` at one draw :math:`(x_n, z_n)` of the model per datum."""
         parts = _exact_density_parts(guide)
-        for part in parts:
-            part.setup(*args, **kwargs)
-        with torch.no_grad(), poutine.block(hide_types=["sample"]):
-            trace = poutine.trace(poutine.uncondition(model)).get_trace(*args, **kwargs)
+        trace = sleep_draws(model, parts, args, kwargs)
         return -torch.stack([part.sleep_log_prob(trace) for part in parts]).sum()
 
     def _loss_and_terms(self, model, guide, args: tuple, kwargs: dict) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
