@@ -23,11 +23,11 @@ Usage::
 from __future__ import annotations
 
 import torch
+from _common import interleaved_timings, parse_setting, print_table, write_json
 from pyro.infer import SVI, Trace_ELBO
 from pyro.optim import Adam
 from torch.distributions import Bernoulli
 
-from _common import interleaved_timings, parse_setting, print_table, write_json
 from pyro_diffvi.demo import DIFFUSION_KWARGS, ENCODER_KWARGS, PRIOR_KWARGS, make_decoder, make_model
 from pyro_diffvi.guides import DiffusionGuide, GaussianGuide
 from pyro_diffvi.infer import DDVI_ELBO

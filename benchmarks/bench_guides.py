@@ -13,10 +13,10 @@ Usage::
 from __future__ import annotations
 
 import torch
+from _common import interleaved_timings, parse_setting, print_table, write_json
 from pyro.infer import SVI, Trace_ELBO
 from pyro.optim import Adam
 
-from _common import interleaved_timings, parse_setting, print_table, write_json
 from pyro_diffvi.demo import DDVI_KWARGS, DIFFUSION_KWARGS, ENCODER_KWARGS, PRIOR_KWARGS, make_decoder, make_model
 from pyro_diffvi.guides import DiffusionGuide, FlowGuide, GaussianGuide, HierarchicalGuide
 from pyro_diffvi.infer import DDVI_ELBO, AdversarialAutoencoderLoss

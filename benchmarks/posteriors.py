@@ -100,7 +100,7 @@ def summarize(records: list[dict], problems: list[str], guides: list[str]) -> No
         sd = statistics.stdev(values) if len(values) > 1 else 0.0
         return f"{statistics.mean(values):+.3f} ± {sd:.3f}"
 
-    print(f"\nELBO - log p(x) (nats/observation, mean ± sd over seeds); mode ratio = min guide/exact mode mass")
+    print("\nELBO - log p(x) (nats/observation, mean ± sd over seeds); mode ratio = min guide/exact mode mass")
     print(f"{'problem':<20} {'guide':<13} {'gap':>17} {'MC SE':>7} {'mode ratio':>17} {'ms/step':>8} {'seeds':>5}")
     for p in problems:
         for g in guides:

@@ -47,9 +47,8 @@ import argparse
 import json
 import math
 import os
-import time
-
 import sys
+import time
 
 import numpy as np
 import pyro
@@ -60,7 +59,7 @@ from pyro.infer import Trace_ELBO
 from pyro_diffvi.datasets import load_1000_genomes, simulate_genotypes
 from pyro_diffvi.demo import DDVI_KWARGS, DIFFUSION_KWARGS, fit
 from pyro_diffvi.guides import DiffusionGuide, FlowGuide, GaussianGuide
-from pyro_diffvi.infer import AdversarialAutoencoderLoss, DDVI_ELBO
+from pyro_diffvi.infer import DDVI_ELBO, AdversarialAutoencoderLoss
 from pyro_diffvi.metrics import gmm_clustering_scores
 from pyro_diffvi.nn import MLP
 from pyro_diffvi.priors import LearnableMixture

@@ -62,7 +62,7 @@ from tqdm import tqdm
 from pyro_diffvi.datasets import Minibatches, load_mnist
 from pyro_diffvi.demo import DDVI_KWARGS, DIFFUSION_KWARGS, PRIOR_KWARGS, make_decoder
 from pyro_diffvi.guides import ClassifierGuide, DiffusionGuide, FlowGuide, GaussianGuide
-from pyro_diffvi.infer import AdversarialAutoencoderLoss, DDVI_ELBO
+from pyro_diffvi.infer import DDVI_ELBO, AdversarialAutoencoderLoss
 from pyro_diffvi.metrics import knn_accuracy, latent_nll
 from pyro_diffvi.plots import plot_latent_panels
 from pyro_diffvi.priors import Pinwheel, Square, SwissRoll

@@ -39,8 +39,8 @@ import argparse
 import json
 import math
 import os
-import sys
 import statistics
+import sys
 import time
 
 import matplotlib

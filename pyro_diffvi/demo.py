@@ -40,11 +40,11 @@ from tqdm import tqdm
 from pyro_diffvi.datasets import Minibatches, load_mnist
 from pyro_diffvi.guides import DiffusionGuide, GaussianGuide
 from pyro_diffvi.infer import DDVI_ELBO
-from pyro_diffvi.metrics import elbo as elbo_estimate, knn_accuracy, latent_nll
+from pyro_diffvi.metrics import elbo as elbo_estimate
+from pyro_diffvi.metrics import knn_accuracy, latent_nll
 from pyro_diffvi.plots import plot_latent_panels
 from pyro_diffvi.priors import Pinwheel
 from pyro_diffvi.util import resolve_device, set_seed
-
 
 ENCODER_KWARGS = dict(hidden_dims=(1000, 1000), activation="leaky_relu")
 """The paper's MNIST encoder, 784-1000-1000 with LeakyReLU, as guide keyword arguments."""

@@ -89,7 +89,7 @@ class GenotypeData:
         """``P``, the number of SNPs (columns of ``dosages``)."""
         return self.dosages.shape[1]
 
-    def to(self, device: str | torch.device) -> "GenotypeData":
+    def to(self, device: str | torch.device) -> GenotypeData:
         """Return a copy with all tensors on ``device``."""
         tensors = {f.name: getattr(self, f.name) for f in fields(self)}
         return replace(self, **{k: v.to(device) for k, v in tensors.items() if torch.is_tensor(v)})

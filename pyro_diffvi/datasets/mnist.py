@@ -27,7 +27,7 @@ from __future__ import annotations
 import functools
 import gzip
 import pickle
-from typing import Iterator
+from collections.abc import Iterator
 
 import numpy as np
 import torch

@@ -75,9 +75,9 @@ References:
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from functools import partial
-from typing import Callable
 
 import numpy as np
 import pyro
@@ -154,7 +154,7 @@ class QuadratureGrid:
                 f"coordinates must be one of {list(_COORDINATES)}, got {self.coordinates!r}"
             )
 
-    def refined(self, factor: int = 2) -> "QuadratureGrid":
+    def refined(self, factor: int = 2) -> QuadratureGrid:
         """The same rectangle with ``factor`` times as many cells per axis.
 
         :param factor: a positive integer.

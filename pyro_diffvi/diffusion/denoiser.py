@@ -6,7 +6,7 @@ Models as Expressive Variational Posteriors*. arXiv:2401.02739, 2024.
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import nn

@@ -28,12 +28,11 @@ References:
 from __future__ import annotations
 
 import math
-from typing import Sequence
-
-import torch
-from torch import nn
+from collections.abc import Sequence
 
 import pyro.distributions as dist
+import torch
+from torch import nn
 
 from pyro_diffvi.diffusion.schedules import check_betas_representable, make_schedule
 

@@ -2,12 +2,12 @@
 
 from pyro_diffvi.distributions.auxiliary import AuxiliaryBoundDistribution
 from pyro_diffvi.distributions.diffusion import DiffusionPosterior
-from pyro_diffvi.distributions.path import PathIntegralPosterior
 from pyro_diffvi.distributions.energy import EnergyDistribution, EnergyPrior, prior_gradients
-from pyro_diffvi.distributions.grbm import GRBM, GRBMPrior
 from pyro_diffvi.distributions.flow_prior import FlowPrior
-from pyro_diffvi.distributions.vamp import VampPrior
+from pyro_diffvi.distributions.grbm import GRBM, GRBMPrior
+from pyro_diffvi.distributions.path import PathIntegralPosterior
 from pyro_diffvi.distributions.vaebm import VAEBM
+from pyro_diffvi.distributions.vamp import VampPrior
 
 __all__: list[str] = [
     "prior_gradients",

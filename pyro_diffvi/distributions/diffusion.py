@@ -114,7 +114,7 @@ class DiffusionPosterior(AuxiliaryBoundDistribution):
     def num_steps(self) -> int:
         return self.process.num_steps
 
-    def expand(self, batch_shape, _instance=None) -> "DiffusionPosterior":
+    def expand(self, batch_shape, _instance=None) -> DiffusionPosterior:
         batch_shape = torch.Size(batch_shape)
         d = self.event_shape
         context = None if self.context is None else self.context.expand(batch_shape + self.context.shape[-1:])

@@ -22,8 +22,8 @@ double-blind review ("the unnormalized-priors paper").
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Callable, Iterator, Sequence
 
 import pyro
 import torch
@@ -161,7 +161,7 @@ class EnergyDistribution(TorchDistribution):
         validate_args: bool | None = None,
         dtype: torch.dtype | None = None,
         device: torch.device | str | None = None,
-        parameter_source: Callable[[], "EnergyDistribution"] | None = None,
+        parameter_source: Callable[[], EnergyDistribution] | None = None,
     ) -> None:
         if parameter_source is not None and not callable(parameter_source):
             raise TypeError(
@@ -189,7 +189,7 @@ class EnergyDistribution(TorchDistribution):
     def device(self) -> torch.device:
         return torch.device(self._device) if self._device is not None else torch.device("cpu")
 
-    def with_parameter_gradients(self) -> "EnergyDistribution":
+    def with_parameter_gradients(self) -> EnergyDistribution:
         """This distribution with an energy that carries gradients to the learnable prior's parameters.
 
         For a distribution from a prior module (built with detached parameters, see the module
@@ -228,7 +228,7 @@ class EnergyDistribution(TorchDistribution):
         shape = self._extended_shape(sample_shape)
         return self.sampler(self, shape).detach()
 
-    def expand(self, batch_shape, _instance=None) -> "EnergyDistribution":
+    def expand(self, batch_shape, _instance=None) -> EnergyDistribution:
         batch_shape = torch.Size(batch_shape)
         new = self._get_checked_instance(type(self), _instance)
         new.__dict__.update(self.__dict__)

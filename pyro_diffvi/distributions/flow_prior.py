@@ -31,7 +31,7 @@ References
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import pyro
 from pyro.distributions import TransformedDistribution

@@ -34,7 +34,7 @@ References
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -43,12 +43,12 @@ from pyro.nn import PyroModule, PyroParam
 from torch import Tensor
 from torch.distributions import Distribution
 
+from pyro_diffvi._pyro_compat import pyro_name
 from pyro_diffvi.distributions.energy import (
     EnergyDistribution,
     check_module_name,
     prior_gradients_enabled,
 )
-from pyro_diffvi._pyro_compat import pyro_name
 from pyro_diffvi.samplers.ais import check_betas, log_mean_exp_with_se, sigmoid_schedule
 from pyro_diffvi.samplers.gibbs import GibbsSampler
 from pyro_diffvi.samplers.langevin import langevin
@@ -108,7 +108,7 @@ class GRBM(EnergyDistribution):
         batch_shape=(),
         sampler: Callable | None = None,
         validate_args: bool | None = None,
-        parameter_source: Callable[[], "GRBM"] | None = None,
+        parameter_source: Callable[[], GRBM] | None = None,
     ) -> None:
         _check_grbm_params(mu, log_sigma, W, b)
         if validate_args if validate_args is not None else Distribution._validate_args:
@@ -137,7 +137,7 @@ class GRBM(EnergyDistribution):
     def sigma(self) -> Tensor:
         return self.log_sigma.exp()
 
-    def expand(self, batch_shape, _instance=None) -> "GRBM":
+    def expand(self, batch_shape, _instance=None) -> GRBM:
         new = self._get_checked_instance(GRBM, _instance)
         new.__dict__.update(self.__dict__)
         new.energy_fn = new.free_energy
@@ -313,7 +313,7 @@ class GRBM(EnergyDistribution):
             log_mean, se = log_mean_exp_with_se(log_w)
         return log_z0 + log_mean, se
 
-    def _scaled(self, beta: Tensor) -> "GRBM":
+    def _scaled(self, beta: Tensor) -> GRBM:
         return GRBM(self.mu, self.log_sigma, beta * self.W, self.b, validate_args=False)
 
     def exact_marginal(self) -> MixtureSameFamily:

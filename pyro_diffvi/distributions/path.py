@@ -134,7 +134,7 @@ class PathIntegralPosterior(AuxiliaryBoundDistribution):
         self.path_gradient = bool(path_gradient)
         super().__init__(shape, torch.Size((d,)), validate_args=validate_args)
 
-    def expand(self, batch_shape, _instance=None) -> "PathIntegralPosterior":
+    def expand(self, batch_shape, _instance=None) -> PathIntegralPosterior:
         batch_shape = torch.Size(batch_shape)
         d = self.event_shape
 

@@ -17,7 +17,7 @@ References
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from pyro.distributions import Categorical, MixtureSameFamily, Normal

@@ -7,9 +7,9 @@ import math
 import pickle
 import warnings
 import weakref
+from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
-from typing import Callable, Sequence
 
 import pyro
 import pyro.distributions as dist
@@ -23,7 +23,8 @@ from torch.distributions import biject_to, constraints
 from torch.distributions.transforms import ReshapeTransform
 
 from pyro_diffvi._pyro_compat import param_store_names, set_pyro_name
-from pyro_diffvi.nn import MLP, activation as make_activation
+from pyro_diffvi.nn import MLP
+from pyro_diffvi.nn import activation as make_activation
 from pyro_diffvi.util import check_finite, check_widths
 
 # the guide (weakly) owning each parameter tensor, to tell another live guide's parameters in Pyro's
@@ -31,13 +32,13 @@ from pyro_diffvi.util import check_finite, check_widths
 _OWNERS: dict[int, tuple[weakref.ref, weakref.ref]] = {}  # id(parameter) -> (parameter, guide) weak references
 
 
-def _claim(param: torch.Tensor, guide: "AmortizedGuide") -> None:
+def _claim(param: torch.Tensor, guide: AmortizedGuide) -> None:
     entry = _OWNERS.get(id(param))
     if entry is None or entry[0]() is not param:
         _OWNERS[id(param)] = (weakref.ref(param, lambda _, key=id(param): _OWNERS.pop(key, None)), weakref.ref(guide))
 
 
-def _claimed_by_other(tensor: torch.Tensor, guide: "AmortizedGuide") -> bool:
+def _claimed_by_other(tensor: torch.Tensor, guide: AmortizedGuide) -> bool:
     """Whether ``tensor`` is a parameter of another guide (alive or not), rather than one loaded from a file."""
     entry = _OWNERS.get(id(tensor))
     return entry is not None and entry[0]() is tensor and entry[1]() is not guide
@@ -46,7 +47,7 @@ _ObservedFn = Callable[..., "torch.Tensor | Sequence[torch.Tensor]"]
 
 # values of discrete sites a ClassifierGuide drew (or read) in the current call of an AutoGuideList, for the
 # parts after it that condition on them (condition_on=)
-_PUBLISHED: "weakref.WeakKeyDictionary[nn.Module, dict[str, torch.Tensor]]" = weakref.WeakKeyDictionary()
+_PUBLISHED: weakref.WeakKeyDictionary[nn.Module, dict[str, torch.Tensor]] = weakref.WeakKeyDictionary()
 
 
 @dataclass(frozen=True)
@@ -267,7 +268,7 @@ class AmortizedGuide(AutoGuide):
                 state["_model"] = None
         return state
 
-    def __deepcopy__(self, memo: dict) -> "AmortizedGuide":
+    def __deepcopy__(self, memo: dict) -> AmortizedGuide:
         """A copy of the guide's networks and state that shares (does not copy) the model."""
         model = self.model
         if model is not None:

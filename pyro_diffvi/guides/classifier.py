@@ -25,8 +25,8 @@ from __future__ import annotations
 
 import inspect
 import math
+from collections.abc import Callable
 from contextlib import ExitStack
-from typing import Callable
 
 import pyro
 import pyro.distributions as dist

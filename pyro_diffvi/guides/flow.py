@@ -15,9 +15,8 @@ never inverts a layer.
 
 from __future__ import annotations
 
-from typing import Sequence
-
 import warnings
+from collections.abc import Sequence
 
 import torch
 from pyro.distributions import Normal, TransformedDistribution

@@ -19,7 +19,7 @@ carries :math:`\log q(a|x) + \log q(z|a, x) - \log r(a|z, x)` as its log density
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from pyro.distributions import Normal
@@ -106,7 +106,7 @@ class HierarchicalPosterior(AuxiliaryBoundDistribution):
         self.networks = networks
         super().__init__(context.shape[:-1], torch.Size((networks.latent_dim,)), validate_args=validate_args)
 
-    def expand(self, batch_shape, _instance=None) -> "HierarchicalPosterior":
+    def expand(self, batch_shape, _instance=None) -> HierarchicalPosterior:
         batch_shape = torch.Size(batch_shape)
         context = self.context.expand(batch_shape + self.context.shape[-1:])
         return type(self)(context, self.networks, validate_args=False)

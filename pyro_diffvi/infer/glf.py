@@ -39,7 +39,7 @@ References
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import pyro.distributions as dist
 import torch

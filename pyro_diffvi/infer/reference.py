@@ -19,7 +19,7 @@ Diffusion Models as Expressive Variational Posteriors*. arXiv:2401.02739, 2024.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch.distributions import Normal

@@ -31,8 +31,8 @@ References:
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Sequence
 
 import pyro
 import pyro.distributions as dist

@@ -30,8 +30,8 @@ References:
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import pyro.distributions as dist
 import torch

@@ -256,7 +256,7 @@ class StructuredPrior(TorchDistribution):
         comps = comps.expand(shape + comps.shape[-1:])
         return comps.gather(-1, label.expand(shape).unsqueeze(-1)).squeeze(-1)
 
-    def component(self, label: torch.Tensor | int) -> "MixtureComponent":
+    def component(self, label: torch.Tensor | int) -> MixtureComponent:
         """The conditional :math:`p(z \\mid l)` as a distribution with batch shape ``label.shape``
         (broadcast with this prior's batch shape); it has ``rsample``."""
         return MixtureComponent(self, self._check_label(label))
@@ -297,7 +297,7 @@ class StructuredPrior(TorchDistribution):
     def sample(self, sample_shape: torch.Size | tuple = torch.Size()) -> torch.Tensor:
         return self.sample_with_labels(sample_shape)[0]
 
-    def expand(self, batch_shape: torch.Size | tuple, _instance=None) -> "StructuredPrior":
+    def expand(self, batch_shape: torch.Size | tuple, _instance=None) -> StructuredPrior:
         new = copy.copy(self)
         new._batch_shape = torch.Size(batch_shape)
         return new
@@ -351,7 +351,7 @@ class MixtureComponent(TorchDistribution):
         with torch.no_grad():
             return self.rsample(sample_shape)
 
-    def expand(self, batch_shape: torch.Size | tuple, _instance=None) -> "MixtureComponent":
+    def expand(self, batch_shape: torch.Size | tuple, _instance=None) -> MixtureComponent:
         batch_shape = torch.Size(batch_shape)
         return MixtureComponent(
             self.prior.expand(batch_shape), self.label.expand(batch_shape), validate_args=False

@@ -53,8 +53,9 @@ References
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, NamedTuple, Sequence, Union
+from typing import NamedTuple, Union
 
 import torch
 from torch import Tensor

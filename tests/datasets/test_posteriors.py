@@ -33,7 +33,7 @@ KINDS = {"multimodal", "unimodal", "curved"}
 LOG_2PI = math.log(2 * math.pi)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def problem(name: str) -> PosteriorProblem:
     """The default problem (N = 64, seed 0, CPU, float32), built once per session."""
     return make_problem(name)

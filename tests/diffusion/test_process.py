@@ -2,10 +2,10 @@
 
 import math
 
+import pyro.distributions as dist
 import pytest
 import torch
 
-import pyro.distributions as dist
 from pyro_diffvi.diffusion import GaussianDiffusion
 
 

@@ -1,11 +1,10 @@
 """DiffusionPosterior: the bound term against step-by-step Gaussian log densities; shapes; errors."""
 
-import math
 
+import pyro.distributions as dist
 import pytest
 import torch
 
-import pyro.distributions as dist
 from pyro_diffvi.diffusion import Denoiser, GaussianDiffusion
 from pyro_diffvi.distributions import DiffusionPosterior
 

@@ -7,9 +7,9 @@ from pyro.params.param_store import normalize_param_name
 from torch import nn
 
 from pyro_diffvi.distributions import EnergyDistribution, EnergyPrior
-from pyro_diffvi.samplers import LangevinSampler
 from pyro_diffvi.distributions.energy import prior_gradients
 from pyro_diffvi.nn.mlp import MLP
+from pyro_diffvi.samplers import LangevinSampler
 
 
 def quadratic(z):

@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from pyro_diffvi.distributions import GRBM, GRBMPrior
-from pyro_diffvi.samplers import GibbsLangevinSampler
 from pyro_diffvi.distributions.energy import prior_gradients
+from pyro_diffvi.samplers import GibbsLangevinSampler
 
 
 def random_grbm(visible: int, hidden: int, device, dtype=torch.float64, seed: int = 0) -> GRBM:

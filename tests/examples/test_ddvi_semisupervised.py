@@ -3,7 +3,6 @@ and classifier for AAEB), the unlabelled ELBO as a bound, the plot, and a rerun 
 
 import json
 import math
-import os
 
 import pytest
 

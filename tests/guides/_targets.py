@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import pyro
 import pyro.distributions as dist
 import torch
 from pyro import poutine
-from pyro.poutine.util import prune_subsample_sites
 from pyro.infer import SVI, Trace_ELBO
 from pyro.optim import ClippedAdam
+from pyro.poutine.util import prune_subsample_sites
 
 PARTICLES = "_test_particles"
 

@@ -14,11 +14,11 @@ from pyro_diffvi.guides import ClassifierGuide, DiffusionGuide
 from pyro_diffvi.infer import DDVI_ELBO
 from pyro_diffvi.util import set_seed
 from tests.guides.test_classifier import (
-    A,
     LOGITS,
     MU,
     NOISE,
     SMALL,
+    A,
     assert_enumerated_bound_equals_sum_by_hand,
     data,
     enumerated_bound,

@@ -2,11 +2,10 @@
 
 import math
 
-import pytest
-import torch
-
 import pyro
 import pyro.distributions as dist
+import pytest
+import torch
 from pyro import poutine
 from pyro.infer import SVI, Predictive, RenyiELBO, Trace_ELBO
 from pyro.optim import Adam

@@ -1,7 +1,5 @@
 import math
 
-import pyro
-import pyro.distributions as dist
 import pytest
 import torch
 from pyro.distributions.transforms import AffineAutoregressive, SplineAutoregressive

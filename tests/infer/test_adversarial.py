@@ -11,7 +11,6 @@ from pyro_diffvi.guides import GaussianGuide
 from pyro_diffvi.infer import AdversarialAutoencoderLoss
 from pyro_diffvi.priors import GaussianRing
 
-
 SIGMAS = (0.5, 1.0, 2.0)  # kernel bandwidths at the scale of the toy prior
 
 

@@ -2,11 +2,10 @@
 
 import math
 
-import pytest
-import torch
-
 import pyro
 import pyro.distributions as dist
+import pytest
+import torch
 from pyro.infer import Trace_ELBO
 
 from pyro_diffvi.distributions import DiffusionPosterior

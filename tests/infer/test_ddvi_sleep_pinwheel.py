@@ -5,12 +5,10 @@ denoising loss whose minimizer makes the reverse chain, started from y_T ~ N(0, 
 Ground truth: exact prior samples and the Pinwheel's exact log density.
 """
 
-import math
-
-import torch
 
 import pyro
 import pyro.distributions as dist
+import torch
 
 from pyro_diffvi.diffusion import cosine_beta_schedule
 from pyro_diffvi.distributions import DiffusionPosterior

@@ -22,9 +22,9 @@ from torch import nn
 from pyro_diffvi.distributions import GRBMPrior
 from pyro_diffvi.guides import DiffusionGuide, GaussianGuide
 from pyro_diffvi.infer import (
+    DDVI_ELBO,
     AdversarialAutoencoderLoss,
     AdversarialCD,
-    DDVI_ELBO,
     EnergyPriorELBO,
     SlicedScoreMatching,
 )

@@ -8,8 +8,8 @@ import torch
 from pyro.infer import SVI, Trace_ELBO
 from torch import nn
 
-from pyro_diffvi.distributions import GRBMPrior
 from pyro_diffvi._pyro_compat import in_namespace
+from pyro_diffvi.distributions import GRBMPrior
 from pyro_diffvi.infer.energy import EnergyPriorELBO
 from pyro_diffvi.infer.prior_objectives import (
     AdversarialCD,

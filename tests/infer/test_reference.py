@@ -1,14 +1,13 @@
 """The Pyro DDVI loss against the pure-PyTorch reference on identical draws; every parameter trains."""
 
-import pytest
-import torch
-from torch import nn
-from torch.nn.functional import softplus
-
 import pyro
 import pyro.distributions as dist
+import pytest
+import torch
 from pyro.infer import SVI
 from pyro.optim import Adam
+from torch import nn
+from torch.nn.functional import softplus
 
 from pyro_diffvi.guides import DiffusionGuide
 from pyro_diffvi.infer import DDVI_ELBO

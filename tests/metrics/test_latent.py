@@ -1,11 +1,11 @@
 import math
 
 import numpy as np
+import pyro.distributions as dist
 import pytest
 import torch
 from scipy.stats import gaussian_kde
 
-import pyro.distributions as dist
 from pyro_diffvi.metrics import GaussianKDE, latent_nll
 
 COV = torch.tensor([[1.0, 0.6], [0.6, 2.0]], dtype=torch.float64)

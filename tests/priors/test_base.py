@@ -29,7 +29,7 @@ def make(name, **kwargs):
     return PRIORS[name][0](dtype=torch.float64, **kwargs)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def grid(name):
     """Midpoint grid, cell area, and the mixture / all-component log densities on it (computed once)."""
     _, half, step = PRIORS[name]
