@@ -53,7 +53,7 @@ html_title = f"pyro-diffvi {release}"
 html_static_path: list[str] = []
 
 _PUBLIC_PACKAGES = (
-    "guides", "infer", "distributions", "priors", "diffusion", "samplers", "nn", "metrics", "datasets",
+    "guides", "infer", "distributions", "priors", "diffusion", "samplers", "nn", "metrics", "datasets", "ops",
 )
 
 

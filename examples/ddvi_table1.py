@@ -75,8 +75,9 @@ from tqdm import tqdm
 
 from pyro_diffvi.datasets import load_mnist
 from pyro_diffvi.demo import ENCODER_KWARGS, PRIOR_KWARGS, evaluate, fit, make_decoder, make_model
+from pyro_diffvi.errors import DivergenceError
 from pyro_diffvi.guides import DiffusionGuide, FlowGuide, GaussianGuide, HierarchicalGuide
-from pyro_diffvi.infer import DDVI_ELBO, AdversarialAutoencoderLoss, DivergenceError
+from pyro_diffvi.infer import DDVI_ELBO, AdversarialAutoencoderLoss
 from pyro_diffvi.metrics import mmd
 from pyro_diffvi.metrics.mmd import DDVI_MMD_SIGMAS
 from pyro_diffvi.plots import density_grid, plot_image_grid, plot_latent_panels, plot_latents

@@ -76,18 +76,19 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from functools import partial
 
-import numpy as np
 import pyro
 import pyro.distributions as dist
 import torch
 from pyro import poutine
 from pyro.distributions import TorchDistribution, constraints
-from scipy.special import owens_t
 
 from pyro_diffvi.datasets._files import check_float_dtype, data_device
+from pyro_diffvi.ops.constants import LOG_2PI
+from pyro_diffvi.ops.polygons import voronoi_masses
+from pyro_diffvi.ops.quadrature import QuadratureGrid, make_grid
 from pyro_diffvi.util import check_positive_int
 
 __all__: list[str] = [
@@ -101,106 +102,8 @@ __all__: list[str] = [
     "posterior_quadrature",
 ]
 
-_LOG_2PI = math.log(2 * math.pi)
-
-
 # ---------------------------------------------------------------------------------------------
 # Containers
-
-
-_COORDINATES = ("cartesian", "log", "polar", "parabolic")
-
-
-@dataclass(frozen=True)
-class QuadratureGrid:
-    """A 2-D midpoint-rule grid: ``num_points`` cells per axis on the rectangle ``[low, high]`` of
-    coordinates :math:`u`, mapped to the latent :math:`z` by ``coordinates``:
-
-    - ``"cartesian"``: :math:`z = u`.
-    - ``"log"`` (positive latents): :math:`z = e^u`, Jacobian :math:`e^{u_1 + u_2}`.
-    - ``"polar"`` (radially symmetric features): :math:`u = (s, \\theta)`, :math:`z = s^2
-      (\\cos\\theta, \\sin\\theta)`, Jacobian :math:`2 s^3`, with ``low = (0, 0)`` and
-      ``high = (S, 2\\pi)``. The square-root radius makes the rule high-order at the origin even
-      when the integrand has a cone there (such as a function of :math:`\\lVert z \\rVert`), where
-      a Cartesian grid would converge only as :math:`h^3`; the angle is periodic.
-    - ``"parabolic"`` (ridges along parabolas): :math:`z = (u_1, u_2 - c\\,u_1^2)` with
-      :math:`c` = ``curvature``, Jacobian 1; a ridge :math:`z_2 + c z_1^2 \\approx` const becomes
-      axis-aligned, so a step of a fraction of its width suffices.
-
-    The midpoint rule converges geometrically for smooth integrands that vanish at the edges, so
-    the error is checked by refining (:meth:`refined`) and by the edge mass of
-    :func:`posterior_quadrature`.
-
-    >>> import math
-    >>> from pyro_diffvi.datasets.posteriors import QuadratureGrid
-    >>> grid = QuadratureGrid(low=(-6.0, -6.0), high=(6.0, 6.0), num_points=(60, 60))
-    >>> z, log_weight, on_edge = grid.nodes()
-    >>> z.shape, grid.refined(2).num_points
-    (torch.Size([3600, 2]), (120, 120))
-    >>> normal = -0.5 * (z**2).sum(-1) - math.log(2 * math.pi)  # a standard normal's log density
-    >>> round((normal + log_weight).logsumexp(0).exp().item(), 6)
-    1.0
-    """
-
-    low: tuple[float, float]
-    high: tuple[float, float]
-    num_points: tuple[int, int]
-    coordinates: str = "cartesian"
-    curvature: float = 0.0
-
-    def __post_init__(self):
-        if self.coordinates not in _COORDINATES:
-            raise ValueError(
-                f"coordinates must be one of {list(_COORDINATES)}, got {self.coordinates!r}"
-            )
-
-    def refined(self, factor: int = 2) -> QuadratureGrid:
-        """The same rectangle with ``factor`` times as many cells per axis.
-
-        :param factor: a positive integer.
-        """
-        check_positive_int("factor", factor)
-        return replace(self, num_points=tuple(n * factor for n in self.num_points))
-
-    @property
-    def size(self) -> int:
-        return self.num_points[0] * self.num_points[1]
-
-    def nodes(self, device: torch.device | str | None = None) -> tuple[torch.Tensor, ...]:
-        """Nodes and weights in float64.
-
-        :return: ``(z, log_weight, on_edge)`` of shapes ``(G, 2)``, ``(G,)``, ``(G,)``, the nodes in
-            row-major order of ``num_points``; ``on_edge`` marks the outermost cells where the
-            rectangle truncates the integral (all four sides; for ``"polar"`` only the largest
-            radius).
-        """
-        axes, steps = [], []
-        for lo, hi, n in zip(self.low, self.high, self.num_points):
-            step = (hi - lo) / n
-            axes.append(lo + step * (torch.arange(n, dtype=torch.float64, device=device) + 0.5))
-            steps.append(step)
-        u = torch.stack(torch.meshgrid(*axes, indexing="ij"), dim=-1).reshape(-1, 2)
-        log_weight = torch.full_like(u[:, 0], math.log(steps[0] * steps[1]))
-        if self.coordinates == "log":
-            log_weight = log_weight + u.sum(-1)
-            z = u.exp()
-        elif self.coordinates == "parabolic":
-            z = torch.stack([u[:, 0], u[:, 1] - self.curvature * u[:, 0] ** 2], dim=-1)
-        elif self.coordinates == "polar":
-            s, theta = u[:, 0], u[:, 1]
-            log_weight = log_weight + math.log(2.0) + 3 * s.log()
-            z = s.unsqueeze(-1) ** 2 * torch.stack([theta.cos(), theta.sin()], dim=-1)
-        else:
-            z = u
-        i = torch.arange(self.num_points[0], device=device)
-        j = torch.arange(self.num_points[1], device=device)
-        if self.coordinates == "polar":
-            edge_i, edge_j = i == self.num_points[0] - 1, torch.zeros_like(j, dtype=torch.bool)
-        else:
-            edge_i = (i == 0) | (i == self.num_points[0] - 1)
-            edge_j = (j == 0) | (j == self.num_points[1] - 1)
-        on_edge = (edge_i[:, None] | edge_j[None, :]).reshape(-1)
-        return z, log_weight, on_edge
 
 
 @dataclass
@@ -334,9 +237,9 @@ class _Funnel(TorchDistribution):
         if self._validate_args:
             self._validate_sample(value)
         head, tail = value[..., 0], value[..., 1:]
-        log_head = -0.5 * (head / self.scale) ** 2 - self.scale.log() - 0.5 * _LOG_2PI
+        log_head = -0.5 * (head / self.scale) ** 2 - self.scale.log() - 0.5 * LOG_2PI
         log_tail = -0.5 * tail**2 * torch.exp(-head).unsqueeze(-1) - 0.5 * head.unsqueeze(-1)
-        return log_head + log_tail.sum(-1) - 0.5 * (self.dim - 1) * _LOG_2PI
+        return log_head + log_tail.sum(-1) - 0.5 * (self.dim - 1) * LOG_2PI
 
 
 # Priors: ``prior(ref)`` on ref's device/dtype.
@@ -482,95 +385,6 @@ def posterior_quadrature(
     return Quadrature(log_px=log_px, mode_masses=mode_masses, edge_mass=edge_mass)
 
 
-def _make_grid(
-    low: tuple[float, float],
-    high: tuple[float, float],
-    step: float | tuple[float, float],
-    coordinates: str = "cartesian",
-    curvature: float = 0.0,
-) -> QuadratureGrid:
-    """A grid with cells of side at most ``step`` (per axis) and an even number of cells per axis
-    (so a rectangle symmetric about 0 has 0 on a cell boundary)."""
-    steps = step if isinstance(step, tuple) else (step, step)
-    num = tuple(2 * math.ceil((hi - lo) / (2 * h)) for lo, hi, h in zip(low, high, steps))
-    return QuadratureGrid(
-        tuple(map(float, low)), tuple(map(float, high)), num, coordinates, curvature
-    )
-
-
-# ---------------------------------------------------------------------------------------------
-# Exact Gaussian mass of Voronoi cells (Owen's T function)
-
-
-def _clip(polygon: np.ndarray, normal: np.ndarray, offset: float) -> np.ndarray:
-    """The part of a convex polygon ``(V, 2)`` (counter-clockwise) where ``normal . z <= offset``."""
-    kept = []
-    for i in range(len(polygon)):
-        p, q = polygon[i], polygon[(i + 1) % len(polygon)]
-        fp, fq = normal @ p - offset, normal @ q - offset
-        if fp <= 0:
-            kept.append(p)
-        if fp * fq < 0:
-            kept.append(p + fp / (fp - fq) * (q - p))
-    return np.array(kept, dtype=np.float64).reshape(-1, 2)
-
-
-def _voronoi_cells(sites: np.ndarray, half_width: float) -> list[np.ndarray]:
-    """Counter-clockwise polygons of the nearest-site cells, clipped to ``[-w, w]^2``."""
-    w = half_width
-    box = np.array([[-w, -w], [w, -w], [w, w], [-w, w]], dtype=np.float64)
-    cells = []
-    for k, site in enumerate(sites):
-        cell = box
-        for j, other in enumerate(sites):
-            if j != k:
-                cell = _clip(cell, other - site, 0.5 * (other @ other - site @ site))
-        cells.append(cell)
-    return cells
-
-
-def _gaussian_polygon_mass(centers: np.ndarray, scale: float, polygon: np.ndarray) -> np.ndarray:
-    """:math:`P(z \\in \\text{polygon})` for :math:`z \\sim \\mathcal N(c, s^2 I)`, each center ``c``.
-
-    The polygon is a signed sum of triangles with a vertex at ``c``; the mass of the triangle from
-    ``c`` to an edge on a line at distance :math:`\\rho` between the positions :math:`x_a < x_b`
-    along it is :math:`\\frac{1}{2\\pi}[\\arctan\\frac{x}{\\rho}]_{x_a}^{x_b} - [T(\\rho,
-    \\tfrac{x}{\\rho})]_{x_a}^{x_b}` with Owen's :math:`T` (exact to rounding).
-    """
-    a = (polygon[None, :, :] - centers[:, None, :]) / scale  # (C, V, 2), standardized vertices
-    b = np.roll(a, -1, axis=1)
-    length = np.linalg.norm(b - a, axis=-1)
-    e = (b - a) / np.maximum(length, 1e-300)[..., None]
-    x_a, x_b = (a * e).sum(-1), (b * e).sum(-1)
-    signed = a[..., 0] * e[..., 1] - a[..., 1] * e[..., 0]  # > 0 for counter-clockwise edges
-    rho = np.abs(signed)
-    ok = (length > 1e-12) & (rho > 1e-12)
-    rho = np.where(ok, rho, 1.0)
-    t_a, t_b = x_a / rho, x_b / rho
-    mass = (np.arctan(t_b) - np.arctan(t_a)) / (2 * math.pi) - (owens_t(rho, t_b) - owens_t(rho, t_a))
-    return np.where(ok, np.sign(signed) * mass, 0.0).sum(-1)
-
-
-def _voronoi_masses(
-    sites: list, centers: torch.Tensor, scale: float, log_weights: torch.Tensor
-) -> torch.Tensor:
-    """Mass of each nearest-site cell under the mixture :math:`\\sum_c w_c \\mathcal N(m_c, s^2 I)`.
-
-    :param sites: ``K`` points defining the cells.
-    :param centers: ``(N, C, 2)`` component means; ``log_weights``: ``(N, C)`` normalized.
-    :return: ``(N, K)`` float64 on ``centers``' device.
-    """
-    site_array = np.asarray(sites, dtype=np.float64)
-    flat = centers.detach().to("cpu", torch.float64).reshape(-1, 2).numpy()
-    reach = max(np.abs(site_array).max(), np.abs(flat).max()) + 40.0 * scale
-    cells = _voronoi_cells(site_array, reach)
-    per_component = np.stack([_gaussian_polygon_mass(flat, scale, cell) for cell in cells], -1)
-    per_component = torch.as_tensor(per_component, device=centers.device).reshape(
-        centers.shape[:-1] + (len(cells),)
-    )
-    return (log_weights.exp().unsqueeze(-1) * per_component).sum(-2)
-
-
 def _mixture_posterior_masses(
     x: torch.Tensor, means: list, scale: float, weights: list | None, noise: float
 ) -> torch.Tensor:
@@ -584,7 +398,7 @@ def _mixture_posterior_masses(
     centers = (noise**2 * mu + scale**2 * x.unsqueeze(-2)) / var  # (N, K, 2)
     log_w = (w / w.sum()).log() - 0.5 * ((x.unsqueeze(-2) - mu) ** 2).sum(-1) / var
     log_w = log_w - log_w.logsumexp(-1, keepdim=True)
-    return _voronoi_masses(means, centers, scale * noise / math.sqrt(var), log_w)
+    return voronoi_masses(means, centers, scale * noise / math.sqrt(var), log_w)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -659,7 +473,7 @@ def _mixture_log_px(x: torch.Tensor, means: list, scale: float, weights: list | 
     var = scale**2 + noise**2
     sq = ((x.unsqueeze(-2) - mu) ** 2).sum(-1)
     d = mu.shape[-1]
-    log_comp = -0.5 * sq / var - 0.5 * d * (math.log(var) + _LOG_2PI)
+    log_comp = -0.5 * sq / var - 0.5 * d * (math.log(var) + LOG_2PI)
     return (log_comp + (w / w.sum()).log()).logsumexp(-1)
 
 
@@ -688,7 +502,7 @@ def four_modes(*, num_data: int = 64, seed: int = 0, device=None, dtype=torch.fl
 
     def grid(x64):  # posterior component means lie within 1.42 + 0.06 |x|, sd 0.485
         half = 6.5 + 0.06 * x64.abs().max().item()
-        return _make_grid((-half, -half), (half, half), 0.1)
+        return make_grid((-half, -half), (half, half), 0.1)
 
     return _build_problem(
         "four_modes",
@@ -740,7 +554,7 @@ def sign_symmetric(*, num_data: int = 64, seed: int = 0, device=None, dtype=torc
         half1 = math.sqrt(top + 15 * _SIGN_NOISE[0]) + 0.3
         step1 = min(0.05, 0.8 * _SIGN_NOISE[0] / (2 * math.sqrt(top + 1e-3)))
         lo2, hi2 = 0.8 * x64[:, 1].min().item() - 5.0, 0.8 * x64[:, 1].max().item() + 5.0
-        return _make_grid((-half1, lo2), (half1, hi2), (step1, 0.2))
+        return make_grid((-half1, lo2), (half1, hi2), (step1, 0.2))
 
     return _build_problem(
         "sign_symmetric",
@@ -788,7 +602,7 @@ def ring(*, num_data: int = 64, seed: int = 0, device=None, dtype=torch.float32)
         step = min(0.01, 0.4 * _RING_NOISE[0] / (2 * math.sqrt(top)))
         modes = x64[:, 1].abs().max().item() * top + top**2 / 2
         num_angles = max(128, 4 * math.ceil(modes) + 64)
-        return _make_grid(
+        return make_grid(
             (0.0, 0.0), (math.sqrt(top), 2 * math.pi), (step, 2 * math.pi / num_angles), "polar"
         )
 
@@ -840,7 +654,7 @@ def banana(*, num_data: int = 64, seed: int = 0, device=None, dtype=torch.float3
         hi2 = x64[:, 1].max().item() + 15 * _BANANA_NOISE[1]
         half1 = min(6.5, math.sqrt(max(hi2, 0.0) + 6.5))
         step = (0.05, 0.6 * _BANANA_NOISE[1])
-        return _make_grid((-half1, lo2), (half1, hi2), step, "parabolic", _BANANA_CURVATURE)
+        return make_grid((-half1, lo2), (half1, hi2), step, "parabolic", _BANANA_CURVATURE)
 
     return _build_problem(
         "banana",
@@ -867,7 +681,7 @@ def _mixture_problem(
 
     def grid(x64):
         half = grid_half_width(x64.abs().max().item())
-        return _make_grid((-half, -half), (half, half), cell)
+        return make_grid((-half, -half), (half, half), cell)
 
     modes = {}
     if kind == "multimodal":
@@ -950,7 +764,7 @@ def student_t(*, num_data: int = 64, seed: int = 0, device=None, dtype=torch.flo
     )
 
     def grid(x64):
-        return _make_grid((-6.5, -6.5), (6.5, 6.5), 0.1)
+        return make_grid((-6.5, -6.5), (6.5, 6.5), 0.1)
 
     return _build_problem(
         "student_t",
@@ -993,7 +807,7 @@ def funnel(*, num_data: int = 64, seed: int = 0, device=None, dtype=torch.float3
         lo1 = min(x64[:, 0].min().item(), 0.0) - 7.0
         hi1 = max(x64[:, 0].max().item(), 2 * math.log1p(x64[:, 1].abs().max().item()), 0.0) + 7.0
         lo2, hi2 = x64[:, 1].min().item() - 5.0, x64[:, 1].max().item() + 5.0
-        return _make_grid((lo1, lo2), (hi1, hi2), (0.08, 0.04))
+        return make_grid((lo1, lo2), (hi1, hi2), (0.08, 0.04))
 
     return _build_problem(
         "funnel",
@@ -1054,7 +868,7 @@ def positive(*, num_data: int = 64, seed: int = 0, device=None, dtype=torch.floa
 
     def grid(x64):
         high = math.log(x64.max().item() + 10.0) + 1.0
-        return _make_grid((-14.0, -14.0), (high, high), 0.08, coordinates="log")
+        return make_grid((-14.0, -14.0), (high, high), 0.08, coordinates="log")
 
     return _build_problem(
         "positive",
@@ -1130,7 +944,7 @@ def linear_gaussian_5d(
 
 
 def _target_log_px(x: torch.Tensor) -> torch.Tensor:
-    return (-0.5 * x**2 - 0.5 * _LOG_2PI).sum(-1)
+    return (-0.5 * x**2 - 0.5 * LOG_2PI).sum(-1)
 
 
 def _sampling_target(
@@ -1193,12 +1007,12 @@ def gmm40(*, num_data: int = 64, seed: int = 0, device=None, dtype=torch.float32
 
     def grid(x64):
         # unit components: a step of 0.25 resolves them (the mode masses are exact, not from it)
-        return _make_grid((-48.0, -48.0), (48.0, 48.0), 0.25)
+        return make_grid((-48.0, -48.0), (48.0, 48.0), 0.25)
 
     def masses(x64):
         centers = x64.new_tensor(_GMM40_MEANS).expand(x64.shape[0], 40, 2)
         log_weights = torch.full_like(centers[..., 0], -math.log(40))
-        return _voronoi_masses(_GMM40_MEANS, centers, 1.0, log_weights)
+        return voronoi_masses(_GMM40_MEANS, centers, 1.0, log_weights)
 
     return _sampling_target(
         "gmm40",

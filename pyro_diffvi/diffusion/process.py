@@ -27,7 +27,6 @@ References:
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import pyro.distributions as dist
@@ -35,6 +34,7 @@ import torch
 from torch import nn
 
 from pyro_diffvi.diffusion.schedules import check_betas_representable, make_schedule
+from pyro_diffvi.ops.constants import LOG_2PI
 
 REVERSE_VARIANCES = ("beta", "posterior", "learned")
 
@@ -181,5 +181,5 @@ class GaussianDiffusion(nn.Module):
         diff = ys[1:] - sqrt_a * ys[:-1]
         d = ys.shape[-1]
         quad = (diff.pow(2) / betas).sum(-1).sum(0)
-        log_norm = d * (betas.log().sum() + self.num_steps * math.log(2 * math.pi))
+        log_norm = d * (betas.log().sum() + self.num_steps * LOG_2PI)
         return -0.5 * (quad + log_norm)

@@ -2,15 +2,12 @@ r"""The diffusion posterior of DDVI: a Gaussian head followed by a learned rever
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch.distributions import constraints
 
 from pyro_diffvi.diffusion import REVERSE_VARIANCES, Denoiser, GaussianDiffusion
 from pyro_diffvi.distributions.auxiliary import AuxiliaryBoundDistribution
-
-_HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
+from pyro_diffvi.ops.constants import LOG_2PI
 
 
 class DiffusionPosterior(AuxiliaryBoundDistribution):
@@ -185,7 +182,7 @@ class DiffusionPosterior(AuxiliaryBoundDistribution):
             y = process.mean_from_eps(y, t, eps_hat) + std * noise[k]
             ys.append(y)
         noise_sq = noise[1:].pow(2).sum(-1).sum(0)
-        log_q = log_q - 0.5 * noise_sq - fixed_log_std - (T + 1) * d * _HALF_LOG_2PI
+        log_q = log_q - 0.5 * noise_sq - fixed_log_std - (T + 1) * d * 0.5 * LOG_2PI
         trajectory = torch.stack(ys[::-1])
         if self.standardize:
             z = self.loc + self.scale * y

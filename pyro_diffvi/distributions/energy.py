@@ -33,10 +33,9 @@ from torch import Tensor, nn
 from torch.func import functional_call
 
 from pyro_diffvi._pyro_compat import pyro_name
+from pyro_diffvi.ops.types import EnergyFn
 from pyro_diffvi.samplers.langevin import LangevinSampler
 from pyro_diffvi.util import check_event_shape
-
-EnergyFn = Callable[[Tensor], Tensor]
 
 
 class _PriorGradients(threading.local):

@@ -49,7 +49,10 @@ from pyro_diffvi.distributions.energy import (
     check_module_name,
     prior_gradients_enabled,
 )
-from pyro_diffvi.samplers.ais import check_betas, log_mean_exp_with_se, sigmoid_schedule
+from pyro_diffvi.errors import DivergenceError
+from pyro_diffvi.ops.constants import LOG_2PI
+from pyro_diffvi.ops.log_mean_exp import log_mean_exp_with_se
+from pyro_diffvi.samplers.ais import check_betas, sigmoid_schedule
 from pyro_diffvi.samplers.gibbs import GibbsSampler
 from pyro_diffvi.samplers.langevin import langevin
 from pyro_diffvi.util import check_positive_float, check_positive_int
@@ -262,7 +265,7 @@ class GRBM(EnergyDistribution):
     def _mixture_log_weights(self, h: Tensor) -> Tensor:
         m = h @ self.W.T
         var = self.sigma.pow(2)
-        gauss = 0.5 * self.visible * math.log(2 * math.pi) + self.log_sigma.sum()
+        gauss = 0.5 * self.visible * LOG_2PI + self.log_sigma.sum()
         return h @ self.b + ((self.mu * m + 0.5 * m.pow(2)) / var).sum(-1) + gauss
 
     def exact_log_partition(self) -> Tensor:
@@ -302,7 +305,7 @@ class GRBM(EnergyDistribution):
         else:
             betas = check_betas(torch.as_tensor(betas, dtype=dtype, device=device))
         with torch.no_grad():
-            log_z0 = 0.5 * self.visible * math.log(2 * math.pi) + self.log_sigma.sum() + F.softplus(self.b).sum()
+            log_z0 = 0.5 * self.visible * LOG_2PI + self.log_sigma.sum() + F.softplus(self.b).sum()
             v = self.initial_visible(torch.Size([num_chains, self.visible]))
             log_w = torch.zeros(num_chains, dtype=dtype, device=device)
             for k in range(1, betas.shape[0]):
@@ -393,7 +396,7 @@ class GRBMPrior(PyroModule):
 
     **Divergence.** If training moved the parameters out of the range a :class:`GRBM` accepts (non-finite,
     or ``log_sigma`` beyond :func:`max_abs_log_sigma`; checked with validation on), calling the module
-    raises :class:`~pyro_diffvi.infer.guard.DivergenceError` (inside an objective's loss, before any
+    raises :class:`~pyro_diffvi.errors.DivergenceError` (inside an objective's loss, before any
     parameter of that step is updated).
 
     **Param store.** The parameters are named ``f"{name}.mu"``, ``f"{name}.log_sigma"``, ``f"{name}.W"``,
@@ -449,8 +452,6 @@ class GRBMPrior(PyroModule):
                 parameter_source=None if live else self,
             )
         except ValueError as error:  # the shapes are this module's own: a value check failed
-            from pyro_diffvi.infer.guard import DivergenceError  # (import here: infer imports distributions)
-
             raise DivergenceError(
                 f"{pyro_name(self)}: the prior's parameters left the GRBM's valid range, training diverged "
                 f"({error}); no parameter of this step was updated. Lower the prior's learning rate "

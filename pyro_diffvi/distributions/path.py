@@ -9,6 +9,7 @@ from torch import nn
 from torch.distributions import constraints
 
 from pyro_diffvi.distributions.auxiliary import AuxiliaryBoundDistribution
+from pyro_diffvi.ops.constants import LOG_2PI
 from pyro_diffvi.util import check_positive_float, check_positive_int
 
 
@@ -208,7 +209,7 @@ class PathIntegralPosterior(AuxiliaryBoundDistribution):
             y = y + h * u + sigma * math.sqrt(h) * noise[k]
             ys.append(y)
         trajectory = torch.stack(ys)
-        terminal = -0.5 * (y / sigma).pow(2).sum(-1) - y.shape[-1] * (math.log(sigma) + 0.5 * math.log(2 * math.pi))
+        terminal = -0.5 * (y / sigma).pow(2).sum(-1) - y.shape[-1] * (math.log(sigma) + 0.5 * LOG_2PI)
         log_density = log_ratio + terminal
         if self.path_gradient and torch.is_grad_enabled():
             path = self._path_log_ratio(trajectory) + terminal

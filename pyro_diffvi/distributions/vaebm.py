@@ -26,7 +26,7 @@ size for every coordinate since all have unit scale) and maps through :math:`T`.
 
 **Likelihood on 2-D data** (Sec. 4.4: :math:`\log Z` by numerical integration). For a 2-D latent,
 :meth:`VAEBM.vae_log_prob` computes :math:`\log p_\phi(x) = \log \int \mathcal N(z; 0, I)\, p_\phi(x \mid
-z)\, dz` by the midpoint rule on a :class:`~pyro_diffvi.datasets.posteriors.QuadratureGrid` in
+z)\, dz` by the midpoint rule on a :class:`~pyro_diffvi.ops.QuadratureGrid` in
 :math:`z`: exact up to the grid's discretization and truncation error (check by refining the grid),
 unlike an IWAE bound, which is a lower bound. :meth:`VAEBM.log_partition` integrates the tilted density
 :math:`p_\phi(x) e^{-f_\theta(x)}` over a grid in :math:`x` (nested quadrature: exact up to both grids),
@@ -45,20 +45,17 @@ References
 
 from __future__ import annotations
 
-import math
-
 import pyro
 import pyro.distributions as dist
 import torch
 from torch import Tensor, nn
 
-from pyro_diffvi.datasets.posteriors import QuadratureGrid
 from pyro_diffvi.nn.heads import loc_scale
-from pyro_diffvi.samplers.ais import log_mean_exp_with_se
+from pyro_diffvi.ops.constants import LOG_2PI
+from pyro_diffvi.ops.log_mean_exp import log_mean_exp_with_se
+from pyro_diffvi.ops.quadrature import QuadratureGrid
 from pyro_diffvi.samplers.langevin import langevin
 from pyro_diffvi.util import check_positive_float, check_positive_int
-
-_LOG_2PI = math.log(2.0 * math.pi)
 
 
 def default_latent_grid(num_points: int = 400, half_width: float = 6.0) -> QuadratureGrid:
@@ -279,8 +276,8 @@ class VAEBM(nn.Module):
             loc, scale = (t.double() for t in self.decode(z.to(ref.dtype)))
         prec = scale.pow(-2)
         const = (
-            log_w - 0.5 * z.pow(2).sum(-1) - _LOG_2PI  # standard normal prior in 2-D, times the cell area
-            - scale.log().sum(-1) - 0.5 * self.obs_dim * _LOG_2PI
+            log_w - 0.5 * z.pow(2).sum(-1) - LOG_2PI  # standard normal prior in 2-D, times the cell area
+            - scale.log().sum(-1) - 0.5 * self.obs_dim * LOG_2PI
             - 0.5 * (loc.pow(2) * prec).sum(-1)
         )
         # -0.5 sum_d (x_d - mu_d)^2 / s_d^2 = [x^2, x] @ [-0.5 / s^2, mu / s^2]^T + const: one matmul per chunk
@@ -327,7 +324,7 @@ class VAEBM(nn.Module):
 
         :param num_samples: :math:`N`.
         :param chunk_size: draws per batch.
-        :returns: ``(log_z, standard_error)`` (delta method, :func:`~pyro_diffvi.samplers.log_mean_exp_with_se`).
+        :returns: ``(log_z, standard_error)`` (delta method, :func:`~pyro_diffvi.ops.log_mean_exp_with_se`).
         """
         n = check_positive_int("num_samples", num_samples)
         ref = self._reference()

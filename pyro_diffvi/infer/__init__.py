@@ -4,7 +4,6 @@ from pyro_diffvi.infer.adversarial import AdversarialAutoencoderLoss
 from pyro_diffvi.infer.ddvi import DDVI_ELBO, LabelGuide, WakeSleepGuide
 from pyro_diffvi.infer.energy import EnergyPriorELBO
 from pyro_diffvi.infer.glf import EncoderGuide, GLFLoss
-from pyro_diffvi.infer.guard import DivergenceError
 from pyro_diffvi.infer.noise_free_ebm import GradientFlowNLL, NoiseFreeEBM
 from pyro_diffvi.infer.prior_objectives import (
     AdversarialCD,
@@ -17,7 +16,6 @@ from pyro_diffvi.infer.vaebm import VAEBMContrastive
 from pyro_diffvi.infer.wake_sleep import WakeSleepStart
 
 __all__: list[str] = [
-    "DivergenceError",
     "AdversarialAutoencoderLoss",
     "DDVI_ELBO",
     "LabelGuide",

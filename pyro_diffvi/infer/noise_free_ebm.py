@@ -40,7 +40,8 @@ from pyro_diffvi.infer.prior_objectives import (
     energy_function,
     energy_with_detached_parameters,
 )
-from pyro_diffvi.samplers.noise_free import NoiseFreeSampler, gradient_flow_log_prob
+from pyro_diffvi.samplers.gradient_flow import gradient_flow_log_prob
+from pyro_diffvi.samplers.noise_free import NoiseFreeSampler
 from pyro_diffvi.util import check_positive_float, check_positive_int
 
 __all__ = ["GradientFlowNLL", "NoiseFreeEBM"]

@@ -37,9 +37,8 @@ from torch import Tensor, nn
 
 from pyro_diffvi.distributions.energy import prior_gradients
 from pyro_diffvi.guides.flow import ConditionalFlow
+from pyro_diffvi.ops.types import EnergyFn
 from pyro_diffvi.util import check_finite, check_positive_float, check_positive_int, check_widths
-
-EnergyFn = Callable[[Tensor], Tensor]
 
 __all__ = [
     "PriorObjective",

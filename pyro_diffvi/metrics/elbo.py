@@ -40,7 +40,7 @@ import torch
 from pyro import poutine
 from pyro.poutine.util import prune_subsample_sites
 
-from pyro_diffvi.samplers.ais import log_mean_exp_with_se
+from pyro_diffvi.ops.log_mean_exp import log_mean_exp_with_se
 from pyro_diffvi.util import check_positive_int
 
 __all__ = ["Estimate", "LogWeights", "combine_estimates", "elbo", "iwae", "log_weights"]

@@ -39,7 +39,8 @@ from torch import Tensor
 
 from pyro_diffvi.infer.energy import find_energy_distribution
 from pyro_diffvi.metrics.elbo import Estimate, _run_pair, log_weights
-from pyro_diffvi.samplers.ais import ais_log_partition, log_mean_exp_with_se
+from pyro_diffvi.ops.log_mean_exp import log_mean_exp_with_se
+from pyro_diffvi.samplers.ais import ais_log_partition
 
 __all__ = ["EnergyLogLikelihood", "energy_prior_log_likelihood"]
 

@@ -30,6 +30,7 @@ import math
 import torch
 
 from pyro_diffvi.metrics.elbo import Estimate, _data_estimate
+from pyro_diffvi.ops.constants import LOG_2PI
 from pyro_diffvi.util import check_finite
 
 __all__ = ["GaussianKDE", "latent_nll"]
@@ -71,7 +72,7 @@ class GaussianKDE:
         n, d = points.shape
         self._white_points = self._whiten(points)
         self._log_norm = (
-            -0.5 * d * math.log(2 * math.pi) - torch.diagonal(self._scale_tril).log().sum() - math.log(n)
+            -0.5 * d * LOG_2PI - torch.diagonal(self._scale_tril).log().sum() - math.log(n)
         )
 
     def _whiten(self, rows: torch.Tensor) -> torch.Tensor:

@@ -25,9 +25,8 @@ from typing import Any
 import torch
 from pyro.distributions import TorchDistribution, constraints
 
-from pyro_diffvi.util import check_positive_float, check_positive_int  # noqa: F401 (re-exported)
-
-_LOG_2PI = math.log(2.0 * math.pi)
+from pyro_diffvi.ops.constants import LOG_2PI
+from pyro_diffvi.util import check_positive_int
 
 
 def normal_log_prob(x: torch.Tensor, loc: float | torch.Tensor, scale: float) -> torch.Tensor:
@@ -38,7 +37,7 @@ def normal_log_prob(x: torch.Tensor, loc: float | torch.Tensor, scale: float) ->
     >>> round(normal_log_prob(torch.tensor(0.0), 0.0, 1.0).item(), 4)  # -log(2 pi) / 2
     -0.9189
     """
-    return -0.5 * ((x - loc) / scale) ** 2 - math.log(scale) - 0.5 * _LOG_2PI
+    return -0.5 * ((x - loc) / scale) ** 2 - math.log(scale) - 0.5 * LOG_2PI
 
 
 def log1mexp(x: torch.Tensor) -> torch.Tensor:
@@ -207,7 +206,7 @@ class StructuredPrior(TorchDistribution):
         if self.dim == 2:
             return 0.0
         rest = value[..., 2:]
-        return -0.5 * (rest * rest).sum(-1) - 0.5 * (self.dim - 2) * _LOG_2PI
+        return -0.5 * (rest * rest).sum(-1) - 0.5 * (self.dim - 2) * LOG_2PI
 
     def component_log_probs(self, value: torch.Tensor) -> torch.Tensor:
         """:math:`\\log p(z \\mid l)` for every label, shape ``value.shape[:-1] + (K,)``."""

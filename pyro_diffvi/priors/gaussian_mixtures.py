@@ -6,7 +6,9 @@ import math
 
 import torch
 
-from pyro_diffvi.priors.base import StructuredPrior, check_positive_float, check_positive_int
+from pyro_diffvi.ops.constants import LOG_2PI
+from pyro_diffvi.priors.base import StructuredPrior
+from pyro_diffvi.util import check_positive_float, check_positive_int
 
 
 class IsotropicGaussianMixture(StructuredPrior):
@@ -43,7 +45,7 @@ class IsotropicGaussianMixture(StructuredPrior):
     def _component_log_probs_2d(self, z2: torch.Tensor) -> torch.Tensor:
         centers = self.buffers_like(z2)["centers"]
         sq = ((z2.unsqueeze(-2) - centers) ** 2).sum(-1)
-        return -0.5 * sq / self.scale**2 - 2 * math.log(self.scale) - math.log(2 * math.pi)
+        return -0.5 * sq / self.scale**2 - 2 * math.log(self.scale) - LOG_2PI
 
     def _sample_2d(self, labels: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
         noise = torch.randn(

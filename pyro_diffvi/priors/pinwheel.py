@@ -8,12 +8,11 @@ import torch
 
 from pyro_diffvi.priors.base import (
     StructuredPrior,
-    check_positive_float,
-    check_positive_int,
     normal_log_prob,
     rotate,
     safe_norm,
 )
+from pyro_diffvi.util import check_positive_float, check_positive_int
 
 
 class Pinwheel(StructuredPrior):

@@ -8,11 +8,10 @@ import torch
 
 from pyro_diffvi.priors.base import (
     StructuredPrior,
-    check_positive_float,
-    check_positive_int,
     log_ndtr_diff,
     normal_log_prob,
 )
+from pyro_diffvi.util import check_positive_float, check_positive_int
 
 
 class Square(StructuredPrior):

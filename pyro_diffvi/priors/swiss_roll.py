@@ -7,7 +7,9 @@ import math
 import numpy as np
 import torch
 
-from pyro_diffvi.priors.base import _LOG_2PI, StructuredPrior, check_positive_float, check_positive_int
+from pyro_diffvi.ops.constants import LOG_2PI
+from pyro_diffvi.priors.base import StructuredPrior
+from pyro_diffvi.util import check_positive_float, check_positive_int
 
 
 class SwissRoll(StructuredPrior):
@@ -156,7 +158,7 @@ class SwissRoll(StructuredPrior):
             for block in flat.split(self._block_rows)
         ] or [flat.new_zeros((0, k))]
         log_sums = torch.cat(blocks).reshape(z2.shape[:-1] + (k,))
-        shared = -0.5 * (z2 * z2).sum(-1, keepdim=True) / self.scale**2 - 2 * math.log(self.scale) - _LOG_2PI
+        shared = -0.5 * (z2 * z2).sum(-1, keepdim=True) / self.scale**2 - 2 * math.log(self.scale) - LOG_2PI
         return log_sums + shared
 
     def _sample_2d(self, labels: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:

@@ -6,20 +6,11 @@ Samplers for energy distributions (their ``sampler`` argument): :class:`Langevin
 :class:`GibbsLangevinSampler` for :class:`~pyro_diffvi.distributions.GRBM`.
 """
 
-from pyro_diffvi.samplers.ais import ais_log_partition, log_mean_exp_with_se, sigmoid_schedule
+from pyro_diffvi.samplers.ais import ais_log_partition, sigmoid_schedule
 from pyro_diffvi.samplers.gibbs import GibbsLangevinSampler, GibbsSampler
+from pyro_diffvi.samplers.gradient_flow import FlowLogProb, gradient_flow, gradient_flow_log_prob
 from pyro_diffvi.samplers.langevin import LangevinSampler, langevin, langevin_step
-from pyro_diffvi.samplers.noise_free import (
-    FlowLogProb,
-    NoiseFreeSampler,
-    energy_grad_and_hessian_trace,
-    energy_hessian,
-    gradient_flow,
-    gradient_flow_log_prob,
-    noise_free_langevin,
-    noise_free_langevin_log_prob,
-    odeint_fixed,
-)
+from pyro_diffvi.samplers.noise_free import NoiseFreeSampler, noise_free_langevin, noise_free_langevin_log_prob
 from pyro_diffvi.samplers.replay import ReplayBuffer, persistent_langevin, short_run_langevin
 
 __all__ = [
@@ -30,16 +21,12 @@ __all__ = [
     "NoiseFreeSampler",
     "ReplayBuffer",
     "ais_log_partition",
-    "energy_grad_and_hessian_trace",
-    "energy_hessian",
     "gradient_flow",
     "gradient_flow_log_prob",
     "langevin",
     "langevin_step",
-    "log_mean_exp_with_se",
     "noise_free_langevin",
     "noise_free_langevin_log_prob",
-    "odeint_fixed",
     "persistent_langevin",
     "short_run_langevin",
     "sigmoid_schedule",

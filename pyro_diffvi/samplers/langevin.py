@@ -38,15 +38,13 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
+from pyro_diffvi.ops.types import EnergyFn
 from pyro_diffvi.util import check_positive_float, check_positive_int
-
-EnergyFn = Callable[[Tensor], Tensor]
 
 
 def energy_and_grad(energy_fn: EnergyFn, z: Tensor) -> tuple[Tensor, Tensor]:

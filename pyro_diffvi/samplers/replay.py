@@ -22,7 +22,8 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-from pyro_diffvi.samplers.langevin import EnergyFn, langevin
+from pyro_diffvi.ops.types import EnergyFn
+from pyro_diffvi.samplers.langevin import langevin
 from pyro_diffvi.util import check_positive_int
 
 InitFn = Callable[[int], Tensor]

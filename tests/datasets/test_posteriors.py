@@ -20,10 +20,10 @@ from pyro_diffvi.datasets.posteriors import (
     _GMM40_MEANS,
     PROBLEMS,
     PosteriorProblem,
-    QuadratureGrid,
     make_problem,
     posterior_quadrature,
 )
+from pyro_diffvi.ops import QuadratureGrid
 
 NAMES = list(PROBLEMS)
 TARGETS = ["funnel_10d", "gmm40"]

@@ -9,9 +9,9 @@ import torch
 from pyro.infer import Trace_ELBO
 
 from pyro_diffvi.distributions import DiffusionPosterior
+from pyro_diffvi.errors import DivergenceError
 from pyro_diffvi.guides import DiffusionGuide
 from pyro_diffvi.infer import DDVI_ELBO
-from pyro_diffvi.infer.guard import DivergenceError
 from pyro_diffvi.priors.gaussian_mixtures import IsotropicGaussianMixture
 
 CENTERS = torch.tensor([[-2.0, 0.0], [2.0, 0.0]])

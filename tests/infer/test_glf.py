@@ -123,7 +123,7 @@ def test_errors():
 
 
 def test_non_finite_codes_are_a_divergence_named_before_any_update():
-    from pyro_diffvi.infer import DivergenceError
+    from pyro_diffvi.errors import DivergenceError
 
     prior, decoder, model, guide, x = _setup()
     with torch.no_grad():

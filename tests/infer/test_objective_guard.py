@@ -7,9 +7,9 @@ import pytest
 import torch
 from torch import nn
 
+from pyro_diffvi.errors import DivergenceError
 from pyro_diffvi.infer import AdversarialAutoencoderLoss
 from pyro_diffvi.infer.energy import EnergyPriorELBO
-from pyro_diffvi.infer.guard import DivergenceError
 from pyro_diffvi.infer.prior_objectives import PriorObjective, energy_function
 from tests.infer.test_objective_state import OBJECTIVES, all_tensors, build, data
 

@@ -15,11 +15,11 @@ from pyro.infer import SVI, Trace_ELBO
 from pyro.optim import Adam
 from torch import nn
 
-from pyro_diffvi.datasets.posteriors import QuadratureGrid
 from pyro_diffvi.distributions import VAEBM
 from pyro_diffvi.distributions.vaebm import default_latent_grid
 from pyro_diffvi.guides import GaussianGuide
 from pyro_diffvi.infer import VAEBMContrastive
+from pyro_diffvi.ops import QuadratureGrid
 
 A = torch.tensor([[0.8, 0.3], [-0.2, 0.6]], dtype=torch.float64)
 B = torch.tensor([0.3, -0.2], dtype=torch.float64)

@@ -6,7 +6,8 @@ import torch
 
 from pyro_diffvi.distributions import GRBM
 from pyro_diffvi.nn.mlp import MLP
-from pyro_diffvi.samplers import ais_log_partition, log_mean_exp_with_se, sigmoid_schedule
+from pyro_diffvi.ops import log_mean_exp_with_se
+from pyro_diffvi.samplers import ais_log_partition, sigmoid_schedule
 from pyro_diffvi.samplers.ais import check_betas
 
 

@@ -8,15 +8,13 @@ import torch
 from torch.distributions import Independent, MultivariateNormal, Normal
 
 from pyro_diffvi.distributions import EnergyDistribution
+from pyro_diffvi.ops import energy_grad_and_hessian_trace, energy_hessian, odeint_fixed
 from pyro_diffvi.samplers import (
     NoiseFreeSampler,
-    energy_grad_and_hessian_trace,
-    energy_hessian,
     gradient_flow,
     gradient_flow_log_prob,
     noise_free_langevin,
     noise_free_langevin_log_prob,
-    odeint_fixed,
 )
 
 D64 = torch.float64
