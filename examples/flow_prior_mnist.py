@@ -26,7 +26,7 @@ reconstruction :math:`G(\mu(x))` (the code: the guide's mean, or :math:`E(x)` fo
 images. The dissertation's Table 3.1 reports FID (MNIST: VAE 28.2, VAE + flow prior 28.3, GLF 8.2); we have
 no Inception network, so compare the direction of the MMD column, not values. The dissertation's flow has
 4 affine coupling blocks; ours has ``--num-transforms`` autoregressive layers (``--flow iaf``, the
-library's :class:`~pyro_diffvi.guides.ConditionalFlow`).
+library's :class:`~pyro_diffvi.nn.ConditionalFlow`).
 
 Run ``python examples/flow_prior_mnist.py --quick`` (2 CPU cores, minutes) or the full scale (60,000
 images, 100 epochs, lr halved after epoch 50 as in the dissertation) with ``--device cuda``. Writes

@@ -5,6 +5,7 @@ from pyro_diffvi.distributions.diffusion import DiffusionPosterior
 from pyro_diffvi.distributions.energy import EnergyDistribution, EnergyPrior, prior_gradients
 from pyro_diffvi.distributions.flow_prior import FlowPrior
 from pyro_diffvi.distributions.grbm import GRBM, GRBMPrior
+from pyro_diffvi.distributions.hierarchical import HierarchicalPosterior
 from pyro_diffvi.distributions.path import PathIntegralPosterior
 from pyro_diffvi.distributions.vaebm import VAEBM
 from pyro_diffvi.distributions.vamp import VampPrior
@@ -18,6 +19,7 @@ __all__: list[str] = [
     "EnergyPrior",
     "GRBM",
     "GRBMPrior",
+    "HierarchicalPosterior",
     "FlowPrior",
     "VampPrior",
     "VAEBM",

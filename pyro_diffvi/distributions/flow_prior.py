@@ -41,7 +41,7 @@ from torch import Tensor
 
 from pyro_diffvi._pyro_compat import pyro_name
 from pyro_diffvi.distributions.energy import check_module_name
-from pyro_diffvi.guides.flow import ConditionalFlow
+from pyro_diffvi.nn.flows import ConditionalFlow
 
 __all__ = ["FlowPrior"]
 
@@ -51,7 +51,7 @@ class FlowPrior(PyroModule):
     ``prior()`` returns the distribution (``batch_shape ()``, ``event_shape (D,)``) with the exact
     ``log_prob`` and ``rsample``.
 
-    The flow is an unconditional :class:`~pyro_diffvi.guides.ConditionalFlow` (``context_dim=0``): draws
+    The flow is an unconditional :class:`~pyro_diffvi.nn.ConditionalFlow` (``context_dim=0``): draws
     are :math:`z = g_K \circ \dots \circ g_1(u)`, :math:`u \sim \mathcal N(0, I)` (a free diagonal affine
     map plus ``num_transforms`` autoregressive layers, ``"iaf"`` affine or ``"spline"`` rational-linear),
     and :math:`f_\eta = g^{-1}` is the map of Eq. 3.3. ``rsample`` runs each layer once; ``log_prob``

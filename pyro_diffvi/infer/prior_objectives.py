@@ -36,7 +36,7 @@ import torch
 from torch import Tensor, nn
 
 from pyro_diffvi.distributions.energy import prior_gradients
-from pyro_diffvi.guides.flow import ConditionalFlow
+from pyro_diffvi.nn.flows import ConditionalFlow
 from pyro_diffvi.ops.types import EnergyFn
 from pyro_diffvi.util import check_finite, check_positive_float, check_positive_int, check_widths
 
@@ -528,7 +528,7 @@ class AdversarialCD(PriorObjective):
 
     :param flow: an unconditional flow module, ``flow()`` returning a distribution over the flattened
         latent whose ``log_prob`` is exact for its own ``rsample``; default: built on the first call as
-        :class:`~pyro_diffvi.guides.flow.ConditionalFlow` ``(features, context_dim=0)``, a stable IAF, on the
+        :class:`~pyro_diffvi.nn.ConditionalFlow` ``(features, context_dim=0)``, a stable IAF, on the
         samples' feature size, device and dtype.
     :param num_samples: flow samples per call (default: as many as samples ``z``).
     :param num_transforms: transforms of the default flow (the paper uses a 4-layer IAF).

@@ -8,7 +8,7 @@ from torch import nn
 from torch.distributions.transforms import AffineTransform
 
 from pyro_diffvi.guides import FlowGuide
-from pyro_diffvi.guides.flow import ConditionalFlow
+from pyro_diffvi.nn import ConditionalFlow
 from tests.common import requires_cuda
 from tests.guides._targets import linear_gaussian
 

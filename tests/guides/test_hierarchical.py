@@ -5,8 +5,9 @@ import pytest
 import torch
 from torch import nn
 
+from pyro_diffvi.distributions import HierarchicalPosterior
 from pyro_diffvi.guides import HierarchicalGuide
-from pyro_diffvi.guides.hierarchical import HierarchicalNetworks, HierarchicalPosterior
+from pyro_diffvi.nn import HierarchicalNetworks
 from tests.guides._targets import linear_gaussian
 
 S2 = 0.25  # variance of q(z|a) in the closed-form hierarchy below
