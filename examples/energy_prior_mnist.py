@@ -42,11 +42,11 @@ from torch import nn  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 from pyro_diffvi.datasets import Minibatches, load_mnist  # noqa: E402
-from pyro_diffvi.distributions import GRBMPrior, VampPrior  # noqa: E402
 from pyro_diffvi.guides import GaussianGuide  # noqa: E402
 from pyro_diffvi.infer import AdversarialCD, EnergyPriorELBO, SlicedScoreMatching  # noqa: E402
 from pyro_diffvi.metrics import energy_prior_log_likelihood, iwae  # noqa: E402
 from pyro_diffvi.nn.mlp import MLP  # noqa: E402
+from pyro_diffvi.priors import GRBMPrior, VampPrior  # noqa: E402
 from pyro_diffvi.util import resolve_device, set_seed  # noqa: E402
 
 LATENT = 64

@@ -35,9 +35,9 @@ from torch import nn  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 from pyro_diffvi.datasets import sample_toy  # noqa: E402
-from pyro_diffvi.distributions import EnergyPrior, GRBMPrior  # noqa: E402
 from pyro_diffvi.infer import AdversarialCD, SlicedScoreMatching  # noqa: E402
 from pyro_diffvi.nn.mlp import MLP  # noqa: E402
+from pyro_diffvi.priors import EnergyPrior, GRBMPrior  # noqa: E402
 from pyro_diffvi.util import resolve_device, set_seed  # noqa: E402
 
 DATASETS = ("8gaussians", "checkerboard", "2spirals")

@@ -6,7 +6,7 @@ Three models with the same encoder and decoder (MLPs), a 20-dimensional latent a
 [0, 1] with the likelihood :math:`x \mid z \sim \mathcal N(G(z), \sigma^2 I)` (``--sigma``):
 
 * ``vae``: prior :math:`\mathcal N(0, I)`, :class:`~pyro_diffvi.guides.GaussianGuide`, ``Trace_ELBO``;
-* ``vae_flow``: a :class:`~pyro_diffvi.distributions.FlowPrior` (Eq. 3.3), same guide, ``Trace_ELBO``
+* ``vae_flow``: a :class:`~pyro_diffvi.priors.FlowPrior` (Eq. 3.3), same guide, ``Trace_ELBO``
   (Eq. 3.4 with :math:`\beta = 1`; the prior trains with the encoder and decoder);
 * ``glf``: the same FlowPrior, a deterministic :class:`~pyro_diffvi.infer.EncoderGuide` and
   :class:`~pyro_diffvi.infer.GLFLoss` (Eq. 3.7: reconstruction plus the flow's NLL of the detached codes).
@@ -56,12 +56,12 @@ from torch import nn  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 from pyro_diffvi.datasets import Minibatches, load_mnist  # noqa: E402
-from pyro_diffvi.distributions import FlowPrior  # noqa: E402
 from pyro_diffvi.guides import GaussianGuide  # noqa: E402
 from pyro_diffvi.infer import EncoderGuide, GLFLoss  # noqa: E402
 from pyro_diffvi.metrics import mmd  # noqa: E402
 from pyro_diffvi.nn import MLP  # noqa: E402
 from pyro_diffvi.plots import plot_image_grid  # noqa: E402
+from pyro_diffvi.priors import FlowPrior  # noqa: E402
 from pyro_diffvi.util import set_seed  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))

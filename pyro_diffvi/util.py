@@ -143,6 +143,28 @@ def check_event_shape(name: str, value: torch.Tensor, event_shape: Sequence[int]
         )
 
 
+def check_module_name(name: str | None, default: str) -> str:
+    """The ``name`` argument of a learnable prior module: ``default`` (the class name) for ``None``,
+    otherwise a non-empty ``str`` (the prefix of its parameters' names in Pyro's param store).
+
+    :param name: the name given, or ``None``.
+    :param default: the name for ``None``.
+
+    Example::
+
+        >>> from pyro_diffvi.util import check_module_name
+        >>> check_module_name(None, "GRBMPrior"), check_module_name("prior", "GRBMPrior")
+        ('GRBMPrior', 'prior')
+    """
+    if name is None:
+        return default
+    if not isinstance(name, str) or not name:
+        raise ValueError(
+            f"name must be a non-empty str (the param-store prefix of the prior's parameters), got {name!r}"
+        )
+    return name
+
+
 def default_device() -> torch.device:
     """CUDA when available, else CPU; used only where a user asks for ``device="auto"``.
 

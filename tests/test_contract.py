@@ -9,10 +9,9 @@ from pyro.infer import SVI, Trace_ELBO
 from pyro.optim import Adam
 from torch import nn
 
-from pyro_diffvi.distributions import GRBMPrior
 from pyro_diffvi.guides import DiffusionGuide, FlowGuide, GaussianGuide, HierarchicalGuide, PathIntegralGuide
 from pyro_diffvi.infer import DDVI_ELBO, AdversarialAutoencoderLoss, EnergyPriorELBO, SlicedScoreMatching
-from pyro_diffvi.priors import GaussianRing, Pinwheel, SwissRoll
+from pyro_diffvi.priors import GaussianRing, GRBMPrior, Pinwheel, SwissRoll
 
 GUIDES = {
     "gaussian": lambda m: GaussianGuide(m, latent="z", observed="x", hidden_dims=(32,)),

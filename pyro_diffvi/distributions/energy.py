@@ -7,7 +7,7 @@ the **unnormalized** ``log_prob(z) = -E(z)`` (``normalized = False``); use
 
 **Where a learnable prior's parameters get gradients.** The partition-free bound has no
 :math:`\log Z`, so its gradient in :math:`\beta` is wrong: maximizing it drives the prior to a degenerate
-density. A learnable prior module (:class:`EnergyPrior`, :class:`~pyro_diffvi.distributions.GRBMPrior`)
+density. A learnable prior module (:class:`EnergyPrior`, :class:`~pyro_diffvi.priors.GRBMPrior`)
 therefore returns a distribution whose energy carries **no** gradient to its parameters (only to
 :math:`z`), unless called inside :func:`prior_gradients`; the prior objectives
 (:mod:`pyro_diffvi.infer.prior_objectives`, also through
@@ -25,14 +25,10 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 
-import pyro
 import torch
 from pyro.distributions import TorchDistribution, constraints
-from pyro.nn import PyroModule
-from torch import Tensor, nn
-from torch.func import functional_call
+from torch import Tensor
 
-from pyro_diffvi._pyro_compat import pyro_name
 from pyro_diffvi.ops.types import EnergyFn
 from pyro_diffvi.samplers.langevin import LangevinSampler
 from pyro_diffvi.util import check_event_shape
@@ -48,14 +44,15 @@ _PRIOR_GRADIENTS = _PriorGradients()
 @contextmanager
 def prior_gradients() -> Iterator[None]:
     """Within this block, learnable prior modules (:class:`EnergyPrior`,
-    :class:`~pyro_diffvi.distributions.GRBMPrior`) return distributions whose energy carries gradients
+    :class:`~pyro_diffvi.priors.GRBMPrior`) return distributions whose energy carries gradients
     to their parameters; outside it they carry none (see the module docstring). Prior objectives open it
     for their own term; open it yourself only to write a new prior objective. Nestable, per thread.
 
     Example::
 
         >>> import torch
-        >>> from pyro_diffvi.distributions import GRBMPrior, prior_gradients
+        >>> from pyro_diffvi.distributions import prior_gradients
+        >>> from pyro_diffvi.priors import GRBMPrior
         >>> prior, z = GRBMPrior(2, 3), torch.zeros(4, 2)
         >>> prior.energy(z).requires_grad
         False
@@ -81,39 +78,6 @@ def prior_gradients_enabled() -> bool:
         True
     """
     return _PRIOR_GRADIENTS.depth > 0
-
-
-def check_module_name(name: str | None, default: str) -> str:
-    """The ``name`` argument of a learnable prior module: ``default`` (the class name) for ``None``,
-    otherwise a non-empty ``str`` (the prefix of its parameters' names in Pyro's param store).
-
-    :param name: the name given, or ``None``.
-    :param default: the name for ``None``.
-
-    Example::
-
-        >>> from pyro_diffvi.distributions.energy import check_module_name
-        >>> check_module_name(None, "GRBMPrior"), check_module_name("prior", "GRBMPrior")
-        ('GRBMPrior', 'prior')
-    """
-    if name is None:
-        return default
-    if not isinstance(name, str) or not name:
-        raise ValueError(
-            f"name must be a non-empty str (the param-store prefix of the prior's parameters), got {name!r}"
-        )
-    return name
-
-
-class _DetachedParameters:
-    """``z -> net(z)`` evaluated with the network's parameters detached: gradients reach ``z`` only."""
-
-    def __init__(self, net: nn.Module) -> None:
-        self.net = net
-
-    def __call__(self, z: Tensor) -> Tensor:
-        params = {name: p.detach() for name, p in self.net.named_parameters()}
-        return functional_call(self.net, params, (z,))
 
 
 class EnergyDistribution(TorchDistribution):
@@ -236,78 +200,29 @@ class EnergyDistribution(TorchDistribution):
         return new
 
 
-class EnergyPrior(PyroModule):
-    r"""Learnable neural-energy prior :math:`p_\theta(z) \propto e^{-E_\theta(z)}`.
+def find_energy_distribution(fn):
+    """The unnormalized energy distribution inside ``fn`` (unwrapping ``Independent``, ``Expanded``,
+    ``Masked`` wrappers through ``base_dist``), or ``None`` if ``fn`` is not energy-based.
 
-    ``prior()`` returns an :class:`EnergyDistribution` (unnormalized ``log_prob``); ``prior.energy(z)``
-    evaluates :math:`E_\theta(z)`. Tensors are created on the device and dtype of the network's parameters.
+    A distribution counts as energy-based when it has ``normalized = False`` and an ``energy`` method
+    (:class:`~pyro_diffvi.distributions.EnergyDistribution` and its subclasses such as ``GRBM``).
 
-    **Gradients.** Outside :func:`prior_gradients` the returned distribution's energy is evaluated with
-    the network's parameters detached (gradients reach :math:`z` only), so the partition-free bound of
-    a plain ``Trace_ELBO`` cannot train (and wreck) the prior; a prior objective, alone or inside
-    :class:`~pyro_diffvi.infer.EnergyPriorELBO`, trains it.
-
-    **Param store.** The network is registered with Pyro as ``f"{name}.energy_net"`` (e.g.
-    ``EnergyPrior.energy_net.0.weight``), or under its attribute path when this module is an attribute of
-    another ``PyroModule``. Give two priors of one model different names. When the param store holds
-    other tensors under these names (after ``pyro.get_param_store().set_state(...)``), the network adopts
-    them, so a restored param store resumes training.
-
-    :param energy_net: an ``nn.Module`` mapping ``(..., *event_shape)`` to ``(...)`` (or ``(..., 1)``).
-    :param event_shape: event shape of ``z``, e.g. ``(D,)``.
-    :param sampler: passed to :class:`EnergyDistribution`.
-    :param name: prefix of the parameters' names in Pyro's param store (default ``"EnergyPrior"``).
+    :param fn: a distribution (a sample site's ``fn``).
 
     Example::
 
         >>> import torch
-        >>> from torch import nn
-        >>> from pyro_diffvi.distributions import EnergyPrior
-        >>> prior = EnergyPrior(nn.Sequential(nn.Linear(2, 8), nn.Tanh(), nn.Linear(8, 1)), (2,))
-        >>> d = prior()  # an EnergyDistribution with the unnormalized log_prob -E(z)
-        >>> tuple(d.log_prob(torch.zeros(5, 2)).shape), d.normalized
-        ((5,), False)
+        >>> import pyro.distributions as dist
+        >>> from pyro_diffvi.distributions import find_energy_distribution
+        >>> from pyro_diffvi.priors import GRBMPrior
+        >>> grbm = GRBMPrior(2, 3)()
+        >>> find_energy_distribution(grbm.expand([5])) is not None
+        True
+        >>> find_energy_distribution(dist.Normal(torch.zeros(2), 1.0).to_event(1)) is None
+        True
     """
-
-    def __init__(
-        self,
-        energy_net: nn.Module,
-        event_shape: Sequence[int] | int,
-        *,
-        sampler: Callable | None = None,
-        name: str | None = None,
-    ) -> None:
-        super().__init__(check_module_name(name, type(self).__name__))
-        if not isinstance(energy_net, nn.Module):
-            raise TypeError(f"energy_net must be an nn.Module, got {type(energy_net).__name__}")
-        self.energy_net = energy_net
-        self.event_shape = torch.Size((event_shape,) if isinstance(event_shape, int) else event_shape)
-        self.sampler = sampler
-
-    def _registered_net(self) -> nn.Module:
-        net = self._modules["energy_net"]
-        if not pyro.settings.get("module_local_params"):
-            # like PyroModule's own registration of an nn.Module attribute, but adopting the param
-            # store's tensors if they differ (a restored param store resumes training)
-            pyro.module(f"{pyro_name(self)}.energy_net", net, update_module_params=True)
-        return net
-
-    def forward(self) -> EnergyDistribution:
-        """The prior as an :class:`EnergyDistribution` (parameter gradients only inside
-        :func:`prior_gradients`)."""
-        net = self._registered_net()
-        ref = next(iter(net.parameters()), None)
-        live = prior_gradients_enabled()
-        return EnergyDistribution(
-            net if live else _DetachedParameters(net),
-            self.event_shape,
-            sampler=self.sampler,
-            dtype=None if ref is None else ref.dtype,
-            device=None if ref is None else ref.device,
-            parameter_source=None if live else self,
-        )
-
-    def energy(self, z: Tensor) -> Tensor:
-        """:math:`E_\theta(z)`, shape ``z.shape[:-len(event_shape)]`` (parameter gradients only inside
-        :func:`prior_gradients`)."""
-        return self().energy(z)
+    while fn is not None:
+        if getattr(fn, "normalized", True) is False and callable(getattr(fn, "energy", None)):
+            return fn
+        fn = getattr(fn, "base_dist", None)
+    return None

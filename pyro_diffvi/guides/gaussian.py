@@ -16,7 +16,7 @@ class GaussianGuide(AmortizedGuide):
     The AEVB baseline of the DDVI paper (Table 1). A linear head per latent site maps the encoder's
     context to :math:`(\mu, \sigma)` with :math:`\sigma = \mathrm{softplus}(\cdot) + \sigma_{\min}`.
     If the user's ``encoder`` returns a tuple ``(loc, scale)`` these are used directly (one latent site
-    only), so that a :class:`~pyro_diffvi.distributions.VampPrior` can share the encoder.
+    only), so that a :class:`~pyro_diffvi.priors.VampPrior` can share the encoder.
 
     Example:
 

@@ -38,39 +38,12 @@ from pyro.params.param_store import normalize_param_name
 from torch import Tensor, nn
 
 from pyro_diffvi._pyro_compat import in_namespace
+from pyro_diffvi.distributions.energy import find_energy_distribution
 from pyro_diffvi.infer.guard import GuardedObjective, check_on_nonfinite
 from pyro_diffvi.infer.prior_objectives import PriorObjective, energy_function
 from pyro_diffvi.util import check_positive_int
 
 __all__ = ["EnergyPriorELBO"]
-
-
-def find_energy_distribution(fn):
-    """The unnormalized energy distribution inside ``fn`` (unwrapping ``Independent``, ``Expanded``,
-    ``Masked`` wrappers through ``base_dist``), or ``None`` if ``fn`` is not energy-based.
-
-    A distribution counts as energy-based when it has ``normalized = False`` and an ``energy`` method
-    (:class:`~pyro_diffvi.distributions.EnergyDistribution` and its subclasses such as ``GRBM``).
-
-    :param fn: a distribution (a sample site's ``fn``).
-
-    Example::
-
-        >>> import torch
-        >>> import pyro.distributions as dist
-        >>> from pyro_diffvi.distributions import GRBMPrior
-        >>> from pyro_diffvi.infer.energy import find_energy_distribution
-        >>> grbm = GRBMPrior(2, 3)()
-        >>> find_energy_distribution(grbm.expand([5])) is not None
-        True
-        >>> find_energy_distribution(dist.Normal(torch.zeros(2), 1.0).to_event(1)) is None
-        True
-    """
-    while fn is not None:
-        if getattr(fn, "normalized", True) is False and callable(getattr(fn, "energy", None)):
-            return fn
-        fn = getattr(fn, "base_dist", None)
-    return None
 
 
 class _TraceRecorder:
@@ -192,7 +165,7 @@ class EnergyPriorELBO(GuardedObjective, Trace_ELBO):
         >>> import pyro.distributions as dist
         >>> from torch import nn
         >>> from pyro.infer import SVI
-        >>> from pyro_diffvi.distributions import GRBMPrior
+        >>> from pyro_diffvi.priors import GRBMPrior
         >>> from pyro_diffvi.infer import EnergyPriorELBO, SlicedScoreMatching
         >>> pyro.clear_param_store(); pyro.set_rng_seed(0)
         >>> prior, encoder, decoder = GRBMPrior(2, 4), nn.Linear(3, 4), nn.Linear(2, 3)

@@ -2,7 +2,7 @@ r"""Generative Latent Flow (GLF; Xiao, Yan & Amit 2019; Ch. 3 of Xiao 2022): a d
 whose latent codes are modelled by a normalizing-flow prior.
 
 With an encoder :math:`E_\phi`, a decoder :math:`G_\theta` and a flow prior :math:`p_\eta`
-(:class:`~pyro_diffvi.distributions.FlowPrior`, Eq. 3.3), the GLF loss of a data point is (Eq. 3.7)
+(:class:`~pyro_diffvi.priors.FlowPrior`, Eq. 3.3), the GLF loss of a data point is (Eq. 3.7)
 
 .. math::
 
@@ -148,7 +148,7 @@ class GLFLoss(GuardedObjective):
             - \log p_\eta(\mathrm{sg}[z_n])\Big], \qquad z_n = E_\phi(x_n),
 
     where :math:`-\log p_\eta` is :math:`\mathcal L_{\mathrm{NLL}}` of Eq. 3.6 (for a
-    :class:`~pyro_diffvi.distributions.FlowPrior`) and the sum carries the plates' scales (minibatches are
+    :class:`~pyro_diffvi.priors.FlowPrior`) and the sum carries the plates' scales (minibatches are
     scaled to the full data set as in Pyro's ELBOs). ``stop_gradient=False`` is the regularized GLF of
     Eq. 3.5 (**unstable**: the codes may shrink to inflate the flow's log-determinant; see the module
     docstring).
@@ -171,7 +171,7 @@ class GLFLoss(GuardedObjective):
         >>> import pyro, pyro.distributions as dist, torch
         >>> from pyro.infer import SVI
         >>> from pyro.optim import Adam
-        >>> from pyro_diffvi.distributions import FlowPrior
+        >>> from pyro_diffvi.priors import FlowPrior
         >>> from pyro_diffvi.infer import EncoderGuide, GLFLoss
         >>> pyro.clear_param_store()
         >>> prior = FlowPrior(2, num_transforms=2, hidden_dims=(16, 16))

@@ -54,7 +54,7 @@ def energy_function(prior) -> EnergyFn:
     with gradients to a learnable prior's parameters: a distribution from a prior module is replaced by
     its :meth:`~pyro_diffvi.distributions.EnergyDistribution.with_parameter_gradients` version, and a
     prior module's energy is evaluated inside
-    :func:`~pyro_diffvi.distributions.energy.prior_gradients` (a prior objective is the one place where
+    :func:`~pyro_diffvi.distributions.prior_gradients` (a prior objective is the one place where
     the prior's parameters get gradients).
 
     :param prior: an object with an ``energy(z)`` method, or a callable ``z -> E(z)``.
@@ -62,7 +62,7 @@ def energy_function(prior) -> EnergyFn:
     Example::
 
         >>> import torch
-        >>> from pyro_diffvi.distributions import GRBMPrior
+        >>> from pyro_diffvi.priors import GRBMPrior
         >>> from pyro_diffvi.infer.prior_objectives import energy_function
         >>> prior = GRBMPrior(2, 3)
         >>> energy_function(prior)(torch.zeros(4, 2)).requires_grad  # gradients to the prior's parameters

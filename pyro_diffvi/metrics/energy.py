@@ -37,7 +37,7 @@ import pyro.distributions as dist
 import torch
 from torch import Tensor
 
-from pyro_diffvi.infer.energy import find_energy_distribution
+from pyro_diffvi.distributions.energy import find_energy_distribution
 from pyro_diffvi.metrics.elbo import Estimate, _run_pair, log_weights
 from pyro_diffvi.ops.log_mean_exp import log_mean_exp_with_se
 from pyro_diffvi.samplers.ais import ais_log_partition

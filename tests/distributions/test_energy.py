@@ -6,9 +6,10 @@ import torch
 from pyro.params.param_store import normalize_param_name
 from torch import nn
 
-from pyro_diffvi.distributions import EnergyDistribution, EnergyPrior
+from pyro_diffvi.distributions import EnergyDistribution
 from pyro_diffvi.distributions.energy import prior_gradients
 from pyro_diffvi.nn.mlp import MLP
+from pyro_diffvi.priors import EnergyPrior
 from pyro_diffvi.samplers import LangevinSampler
 
 

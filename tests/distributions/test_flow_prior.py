@@ -10,8 +10,8 @@ import torch
 from pyro.infer import SVI, Trace_ELBO
 from pyro.optim import Adam
 
-from pyro_diffvi.distributions import FlowPrior
 from pyro_diffvi.guides import DiffusionGuide, GaussianGuide
+from pyro_diffvi.priors import FlowPrior
 
 
 def _grid(lim: float, num: int):

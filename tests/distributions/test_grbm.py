@@ -4,8 +4,9 @@ import pyro
 import pytest
 import torch
 
-from pyro_diffvi.distributions import GRBM, GRBMPrior
+from pyro_diffvi.distributions import GRBM
 from pyro_diffvi.distributions.energy import prior_gradients
+from pyro_diffvi.priors import GRBMPrior
 from pyro_diffvi.samplers import GibbsLangevinSampler
 
 

@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch import nn
 
-from pyro_diffvi.distributions import VampPrior
+from pyro_diffvi.priors import VampPrior
 
 
 class GaussianEncoder(nn.Module):

@@ -19,7 +19,6 @@ import torch.multiprocessing as mp
 from pyro.infer import SVI, Trace_ELBO
 from torch import nn
 
-from pyro_diffvi.distributions import GRBMPrior
 from pyro_diffvi.guides import DiffusionGuide, GaussianGuide
 from pyro_diffvi.infer import (
     DDVI_ELBO,
@@ -28,6 +27,7 @@ from pyro_diffvi.infer import (
     EnergyPriorELBO,
     SlicedScoreMatching,
 )
+from pyro_diffvi.priors import GRBMPrior
 from pyro_diffvi.util import set_seed
 from tests.infer import _distributed as D
 

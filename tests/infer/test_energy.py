@@ -9,7 +9,6 @@ from pyro.infer import SVI, Trace_ELBO
 from torch import nn
 
 from pyro_diffvi._pyro_compat import in_namespace
-from pyro_diffvi.distributions import GRBMPrior
 from pyro_diffvi.infer.energy import EnergyPriorELBO
 from pyro_diffvi.infer.prior_objectives import (
     AdversarialCD,
@@ -17,6 +16,7 @@ from pyro_diffvi.infer.prior_objectives import (
     PriorObjective,
     SlicedScoreMatching,
 )
+from pyro_diffvi.priors import GRBMPrior
 
 X_DIM, Z_DIM, BATCH = 3, 2, 5
 

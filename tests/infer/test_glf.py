@@ -9,9 +9,9 @@ from pyro.infer import SVI, Trace_ELBO
 from pyro.optim import Adam
 from torch import nn
 
-from pyro_diffvi.distributions import FlowPrior
 from pyro_diffvi.guides import GaussianGuide
 from pyro_diffvi.infer import EncoderGuide, GLFLoss
+from pyro_diffvi.priors import FlowPrior
 
 SIGMA, N_TOTAL = 0.3, 40
 

@@ -12,7 +12,6 @@ from pyro.infer import SVI
 from torch import nn
 from torch.nn.functional import softplus
 
-from pyro_diffvi.distributions import GRBMPrior
 from pyro_diffvi.infer import AdversarialAutoencoderLoss
 from pyro_diffvi.infer.energy import EnergyPriorELBO
 from pyro_diffvi.infer.prior_objectives import (
@@ -21,6 +20,7 @@ from pyro_diffvi.infer.prior_objectives import (
     ImportanceWeightedLogZ,
     SlicedScoreMatching,
 )
+from pyro_diffvi.priors import GRBMPrior
 from pyro_diffvi.util import set_seed
 
 X_DIM, Z_DIM, BATCH, N_STEPS = 3, 2, 8, 3

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from pyro_diffvi.distributions import GRBM, GRBMPrior
+from pyro_diffvi.distributions import GRBM
 from pyro_diffvi.infer.prior_objectives import (
     AdversarialCD,
     ContrastiveDivergence,
@@ -15,6 +15,7 @@ from pyro_diffvi.infer.prior_objectives import (
     energy_with_detached_parameters,
     importance_weighted_log_partition,
 )
+from pyro_diffvi.priors import GRBMPrior
 
 TRUE_MEAN = torch.tensor([1.0, -0.5], dtype=torch.float64)
 TRUE_COV = torch.tensor([[1.0, 0.6], [0.6, 2.0]], dtype=torch.float64)

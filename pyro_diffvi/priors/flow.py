@@ -33,15 +33,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import pyro
 from pyro.distributions import TransformedDistribution
 from pyro.nn import PyroModule
-from pyro.params.param_store import param_with_module_name
 from torch import Tensor
 
-from pyro_diffvi._pyro_compat import pyro_name
-from pyro_diffvi.distributions.energy import check_module_name
+from pyro_diffvi._pyro_compat import register_child
 from pyro_diffvi.nn.flows import ConditionalFlow
+from pyro_diffvi.util import check_module_name
 
 __all__ = ["FlowPrior"]
 
@@ -82,7 +80,7 @@ class FlowPrior(PyroModule):
         >>> import pyro, pyro.distributions as dist, torch
         >>> from pyro.infer import SVI, Trace_ELBO
         >>> from pyro.optim import Adam
-        >>> from pyro_diffvi.distributions import FlowPrior
+        >>> from pyro_diffvi.priors import FlowPrior
         >>> from pyro_diffvi.guides import GaussianGuide
         >>> pyro.clear_param_store()
         >>> prior = FlowPrior(2, num_transforms=2, hidden_dims=(16, 16), name="prior")
@@ -119,28 +117,10 @@ class FlowPrior(PyroModule):
         )
         self.dim = dim
 
-    def _registered_flow(self) -> ConditionalFlow:
-        flow = self._modules["flow"]
-        if not pyro.settings.get("module_local_params"):
-            # as PyroModule registers an nn.Module attribute, but adopting the param store's tensors if
-            # they differ (a restored param store resumes training)
-            prefix = f"{pyro_name(self)}.flow"
-            store = pyro.get_param_store()
-            for local, param in flow.named_parameters():
-                key = param_with_module_name(prefix, local)
-                if key in store and store[key].shape != param.shape:
-                    raise ValueError(
-                        f"Pyro's param store holds '{key}' with shape {tuple(store[key].shape)}, but this "
-                        f"FlowPrior's parameter has shape {tuple(param.shape)}: another prior of this name was "
-                        "built differently. Call pyro.clear_param_store() or give this prior another name="
-                    )
-            pyro.module(prefix, flow, update_module_params=True)
-        return flow
-
     def forward(self) -> TransformedDistribution:
         r"""The prior :math:`p_\eta(z)` (Eq. 3.3): ``batch_shape ()``, ``event_shape (D,)``, exact
         ``log_prob``, reparameterized ``rsample``."""
-        return self._registered_flow()()
+        return register_child(self, "flow")()  # adopts a restored param store's tensors
 
     def log_prob(self, z: Tensor) -> Tensor:
         r""":math:`\log p_\eta(z) = \log p_0(f_\eta(z)) + \log|\det \partial f_\eta/\partial z|` (Eq. 3.3),

@@ -26,6 +26,8 @@ from torch import Tensor, nn
 
 from pyro_diffvi.util import check_positive_int
 
+__all__ = ["VampPrior"]
+
 
 class VampPrior(PyroModule):
     r"""Learnable VampPrior :math:`p(z) = \frac1K \sum_k q(z \mid u_k)`.
@@ -45,7 +47,7 @@ class VampPrior(PyroModule):
 
         >>> import torch
         >>> from torch import nn
-        >>> from pyro_diffvi.distributions import VampPrior
+        >>> from pyro_diffvi.priors import VampPrior
         >>> class Encoder(nn.Module):
         ...     def __init__(self):
         ...         super().__init__()
