@@ -8,7 +8,7 @@ Three models with the same encoder and decoder (MLPs), a 20-dimensional latent a
 * ``vae``: prior :math:`\mathcal N(0, I)`, :class:`~pyro_diffvi.guides.GaussianGuide`, ``Trace_ELBO``;
 * ``vae_flow``: a :class:`~pyro_diffvi.priors.FlowPrior` (Eq. 3.3), same guide, ``Trace_ELBO``
   (Eq. 3.4 with :math:`\beta = 1`; the prior trains with the encoder and decoder);
-* ``glf``: the same FlowPrior, a deterministic :class:`~pyro_diffvi.infer.EncoderGuide` and
+* ``glf``: the same FlowPrior, a deterministic :class:`~pyro_diffvi.guides.EncoderGuide` and
   :class:`~pyro_diffvi.infer.GLFLoss` (Eq. 3.7: reconstruction plus the flow's NLL of the detached codes).
 
 The model is one Pyro program for the three::
@@ -56,8 +56,11 @@ from torch import nn  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 from pyro_diffvi.datasets import Minibatches, load_mnist  # noqa: E402
-from pyro_diffvi.guides import GaussianGuide  # noqa: E402
-from pyro_diffvi.infer import EncoderGuide, GLFLoss  # noqa: E402
+from pyro_diffvi.guides import (
+    EncoderGuide,  # noqa: E402
+    GaussianGuide,  # noqa: E402
+)
+from pyro_diffvi.infer import GLFLoss  # noqa: E402
 from pyro_diffvi.metrics import mmd  # noqa: E402
 from pyro_diffvi.nn import MLP  # noqa: E402
 from pyro_diffvi.plots import plot_image_grid  # noqa: E402

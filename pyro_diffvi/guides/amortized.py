@@ -1,15 +1,13 @@
-"""The amortized, model-aware guide machinery shared by every guide in :mod:`pyro_diffvi.guides`."""
+"""The amortized, model-aware guide that every guide of :mod:`pyro_diffvi.guides` derives from: it traces the model
+once (its structure discovery is :mod:`~pyro_diffvi.guides.structure`), builds an encoder and the subclass's
+posterior networks (their param-store ownership is :mod:`~pyro_diffvi.guides.ownership`), then emits the model's
+latent sites on every call."""
 
 from __future__ import annotations
 
-import copy
 import math
-import pickle
-import warnings
-import weakref
 from collections.abc import Callable, Sequence
 from contextlib import ExitStack
-from dataclasses import dataclass
 
 import pyro
 import pyro.distributions as dist
@@ -17,79 +15,38 @@ import torch
 from pyro import poutine
 from pyro.infer.autoguide import AutoGuide
 from pyro.nn import PyroModule
-from pyro.poutine.messenger import Messenger
 from torch import nn
-from torch.distributions import biject_to, constraints
-from torch.distributions.transforms import ReshapeTransform
+from torch.distributions import biject_to
 
-from pyro_diffvi._pyro_compat import param_store_names, set_pyro_name
+from pyro_diffvi._pyro_compat import set_pyro_name
+from pyro_diffvi.guides.ownership import copied_guide, pickled_state, register_params, release_params
+from pyro_diffvi.guides.protocols import publish_label, published_labels
+from pyro_diffvi.guides.structure import (
+    GivenSubsamples,
+    ObservedFn,
+    ObservedSource,
+    as_names,
+    call_observed_fn,
+    call_plates,
+    check_context_batch_shape,
+    check_given_subsamples,
+    check_observed_values,
+    check_sites,
+    constrained,
+    encoder_features,
+    input_batch_shape,
+    locate_observed,
+    num_classes,
+    plain_support,
+    plate_specs,
+    select,
+    user_plates,
+)
 from pyro_diffvi.nn import MLP
 from pyro_diffvi.nn import activation as make_activation
 from pyro_diffvi.util import check_finite, check_widths
 
-# the guide (weakly) owning each parameter tensor, to tell another live guide's parameters in Pyro's
-# param store from tensors loaded into it (pyro.get_param_store().load), which a guide adopts
-_OWNERS: dict[int, tuple[weakref.ref, weakref.ref]] = {}  # id(parameter) -> (parameter, guide) weak references
-
-
-def _claim(param: torch.Tensor, guide: AmortizedGuide) -> None:
-    entry = _OWNERS.get(id(param))
-    if entry is None or entry[0]() is not param:
-        _OWNERS[id(param)] = (weakref.ref(param, lambda _, key=id(param): _OWNERS.pop(key, None)), weakref.ref(guide))
-
-
-def _claimed_by_other(tensor: torch.Tensor, guide: AmortizedGuide) -> bool:
-    """Whether ``tensor`` is a parameter of another guide (alive or not), rather than one loaded from a file."""
-    entry = _OWNERS.get(id(tensor))
-    return entry is not None and entry[0]() is tensor and entry[1]() is not guide
-
-_ObservedFn = Callable[..., "torch.Tensor | Sequence[torch.Tensor]"]
-
-# values of discrete sites a ClassifierGuide drew (or read) in the current call of an AutoGuideList, for the
-# parts after it that condition on them (condition_on=)
-_PUBLISHED: weakref.WeakKeyDictionary[nn.Module, dict[str, torch.Tensor]] = weakref.WeakKeyDictionary()
-
-
-@dataclass(frozen=True)
-class _ObservedSource:
-    """Where the value observed at a site lives among the model's arguments."""
-
-    position: int | str  # index into ``args`` or a key of ``kwargs``
-    subsampled_dims: tuple[tuple[str, int], ...]  # (plate name, tensor dim) pairs indexed by the model
-
-
-@dataclass(frozen=True)
-class _PlateSpec:
-    """A plate of the latent sites, and where its size is read on each call."""
-
-    name: str
-    dim: int
-    size: int
-    subsample_size: int | None
-    size_source: tuple[int, int] | None  # (observed site index, tensor dim from the right) of the full-size value
-
-
-def _select(source: _ObservedSource, value: torch.Tensor, indices: dict) -> torch.Tensor:
-    """A full-size argument ``value`` indexed by this call's subsample ``indices`` along the plates ``source``
-    records (a value already of the subsample's size is kept)."""
-    for plate, dim in source.subsampled_dims:
-        if value.shape[dim] != indices[plate].shape[0]:
-            value = value.index_select(dim, indices[plate].to(value.device))
-    return value
-
-
-class _GivenSubsamples(Messenger):
-    """Records the names of the plates whose subsample indices the model passes itself
-    (``pyro.plate(..., subsample=indices)``): a plate's subsample site arrives with a value that is not
-    an observation; every other sample site arrives without one."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.names: set[str] = set()
-
-    def _pyro_sample(self, msg) -> None:
-        if msg["value"] is not None and not msg["is_observed"]:
-            self.names.add(msg["name"])
+__all__ = ["AmortizedGuide"]
 
 
 class _CallInContext(PyroModule):
@@ -98,41 +55,6 @@ class _CallInContext(PyroModule):
 
     def forward(self, fn: Callable, *args, **kwargs):
         return fn(*args, **kwargs)
-
-
-def _as_names(value: str | Sequence[str], argname: str) -> tuple[str, ...]:
-    names = (value,) if isinstance(value, str) else tuple(value)
-    if not names or not all(isinstance(n, str) for n in names):
-        raise TypeError(f"{argname} must be a site name or a non-empty sequence of site names, got {value!r}")
-    if len(set(names)) != len(names):
-        raise ValueError(f"{argname} has repeated site names: {names}")
-    return names
-
-
-def _plain_support(support: constraints.Constraint) -> constraints.Constraint:
-    """Strip torch's ``MixtureSameFamilyConstraint`` wrapper (same set, but ``biject_to`` refuses it)."""
-    if isinstance(support, getattr(constraints, "MixtureSameFamilyConstraint", ())):  # torch >= 2.5
-        return _plain_support(support.base_constraint)
-    return support
-
-
-def _broadcasts_to(shape: torch.Size, target: torch.Size) -> bool:
-    try:
-        return torch.broadcast_shapes(shape, target) == target
-    except RuntimeError:
-        return False
-
-
-def _num_classes(fn) -> int | None:
-    """The number of categories of a Categorical observation (whose values the encoder one-hot encodes)."""
-    base = getattr(fn, "base_dist", fn)
-    return base.probs.shape[-1] if isinstance(base, dist.Categorical) else None
-
-
-def _is_unconstrained(support: constraints.Constraint) -> bool:
-    while isinstance(support, constraints.independent):
-        support = support.base_constraint
-    return type(support) is type(constraints.real)
 
 
 class AmortizedGuide(AutoGuide):
@@ -205,7 +127,7 @@ class AmortizedGuide(AutoGuide):
         encoder: nn.Module | None = None,
         hidden_dims: Sequence[int] = (256, 256),
         activation: str = "relu",
-        observed_fn: _ObservedFn | None = None,
+        observed_fn: ObservedFn | None = None,
         condition_on: str | Sequence[str] = (),
         create_plates: Callable | None = None,
         name: str | None = None,
@@ -222,11 +144,11 @@ class AmortizedGuide(AutoGuide):
         if name is not None:
             set_pyro_name(self, name)
         self._call_in_context = _CallInContext()
-        self.latent_names = _as_names(latent, "latent")
-        self.observed_names = _as_names(observed, "observed")
+        self.latent_names = as_names(latent, "latent")
+        self.observed_names = as_names(observed, "observed")
         if set(self.latent_names) & set(self.observed_names):
             raise ValueError("a site cannot be both latent and observed")
-        self.condition_names = _as_names(condition_on, "condition_on") if condition_on else ()
+        self.condition_names = as_names(condition_on, "condition_on") if condition_on else ()
         if set(self.condition_names) & (set(self.latent_names) | set(self.observed_names)):
             raise ValueError("condition_on sites must differ from the latent and observed sites")
         self.encoder = encoder
@@ -253,31 +175,11 @@ class AmortizedGuide(AutoGuide):
     def __getstate__(self) -> dict:
         """Pickle/``torch.save`` state: the networks, shapes and training state; the model too when it can be
         pickled (a function defined at module level, a module), else it is left out with a warning."""
-        state = dict(super(AutoGuide, self).__getstate__())  # AutoGuide's would clear this guide's model
-        state.update(prototype_trace=None, master=None, plates={}, _is_copy=True, _warned_shared_names=False)
-        model = self.model
-        if model is not None and not isinstance(model, nn.Module):
-            try:
-                pickle.dumps(model)
-            except Exception as error:
-                warnings.warn(
-                    f"{type(self).__name__}: the model could not be pickled ({error}); it is saved without it: "
-                    "set guide.model = model after loading",
-                    RuntimeWarning,
-                )
-                state["_model"] = None
-        return state
+        return pickled_state(self, super(AutoGuide, self).__getstate__())  # AutoGuide's would clear the model
 
     def __deepcopy__(self, memo: dict) -> AmortizedGuide:
         """A copy of the guide's networks and state that shares (does not copy) the model."""
-        model = self.model
-        if model is not None:
-            memo.setdefault(id(model), model)
-        new = type(self).__new__(type(self))
-        memo[id(self)] = new
-        state = dict(self.__dict__, prototype_trace=None, master=None, plates={}, _is_copy=True, _warned_shared_names=False)
-        new.__dict__.update(copy.deepcopy(state, memo))
-        return new
+        return copied_guide(self, memo)
 
     def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
         """Restore a state saved by :meth:`state_dict`. The networks are built from the model's shapes on
@@ -311,29 +213,15 @@ class AmortizedGuide(AutoGuide):
             self.prototype_trace = None  # holds the first batch's values and autograd graph; not kept
         self._register_params()
 
-    def _warn_shared_names(self, name: str) -> None:
-        if not self._warned_shared_names:
-            self._warned_shared_names = True
-            warnings.warn(
-                f"this copy of a {type(self).__name__} shares its param-store names (e.g. '{name}') with the "
-                "guide it was copied from, which still holds them: it computes with its own parameters, but SVI "
-                "would optimize the original's. To train the copy, call pyro.clear_param_store() first",
-                RuntimeWarning,
-            )
-
     def _forget_setup(self) -> None:
         self._is_setup = False
-        store = pyro.get_param_store()
-        stored = dict(store.named_parameters())
-        for name, param in param_store_names(self).items():
-            if stored.get(name) is param:
-                del store[name]
+        release_params(self)
         for attr in set(self._modules) - self._modules_before:
             delattr(self, attr)
         self.encoder = self._user_encoder
 
     def _trace_and_build(self, args: tuple, kwargs: dict) -> None:
-        given = _GivenSubsamples()
+        given = GivenSubsamples()
         self.prototype_trace = poutine.block(poutine.trace(given(self.model)).get_trace)(*args, **kwargs)
         sites = self.prototype_trace.nodes
         self._check_sites(sites)
@@ -344,9 +232,9 @@ class AmortizedGuide(AutoGuide):
         # a likelihood that does not fit the observed values (e.g. a wrong feature width) fails here, once
         self.prototype_trace.compute_log_prob(lambda name, site: site["is_observed"])
         self.observed_event_shapes = {n: sites[n]["fn"].event_shape for n in self._input_names}
-        self._num_classes = {n: _num_classes(sites[n]["fn"]) for n in self._input_names}
+        self._num_classes = {n: num_classes(sites[n]["fn"]) for n in self._input_names}
         self._set_latent_shapes(sites, args, kwargs)
-        self._plates = self._plate_specs(sites)
+        self._plates = plate_specs(sites, self.latent_names, self.observed_names)
         self._check_given_subsamples(given.names, args, kwargs)
         self._sources = self._locate_observed(sites, args, kwargs)
         context = self._build_encoder(observed + [sites[n]["value"] for n in self.condition_names])
@@ -362,7 +250,7 @@ class AmortizedGuide(AutoGuide):
     def _set_latent_shapes(self, sites: dict, args: tuple, kwargs: dict) -> None:
         """Shapes, supports and dtype of the latent sites, from the first call's trace of the model."""
         self.latent_event_shapes = {n: sites[n]["fn"].event_shape for n in self.latent_names}
-        self._latent_supports = {n: _plain_support(sites[n]["fn"].support) for n in self.latent_names}
+        self._latent_supports = {n: plain_support(sites[n]["fn"].support) for n in self.latent_names}
         self._unconstrained_shapes = {
             n: torch.Size(biject_to(self._latent_supports[n]).inverse_shape(self.latent_event_shapes[n]))
             for n in self.latent_names
@@ -373,7 +261,7 @@ class AmortizedGuide(AutoGuide):
     def _check_condition_sites(self, sites: dict) -> None:
         for name in self.condition_names:
             site = sites.get(name)
-            if site is None or site["type"] != "sample" or _num_classes(site["fn"]) is None:
+            if site is None or site["type"] != "sample" or num_classes(site["fn"]) is None:
                 raise ValueError(f"condition_on site '{name}' must be a Categorical sample site of the model")
             if self.master is None:
                 raise ValueError(
@@ -384,61 +272,12 @@ class AmortizedGuide(AutoGuide):
     def _register_params(self) -> None:
         """Claim this guide's parameters, and adopt values that Pyro's param store already holds under
         their names (``pyro.get_param_store().load(...)`` before or after building the guide)."""
-        if pyro.settings.get("module_local_params"):
-            return
-        store = pyro.get_param_store()
-        stored = dict(store.named_parameters())
-        for name, param in param_store_names(self).items():
-            _claim(param, self)
-            value = stored.get(name)
-            if value is None or value is param:
-                continue
-            if _claimed_by_other(value, self):
-                if self._is_copy:
-                    self._warn_shared_names(name)
-                    continue
-                raise ValueError(
-                    f"Pyro's param store already holds '{name}' for another guide of this name: SVI would optimize "
-                    "that guide's parameters instead of this one's. Call pyro.clear_param_store() before building "
-                    "a new guide, or give it another name= (to resume training, restore the guide with "
-                    "load_state_dict, or load a saved param store before the first call)"
-                )
-            if value.shape != param.shape:
-                raise ValueError(
-                    f"Pyro's param store holds '{name}' with shape {tuple(value.shape)}, but this guide's parameter "
-                    f"has shape {tuple(param.shape)}: the store was saved from a differently built guide; clear it "
-                    "or build the guide as it was when the store was saved"
-                )
-            with torch.no_grad():
-                param.copy_(value)
-            store[name] = param  # an unconstrained parameter is stored as is: the store now holds ours
+        register_params(self)
 
     def _check_sites(self, sites: dict) -> None:
-        samples = {n for n, s in sites.items() if s["type"] == "sample"}
-        for name in self.latent_names:
-            if name not in samples:
-                raise ValueError(f"latent site '{name}' is not a sample site of the model; sites: {sorted(samples)}")
-            site = sites[name]
-            if site["is_observed"]:
-                raise ValueError(f"latent site '{name}' is observed in the model; pass it as observed=")
-            if site["fn"].support.is_discrete:
-                raise ValueError(
-                    f"latent site '{name}' is discrete ({type(site['fn']).__name__}); amortized continuous "
-                    "guides need continuous latents: enumerate it out with TraceEnum_ELBO or guide it separately"
-                )
-            if not any(f.vectorized for f in site["cond_indep_stack"]):
-                raise ValueError(
-                    f"latent site '{name}' is global (outside every plate); an amortized guide covers local "
-                    "latents only: guide global sites with an AutoGuide and combine them with AutoGuideList"
-                )
-            if any(not f.vectorized for f in site["cond_indep_stack"]):
-                raise NotImplementedError(f"latent site '{name}' is in a sequential plate; use vectorized plates")
-        for name in self.observed_names:
-            if name not in samples or not sites[name]["is_observed"]:
-                observed = sorted(n for n in samples if sites[n]["is_observed"])
-                raise ValueError(f"observed site '{name}' is not an observed sample site; observed sites: {observed}")
+        check_sites(sites, self.latent_names, self.observed_names)
 
-    def _locate_observed(self, sites: dict, args: tuple, kwargs: dict) -> dict[str, _ObservedSource] | None:
+    def _locate_observed(self, sites: dict, args: tuple, kwargs: dict) -> dict[str, ObservedSource] | None:
         if self._observed_fn is not None:
             values = self._call_observed_fn(args, kwargs)
             for name, value in zip(self.observed_names, values):
@@ -449,88 +288,16 @@ class AmortizedGuide(AutoGuide):
                         f"shape is {tuple(expected)}"
                     )
             return None
-        sources = {}
-        for name in self.observed_names:
-            source = self._find_source(sites, name, args, kwargs)
-            if source is None:
-                raise ValueError(
-                    f"could not find the value observed at site '{name}' among the model's tensor arguments; "
-                    "pass observed_fn=lambda *args, **kwargs: <the full observed tensor> to the guide"
-                )
-            sources[name] = source
-        return sources
-
-    def _find_source(self, sites: dict, name: str, args: tuple, kwargs: dict) -> _ObservedSource | None:
-        """Where the value of site ``name`` in the first call's trace lies among the model's tensor arguments."""
-        candidates = [(k, a) for k, a in list(enumerate(args)) + list(kwargs.items()) if torch.is_tensor(a)]
-        indices = {n: site["value"] for n, site in sites.items() if site["type"] == "sample"}  # plates' too
-        return next((s for k, a in candidates if (s := self._match(sites, indices, name, k, a))), None)
-
-    @staticmethod
-    def _match(sites: dict, indices: dict, name: str, key: int | str, arg: torch.Tensor) -> _ObservedSource | None:
-        site = sites[name]
-        value, event_dim = site["value"], site["fn"].event_dim
-        if arg is value or (arg.shape == value.shape and torch.equal(arg, value)):
-            return _ObservedSource(key, ())
-        subsampled, candidate = [], arg
-        for frame in site["cond_indep_stack"]:
-            if frame.full_size is not None and frame.full_size != frame.size:
-                dim = value.dim() - event_dim + frame.dim
-                if candidate.dim() != value.dim() or candidate.shape[dim] != frame.full_size:
-                    return None
-                if indices.get(frame.name) is None:
-                    return None
-                candidate = candidate.index_select(dim, indices[frame.name].to(candidate.device))
-                subsampled.append((frame.name, dim))
-        if subsampled and candidate.shape == value.shape and torch.equal(candidate, value):
-            return _ObservedSource(key, tuple(subsampled))
-        return None
-
-    def _plate_specs(self, sites: dict) -> list[_PlateSpec]:
-        observed_frames = {f.name for n in self.observed_names for f in sites[n]["cond_indep_stack"]}
-        frames = {f.name: f for n in self.latent_names for f in sites[n]["cond_indep_stack"]}
-        if not set(frames) & observed_frames:
-            raise ValueError(
-                f"latent sites {self.latent_names} share no plate with observed sites {self.observed_names}; "
-                "an amortized guide needs a data plate common to both"
-            )
-        specs = []
-        for f in sorted(frames.values(), key=lambda f: f.dim):
-            size = f.full_size or f.size
-            subsample_size = f.size if f.size != size else None
-            specs.append(_PlateSpec(f.name, f.dim, size, subsample_size, self._plate_size_source(sites, f)))
-        return specs
-
-    def _plate_size_source(self, sites: dict, frame) -> tuple[int, int] | None:
-        """The observed site and tensor dim whose full-size value has the plate's size on every call."""
-        for index, name in enumerate(self.observed_names):
-            site = sites[name]
-            if frame in site["cond_indep_stack"]:
-                dim = frame.dim - site["fn"].event_dim
-                if -dim <= site["value"].dim() and site["value"].shape[dim] == frame.size:
-                    return index, dim
-        return None
+        return locate_observed(sites, self.observed_names, args, kwargs)
 
     def _check_given_subsamples(self, given: set[str], args: tuple, kwargs: dict) -> None:
-        missing = sorted(given & {p.name for p in self._plates} - set(self._given_plates(args, kwargs)))
-        if missing:
-            raise ValueError(
-                f"the model passes its own subsample indices to plate(s) {missing} (pyro.plate(..., subsample=...)); "
-                "as for Pyro's autoguides, pass the same plate(s) to the guide: "
-                "create_plates=lambda *args, **kwargs: pyro.plate(name, size, subsample=indices)"
-            )
+        check_given_subsamples(given, self._plates, self._given_plates(args, kwargs))
 
     def _given_plates(self, args: tuple, kwargs: dict) -> dict[str, pyro.plate]:
         """The plates the user gives: ``create_plates``' (or, inside an AutoGuideList, the list's)."""
         if self.master is not None:  # the list's plates, once it has created them (a part may be set up first)
             return dict(getattr(self.master(), "plates", None) or {})
-        if self.create_plates is None:
-            return {}
-        plates = self.create_plates(*args, **kwargs)
-        plates = [plates] if isinstance(plates, pyro.plate) else list(plates)
-        if not all(isinstance(p, pyro.plate) for p in plates):
-            raise TypeError("create_plates must return a pyro.plate or a sequence of pyro.plate")
-        return {p.name: p for p in plates}
+        return user_plates(self.create_plates, args, kwargs)
 
     def _create_plates(self, *args, **kwargs) -> dict[str, pyro.plate]:
         """The plates of this call (see :meth:`_plates_for_call`)."""
@@ -544,16 +311,7 @@ class AmortizedGuide(AutoGuide):
     def _plates_for_call(self, args: tuple, kwargs: dict, observed: list[torch.Tensor]) -> dict[str, pyro.plate]:
         """The given plates, and for the others the first call's plates with the size of the data plates read
         from this call's full-size ``observed`` values."""
-        self.plates = self._given_plates(args, kwargs)
-        for p in self._plates:
-            if p.name in self.plates:
-                continue
-            size = p.size
-            if p.size_source is not None:
-                index, dim = p.size_source
-                size = observed[index].shape[dim]
-            subsample_size = None if p.subsample_size is None else min(p.subsample_size, size)
-            self.plates[p.name] = pyro.plate(p.name, size, subsample_size=subsample_size, dim=p.dim)
+        self.plates = call_plates(self._plates, self._given_plates(args, kwargs), observed)
         return self.plates
 
     def _build_encoder(self, observed: list[torch.Tensor]):
@@ -585,27 +343,8 @@ class AmortizedGuide(AutoGuide):
         return context
 
     def _check_context_batch_shape(self, sites: dict, context) -> None:
-        if self.context_dim is None:
-            return
-        context_shape = context.shape[:-1]
-        for name in self.latent_names:
-            fn = sites[name]["fn"]
-            latent_shape = sites[name]["value"].shape[: sites[name]["value"].dim() - fn.event_dim]
-            if not _broadcasts_to(context_shape, latent_shape):
-                latent_plates = {f.name for f in sites[name]["cond_indep_stack"]}
-                extra = sorted(
-                    {f.name for n in self.observed_names for f in sites[n]["cond_indep_stack"]} - latent_plates
-                )
-                raise ValueError(
-                    f"latent site '{name}' has batch shape {tuple(latent_shape)} but the encoder's context has batch "
-                    f"shape {tuple(context_shape)}"
-                    + (
-                        f": the observed site(s) lie in plate(s) {extra} that '{name}' is not in; an amortized "
-                        f"guide maps each observation to its own latent, so move '{name}' into those plates"
-                        if extra
-                        else ""
-                    )
-                )
+        if self.context_dim is not None:
+            check_context_batch_shape(sites, self.latent_names, self.observed_names, context)
 
     def _build_posteriors(self) -> None:
         """Create the subclass's networks; ``self.context_dim`` and ``self.latent_dims`` are known."""
@@ -692,7 +431,7 @@ class AmortizedGuide(AutoGuide):
         """This call's values of the ``condition_on`` labels, published by the ClassifierGuide before this guide."""
         if not self.condition_names:
             return []
-        published = _PUBLISHED.get(self.master(), {})
+        published = published_labels(self.master())
         missing = [n for n in self.condition_names if n not in published]
         if missing:
             raise RuntimeError(
@@ -704,21 +443,11 @@ class AmortizedGuide(AutoGuide):
     def _publish(self, name: str, value: torch.Tensor) -> None:
         """Make this call's value of site ``name`` available to the later parts of the AutoGuideList."""
         if self.master is not None:
-            _PUBLISHED.setdefault(self.master(), {})[name] = value
+            publish_label(self.master(), name, value)
 
     def _check_observed(self, observed: list[torch.Tensor]) -> None:
         """Every call: the observed values have the event shapes the guide was built for, and are finite."""
-        for name, value in zip(self.observed_names, observed):
-            expected = self.observed_event_shapes[name]
-            if value.shape[value.dim() - len(expected) :] != expected:
-                raise ValueError(
-                    f"observed site '{name}' has shape {tuple(value.shape)}, but the guide was built on its first "
-                    f"call for event shape {tuple(expected)}; build a new guide for data of another shape"
-                )
-        floats = [v for v in observed if v.dtype.is_floating_point]
-        if floats and not bool(torch.stack([torch.isfinite(v).all() for v in floats]).all()):  # one host sync
-            for name, value in zip(self.observed_names, observed):
-                check_finite(f"observed site '{name}'", value.float())
+        check_observed_values(self.observed_names, observed, self.observed_event_shapes)
 
     def _ensure_setup(self, args: tuple, kwargs: dict) -> None:
         if self.model is None:
@@ -750,43 +479,20 @@ class AmortizedGuide(AutoGuide):
         return value.reshape(batch_shape + (self.latent_dims[name],))
 
     def _subsample(self, name: str, value: torch.Tensor, indices: dict) -> torch.Tensor:
-        return value if self._sources is None else _select(self._sources[name], value, indices)
+        return value if self._sources is None else select(self._sources[name], value, indices)
 
     def _site_distribution(self, name: str, context) -> dist.TorchDistribution:
-        fn = self.posterior(name, context)
-        transforms = []
-        shape = self._unconstrained_shapes[name]
-        if shape != (self.latent_dims[name],):
-            transforms.append(ReshapeTransform((self.latent_dims[name],), shape, cache_size=1))
-        support = self._latent_supports[name]
-        if not _is_unconstrained(support):
-            transforms.append(biject_to(support).with_cache(1))
-        return dist.TransformedDistribution(fn, transforms) if transforms else fn
+        shape, support = self._unconstrained_shapes[name], self._latent_supports[name]
+        return constrained(self.posterior(name, context), self.latent_dims[name], shape, support)
 
     # ---- helpers ------------------------------------------------------------------------------
 
     def _call_observed_fn(self, args: tuple, kwargs: dict) -> list[torch.Tensor]:
-        values = self._observed_fn(*args, **kwargs)
-        values = [values] if torch.is_tensor(values) else list(values)
-        if len(values) != len(self.observed_names) or not all(torch.is_tensor(v) for v in values):
-            raise ValueError(
-                f"observed_fn must return {len(self.observed_names)} tensor(s), one per observed site "
-                f"{self.observed_names}, got {len(values)} value(s)"
-            )
-        return values
+        return call_observed_fn(self._observed_fn, self.observed_names, args, kwargs)
 
     def _batch_shape(self, inputs: list[torch.Tensor]) -> torch.Size:
         """The broadcast batch shape of the encoder's inputs (an enumerated label adds its dimension)."""
-        return torch.broadcast_shapes(
-            *(v.shape[: v.dim() - len(self.observed_event_shapes[n])] for n, v in zip(self._input_names, inputs))
-        )
+        return input_batch_shape(self._input_names, inputs, self.observed_event_shapes)
 
     def _encoder_features(self, inputs: list[torch.Tensor], dtype: torch.dtype) -> torch.Tensor:
-        batch_shape = self._batch_shape(inputs)
-        parts = []
-        for name, value in zip(self._input_names, inputs):
-            own_batch = value.shape[: value.dim() - len(self.observed_event_shapes[name])]
-            if self._num_classes[name] is not None:
-                value = nn.functional.one_hot(value.long(), self._num_classes[name])
-            parts.append(value.to(dtype).reshape(*own_batch, -1).expand(*batch_shape, -1))
-        return torch.cat(parts, dim=-1)
+        return encoder_features(self._input_names, inputs, self.observed_event_shapes, self._num_classes, dtype)

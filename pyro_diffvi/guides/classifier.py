@@ -33,7 +33,8 @@ import pyro.distributions as dist
 import torch
 from torch import nn
 
-from pyro_diffvi.guides.amortized import AmortizedGuide, _num_classes, _ObservedSource, _select
+from pyro_diffvi.guides.amortized import AmortizedGuide
+from pyro_diffvi.guides.structure import ObservedSource, find_source, num_classes, select
 
 
 class ClassifierGuide(AmortizedGuide):
@@ -102,7 +103,7 @@ class ClassifierGuide(AmortizedGuide):
     def _check_sites(self, sites: dict) -> None:
         name = self.label_name
         site = sites.get(name)
-        if site is None or site["type"] != "sample" or _num_classes(site["fn"]) is None:
+        if site is None or site["type"] != "sample" or num_classes(site["fn"]) is None:
             raise ValueError(f"label site '{name}' must be a Categorical sample site of the model")
         if not any(f.vectorized for f in site["cond_indep_stack"]):
             raise ValueError(f"label site '{name}' must be inside the data plate")
@@ -112,7 +113,7 @@ class ClassifierGuide(AmortizedGuide):
 
     def _set_latent_shapes(self, sites: dict, args: tuple, kwargs: dict) -> None:
         site = sites[self.label_name]
-        self.num_classes = _num_classes(site["fn"])
+        self.num_classes = num_classes(site["fn"])
         self.latent_event_shapes = {self.label_name: torch.Size()}
         self.latent_dims = {self.label_name: self.num_classes}
         observed = sites[self.observed_names[0]]["value"]
@@ -120,9 +121,9 @@ class ClassifierGuide(AmortizedGuide):
         self._label_source = None if self._label_fn is not None else self._locate_label(site, args, kwargs)
         self._label_index = self._positional_index(self._label_source)
 
-    def _locate_label(self, site: dict, args: tuple, kwargs: dict) -> _ObservedSource | None:
+    def _locate_label(self, site: dict, args: tuple, kwargs: dict) -> ObservedSource | None:
         if site["is_observed"]:
-            source = self._find_source(self.prototype_trace.nodes, self.label_name, args, kwargs)
+            source = find_source(self.prototype_trace.nodes, self.label_name, args, kwargs)
         else:
             nones = self._none_arguments(args, kwargs)
             if not nones:  # the model has no argument for the label: it is always latent (clustering)
@@ -134,7 +135,7 @@ class ClassifierGuide(AmortizedGuide):
                     for f in site["cond_indep_stack"]
                     if f.full_size is not None and f.full_size != f.size
                 )
-                source = _ObservedSource(nones[0], dims)
+                source = ObservedSource(nones[0], dims)
         if source is None:
             raise ValueError(
                 f"could not tell which model argument holds the labels of site '{self.label_name}' (the tensor "
@@ -143,7 +144,7 @@ class ClassifierGuide(AmortizedGuide):
             )
         return source
 
-    def _positional_index(self, source: _ObservedSource | None) -> int | None:
+    def _positional_index(self, source: ObservedSource | None) -> int | None:
         """The position at which a label passed by name could also be passed positionally."""
         if source is None or isinstance(source.position, int):
             return None
@@ -217,7 +218,7 @@ class ClassifierGuide(AmortizedGuide):
             return {self.label_name: value}
 
     def _subsample_labels(self, labels: torch.Tensor, indices: dict) -> torch.Tensor:
-        return labels if self._label_source is None else _select(self._label_source, labels, indices)
+        return labels if self._label_source is None else select(self._label_source, labels, indices)
 
     def classification_loss(self, *args, **kwargs) -> torch.Tensor:
         r"""The M2 classification term :math:`-\sum_i \log q_\phi(l_i|x_i)` over the labelled data of this call,

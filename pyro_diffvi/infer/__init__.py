@@ -1,9 +1,9 @@
 """Objectives: DDVI_ELBO, energy-prior ELBOs and prior objectives, adversarial autoencoders, the Generative Latent Flow."""
 
 from pyro_diffvi.infer.adversarial import AdversarialAutoencoderLoss
-from pyro_diffvi.infer.ddvi import DDVI_ELBO, LabelGuide, WakeSleepGuide
+from pyro_diffvi.infer.ddvi import DDVI_ELBO
 from pyro_diffvi.infer.energy import EnergyPriorELBO
-from pyro_diffvi.infer.glf import EncoderGuide, GLFLoss
+from pyro_diffvi.infer.glf import GLFLoss
 from pyro_diffvi.infer.noise_free_ebm import GradientFlowNLL, NoiseFreeEBM
 from pyro_diffvi.infer.prior_objectives import (
     AdversarialCD,
@@ -18,12 +18,9 @@ from pyro_diffvi.infer.wake_sleep import WakeSleepStart
 __all__: list[str] = [
     "AdversarialAutoencoderLoss",
     "DDVI_ELBO",
-    "LabelGuide",
-    "WakeSleepGuide",
     "AdversarialCD",
     "ContrastiveDivergence",
     "EnergyPriorELBO",
-    "EncoderGuide",
     "GLFLoss",
     "GradientFlowNLL",
     "ImportanceWeightedLogZ",

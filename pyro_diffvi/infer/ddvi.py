@@ -3,16 +3,14 @@ r"""The regularized wake-sleep objective of DDVI (DDVI paper, Sec. 3.3-3.4, Eqs.
 from __future__ import annotations
 
 import math
-from typing import Protocol, runtime_checkable
 
 import torch
-from pyro import poutine
 from pyro.infer import TraceEnum_ELBO
-from pyro.infer.autoguide import AutoGuideList
 from pyro.infer.enum import get_importance_trace
 from pyro.infer.util import is_validation_enabled
 from pyro.util import check_if_enumerated
 
+from pyro_diffvi.guides.protocols import LabelGuide, WakeSleepGuide, guide_parts
 from pyro_diffvi.infer.guard import GuardedObjective, check_on_nonfinite
 from pyro_diffvi.infer.wake_sleep import model_log_joint, sleep_draws
 from pyro_diffvi.util import check_positive_float, check_positive_int
@@ -22,92 +20,6 @@ _SLEEP_HINT = (
     "The sleep term trains on the model's own draws of the latents: a prior whose draws overflow the dtype "
     "(e.g. LogNormal(0, 30)) makes it non-finite; use a tighter prior, float64, or sleep='none'."
 )
-
-
-@runtime_checkable
-class WakeSleepGuide(Protocol):
-    r"""What :class:`DDVI_ELBO`'s sleep term needs of a guide: any guide, or any part of a
-    :class:`~pyro.infer.autoguide.AutoGuideList`, that has these members is trained by the sleep term
-    (:class:`~pyro_diffvi.guides.DiffusionGuide` is one).
-
-    * ``latent_names``: the latent sites it guides;
-    * ``observed_names``: the observed sites whose (simulated) values it reads in the wake-sleep variant;
-    * ``training_steps``: an ``int`` the objective counts its training steps in (the warm-up schedule;
-      keep it in the guide's ``state_dict`` so that a resumed run continues it);
-    * ``setup(*args, **kwargs)``: build the guide for the model's arguments, if not built yet;
-    * ``sleep_loss(model_trace, *, use_observed, head, num_particles)``: the sleep term :math:`-\mathcal L_{\mathrm{diff}}`
-      at the values of its latent (and, with ``use_observed``, observed) sites in ``model_trace``, a
-      scalar summed over the data with the sites' scales, averaged over ``num_particles`` draws of its
-      own noise per model draw, with its parameters registered in Pyro's param store (see
-      :meth:`~pyro_diffvi.guides.DiffusionGuide.sleep_loss`).
-
-
-    A guide for the local latents of a model with global ones, inside an ``AutoGuideList``; the sleep term
-    trains the part that follows the protocol:
-
-    >>> import pyro, pyro.distributions as dist, torch
-    >>> from pyro import poutine
-    >>> from pyro.infer import SVI
-    >>> from pyro.infer.autoguide import AutoGuideList, AutoNormal
-    >>> from pyro.optim import Adam
-    >>> from pyro_diffvi.guides import DiffusionGuide
-    >>> from pyro_diffvi.infer import DDVI_ELBO, WakeSleepGuide
-    >>> def model(x):
-    ...     mu = pyro.sample("mu", dist.Normal(torch.zeros(2), 1.0).to_event(1))
-    ...     with pyro.plate("data", x.shape[0]):
-    ...         z = pyro.sample("z", dist.Normal(torch.zeros(2), 1.0).to_event(1))
-    ...         pyro.sample("x", dist.Normal(mu + z, 0.5).to_event(1), obs=x)
-    >>> guide = AutoGuideList(model)
-    >>> guide.append(AutoNormal(poutine.block(model, expose=["mu"])))
-    >>> guide.append(DiffusionGuide(poutine.block(model, hide=["mu"]), "z", "x", num_steps=5))
-    >>> [isinstance(part, WakeSleepGuide) for part in guide]
-    [False, True]
-    >>> svi = SVI(model, guide, Adam({"lr": 1e-3}), DDVI_ELBO())
-    >>> step_loss = svi.step(torch.randn(16, 2))
-    >>> guide[1].training_steps
-    1
-    """
-
-    latent_names: tuple[str, ...]
-    observed_names: tuple[str, ...]
-    training_steps: int
-
-    def setup(self, *args, **kwargs) -> None: ...
-
-    def sleep_loss(
-        self, model_trace: poutine.Trace, *, use_observed: bool = True, head: bool = True, num_particles: int = 1
-    ) -> torch.Tensor: ...
-
-
-@runtime_checkable
-class LabelGuide(Protocol):
-    r"""What :class:`DDVI_ELBO` needs of a guide for a label that is observed in some calls and latent in
-    others (semi-supervised models; :class:`~pyro_diffvi.guides.ClassifierGuide` is one):
-
-    * ``enumerates(*args, **kwargs)``: whether this call leaves the label latent, so that the guide emits it
-      for parallel enumeration and the wake term is the enumerated ELBO (:class:`~pyro.infer.TraceEnum_ELBO`);
-    * ``classification_loss(*args, **kwargs)``: :math:`-\sum_i \log q(l_i|x_i)` over this call's labelled
-      data (zero when unlabelled), the term ``classification_weight`` weighs.
-    """
-
-    def enumerates(self, *args, **kwargs) -> bool: ...
-
-    def classification_loss(self, *args, **kwargs) -> torch.Tensor: ...
-
-
-def guide_parts(guide, protocol: type) -> list:
-    """The guide itself if it follows ``protocol``, else the parts of an
-    :class:`~pyro.infer.autoguide.AutoGuideList` (nested lists included) that do."""
-    if isinstance(guide, protocol):
-        return [guide]
-    if isinstance(guide, AutoGuideList):
-        return [found for part in guide for found in guide_parts(part, protocol)]
-    return []
-
-
-def wake_sleep_parts(guide) -> list[WakeSleepGuide]:
-    """The parts of ``guide`` (or the guide) that follow :class:`WakeSleepGuide`."""
-    return guide_parts(guide, WakeSleepGuide)
 
 
 class DDVI_ELBO(GuardedObjective):
@@ -183,7 +95,7 @@ class DDVI_ELBO(GuardedObjective):
         alone and the model from :meth:`model_term` (needs a sleep term; counted by the guide's
         ``training_steps``; see *Warm-up* above).
     :param classification_weight: weight :math:`\alpha \ge 0` of the M2 classification term
-        :math:`-\sum_i \log q(l_i|x_i)` on labelled data, for guides with a :class:`LabelGuide` part
+        :math:`-\sum_i \log q(l_i|x_i)` on labelled data, for guides with a :class:`~pyro_diffvi.guides.LabelGuide` part
         (Kingma et al. 2014, Eq. 9; the DDVI paper's semi-supervised objective, Sec. 4.1).
     :param on_nonfinite: what a non-finite loss term (``rec``, ``reg``, ``sleep``) or gradient does:
         ``"raise"`` (default) a :class:`~pyro_diffvi.infer.guard.DivergenceError` naming it before any
@@ -297,7 +209,7 @@ class DDVI_ELBO(GuardedObjective):
 
     def sleep_term(self, model, guide, *args, **kwargs) -> torch.Tensor:
         r"""The denoising loss :math:`-\mathcal L_{\mathrm{diff}}` (Eq. 9) at draws from the model, summed over data
-        with the data plates' scale, of every part of ``guide`` that follows :class:`WakeSleepGuide`."""
+        with the data plates' scale, of every part of ``guide`` that follows :class:`~pyro_diffvi.guides.WakeSleepGuide`."""
         parts = self._sleep_parts(guide)
         use_observed = self.sleep == "wake-sleep"
         trace = sleep_draws(model, parts, args, kwargs, latents_only=not use_observed)
@@ -316,7 +228,7 @@ class DDVI_ELBO(GuardedObjective):
 
     @staticmethod
     def _sleep_parts(guide) -> list[WakeSleepGuide]:
-        parts = wake_sleep_parts(guide)
+        parts = guide_parts(guide, WakeSleepGuide)
         if not parts:
             raise TypeError(
                 f"the sleep term needs a guide with a sleep loss (a DiffusionGuide, alone or in an AutoGuideList; see "
@@ -333,7 +245,7 @@ class DDVI_ELBO(GuardedObjective):
         with gradients enabled (``SVI.step``, ``ELBO.__call__``'s module, a training loop calling this
         method) counts one training step in the guide's ``training_steps``, which its ``state_dict``
         saves, so a resumed run continues the schedule where it stopped."""
-        parts = wake_sleep_parts(guide)
+        parts = guide_parts(guide, WakeSleepGuide)
         labels = guide_parts(guide, LabelGuide)
         warm = bool(parts) and min(part.training_steps for part in parts) < self.warmup_steps
         if warm:

@@ -24,7 +24,7 @@ gradient.
 encoder. It is **unstable** (Sec. 3.3.2 and 3.4.2 of the dissertation): nothing fixes the codes' scale,
 and shrinking them inflates :math:`\log|\det \partial f/\partial z|` without bound, so the NLL term
 can dominate and drive the codes towards zero; it is provided for comparison only. With
-``stop_gradient=False`` and a :class:`EncoderGuide`, the loss is exactly the negative of
+``stop_gradient=False`` and a :class:`~pyro_diffvi.guides.EncoderGuide`, the loss is exactly the negative of
 :class:`~pyro.infer.Trace_ELBO`'s MAP objective :math:`\beta \log p(x|z) + \log p(z)` at :math:`z = E_\phi(x)`.
 
 Sampling the trained model: :math:`u \sim \mathcal N(0, I)`, :math:`z = f_\eta^{-1}(u)`, :math:`x = G_\theta(z)`,
@@ -47,85 +47,12 @@ from pyro import poutine
 from pyro.distributions.util import scale_and_mask
 from pyro.infer.util import torch_item
 from pyro.poutine.util import prune_subsample_sites
-from torch import Tensor, nn
+from torch import Tensor
 
-from pyro_diffvi.guides.amortized import AmortizedGuide, _is_unconstrained
 from pyro_diffvi.infer.guard import GuardedObjective, check_on_nonfinite
 from pyro_diffvi.util import check_positive_float
 
-__all__ = ["EncoderGuide", "GLFLoss"]
-
-
-class EncoderGuide(AmortizedGuide):
-    r"""Deterministic amortized encoder :math:`z = E_\phi(x)`: each latent site is a point mass
-    :math:`q_\phi(z|x) = \delta(z - E_\phi(x))` (a :class:`~pyro.distributions.Delta`), the encoder of
-    the Generative Latent Flow (dissertation Sec. 3.3.2, Eqs. 3.5 and 3.7).
-
-    A linear head per latent site maps the encoder's context to the code. It is an
-    :class:`~pyro_diffvi.guides.amortized.AmortizedGuide` rather than Pyro's ``AutoDelta``: ``AutoDelta``
-    learns one free point per data point (not amortized, no code for a new image), while GLF needs an
-    encoder network that maps any :math:`x` to its code; the amortized machinery (plates, subsampling,
-    default MLP encoder, ``AutoGuideList``) is shared with every guide of :mod:`pyro_diffvi.guides`.
-
-    Its ``log_prob`` is zero at the code, so with :class:`~pyro.infer.Trace_ELBO` it gives the
-    MAP/regularized objective :math:`\log p(x|z) + \log p(z)` (Eq. 3.5 with :math:`\beta = 1`, not a bound on
-    :math:`\log p(x)`); train it with :class:`GLFLoss`. Latent sites must be unconstrained (real-valued).
-
-    Example::
-
-        >>> import pyro, pyro.distributions as dist, torch
-        >>> from pyro_diffvi.infer import EncoderGuide
-        >>> def model(x):
-        ...     with pyro.plate("data", x.shape[0]):
-        ...         z = pyro.sample("z", dist.Normal(torch.zeros(2), 1.0).to_event(1))
-        ...         pyro.sample("x", dist.Normal(z @ torch.ones(2, 3), 0.5).to_event(1), obs=x)
-        >>> pyro.clear_param_store()
-        >>> guide = EncoderGuide(model, "z", "x", hidden_dims=(16,))
-        >>> x = torch.randn(4, 3)
-        >>> torch.equal(guide(x)["z"], guide(x)["z"])   # deterministic
-        True
-        >>> guide.encode(x).shape
-        torch.Size([4, 2])
-
-    :param model: the Pyro model.
-    :param latent: name(s) of the latent sample site(s).
-    :param observed: name(s) of the observed site(s) the encoder reads.
-
-    The other (keyword) parameters are those of :class:`~pyro_diffvi.guides.amortized.AmortizedGuide`.
-    """
-
-    def _build_posteriors(self) -> None:
-        self._require_context_tensor()
-        for name in self.latent_names:
-            if not _is_unconstrained(self._latent_supports[name]):
-                raise ValueError(
-                    f"EncoderGuide: latent site '{name}' is constrained (support {self._latent_supports[name]}); "
-                    "a deterministic encoder emits real-valued codes: give the site a real support"
-                )
-        self.heads = nn.ModuleList(
-            self._like_encoder(nn.Linear(self.context_dim, self.latent_dims[name])) for name in self.latent_names
-        )
-
-    def posterior(self, name: str, context: Tensor) -> dist.Delta:
-        """The point mass at the code of latent ``name``: ``Delta(head(context), event_dim=1)``."""
-        return dist.Delta(self.heads[self.latent_names.index(name)](context), event_dim=1)
-
-    def encode(self, *observed_values: Tensor, name: str | None = None) -> Tensor:
-        r"""The code :math:`E_\phi(x)` of latent ``name`` (default: the only latent site), flattened, for
-        observed values of shapes ``batch_shape + event_shape`` (the guide must be set up: call it once).
-
-        :param observed_values: the observed values, in the order of ``observed``.
-        :param name: the latent site.
-        """
-        if not self._is_setup:
-            raise RuntimeError("EncoderGuide.encode: call the guide once (or guide.setup(*model_args)) first")
-        if name is None:
-            if len(self.latent_names) != 1:
-                raise ValueError(f"name is required: the guide has latent sites {self.latent_names}")
-            name = self.latent_names[0]
-        if name not in self.latent_names:
-            raise ValueError(f"name must be one of the latent sites {self.latent_names}, got {name!r}")
-        return self.posterior(name, self.context(*observed_values)).mean
+__all__ = ["GLFLoss"]
 
 
 def _point_mass(fn) -> bool:
@@ -153,7 +80,7 @@ class GLFLoss(GuardedObjective):
     Eq. 3.5 (**unstable**: the codes may shrink to inflate the flow's log-determinant; see the module
     docstring).
 
-    The guide must emit every latent site as a point mass (:class:`EncoderGuide`, or any guide whose
+    The guide must emit every latent site as a point mass (:class:`~pyro_diffvi.guides.EncoderGuide`, or any guide whose
     sites are :class:`~pyro.distributions.Delta`); the model's observed sites form the reconstruction
     term and its latent sites (the prior) the NLL term. The prior may be any distribution with a
     normalized ``log_prob``; with a fixed :math:`\mathcal N(0, I)` prior the loss is that of a
@@ -172,7 +99,8 @@ class GLFLoss(GuardedObjective):
         >>> from pyro.infer import SVI
         >>> from pyro.optim import Adam
         >>> from pyro_diffvi.priors import FlowPrior
-        >>> from pyro_diffvi.infer import EncoderGuide, GLFLoss
+        >>> from pyro_diffvi.guides import EncoderGuide
+        >>> from pyro_diffvi.infer import GLFLoss
         >>> pyro.clear_param_store()
         >>> prior = FlowPrior(2, num_transforms=2, hidden_dims=(16, 16))
         >>> decoder = torch.nn.Linear(2, 3)
@@ -204,7 +132,7 @@ class GLFLoss(GuardedObjective):
         ``stop_gradient``); the loss is ``beta * reconstruction + nll``.
 
         :param model: the Pyro model.
-        :param guide: a guide emitting point masses (:class:`EncoderGuide`).
+        :param guide: a guide emitting point masses (:class:`~pyro_diffvi.guides.EncoderGuide`).
         """
         full_guide_trace = poutine.trace(guide).get_trace(*args, **kwargs)  # replays subsample indices too
         model_trace = prune_subsample_sites(
@@ -218,7 +146,7 @@ class GLFLoss(GuardedObjective):
             if not _point_mass(site["fn"]):
                 raise ValueError(
                     f"GLFLoss needs a deterministic encoder: the guide's site '{name}' is a "
-                    f"{type(site['fn']).__name__}, not a point mass (use pyro_diffvi.infer.EncoderGuide)"
+                    f"{type(site['fn']).__name__}, not a point mass (use pyro_diffvi.guides.EncoderGuide)"
                 )
             latent.append(name)
         reconstruction, nll = 0.0, 0.0

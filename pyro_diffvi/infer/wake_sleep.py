@@ -5,9 +5,9 @@ from __future__ import annotations
 import torch
 from pyro import poutine
 from pyro.infer import ELBO, Trace_ELBO
-from pyro.infer.autoguide import AutoGuideList
 from pyro.infer.enum import get_importance_trace
 
+from pyro_diffvi.guides.protocols import guide_parts
 from pyro_diffvi.infer.guard import GuardedObjective, check_on_nonfinite
 from pyro_diffvi.util import check_positive_int, trace_until
 
@@ -39,7 +39,7 @@ def sleep_draws(model, parts: list, args: tuple, kwargs: dict, *, latents_only: 
 
 
 def _exact_density_parts(guide) -> list:
-    parts = list(guide) if isinstance(guide, AutoGuideList) else [guide]
+    parts = guide_parts(guide)  # every part, nested AutoGuideLists included
     refused = [type(part).__name__ for part in parts if not getattr(part, "exact_density", False)]
     if refused:
         raise TypeError(

@@ -13,8 +13,8 @@ from pyro.infer import SVI, Trace_ELBO
 from pyro.infer.autoguide import AutoGuide, AutoGuideList, AutoNormal
 from pyro.optim import Adam
 
-from pyro_diffvi.guides import DiffusionGuide, FlowGuide, GaussianGuide, HierarchicalGuide
-from pyro_diffvi.infer import DDVI_ELBO, WakeSleepGuide
+from pyro_diffvi.guides import DiffusionGuide, FlowGuide, GaussianGuide, HierarchicalGuide, WakeSleepGuide
+from pyro_diffvi.infer import DDVI_ELBO
 from pyro_diffvi.util import set_seed
 
 NOISE = 0.5

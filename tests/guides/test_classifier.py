@@ -13,8 +13,8 @@ from pyro.infer import SVI, TraceEnum_ELBO
 from pyro.infer.autoguide import AutoGuideList
 from pyro.optim import Adam
 
-from pyro_diffvi.guides import ClassifierGuide, DiffusionGuide, GaussianGuide
-from pyro_diffvi.infer import DDVI_ELBO, LabelGuide
+from pyro_diffvi.guides import ClassifierGuide, DiffusionGuide, GaussianGuide, LabelGuide
+from pyro_diffvi.infer import DDVI_ELBO
 from pyro_diffvi.priors import Pinwheel
 from pyro_diffvi.util import set_seed
 

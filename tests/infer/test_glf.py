@@ -9,8 +9,8 @@ from pyro.infer import SVI, Trace_ELBO
 from pyro.optim import Adam
 from torch import nn
 
-from pyro_diffvi.guides import GaussianGuide
-from pyro_diffvi.infer import EncoderGuide, GLFLoss
+from pyro_diffvi.guides import EncoderGuide, GaussianGuide
+from pyro_diffvi.infer import GLFLoss
 from pyro_diffvi.priors import FlowPrior
 
 SIGMA, N_TOTAL = 0.3, 40
