@@ -39,9 +39,10 @@ import torch
 from pyro.infer import SVI, Trace_ELBO
 from pyro.optim import Adam
 
-from pyro_diffvi.datasets.posteriors import PROBLEMS, elbo_gap, make_problem, mode_mass_ratio
+from pyro_diffvi.datasets import PROBLEMS, make_problem
 from pyro_diffvi.guides import DiffusionGuide, FlowGuide, GaussianGuide, HierarchicalGuide
 from pyro_diffvi.infer import DDVI_ELBO
+from pyro_diffvi.metrics import elbo_gap, mode_mass_ratio
 from pyro_diffvi.util import set_seed
 
 GUIDES = ("gaussian", "iaf", "spline", "hierarchical", "ddvi", "ddvi_paper")

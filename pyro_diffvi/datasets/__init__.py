@@ -2,7 +2,14 @@
 
 from pyro_diffvi.datasets.genotypes import GenotypeData, load_1000_genomes
 from pyro_diffvi.datasets.mnist import Minibatches, binarize_images, load_digits, load_mnist
-from pyro_diffvi.datasets.posteriors import PROBLEMS, PosteriorProblem, make_problem
+from pyro_diffvi.datasets.posteriors import (
+    PROBLEMS,
+    PosteriorProblem,
+    ProblemSpec,
+    Quadrature,
+    make_problem,
+    posterior_quadrature,
+)
 from pyro_diffvi.datasets.simulate import simulate_genotypes
 from pyro_diffvi.datasets.toy import POTENTIALS, TOY_DATASETS, potential, sample_toy
 
@@ -13,11 +20,14 @@ __all__: list[str] = [
     "Minibatches",
     "PROBLEMS",
     "PosteriorProblem",
+    "ProblemSpec",
+    "Quadrature",
     "binarize_images",
     "load_1000_genomes",
     "load_digits",
     "load_mnist",
     "make_problem",
+    "posterior_quadrature",
     "potential",
     "sample_toy",
     "simulate_genotypes",

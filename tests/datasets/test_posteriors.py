@@ -17,7 +17,7 @@ import torch
 from pyro import poutine
 
 from pyro_diffvi.datasets.posteriors import (
-    _GMM40_MEANS,
+    GMM40_MEANS,
     PROBLEMS,
     PosteriorProblem,
     make_problem,
@@ -140,7 +140,7 @@ def test_funnel_10d_density_and_samples():
 
 
 def test_gmm40_means_and_mode_masses():
-    means = torch.tensor(_GMM40_MEANS, dtype=torch.float64)
+    means = torch.tensor(GMM40_MEANS, dtype=torch.float64)
     gen = torch.Generator().manual_seed(0)
     assert torch.allclose(means, ((torch.rand(40, 2, generator=gen) - 0.5) * 80).double())
     p = problem("gmm40")

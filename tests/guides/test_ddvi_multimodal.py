@@ -12,9 +12,10 @@ import pyro
 from pyro.infer import SVI, Trace_ELBO
 from pyro.optim import Adam
 
-from pyro_diffvi.datasets.posteriors import elbo_gap, make_problem, mode_mass_ratio
+from pyro_diffvi.datasets import make_problem
 from pyro_diffvi.guides import DiffusionGuide, GaussianGuide
 from pyro_diffvi.infer import DDVI_ELBO
+from pyro_diffvi.metrics import elbo_gap, mode_mass_ratio
 from pyro_diffvi.util import set_seed
 
 STEPS = 2000

@@ -15,10 +15,10 @@ from torch import nn
 from torch.distributions import Normal
 
 from pyro_diffvi.datasets import make_problem
-from pyro_diffvi.datasets.posteriors import elbo_gap
 from pyro_diffvi.diffusion import Denoiser
 from pyro_diffvi.distributions import PathIntegralPosterior
 from pyro_diffvi.guides import PathIntegralGuide
+from pyro_diffvi.metrics import elbo_gap
 from tests.guides._targets import elbo_estimate, linear_gaussian, train
 
 SMALL = dict(hidden_dims=(32,), drift_hidden_dims=(32, 32))

