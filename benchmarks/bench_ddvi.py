@@ -11,7 +11,7 @@ embedding, T = 20, batch 128, random binary data of MNIST shape (timing only). R
 * ``Pyro DDVI, paper chain (<sleep>)``: the paper's chain (linear schedule, fixed variances, latent
   coordinates) with ``DDVI_ELBO(sleep=...)``;
 * ``PyTorch reference (<sleep>)``: that chain's networks, objective and arithmetic in plain PyTorch
-  (:func:`pyro_diffvi.infer.reference.ddvi_loss` with the denoiser's per-chain ``stepper``) with
+  (``ddvi_loss`` of ``tests/reference.py``, the test oracle, with the denoiser's per-chain ``stepper``) with
   ``torch.optim.Adam``: the ratio Pyro / reference is Pyro's overhead (target <= 1.2x).
 All rows run in one process, interleaved over repeats; ``min`` is the least disturbed timing.
 
@@ -22,6 +22,9 @@ Usage::
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import torch
 from _common import interleaved_timings, parse_setting, print_table, write_json
 from pyro.infer import SVI, Trace_ELBO
@@ -31,8 +34,10 @@ from torch.distributions import Bernoulli
 from pyro_diffvi.demo import DIFFUSION_KWARGS, ENCODER_KWARGS, PRIOR_KWARGS, make_decoder, make_model
 from pyro_diffvi.guides import DiffusionGuide, GaussianGuide
 from pyro_diffvi.infer import DDVI_ELBO
-from pyro_diffvi.infer.reference import ddvi_loss
 from pyro_diffvi.priors import Pinwheel
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root, for the test oracle
+from tests.reference import ddvi_loss  # noqa: E402
 
 SLEEPS = ("simplified", "wake-sleep")
 BASELINE = "Gaussian guide (Trace_ELBO)"

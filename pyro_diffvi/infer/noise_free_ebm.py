@@ -33,10 +33,10 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from pyro_diffvi.infer.prior_objectives import (
+from pyro_diffvi.infer.prior_objectives.base import (
     PriorObjective,
-    _batched_energy,
-    _check_samples,
+    batched_energy,
+    check_samples,
     energy_function,
     energy_with_detached_parameters,
 )
@@ -110,7 +110,7 @@ class NoiseFreeEBM(PriorObjective):
 
     def loss(self, prior, z: Tensor, log_q: Tensor | None = None) -> Tensor:
         energy_fn = energy_function(prior)
-        z = _check_samples("z", z).detach()
+        z = check_samples("z", z).detach()
         if z.dim() != 2:
             raise ValueError(f"z must have shape (N, D) (vector events), got {tuple(z.shape)}")
         n = self.num_samples or z.shape[0]
@@ -118,8 +118,8 @@ class NoiseFreeEBM(PriorObjective):
         use_generator = self.generator_weight > 0
         generated = self.sampler.run(energy_fn, x0, create_graph=use_generator)
         negatives = generated.detach()
-        e_pos = _batched_energy(energy_fn, z)
-        e_neg = _batched_energy(energy_fn, negatives)
+        e_pos = batched_energy(energy_fn, z)
+        e_neg = batched_energy(energy_fn, negatives)
         gap = e_pos.mean() - e_neg.mean()
         loss = gap
         terms = {"cd_gap": gap.item(), "energy_pos": e_pos.mean().item(), "energy_neg": e_neg.mean().item()}
@@ -166,7 +166,7 @@ class GradientFlowNLL(PriorObjective):
 
     def loss(self, prior, z: Tensor, log_q: Tensor | None = None) -> Tensor:
         energy_fn = energy_function(prior)
-        z = _check_samples("z", z).detach()
+        z = check_samples("z", z).detach()
         if z.dim() != 2:
             raise ValueError(f"z must have shape (N, D) (vector events), got {tuple(z.shape)}")
         base = self.sampler.base(z.shape[1], dtype=z.dtype, device=z.device)

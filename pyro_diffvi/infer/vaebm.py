@@ -34,7 +34,8 @@ import torch
 from torch import Tensor
 
 from pyro_diffvi.distributions.vaebm import VAEBM
-from pyro_diffvi.infer.prior_objectives import ContrastiveDivergence, _check_samples
+from pyro_diffvi.infer.prior_objectives.base import check_samples
+from pyro_diffvi.infer.prior_objectives.contrastive import ContrastiveDivergence
 
 
 class VAEBMContrastive(ContrastiveDivergence):
@@ -93,7 +94,7 @@ class VAEBMContrastive(ContrastiveDivergence):
         :param x_pos: data points ``(N, obs_dim)``.
         :param x_neg: model samples ``(M, obs_dim)`` (detached).
         """
-        self._fixed_negatives = _check_samples("x_neg", x_neg).detach()
+        self._fixed_negatives = check_samples("x_neg", x_neg).detach()
         return self.loss(vaebm, x_pos)
 
     def negative_samples(self, energy_fn, like: Tensor) -> Tensor:

@@ -9,9 +9,11 @@ from pyro_diffvi.metrics.clustering import (
     gmm_clusters,
     knn_accuracy,
 )
-from pyro_diffvi.metrics.elbo import Estimate, LogWeights, combine_estimates, elbo, iwae, log_weights
+from pyro_diffvi.metrics.elbo import elbo, iwae
 from pyro_diffvi.metrics.energy import EnergyLogLikelihood, energy_prior_log_likelihood
+from pyro_diffvi.metrics.estimates import Estimate, combine_estimates
 from pyro_diffvi.metrics.latent import GaussianKDE, latent_nll
+from pyro_diffvi.metrics.log_weights import LogWeights, log_weights
 from pyro_diffvi.metrics.mmd import DDVI_MMD_SIGMAS, mmd, mmd2, rbf_mixture_kernel
 from pyro_diffvi.metrics.psis import psis_khat, psis_khat_from_log_weights
 from pyro_diffvi.metrics.scoring import elbo_gap, mode_mass_ratio

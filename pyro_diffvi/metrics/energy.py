@@ -38,7 +38,8 @@ import torch
 from torch import Tensor
 
 from pyro_diffvi.distributions.energy import find_energy_distribution
-from pyro_diffvi.metrics.elbo import Estimate, _run_pair, log_weights
+from pyro_diffvi.metrics.estimates import Estimate
+from pyro_diffvi.metrics.log_weights import log_weights, run_pair
 from pyro_diffvi.ops.log_mean_exp import log_mean_exp_with_se
 from pyro_diffvi.samplers.ais import ais_log_partition
 
@@ -81,7 +82,7 @@ class EnergyLogLikelihood:
 
 
 def _energy_sites(model: Callable, guide: Callable, args, kwargs) -> dict:
-    model_trace, _ = _run_pair(model, guide, args, kwargs)
+    model_trace, _ = run_pair(model, guide, args, kwargs)
     sites = {}
     for name, site in model_trace.nodes.items():
         if site["type"] == "sample" and not site["is_observed"]:

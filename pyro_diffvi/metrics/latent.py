@@ -29,7 +29,7 @@ import math
 
 import torch
 
-from pyro_diffvi.metrics.elbo import Estimate, _data_estimate
+from pyro_diffvi.metrics.estimates import Estimate, data_estimate
 from pyro_diffvi.ops.constants import LOG_2PI
 from pyro_diffvi.util import check_finite
 
@@ -161,4 +161,4 @@ def latent_nll(
     kde = GaussianKDE(_as_matrix("latents", latents, min_rows=2), bandwidth=bandwidth)
     prior_samples = _as_matrix("prior_samples", prior_samples)
     nll = -kde.log_prob(prior_samples, chunk_size=chunk_size).detach().to(torch.float64)
-    return _data_estimate(nll, None)
+    return data_estimate(nll, None)

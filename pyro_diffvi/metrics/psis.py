@@ -33,7 +33,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from pyro_diffvi.metrics.elbo import log_weights
+from pyro_diffvi.metrics.log_weights import log_weights
 from pyro_diffvi.util import check_finite
 
 __all__ = ["psis_khat", "psis_khat_from_log_weights"]

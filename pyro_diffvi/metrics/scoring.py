@@ -9,7 +9,7 @@ from collections.abc import Callable
 import torch
 
 from pyro_diffvi.datasets.posteriors import PosteriorProblem
-from pyro_diffvi.metrics.elbo import log_weights
+from pyro_diffvi.metrics.log_weights import log_weights
 
 __all__ = ["elbo_gap", "mode_mass_ratio"]
 

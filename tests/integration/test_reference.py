@@ -11,7 +11,7 @@ from torch.nn.functional import softplus
 
 from pyro_diffvi.guides import DiffusionGuide
 from pyro_diffvi.infer import DDVI_ELBO
-from pyro_diffvi.infer.reference import ddvi_loss
+from tests.reference import ddvi_loss
 from pyro_diffvi.util import set_seed
 
 D, X = 2, 5

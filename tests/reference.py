@@ -1,4 +1,5 @@
-r"""A pure-PyTorch reference of the DDVI objective for a VAE (no Pyro): a test oracle and a benchmark baseline.
+r"""A pure-PyTorch reference of the DDVI objective for a VAE (no Pyro): the test oracle of
+``tests/integration/test_reference.py`` and the baseline of ``benchmarks/bench_ddvi.py`` (not part of the library).
 
 It implements the same mathematics as :class:`~pyro_diffvi.infer.DDVI_ELBO` with a
 :class:`~pyro_diffvi.guides.DiffusionGuide` directly, step by step, with ``torch.distributions``:
