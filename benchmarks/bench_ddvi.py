@@ -45,7 +45,7 @@ PAPER_CHAIN = DIFFUSION_KWARGS  # the demo's chain: the paper's (linear schedule
 
 
 def pyro_step(guide_class, loss, x, device, index: int, **guide_kwargs):
-    model = make_model(make_decoder(2, device), Pinwheel(**PRIOR_KWARGS, device=device), name=f"decoder{index}")
+    model = make_model(make_decoder(2, device=device), Pinwheel(**PRIOR_KWARGS, device=device), name=f"decoder{index}")
     guide = guide_class(model, "z", "x", name=f"guide{index}", **guide_kwargs, **ENCODER_KWARGS)
     svi = SVI(model, guide, Adam({"lr": 1e-4}), loss)
     return lambda: svi.step(x)
@@ -53,7 +53,7 @@ def pyro_step(guide_class, loss, x, device, index: int, **guide_kwargs):
 
 def reference_step(sleep: str, x, device, index: int):
     """The pure-PyTorch DDVI step on a DiffusionGuide's networks (built, not trained, through Pyro)."""
-    decoder, prior = make_decoder(2, device), Pinwheel(**PRIOR_KWARGS, device=device)
+    decoder, prior = make_decoder(2, device=device), Pinwheel(**PRIOR_KWARGS, device=device)
     model = make_model(decoder, prior)
     guide = DiffusionGuide(model, "z", "x", name=f"guide{index}", **PAPER_CHAIN, **ENCODER_KWARGS)
     guide(x)  # builds the networks

@@ -41,7 +41,7 @@ def main() -> None:
     runs = {}
     for i, (name, (guide_class, guide_kwargs, loss_class)) in enumerate(CONFIGURATIONS.items()):
         # distinct parameter names, so that the configurations do not share networks in the param store
-        model = make_model(make_decoder(2, device), Pinwheel(**PRIOR_KWARGS, device=device), name=f"decoder{i}")
+        model = make_model(make_decoder(2, device=device), Pinwheel(**PRIOR_KWARGS, device=device), name=f"decoder{i}")
         guide = guide_class(model, "z", "x", name=f"guide{i}", **guide_kwargs, **ENCODER_KWARGS)
         svi = SVI(model, guide, Adam({"lr": 1e-4}), loss_class())
         runs[name] = lambda svi=svi: svi.step(x)

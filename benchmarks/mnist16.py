@@ -6,7 +6,7 @@ of batch 128 with Adam 1e-3 (:func:`pyro_diffvi.demo.fit`), test ELBO on the fir
 images (:func:`pyro_diffvi.metrics.elbo`, ``--particles`` draws each, with its Monte-Carlo SE),
 and training seconds. Guides: ``gaussian`` (``GaussianGuide`` + ``Trace_ELBO``), ``iaf``
 (``FlowGuide`` + ``Trace_ELBO``), ``ddvi`` (``DiffusionGuide`` + ``DDVI_ELBO()``), and the same three
-after a 100-step wake-sleep start: ``gaussian_ws`` and ``iaf_ws`` (``WakeSleepStart(warmup_steps=100)``),
+after a 100-step wake-sleep start: ``gaussian_ws`` and ``iaf_ws`` (``WakeSleepStartLoss(warmup_steps=100)``),
 ``ddvi_warmup`` (``DDVI_ELBO(warmup_steps=100)``). The table gives
 mean ± sd over seeds and each guide's training time relative to the Gaussian guide's in the same run.
 
@@ -30,7 +30,7 @@ from pyro.infer import Trace_ELBO
 from pyro_diffvi.datasets import load_mnist
 from pyro_diffvi.demo import fit, make_decoder, make_model
 from pyro_diffvi.guides import DiffusionGuide, FlowGuide, GaussianGuide
-from pyro_diffvi.infer import DDVI_ELBO, WakeSleepStart
+from pyro_diffvi.infer import DDVI_ELBO, WakeSleepStartLoss
 from pyro_diffvi.metrics import elbo as elbo_estimate
 from pyro_diffvi.util import resolve_device, set_seed
 
@@ -40,7 +40,7 @@ LATENT_DIM = 16
 
 
 def start(name: str, objective):
-    return WakeSleepStart(objective, warmup_steps=WARMUP_STEPS) if name.endswith("_ws") else objective
+    return WakeSleepStartLoss(objective=objective, warmup_steps=WARMUP_STEPS) if name.endswith("_ws") else objective
 
 
 def make_guide_and_loss(name: str, model):
@@ -57,7 +57,7 @@ def run(name: str, seed: int, x_train, x_test, args, device) -> dict:
     pyro.clear_param_store()
     set_seed(seed)
     prior = dist.Normal(torch.zeros(LATENT_DIM, device=device), 1.0).to_event(1)
-    model = make_model(make_decoder(LATENT_DIM, device, hidden_dims=(400,)), prior)
+    model = make_model(make_decoder(LATENT_DIM, device=device, hidden_dims=(400,)), prior)
     guide, loss = make_guide_and_loss(name, model)
     seconds = fit(model, guide, loss, x_train, epochs=args.epochs, seed=seed, desc=name)
     with torch.no_grad():

@@ -137,7 +137,7 @@ def make_model(likelihood: str, num_features: int, prior: LearnableMixture, hidd
 
 def make_guide_and_loss(method: str, model, args):
     """The guide and objective of one method."""
-    encoder = dict(hidden_dims=args.hidden, activation="leaky_relu")
+    encoder = dict(encoder_hidden_dims=args.hidden, encoder_activation="leaky_relu")
     if method == "ddvi":
         chain = dict(DIFFUSION_KWARGS, num_steps=args.ddvi_steps, denoiser_hidden_dims=args.denoiser_hidden)
         return DiffusionGuide(model, "z", "x", **chain, **encoder), DDVI_ELBO(**DDVI_KWARGS)
@@ -156,7 +156,7 @@ def run_cell(kind: str, method: str, seed: int, data, x: torch.Tensor, args, dev
     if method == "pca":
         latents = principal_components(data.dosages, 2).float()
     else:
-        prior = LearnableMixture(args.clusters, 2, scale=args.prior_scale, init_spread=args.prior_spread).to(device)
+        prior = LearnableMixture(args.clusters, dim=2, scale=args.prior_scale, init_spread=args.prior_spread).to(device)
         model = make_model(args.likelihood, x.shape[1], prior, args.hidden)
         guide, loss = make_guide_and_loss(method, model, args)
         batches = math.ceil(x.shape[0] / args.batch_size)

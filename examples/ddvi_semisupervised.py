@@ -98,7 +98,7 @@ def make_model(decoder, prior):
 
 def make_guide_and_loss(kind: str, model, args):
     """The guide and objective of one method."""
-    encoder = dict(hidden_dims=args.hidden, activation="leaky_relu")
+    encoder = dict(encoder_hidden_dims=args.hidden, encoder_activation="leaky_relu")
     if kind == "aaeb":
         return GaussianGuide(model, "z", "x", **encoder), AdversarialAutoencoderLoss(latent="z")
     latent_guide = {
@@ -172,7 +172,7 @@ def run_cell(prior_name: str, kind: str, seed: int, data, args, device) -> dict:
     pyro.clear_param_store()
     set_seed(seed)
     prior = PRIORS[prior_name](device)
-    model = make_model(make_decoder(2, device, hidden_dims=args.hidden), prior)
+    model = make_model(make_decoder(2, device=device, hidden_dims=args.hidden), prior)
     guide, loss = make_guide_and_loss(kind, model, args)
     x_train, y_train, x_test, y_test = data
     labelled = split_labels(y_train, args.labels, seed)

@@ -138,7 +138,7 @@ with the standardized chain, whose sleep term needs the context of the simulated
 DDVI_DEFAULTS = dict(num_steps=20, schedule="cosine", sleep="wake-sleep")
 """The library's defaults of the ablated settings (``DiffusionGuide`` and ``DDVI_ELBO``)."""
 
-_DDVI_LOSS_KEYS = ("sleep", "sleep_head", "beta_reg", "beta_diff", "warmup_steps")  # DDVI_ELBO settings, the rest go to the guide
+_DDVI_LOSS_KEYS = ("sleep", "sleep_head", "reg_weight", "sleep_weight", "warmup_steps")  # DDVI_ELBO settings, the rest go to the guide
 PIXELS = 784
 
 
@@ -196,8 +196,8 @@ def run_cell(prior_name: str, method: str, seed: int, data, settings: dict, devi
     set_seed(seed)
     prior = make_prior(prior_name, device)
     hidden = tuple(settings["hidden_dims"])
-    encoder_kwargs = dict(ENCODER_KWARGS, hidden_dims=hidden)
-    decoder = make_decoder(2, device, hidden_dims=hidden)
+    encoder_kwargs = dict(ENCODER_KWARGS, encoder_hidden_dims=hidden)
+    decoder = make_decoder(2, device=device, hidden_dims=hidden)
     model = make_model(decoder, prior)
     guide, loss = make_guide_and_loss(method, model, encoder_kwargs, ddvi_overrides)
     x_train, y_train, x_test, y_test = data
@@ -472,7 +472,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--train-size", type=int, default=None, help="default 60,000 (--quick: 12,800)")
     parser.add_argument("--test-size", type=int, default=None, help="default 10,000 (--quick: 1,000)")
     parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--hidden", type=int, nargs="+", default=list(ENCODER_KWARGS["hidden_dims"]),
+    parser.add_argument("--hidden", type=int, nargs="+", default=list(ENCODER_KWARGS["encoder_hidden_dims"]),
                         help="hidden widths of encoder and decoder (paper: 1000 1000)")
     parser.add_argument("--particles", type=int, default=4, help="guide draws per test image for the ELBO")
     parser.add_argument("--data", choices=("mnist", "synthetic"), default="mnist",

@@ -73,7 +73,7 @@ class PinwheelVAE(nn.Module):
 
     def __init__(self, hidden_dims: tuple[int, ...] = (256,)) -> None:
         super().__init__()
-        self.decoder = MLP(2, IMAGE_DIM, hidden_dims, "leaky_relu")
+        self.decoder = MLP(2, IMAGE_DIM, hidden_dims=hidden_dims, activation="leaky_relu")
 
     def forward(self, x: torch.Tensor, num_data: int | None = None) -> None:
         pyro.module("decoder", self.decoder)
@@ -197,7 +197,7 @@ def main(argv: list[str] | None = None) -> dict:
     x_train, x_test = load_data(args)
     model = PinwheelVAE((64,) if args.quick else (256,))
     if args.quick:
-        diffusion = dict(DIFFUSION_KWARGS, num_steps=5, denoiser_hidden_dims=(32, 32), hidden_dims=(128, 64))
+        diffusion = dict(DIFFUSION_KWARGS, num_steps=5, denoiser_hidden_dims=(32, 32), encoder_hidden_dims=(128, 64))
     else:
         diffusion = dict(DIFFUSION_KWARGS)
     guide = DiffusionGuide(model, latent="z", observed="x", **diffusion)

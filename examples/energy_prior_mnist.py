@@ -43,7 +43,7 @@ from tqdm import tqdm  # noqa: E402
 
 from pyro_diffvi.datasets import Minibatches, load_mnist  # noqa: E402
 from pyro_diffvi.guides import GaussianGuide  # noqa: E402
-from pyro_diffvi.infer import AdversarialCD, EnergyPriorELBO, SlicedScoreMatching  # noqa: E402
+from pyro_diffvi.infer import AdversarialCDLoss, EnergyPriorELBO, SlicedScoreMatchingLoss  # noqa: E402
 from pyro_diffvi.metrics import energy_prior_log_likelihood, iwae  # noqa: E402
 from pyro_diffvi.nn.mlp import MLP  # noqa: E402
 from pyro_diffvi.priors import GRBMPrior, VampPrior  # noqa: E402
@@ -84,7 +84,7 @@ class Vae:
         self.decoder = make_decoder().to(device)
         self.prior_module = None
         if kind == "vamp":
-            self.prior_module = VampPrior(self.encoder, 16, (784,), init=init_pseudo_inputs).to(device)
+            self.prior_module = VampPrior(self.encoder, 16, (784,), init_pseudo_inputs=init_pseudo_inputs).to(device)
         elif kind.startswith("grbm"):
             self.prior_module = GRBMPrior(LATENT, 64).to(device)
         self.guide = GaussianGuide(self.model, latent="z", observed="x", encoder=self.encoder)
@@ -113,7 +113,7 @@ def make_svi(vae: Vae, args):
             lambda name: {"lr": args.prior_lr if "pseudo_inputs" in name else args.lr}
         )
         return SVI(vae.model, vae.guide, optim, loss=Trace_ELBO()), None
-    objective = SlicedScoreMatching(num_projections=1) if vae.kind == "grbm_ssm" else AdversarialCD(num_transforms=4)
+    objective = SlicedScoreMatchingLoss(num_projections=1) if vae.kind == "grbm_ssm" else AdversarialCDLoss(num_transforms=4)
     elbo = EnergyPriorELBO(prior_objective=objective)
     optim = pyro.optim.Adam(elbo.optim_args({"lr": args.lr}, prior={"lr": args.prior_lr}))
     return SVI(vae.model, vae.guide, optim, loss=elbo), elbo

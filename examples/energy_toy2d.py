@@ -35,7 +35,7 @@ from torch import nn  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 from pyro_diffvi.datasets import sample_toy  # noqa: E402
-from pyro_diffvi.infer import AdversarialCD, SlicedScoreMatching  # noqa: E402
+from pyro_diffvi.infer import AdversarialCDLoss, SlicedScoreMatchingLoss  # noqa: E402
 from pyro_diffvi.nn.mlp import MLP  # noqa: E402
 from pyro_diffvi.priors import EnergyPrior, GRBMPrior  # noqa: E402
 from pyro_diffvi.util import resolve_device, set_seed  # noqa: E402
@@ -58,14 +58,14 @@ class ConfinedMLP(nn.Module):
 
 def make_energy(method: str, args, data_scale: float, device):
     if method.startswith("grbm"):
-        return GRBMPrior(visible=2, hidden=args.hidden, init_scale=1.0).to(device)
+        return GRBMPrior(dim=2, num_hidden=args.hidden, init_scale=1.0).to(device)
     return EnergyPrior(ConfinedMLP(scale=3 * data_scale), event_shape=(2,)).to(device)
 
 
 def make_objective(method: str):
     if method.endswith("ssm"):
-        return SlicedScoreMatching(num_projections=1)
-    return AdversarialCD(num_transforms=4, hidden_dims=(64, 64))
+        return SlicedScoreMatchingLoss(num_projections=1)
+    return AdversarialCDLoss(num_transforms=4, hidden_dims=(64, 64))
 
 
 def fit(energy, objective, data, args, desc):
@@ -75,7 +75,7 @@ def fit(energy, objective, data, args, desc):
     objective.loss(energy, data[:2])
     opt = torch.optim.Adam(energy.parameters(), lr=args.lr)
     flow_opt = None
-    if isinstance(objective, AdversarialCD):
+    if isinstance(objective, AdversarialCDLoss):
         flow_opt = torch.optim.Adam(objective.flow.parameters(), lr=args.flow_lr)
     losses = []
     for _ in tqdm(range(args.steps), desc=desc, leave=False):

@@ -87,7 +87,7 @@ class StandardNormal(nn.Module):
 def build(kind: str, args, device):
     """The model, guide, objective, prior and decoder of one cell."""
     latent = args.latent
-    decoder = nn.Sequential(MLP(latent, 784, args.hidden, "relu"), nn.Sigmoid()).to(device)
+    decoder = nn.Sequential(MLP(latent, 784, hidden_dims=args.hidden, activation="relu"), nn.Sigmoid()).to(device)
     if kind == "vae":
         prior = StandardNormal(latent).to(device)
     else:
@@ -101,10 +101,10 @@ def build(kind: str, args, device):
             pyro.sample("x", dist.Normal(decoder(z), args.sigma).to_event(1), obs=x)
 
     if kind == "glf":
-        guide = EncoderGuide(model, "z", "x", hidden_dims=args.hidden)
-        objective = GLFLoss(beta=args.beta)
+        guide = EncoderGuide(model, "z", "x", encoder_hidden_dims=args.hidden)
+        objective = GLFLoss(reconstruction_weight=args.reconstruction_weight)
     else:
-        guide = GaussianGuide(model, "z", "x", hidden_dims=args.hidden)
+        guide = GaussianGuide(model, "z", "x", encoder_hidden_dims=args.hidden)
         objective = Trace_ELBO()
     return model, guide, objective, prior, decoder
 
@@ -190,7 +190,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--flow", default="iaf", choices=["iaf", "spline"])
     parser.add_argument("--flow-hidden", type=int, default=64, help="width of the flow's networks (>= latent)")
     parser.add_argument("--sigma", type=float, default=0.1, help="pixel noise of the likelihood")
-    parser.add_argument("--beta", type=float, default=1.0, help="GLF reconstruction weight")
+    parser.add_argument("--reconstruction-weight", type=float, default=1.0, help="GLF reconstruction weight")
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 or auto")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", default="results/flow_prior_mnist")

@@ -6,9 +6,9 @@ transported by the gradient-descent ODE :math:`x' = -\nabla E_\theta(x)` over :m
 the instantaneous change of variables (Eq. 5.7, exact Hessian trace in 2-D). Per dataset and seed it trains
 
 * ``ebm``: the EBM objective, Eq. 5.1 with the ODE's samples as (detached) negatives
-  (:class:`~pyro_diffvi.infer.NoiseFreeEBM`);
+  (:class:`~pyro_diffvi.infer.NoiseFreeEBMLoss`);
 * ``ebm_gen`` (optional, ``--methods``): the same plus the generator loss of Eq. 5.14;
-* ``mle``: the same ODE flow by maximum likelihood of Eq. 5.7 (:class:`~pyro_diffvi.infer.GradientFlowNLL`),
+* ``mle``: the same ODE flow by maximum likelihood of Eq. 5.7 (:class:`~pyro_diffvi.infer.GradientFlowNLLLoss`),
 
 and reports the test log-likelihood of the flow by Eq. 5.7 in nats per point (± SE over test points), beside
 the dissertation's numbers (EBM objective -0.86 swiss roll / -1.95 Gaussian grid; maximum-likelihood flow
@@ -49,7 +49,7 @@ from torch import nn  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 from pyro_diffvi.datasets import sample_toy  # noqa: E402
-from pyro_diffvi.infer import GradientFlowNLL, NoiseFreeEBM  # noqa: E402
+from pyro_diffvi.infer import GradientFlowNLLLoss, NoiseFreeEBMLoss  # noqa: E402
 from pyro_diffvi.nn import MLP  # noqa: E402
 from pyro_diffvi.priors import GaussianGrid, SwissRoll  # noqa: E402
 from pyro_diffvi.samplers import NoiseFreeSampler  # noqa: E402
@@ -93,8 +93,8 @@ class Energy(nn.Module):
 
 def make_objective(method: str, sampler: NoiseFreeSampler):
     if method == "mle":
-        return GradientFlowNLL(sampler=sampler)
-    return NoiseFreeEBM(sampler=sampler, generator_weight=1.0 if method == "ebm_gen" else 0.0)
+        return GradientFlowNLLLoss(sampler=sampler)
+    return NoiseFreeEBMLoss(sampler=sampler, generator_weight=1.0 if method == "ebm_gen" else 0.0)
 
 
 def grid_points(lim: float, num: int, device) -> tuple[torch.Tensor, float]:

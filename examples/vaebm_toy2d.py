@@ -2,7 +2,7 @@ r"""VAEBM on 25-Gaussians: a VAE with a 2-D latent, then its exponential tilt by
 
 Stage 1 fits a VAE (prior N(0, I), Gaussian MLP decoder, :class:`~pyro_diffvi.guides.GaussianGuide`,
 ``Trace_ELBO``). Stage 2 freezes it and fits an MLP energy :math:`f_\theta` with the contrastive gradient of
-Eq. 4.17 (:class:`~pyro_diffvi.infer.VAEBMContrastive`), negatives by Langevin dynamics in the VAE's noise
+Eq. 4.17 (:class:`~pyro_diffvi.infer.VAEBMContrastiveLoss`), negatives by Langevin dynamics in the VAE's noise
 space :math:`(\epsilon_z, \epsilon_x)` (Eq. 4.19), short-run from the VAE or ``--persistent``.
 
 Test log-likelihood (nats per point, mean over test points, ± SE):
@@ -54,7 +54,7 @@ from pyro_diffvi.datasets import sample_toy  # noqa: E402
 from pyro_diffvi.distributions import VAEBM  # noqa: E402
 from pyro_diffvi.distributions.vaebm import default_latent_grid  # noqa: E402
 from pyro_diffvi.guides import GaussianGuide  # noqa: E402
-from pyro_diffvi.infer import VAEBMContrastive  # noqa: E402
+from pyro_diffvi.infer import VAEBMContrastiveLoss  # noqa: E402
 from pyro_diffvi.metrics import iwae  # noqa: E402
 from pyro_diffvi.nn import MLP  # noqa: E402
 from pyro_diffvi.priors import GaussianGrid  # noqa: E402
@@ -84,7 +84,7 @@ def parse_args(argv=None):
     p.add_argument("--langevin-steps", type=int, default=None, help="training chains (quick 20, full 60)")
     p.add_argument("--test-langevin-steps", type=int, default=100, help="chains for the sample plots")
     p.add_argument("--step-size", type=float, default=0.02, help="Langevin h (the dissertation's eta/2)")
-    p.add_argument("--energy-reg", type=float, default=0.1, help="energy regularization (dissertation 0.1)")
+    p.add_argument("--energy-reg-weight", type=float, default=0.1, help="energy regularization (dissertation 0.1)")
     p.add_argument("--energy-bound", type=float, default=5.0, help="c in f = c tanh(g / c)")
     p.add_argument("--persistent", action="store_true", help="replay buffer of noise states")
     p.add_argument("--z-grid", type=int, default=None, help="latent quadrature cells per axis (quick 400)")
@@ -132,7 +132,7 @@ def batches(data, args, steps, gen):
 
 
 def train_vae(vaebm, train, args, gen, desc):
-    guide = GaussianGuide(vaebm, latent="z", observed="x", hidden_dims=(args.hidden, args.hidden), init_scale=0.1)
+    guide = GaussianGuide(vaebm, latent="z", observed="x", encoder_hidden_dims=(args.hidden, args.hidden), init_scale=0.1)
     svi = SVI(vaebm, guide, Adam({"lr": args.vae_lr}), Trace_ELBO())
     # warm-up against posterior collapse: for the first third of the steps the decoder's scale is held at
     # 0.05 (its output rows get no gradient), so the reconstruction term forces the latent to be used
@@ -158,9 +158,9 @@ def train_vae(vaebm, train, args, gen, desc):
 def train_energy(vaebm, train, args, gen, desc):
     for p in vaebm.decoder.parameters():
         p.requires_grad_(False)  # stage 2: the VAE is frozen
-    objective = VAEBMContrastive(num_steps=args.langevin_steps, step_size=args.step_size,
-                                 energy_reg=args.energy_reg, persistent=args.persistent, buffer_size=10000)
-    opt = torch.optim.Adam(vaebm.energy.parameters(), lr=args.ebm_lr, betas=(0.0, 0.999))
+    objective = VAEBMContrastiveLoss(num_steps=args.langevin_steps, step_size=args.step_size,
+                                 energy_reg_weight=args.energy_reg_weight, persistent=args.persistent, buffer_size=10000)
+    opt = torch.optim.Adam(vaebm.energy_fn.parameters(), lr=args.ebm_lr, betas=(0.0, 0.999))
     gaps = []
     for batch in tqdm(batches(train, args, args.ebm_steps, gen), total=args.ebm_steps, desc=desc, leave=False,
                       disable=None):
@@ -178,11 +178,11 @@ def mean_se(values: torch.Tensor) -> tuple[float, float]:
 
 
 def evaluate(vaebm, guide, test, args):
-    grid = default_latent_grid(args.z_grid)
+    grid = default_latent_grid(num_points=args.z_grid)
     with torch.no_grad():
         vae_ll = vaebm.vae_log_prob(test, z_grid=grid)
         check = min(200, test.shape[0])
-        fine = vaebm.vae_log_prob(test[:check], z_grid=grid.refined(2))
+        fine = vaebm.vae_log_prob(test[:check], z_grid=grid.refined(factor=2))
         f = vaebm.energy_of(test).double()
     log_z, log_z_se = vaebm.log_partition_mc(args.logz_samples)
     vaebm_ll = vae_ll - f - log_z
@@ -233,7 +233,7 @@ def plots(vaebm, test, args, out):
     axis = torch.linspace(-LIM, LIM, n, dtype=torch.float64)
     xx, yy = torch.meshgrid(axis, axis, indexing="xy")
     pts = torch.stack([xx, yy], -1).reshape(-1, 2)
-    grid = default_latent_grid(min(250, args.z_grid))
+    grid = default_latent_grid(num_points=min(250, args.z_grid))
     log_z, _ = vaebm.log_partition_mc(min(2**18, args.logz_samples))
     panels = [
         ("true density", GaussianGrid().log_prob(pts)),

@@ -46,7 +46,7 @@ from pyro_diffvi.plots import plot_latent_panels
 from pyro_diffvi.priors import Pinwheel
 from pyro_diffvi.util import resolve_device, set_seed
 
-ENCODER_KWARGS = dict(hidden_dims=(1000, 1000), activation="leaky_relu")
+ENCODER_KWARGS = dict(encoder_hidden_dims=(1000, 1000), encoder_activation="leaky_relu")
 """The paper's MNIST encoder, 784-1000-1000 with LeakyReLU, as guide keyword arguments."""
 
 PRIOR_KWARGS = dict(radius=10.0, radial_scale=3.0, tangential_scale=0.5)
@@ -59,11 +59,12 @@ DDVI_KWARGS = dict(sleep="wake-sleep", sleep_head=False)
 """The DDVI objective: wake-sleep denoiser training without the head's KL term (see the module docstring)."""
 
 
-def make_decoder(latent_dim: int = 2, device: torch.device | str = "cpu", *,
-                 hidden_dims: tuple[int, ...] = (1000, 1000)) -> nn.Module:
-    """The paper's MNIST decoder: latent_dim-1000-1000-784 with LeakyReLU, Bernoulli logits out.
+def make_decoder(
+    dim: int = 2, *, device: torch.device | str = "cpu", hidden_dims: tuple[int, ...] = (1000, 1000)
+) -> nn.Module:
+    """The paper's MNIST decoder: dim-1000-1000-784 with LeakyReLU, Bernoulli logits out.
 
-    :param latent_dim: width of the latent.
+    :param dim: width of the latent.
     :param device: device of the parameters.
     :param hidden_dims: hidden widths (the paper's: 1000, 1000).
 
@@ -72,14 +73,14 @@ def make_decoder(latent_dim: int = 2, device: torch.device | str = "cpu", *,
     >>> make_decoder(2)(torch.zeros(3, 2)).shape
     torch.Size([3, 784])
     """
-    layers, width = [], latent_dim
+    layers, width = [], dim
     for hidden in hidden_dims:
         layers += [nn.Linear(width, hidden), nn.LeakyReLU(0.2)]
         width = hidden
     return nn.Sequential(*layers, nn.Linear(width, 784)).to(device)
 
 
-def make_model(decoder: nn.Module, prior, name: str = "decoder"):
+def make_model(decoder: nn.Module, prior, *, name: str = "decoder"):
     """A VAE model ``model(x)`` for flattened images: ``z ~ prior``, ``x ~ Bernoulli(logits=decoder(z))``;
     the decoder is registered with Pyro as ``name``.
 
@@ -126,7 +127,7 @@ def train_and_evaluate(kind: str, args, data, device, seed: int) -> dict:
     pyro.clear_param_store()
     set_seed(seed)
     prior = Pinwheel(**PRIOR_KWARGS, device=device)
-    model = make_model(make_decoder(2, device), prior)
+    model = make_model(make_decoder(2, device=device), prior)
     if kind == "ddvi":
         guide = DiffusionGuide(model, "z", "x", **DIFFUSION_KWARGS, **ENCODER_KWARGS)
         loss = DDVI_ELBO(**DDVI_KWARGS)

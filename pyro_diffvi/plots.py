@@ -75,8 +75,8 @@ def _square_extent(points: torch.Tensor, pad: float) -> tuple[float, float, floa
 
 def density_grid(
     prior,
-    extent: Sequence[float] | None = None,
     *,
+    extent: Sequence[float] | None = None,
     resolution: int = 200,
     masses: Sequence[float] = HPD_MASSES,
     points: torch.Tensor | None = None,
@@ -152,8 +152,8 @@ def plot_latents(
     ax,
     latents: torch.Tensor,
     labels: torch.Tensor | None = None,
-    prior=None,
     *,
+    prior=None,
     grid: DensityGrid | None = None,
     title: str | None = None,
     legend: bool = True,
@@ -185,7 +185,7 @@ def plot_latents(
         >>> from pyro_diffvi.plots import plot_latents
         >>> from pyro_diffvi.priors import SwissRoll
         >>> fig, ax = plt.subplots()
-        >>> grid = plot_latents(ax, torch.randn(50, 2), torch.arange(50) % 10, SwissRoll(), resolution=50)
+        >>> grid = plot_latents(ax, torch.randn(50, 2), torch.arange(50) % 10, prior=SwissRoll(), resolution=50)
         >>> ax.get_aspect(), len(ax.get_legend().get_texts())
         (1.0, 10)
         >>> plt.close(fig)

@@ -33,7 +33,7 @@ def set_seed(seed: int) -> None:
     pyro.set_rng_seed(seed)  # seeds torch (CPU and CUDA) as well
 
 
-def check_positive_int(name: str, value: Any, minimum: int = 1) -> int:
+def check_positive_int(name: str, value: Any, *, minimum: int = 1) -> int:
     """Return ``value``, raising ``ValueError`` unless it is an ``int`` (not a ``bool``) ``>= minimum``.
 
     :param name: the argument's name, for the error message.
@@ -53,7 +53,7 @@ def check_positive_int(name: str, value: Any, minimum: int = 1) -> int:
     return value
 
 
-def check_positive_float(name: str, value: Any, allow_zero: bool = False) -> float:
+def check_positive_float(name: str, value: Any, *, allow_zero: bool = False) -> float:
     """Return ``value`` as a float, raising ``ValueError`` unless it is a finite positive real number
     (or zero, with ``allow_zero``).
 
@@ -78,7 +78,7 @@ def check_positive_float(name: str, value: Any, allow_zero: bool = False) -> flo
     return value
 
 
-def check_widths(name: str, widths: Any, allow_empty: bool = False) -> tuple[int, ...]:
+def check_widths(name: str, widths: Any, *, allow_empty: bool = False) -> tuple[int, ...]:
     """Return hidden-layer ``widths`` as a tuple of ints, raising ``ValueError`` unless each is an int
     ``>= 1`` (and, unless ``allow_empty``, there is at least one).
 

@@ -40,8 +40,8 @@ def ddvi_loss(
     betas: Tensor,
     sample_likelihood: Callable[[Tensor], Tensor] | None = None,
     variance: str = "beta",
-    beta_reg: float = 1.0,
-    beta_diff: float = 1.0,
+    reg_weight: float = 1.0,
+    sleep_weight: float = 1.0,
     sleep: str = "simplified",
     sleep_head: bool = True,
     conditional: bool = True,
@@ -98,10 +98,10 @@ def ddvi_loss(
     z = y
     rec = log_likelihood(x, z).sum()
     reg = (prior_log_prob(z) + log_r - log_q).sum()
-    loss = -(rec + beta_reg * reg)
+    loss = -(rec + reg_weight * reg)
 
     sleep_loss = torch.zeros_like(loss)
-    if sleep != "none" and beta_diff > 0:
+    if sleep != "none" and sleep_weight > 0:
         z_s = sample_prior(B).detach()
         sleep_ctx = None
         if sleep == "wake-sleep":
@@ -123,6 +123,6 @@ def ddvi_loss(
             r_T = Normal(abar[-1].sqrt() * z_s, (1 - abar[-1]).sqrt())
             per_datum = per_datum + torch.distributions.kl_divergence(r_T, Normal(loc_s, scale_s)).sum(-1)
         sleep_loss = per_datum.sum()
-        loss = loss + beta_diff * sleep_loss
+        loss = loss + sleep_weight * sleep_loss
     return {"loss": loss, "elbo": rec + reg, "rec": rec, "reg": reg, "sleep": sleep_loss}
 

@@ -10,15 +10,15 @@ from pyro.optim import Adam
 from torch import nn
 
 from pyro_diffvi.guides import DiffusionGuide, FlowGuide, GaussianGuide, HierarchicalGuide, PathIntegralGuide
-from pyro_diffvi.infer import DDVI_ELBO, AdversarialAutoencoderLoss, EnergyPriorELBO, SlicedScoreMatching
+from pyro_diffvi.infer import DDVI_ELBO, AdversarialAutoencoderLoss, EnergyPriorELBO, SlicedScoreMatchingLoss
 from pyro_diffvi.priors import GaussianRing, GRBMPrior, Pinwheel, SwissRoll
 
 GUIDES = {
-    "gaussian": lambda m: GaussianGuide(m, latent="z", observed="x", hidden_dims=(32,)),
-    "flow": lambda m: FlowGuide(m, latent="z", observed="x", hidden_dims=(32,)),
-    "hierarchical": lambda m: HierarchicalGuide(m, latent="z", observed="x", hidden_dims=(32,)),
-    "diffusion": lambda m: DiffusionGuide(m, latent="z", observed="x", num_steps=5, hidden_dims=(32,)),
-    "pis": lambda m: PathIntegralGuide(m, latent="z", observed="x", num_steps=5, hidden_dims=(32,)),
+    "gaussian": lambda m: GaussianGuide(m, latent="z", observed="x", encoder_hidden_dims=(32,)),
+    "flow": lambda m: FlowGuide(m, latent="z", observed="x", encoder_hidden_dims=(32,)),
+    "hierarchical": lambda m: HierarchicalGuide(m, latent="z", observed="x", encoder_hidden_dims=(32,)),
+    "diffusion": lambda m: DiffusionGuide(m, latent="z", observed="x", num_steps=5, encoder_hidden_dims=(32,)),
+    "pis": lambda m: PathIntegralGuide(m, latent="z", observed="x", num_steps=5, encoder_hidden_dims=(32,)),
 }
 
 
@@ -77,10 +77,10 @@ def test_every_guide_with_every_structured_prior(guide_name, prior, data):
 
 
 def test_energy_prior_swap(data):
-    grbm = GRBMPrior(visible=2, hidden=8)
+    grbm = GRBMPrior(dim=2, num_hidden=8)
     model, _ = make_model(grbm)
     guide = GUIDES["gaussian"](model)
-    elbo = EnergyPriorELBO(prior_objective=SlicedScoreMatching())
+    elbo = EnergyPriorELBO(prior_objective=SlicedScoreMatchingLoss())
     losses, unchanged = train(model, guide, elbo, data)
     assert unchanged == []
     assert sum(losses[-5:]) < sum(losses[:5])

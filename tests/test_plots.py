@@ -33,7 +33,7 @@ def test_contours_drawn_are_the_grid_levels(tmp_path):
     prior = Square()
     fig, ax = plt.subplots()
     z = prior.sample((100,))
-    grid = plot_latents(ax, z, torch.arange(100) % 10, prior, resolution=60)
+    grid = plot_latents(ax, z, torch.arange(100) % 10, prior=prior, resolution=60)
     contour = next(c for c in ax.collections if hasattr(c, "levels"))
     assert sorted(contour.levels.tolist()) == pytest.approx(sorted(grid.levels))
     assert ax.get_aspect() == 1.0

@@ -18,7 +18,7 @@ def test_param_store_names_are_the_names_pyro_registers():
             pyro.sample("x", dist.Normal(z, 1.0).to_event(1), obs=x)
 
     x = torch.randn(4, 2)
-    guide = DiffusionGuide(model, "z", "x", num_steps=2, hidden_dims=(8,), denoiser_hidden_dims=(8,))
+    guide = DiffusionGuide(model, "z", "x", num_steps=2, encoder_hidden_dims=(8,), denoiser_hidden_dims=(8,))
     with poutine.trace(param_only=True) as tracer:
         DDVI_ELBO().differentiable_loss(model, guide, x)  # the guide's call and its sleep term
     registered = {name: site["value"].unconstrained() for name, site in tracer.trace.nodes.items()}
@@ -36,7 +36,7 @@ def test_a_guide_s_name_is_the_prefix_pyro_registers_its_parameters_under():
             pyro.sample("x", dist.Normal(z, 1.0).to_event(1), obs=x)
 
     pyro.clear_param_store()
-    guide = DiffusionGuide(model, "z", "x", num_steps=2, hidden_dims=(8,), denoiser_hidden_dims=(8,), name="q_z")
+    guide = DiffusionGuide(model, "z", "x", num_steps=2, encoder_hidden_dims=(8,), denoiser_hidden_dims=(8,), name="q_z")
     with poutine.trace(param_only=True) as tracer:
         DDVI_ELBO().differentiable_loss(model, guide, torch.randn(4, 2))
     registered = set(tracer.trace.nodes)

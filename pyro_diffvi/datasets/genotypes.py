@@ -95,7 +95,7 @@ class GenotypeData:
         return replace(self, **{k: v.to(device) for k, v in tensors.items() if torch.is_tensor(v)})
 
 
-def encode_labels(names: list[str], categories: tuple[str, ...] | None = None) -> tuple[np.ndarray, tuple[str, ...]]:
+def encode_labels(names: list[str], *, categories: tuple[str, ...] | None = None) -> tuple[np.ndarray, tuple[str, ...]]:
     """Integer codes of ``names`` indexing ``categories`` (default: the sorted distinct names)."""
     if categories is None:
         categories = tuple(sorted(set(names)))

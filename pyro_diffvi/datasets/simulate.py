@@ -160,8 +160,8 @@ def simulate_genotypes(
     ts = engine.simulate(demography, contig, counts, seed=msprime_seed)
     dosages, population_ids, snp_ids = _diploid_dosages(ts, maf)
     names = [ts.population(int(p)).metadata["name"] for p in population_ids]
-    population, population_names = encode_labels(names, tuple(p for p in MODELS[model] if p in counts))
-    superpopulation, _ = encode_labels([MODELS[model][n] for n in names], SUPERPOPULATIONS)
+    population, population_names = encode_labels(names, categories=tuple(p for p in MODELS[model] if p in counts))
+    superpopulation, _ = encode_labels([MODELS[model][n] for n in names], categories=SUPERPOPULATIONS)
     return GenotypeData(
         dosages=torch.tensor(dosages, dtype=dtype, device=target),
         population=torch.tensor(population, device=target),

@@ -21,7 +21,7 @@ class Denoiser(nn.Module):
     where :math:`q_\phi(z|y)` does not depend on :math:`x`). With ``learn_variance=True`` the network
     also outputs an interpolation weight :math:`v` per coordinate for the reverse log-variance.
 
-    :param latent_dim: width :math:`d` of :math:`y_t`.
+    :param dim: width :math:`d` of :math:`y_t`.
     :param context_dim: width of the context :math:`c` (encoder output), 0 for none.
     :param time_dim: width of the sinusoidal time embedding.
     :param hidden_dims: hidden widths (the paper: four layers of 128).
@@ -52,7 +52,8 @@ class Denoiser(nn.Module):
 
     def __init__(
         self,
-        latent_dim: int,
+        dim: int,
+        *,
         context_dim: int = 0,
         time_dim: int = 32,
         hidden_dims: Sequence[int] = (128, 128, 128, 128),
@@ -63,11 +64,13 @@ class Denoiser(nn.Module):
         super().__init__()
         if time_dim <= 0:
             raise ValueError(f"time_dim must be positive (the denoiser needs the time), got {time_dim}")
-        self.latent_dim = latent_dim
+        self.dim = dim
         self.context_dim = context_dim
         self.learn_variance = learn_variance
-        out = 2 * latent_dim if learn_variance else latent_dim
-        self.net = ConditionalMLP(latent_dim, out, context_dim, time_dim, hidden_dims, activation)
+        out = 2 * dim if learn_variance else dim
+        self.net = ConditionalMLP(
+            dim, out, context_dim=context_dim, time_dim=time_dim, hidden_dims=hidden_dims, activation=activation
+        )
         self.has_skip = skip is not None
         if skip is not None:
             if skip.dim() != 1:
@@ -99,7 +102,7 @@ class Denoiser(nn.Module):
     def _add_skip(self, out: torch.Tensor, skip_term: torch.Tensor) -> torch.Tensor:
         if not self.learn_variance:
             return out + skip_term
-        eps, v = out.split(self.latent_dim, dim=-1)
+        eps, v = out.split(self.dim, dim=-1)
         return torch.cat([eps + skip_term, v], dim=-1)
 
     def stepper(
@@ -125,7 +128,7 @@ class Denoiser(nn.Module):
         """
         layers = list(self.net.net)
         first, rest = layers[0], nn.Sequential(*layers[1:])
-        d, k = self.latent_dim, self.net.time_dim
+        d, k = self.dim, self.net.time_dim
         w = first.weight
         times = torch.arange(1, num_steps + 1, device=like.device, dtype=like.dtype)
         time_bias = self.net.time_embedding(times) @ w[:, d : d + k].T + first.bias  # (T, H)

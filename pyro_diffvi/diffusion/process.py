@@ -67,6 +67,7 @@ class GaussianDiffusion(nn.Module):
     def __init__(
         self,
         num_steps: int,
+        *,
         schedule: str | Sequence[float] | torch.Tensor = "linear",
         dtype: torch.dtype = torch.float32,
     ) -> None:
@@ -107,7 +108,7 @@ class GaussianDiffusion(nn.Module):
 
         >>> import torch
         >>> from pyro_diffvi.diffusion import GaussianDiffusion
-        >>> diffusion = GaussianDiffusion(3, [0.1, 0.2, 0.3])
+        >>> diffusion = GaussianDiffusion(3, schedule=[0.1, 0.2, 0.3])
         >>> diffusion.at("betas", 2)
         tensor([0.2000])
         >>> diffusion.at("betas", torch.tensor([1, 3])).shape  # one value per time, event dim kept

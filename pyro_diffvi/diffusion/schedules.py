@@ -29,9 +29,9 @@ SCHEDULES = ("linear", "cosine")
 
 def linear_beta_schedule(
     num_steps: int,
+    *,
     beta_start: float = 1e-4,
     beta_end: float = 0.02,
-    *,
     dtype: torch.dtype = torch.float32,
     device: torch.device | str | None = None,
 ) -> torch.Tensor:
@@ -45,7 +45,7 @@ def linear_beta_schedule(
     :return: tensor of shape ``(T,)``.
 
     >>> from pyro_diffvi.diffusion import linear_beta_schedule
-    >>> linear_beta_schedule(3, 0.1, 0.3)
+    >>> linear_beta_schedule(3, beta_start=0.1, beta_end=0.3)
     tensor([0.1000, 0.2000, 0.3000])
     """
     check_positive_int("num_steps", num_steps)
@@ -59,9 +59,9 @@ def linear_beta_schedule(
 
 def cosine_beta_schedule(
     num_steps: int,
+    *,
     s: float = 0.008,
     max_beta: float = 0.5,
-    *,
     dtype: torch.dtype = torch.float32,
     device: torch.device | str | None = None,
 ) -> torch.Tensor:

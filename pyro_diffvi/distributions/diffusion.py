@@ -48,7 +48,7 @@ class DiffusionPosterior(AuxiliaryBoundDistribution):
     >>> import torch
     >>> from pyro_diffvi.diffusion import Denoiser, GaussianDiffusion
     >>> from pyro_diffvi.distributions import DiffusionPosterior
-    >>> process = GaussianDiffusion(10, "cosine")
+    >>> process = GaussianDiffusion(10, schedule="cosine")
     >>> q = DiffusionPosterior(torch.zeros(4, 2), torch.ones(4, 2), Denoiser(2), process, variance="posterior")
     >>> z = q.rsample()
     >>> z.shape, q.log_prob(z).shape   # the density of its own draw: the bound term
@@ -81,9 +81,9 @@ class DiffusionPosterior(AuxiliaryBoundDistribution):
             raise ValueError(
                 f"variance={variance!r} needs a denoiser with learn_variance={variance == 'learned'}"
             )
-        if loc.dim() < 1 or loc.shape[-1] != denoiser.latent_dim:
+        if loc.dim() < 1 or loc.shape[-1] != denoiser.dim:
             raise ValueError(
-                f"loc must have trailing dimension {denoiser.latent_dim} (the denoiser's latent_dim), "
+                f"loc must have trailing dimension {denoiser.dim} (the denoiser's dim), "
                 f"got shape {tuple(loc.shape)}"
             )
         batch_shape = torch.broadcast_shapes(loc.shape[:-1], scale.shape[:-1])
@@ -96,7 +96,7 @@ class DiffusionPosterior(AuxiliaryBoundDistribution):
             batch_shape = torch.broadcast_shapes(batch_shape, context.shape[:-1])
         else:
             context = None
-        d = denoiser.latent_dim
+        d = denoiser.dim
         self.loc = loc.expand(batch_shape + (d,))
         self.scale = scale.expand(batch_shape + (d,))
         self.context = None if context is None else context.expand(batch_shape + context.shape[-1:])

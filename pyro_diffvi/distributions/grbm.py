@@ -61,7 +61,7 @@ class GRBM(EnergyDistribution):
     unnormalized-priors paper.
 
     ``log_prob(v) = -F(v)`` is **unnormalized**; :meth:`exact_log_partition` gives :math:`\log Z` for
-    ``hidden <= 20`` by enumeration, :func:`~pyro_diffvi.samplers.ais_log_partition` an estimate otherwise.
+    ``num_hidden <= 20`` by enumeration, :func:`~pyro_diffvi.samplers.ais_log_partition` an estimate otherwise.
     Parameters are unbatched; use ``expand`` for a batch shape.
 
     :param mu: visible means, shape ``(D,)`` with ``D >= 1``.
@@ -124,11 +124,13 @@ class GRBM(EnergyDistribution):
         )
 
     @property
-    def visible(self) -> int:
+    def dim(self) -> int:
+        """The number :math:`D` of visible units (the dimension of the GRBM's variable)."""
         return self.W.shape[0]
 
     @property
-    def hidden(self) -> int:
+    def num_hidden(self) -> int:
+        """The number :math:`H` of hidden units."""
         return self.W.shape[1]
 
     @property
@@ -159,9 +161,9 @@ class GRBM(EnergyDistribution):
 
     def joint_energy(self, v: Tensor, h: Tensor) -> Tensor:
         r"""Joint energy :math:`E(v, h)`; ``v`` of shape ``(..., D)``, ``h`` of shape ``(..., H)`` (broadcast)."""
-        if v.shape[-1:] != (self.visible,) or h.shape[-1:] != (self.hidden,):
+        if v.shape[-1:] != (self.dim,) or h.shape[-1:] != (self.num_hidden,):
             raise ValueError(
-                f"v and h must have trailing sizes {self.visible} and {self.hidden}, got {tuple(v.shape)} and {tuple(h.shape)}"
+                f"v and h must have trailing sizes {self.dim} and {self.num_hidden}, got {tuple(v.shape)} and {tuple(h.shape)}"
             )
         coupling = ((v / self.sigma.pow(2)) @ self.W * h).sum(-1)
         return self._quadratic(v) - coupling - (h * self.b).sum(-1)
@@ -242,25 +244,25 @@ class GRBM(EnergyDistribution):
         return v
 
     def _check_visible(self, name: str, v: Tensor) -> None:
-        if not torch.is_tensor(v) or v.dim() < 1 or v.shape[-1] != self.visible:
-            raise ValueError(f"{name} must be a tensor of shape (..., {self.visible})")
+        if not torch.is_tensor(v) or v.dim() < 1 or v.shape[-1] != self.dim:
+            raise ValueError(f"{name} must be a tensor of shape (..., {self.dim})")
 
     # ---- exact quantities by enumeration of the hidden states ---------------------------------
     def hidden_states(self) -> Tensor:
         """All :math:`2^H` hidden configurations, shape ``(2^H, H)`` (refused for ``H > 20``)."""
-        if self.hidden > MAX_ENUMERATED_HIDDEN:
+        if self.num_hidden > MAX_ENUMERATED_HIDDEN:
             raise ValueError(
-                f"exact enumeration needs 2^hidden terms; hidden={self.hidden} exceeds the limit of "
+                f"exact enumeration needs 2^num_hidden terms; num_hidden={self.num_hidden} exceeds the limit of "
                 f"{MAX_ENUMERATED_HIDDEN}: estimate log Z with pyro_diffvi.samplers.ais_log_partition instead"
             )
-        idx = torch.arange(2**self.hidden, device=self.W.device)
-        bits = torch.arange(self.hidden, device=self.W.device)
+        idx = torch.arange(2**self.num_hidden, device=self.W.device)
+        bits = torch.arange(self.num_hidden, device=self.W.device)
         return ((idx[:, None] >> bits) & 1).to(self.W.dtype)
 
     def _mixture_log_weights(self, h: Tensor) -> Tensor:
         m = h @ self.W.T
         var = self.sigma.pow(2)
-        gauss = 0.5 * self.visible * LOG_2PI + self.log_sigma.sum()
+        gauss = 0.5 * self.dim * LOG_2PI + self.log_sigma.sum()
         return h @ self.b + ((self.mu * m + 0.5 * m.pow(2)) / var).sum(-1) + gauss
 
     def exact_log_partition(self) -> Tensor:
@@ -300,8 +302,8 @@ class GRBM(EnergyDistribution):
         else:
             betas = check_betas(torch.as_tensor(betas, dtype=dtype, device=device))
         with torch.no_grad():
-            log_z0 = 0.5 * self.visible * LOG_2PI + self.log_sigma.sum() + F.softplus(self.b).sum()
-            v = self.initial_visible(torch.Size([num_chains, self.visible]))
+            log_z0 = 0.5 * self.dim * LOG_2PI + self.log_sigma.sum() + F.softplus(self.b).sum()
+            v = self.initial_visible(torch.Size([num_chains, self.dim]))
             log_w = torch.zeros(num_chains, dtype=dtype, device=device)
             for k in range(1, betas.shape[0]):
                 scaled_prev, scaled = self._scaled(betas[k - 1]), self._scaled(betas[k])
@@ -329,16 +331,16 @@ def _check_grbm_params(mu: Tensor, log_sigma: Tensor, W: Tensor, b: Tensor) -> N
         if not torch.is_tensor(x) or not x.is_floating_point():
             raise TypeError(f"{name} must be a floating-point torch.Tensor, got {type(x).__name__}")
     if W.dim() != 2:
-        raise ValueError(f"W must have shape (visible, hidden), got {tuple(W.shape)}")
+        raise ValueError(f"W must have shape (dim, num_hidden), got {tuple(W.shape)}")
     D, H = W.shape
     if D < 1:
-        raise ValueError(f"W must have at least one visible unit (shape (visible >= 1, hidden)), got {tuple(W.shape)}")
+        raise ValueError(f"W must have at least one visible unit (shape (dim >= 1, num_hidden)), got {tuple(W.shape)}")
     if mu.shape != (D,):
-        raise ValueError(f"mu must have shape (visible,) = ({D},), got {tuple(mu.shape)}")
+        raise ValueError(f"mu must have shape (dim,) = ({D},), got {tuple(mu.shape)}")
     if log_sigma.shape != (D,):
-        raise ValueError(f"log_sigma must have shape (visible,) = ({D},), got {tuple(log_sigma.shape)}")
+        raise ValueError(f"log_sigma must have shape (dim,) = ({D},), got {tuple(log_sigma.shape)}")
     if b.shape != (H,):
-        raise ValueError(f"b must have shape (hidden,) = ({H},), got {tuple(b.shape)}")
+        raise ValueError(f"b must have shape (num_hidden,) = ({H},), got {tuple(b.shape)}")
 
 
 def max_abs_log_sigma(dtype: torch.dtype) -> float:

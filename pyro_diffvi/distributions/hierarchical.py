@@ -38,7 +38,7 @@ class HierarchicalPosterior(AuxiliaryBoundDistribution):
     >>> import torch
     >>> from pyro_diffvi.distributions import HierarchicalPosterior
     >>> from pyro_diffvi.nn import HierarchicalNetworks
-    >>> q = HierarchicalPosterior(torch.randn(5, 8), HierarchicalNetworks(2, 3, 8))
+    >>> q = HierarchicalPosterior(torch.randn(5, 8), HierarchicalNetworks(2, aux_dim=3, context_dim=8))
     >>> z = q.rsample()
     >>> z.shape, q.log_prob(z).shape   # the auxiliary bound term of its own draw
     (torch.Size([5, 2]), torch.Size([5]))
@@ -56,7 +56,7 @@ class HierarchicalPosterior(AuxiliaryBoundDistribution):
             )
         self.context = context
         self.networks = networks
-        super().__init__(context.shape[:-1], torch.Size((networks.latent_dim,)), validate_args=validate_args)
+        super().__init__(context.shape[:-1], torch.Size((networks.dim,)), validate_args=validate_args)
 
     def expand(self, batch_shape, _instance=None) -> HierarchicalPosterior:
         batch_shape = torch.Size(batch_shape)

@@ -56,7 +56,7 @@ class PathIntegralPosterior(AuxiliaryBoundDistribution):
     :param drift: the network :math:`u_\phi`, called as ``drift(y, t, context)`` with ``y`` of shape
         ``... + (d,)`` and ``t`` the step's index :math:`k + 1 \in 1..K` (an int or a tensor of ``y``'s batch
         shape), returning ``... + (d,)``; if it has a ``stepper(context, K, like)`` method (as
-        :class:`~pyro_diffvi.diffusion.Denoiser` does) the chain uses it. It has ``latent_dim`` :math:`d`
+        :class:`~pyro_diffvi.diffusion.Denoiser` does) the chain uses it. It has ``dim`` :math:`d`
         (and ``context_dim``, 0 for none) attributes.
     :param context: the drift's context, shape ``batch_shape + (context_dim,)``, or ``None``.
     :param num_steps: :math:`K`.
@@ -104,16 +104,16 @@ class PathIntegralPosterior(AuxiliaryBoundDistribution):
     ) -> None:
         check_positive_int("num_steps", num_steps)
         check_positive_float("sigma", sigma)
-        d = getattr(drift, "latent_dim", None)
+        d = getattr(drift, "dim", None)
         if not isinstance(d, int) or d < 1:
-            raise ValueError("drift must have a positive int attribute latent_dim (the latent width d)")
+            raise ValueError("drift must have a positive int attribute dim (the latent width d)")
         if (loc is None) != (scale is None):
             raise ValueError("give both loc and scale (z = loc + scale * y_K) or neither (z = y_K)")
         shapes = [torch.Size(batch_shape)]
         if loc is not None:
             if loc.dim() < 1 or loc.shape[-1] != d or scale.shape[-1] != d:
                 raise ValueError(
-                    f"loc and scale must have trailing dimension {d} (the drift's latent_dim), "
+                    f"loc and scale must have trailing dimension {d} (the drift's dim), "
                     f"got shapes {tuple(loc.shape)} and {tuple(scale.shape)}"
                 )
             shapes += [loc.shape[:-1], scale.shape[:-1]]

@@ -58,7 +58,7 @@ from pyro_diffvi.samplers.langevin import langevin
 from pyro_diffvi.util import check_positive_float, check_positive_int
 
 
-def default_latent_grid(num_points: int = 400, half_width: float = 6.0) -> QuadratureGrid:
+def default_latent_grid(*, num_points: int = 400, half_width: float = 6.0) -> QuadratureGrid:
     r"""The default 2-D latent grid of :meth:`VAEBM.vae_log_prob`: ``num_points`` midpoint cells per axis on
     :math:`[-w, w]^2` (``w = half_width``). The standard normal prior puts mass
     :math:`1 - (1 - 2\Phi(-w))^2 \approx 4\Phi(-w)` outside it (:math:`4 \times 10^{-9}` for :math:`w = 6`).
@@ -69,7 +69,7 @@ def default_latent_grid(num_points: int = 400, half_width: float = 6.0) -> Quadr
     Example::
 
         >>> from pyro_diffvi.distributions.vaebm import default_latent_grid
-        >>> default_latent_grid(100).num_points
+        >>> default_latent_grid(num_points=100).num_points
         (100, 100)
     """
     n = check_positive_int("num_points", num_points)
@@ -83,11 +83,11 @@ class VAEBM(nn.Module):
     Called, it is the **VAE's** Pyro model (sites ``"z"`` and ``"x"`` in plate ``"data"``; the energy
     does not enter), so stage 1 of the two-stage training is ``SVI(vaebm, guide, optim, Trace_ELBO())``
     with any guide of this package (e.g. ``GaussianGuide(vaebm, latent="z", observed="x")``). Stage 2
-    fits the energy with :class:`~pyro_diffvi.infer.VAEBMContrastive` (Eq. 4.17) with the VAE frozen.
+    fits the energy with :class:`~pyro_diffvi.infer.VAEBMContrastiveLoss` (Eq. 4.17) with the VAE frozen.
 
     :param decoder: maps ``z`` of shape ``(..., latent_dim)`` to ``(..., 2 * obs_dim)``: the means, then
         raw scales (:math:`\sigma = \mathrm{softplus}(\cdot) + \sigma_{\min}`).
-    :param energy: maps ``x`` of shape ``(..., obs_dim)`` to energies ``(...)`` or ``(..., 1)``.
+    :param energy_fn: maps ``x`` of shape ``(..., obs_dim)`` to energies ``(...)`` or ``(..., 1)``.
     :param latent_dim: size of :math:`z`.
     :param obs_dim: size of :math:`x`.
     :param min_scale: :math:`\sigma_{\min} > 0`, the decoder's scale floor.
@@ -107,14 +107,14 @@ class VAEBM(nn.Module):
         >>> tuple(x.shape), tuple(z.shape), tuple(eps.shape)
         ((16, 2), (16, 2), (16, 4))
         >>> log_z = vaebm.log_partition_mc(20000)[0]
-        >>> tuple(vaebm.log_prob(x, log_z, z_grid=default_latent_grid(100)).shape)
+        >>> tuple(vaebm.log_prob(x, log_z, z_grid=default_latent_grid(num_points=100)).shape)
         (16,)
     """
 
     def __init__(
         self,
         decoder: nn.Module,
-        energy: nn.Module,
+        energy_fn: nn.Module,
         *,
         latent_dim: int,
         obs_dim: int,
@@ -124,12 +124,12 @@ class VAEBM(nn.Module):
         super().__init__()
         if not isinstance(decoder, nn.Module):
             raise TypeError(f"decoder must be a torch.nn.Module, got {type(decoder).__name__}")
-        if not callable(energy):
-            raise TypeError(f"energy must be callable (an nn.Module x -> f(x)), got {type(energy).__name__}")
+        if not callable(energy_fn):
+            raise TypeError(f"energy_fn must be callable (an nn.Module x -> f(x)), got {type(energy_fn).__name__}")
         if not isinstance(name, str) or not name:
             raise ValueError(f"name must be a non-empty string, got {name!r}")
         self.decoder = decoder
-        self.energy = energy
+        self.energy_fn = energy_fn
         self.latent_dim = check_positive_int("latent_dim", latent_dim)
         self.obs_dim = check_positive_int("obs_dim", obs_dim)
         self.min_scale = check_positive_float("min_scale", min_scale)
@@ -187,11 +187,11 @@ class VAEBM(nn.Module):
         """
         if x.shape[-1:] != (self.obs_dim,):
             raise ValueError(f"x must have shape (..., {self.obs_dim}), got {tuple(x.shape)}")
-        e = self.energy(x)
+        e = self.energy_fn(x)
         if e.shape == x.shape[:-1] + (1,):
             e = e.squeeze(-1)
         if e.shape != x.shape[:-1]:
-            raise ValueError(f"energy must map x of shape {tuple(x.shape)} to {tuple(x.shape[:-1])}, got {tuple(e.shape)}")
+            raise ValueError(f"energy_fn must map x of shape {tuple(x.shape)} to {tuple(x.shape[:-1])}, got {tuple(e.shape)}")
         return e
 
     def transform(self, eps: Tensor) -> tuple[Tensor, Tensor]:

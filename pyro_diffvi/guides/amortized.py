@@ -88,7 +88,7 @@ class AmortizedGuide(AutoGuide):
     ...         z = pyro.sample("z", dist.Normal(torch.zeros(2), 1.0).to_event(1))
     ...         pyro.sample("x", dist.Normal(z, 0.5).to_event(1), obs=x)
     >>> pyro.clear_param_store()
-    >>> guide = GaussianGuide(model, "z", "x", hidden_dims=(16,))
+    >>> guide = GaussianGuide(model, "z", "x", encoder_hidden_dims=(16,))
     >>> svi = SVI(model, guide, Adam({"lr": 1e-2}), Trace_ELBO())
     >>> loss = svi.step(torch.randn(8, 2))
     >>> guide(torch.randn(3, 2))["z"].shape
@@ -101,8 +101,8 @@ class AmortizedGuide(AutoGuide):
         ``batch_shape + event_shape`` and returning a context of shape ``batch_shape + (C,)``. By
         default an MLP of the flattened, concatenated observed values (categorical observations are
         one-hot encoded).
-    :param hidden_dims: hidden widths of the default encoder; the last one is the context width.
-    :param activation: activation of the default encoder.
+    :param encoder_hidden_dims: hidden widths of the default encoder; the last one is the context width.
+    :param encoder_activation: activation of the default encoder.
     :param observed_fn: optional ``observed_fn(*args, **kwargs)`` returning the full-size observed
         value(s), for models that transform their arguments before observing them. By default the
         values are located among the model's arguments on the first call.
@@ -125,8 +125,8 @@ class AmortizedGuide(AutoGuide):
         observed: str | Sequence[str],
         *,
         encoder: nn.Module | None = None,
-        hidden_dims: Sequence[int] = (256, 256),
-        activation: str = "relu",
+        encoder_hidden_dims: Sequence[int] = (256, 256),
+        encoder_activation: str = "relu",
         observed_fn: ObservedFn | None = None,
         condition_on: str | Sequence[str] = (),
         create_plates: Callable | None = None,
@@ -138,8 +138,8 @@ class AmortizedGuide(AutoGuide):
             raise TypeError(f"encoder must be a torch.nn.Module, got {type(encoder).__name__}")
         if create_plates is not None and not callable(create_plates):
             raise TypeError(f"create_plates must be callable, got {type(create_plates).__name__}")
-        check_widths("hidden_dims", hidden_dims)
-        make_activation(activation)  # validates the name now rather than at the first call
+        check_widths("encoder_hidden_dims", encoder_hidden_dims)
+        make_activation(encoder_activation)  # validates the name now rather than at the first call
         super().__init__(model, create_plates=create_plates)
         if name is not None:
             set_pyro_name(self, name)
@@ -155,8 +155,8 @@ class AmortizedGuide(AutoGuide):
         self._user_encoder = encoder
         self._is_setup = False
         self._is_copy = self._warned_shared_names = False
-        self._hidden_dims = tuple(int(h) for h in hidden_dims)
-        self._activation = activation
+        self._encoder_hidden_dims = tuple(int(h) for h in encoder_hidden_dims)
+        self._encoder_activation = encoder_activation
         self._observed_fn = observed_fn
 
     @property
@@ -320,10 +320,10 @@ class AmortizedGuide(AutoGuide):
         dtype = self._latent_dtype  # the model's dtype, which the guide's draws must have (not the data's)
         if self.encoder is None:
             width = self._encoder_features(observed, dtype).shape[-1]
-            *hidden, out = self._hidden_dims
+            *hidden, out = self._encoder_hidden_dims
             self.encoder = nn.Sequential(
-                MLP(width, out, hidden, self._activation),
-                make_activation(self._activation),
+                MLP(width, out, hidden_dims=hidden, activation=self._encoder_activation),
+                make_activation(self._encoder_activation),
             ).to(device=ref.device, dtype=dtype)
             self._default_encoder = True
         else:
@@ -371,7 +371,7 @@ class AmortizedGuide(AutoGuide):
 
     exact_density: bool = False
     """Whether ``posterior(...).log_prob`` is the exact log density of the guide's draws, so that a sleep
-    phase can train the guide by the forward KL (:class:`~pyro_diffvi.infer.WakeSleepStart`)."""
+    phase can train the guide by the forward KL (:class:`~pyro_diffvi.infer.WakeSleepStartLoss`)."""
 
     def simulated_context(self, model_trace: poutine.Trace):
         """The context of the observed values (and ``condition_on`` labels) in a trace of the model

@@ -80,7 +80,7 @@ class ClassifierGuide(AmortizedGuide):
     :param label_fn: optional ``label_fn(*args, **kwargs)`` returning this call's full-size labels, or
         ``None`` when the call is unlabelled.
 
-    The other parameters (``encoder``, ``hidden_dims``, ``activation``, ``observed_fn``,
+    The other parameters (``encoder``, ``encoder_hidden_dims``, ``encoder_activation``, ``observed_fn``,
     ``create_plates``, ``name``) are those of :class:`~pyro_diffvi.guides.AmortizedGuide`.
     """
 

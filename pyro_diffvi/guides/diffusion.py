@@ -74,7 +74,7 @@ class DiffusionGuide(GaussianGuide):
     :param time_dim: width of the denoiser's time embedding.
     :param denoiser_activation: hidden activation of the denoiser.
 
-    The other parameters (``encoder``, ``hidden_dims``, ``activation``, ``observed_fn``, ``min_scale``,
+    The other parameters (``encoder``, ``encoder_hidden_dims``, ``encoder_activation``, ``observed_fn``, ``min_scale``,
     ``init_scale``) are those of :class:`GaussianGuide` and :class:`AmortizedGuide`. Constrained latents
     are diffused in their unconstrained space. ``training_steps`` (the DDVI objective's schedule
     position) is part of the ``state_dict``.
@@ -119,11 +119,11 @@ class DiffusionGuide(GaussianGuide):
         super()._build_posteriors()
         param = next(self.encoder.parameters())
         # built in the parameters' dtype from the float64 schedule (a cast would round twice)
-        self.process = GaussianDiffusion(self.num_steps, self._schedule, dtype=param.dtype).to(param.device)
+        self.process = GaussianDiffusion(self.num_steps, schedule=self._schedule, dtype=param.dtype).to(param.device)
         denoisers = [
             Denoiser(
                 self.latent_dims[name],
-                self._denoiser_context_dim(name),
+                context_dim=self._denoiser_context_dim(name),
                 learn_variance=self.variance == "learned",
                 skip=self.process.sqrt_one_minus_alphas_cumprod if self.standardize else None,
                 **self._denoiser_kwargs,

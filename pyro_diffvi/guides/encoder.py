@@ -41,7 +41,7 @@ class EncoderGuide(AmortizedGuide):
         ...         z = pyro.sample("z", dist.Normal(torch.zeros(2), 1.0).to_event(1))
         ...         pyro.sample("x", dist.Normal(z @ torch.ones(2, 3), 0.5).to_event(1), obs=x)
         >>> pyro.clear_param_store()
-        >>> guide = EncoderGuide(model, "z", "x", hidden_dims=(16,))
+        >>> guide = EncoderGuide(model, "z", "x", encoder_hidden_dims=(16,))
         >>> x = torch.randn(4, 3)
         >>> torch.equal(guide(x)["z"], guide(x)["z"])   # deterministic
         True

@@ -52,7 +52,7 @@ class FlowGuide(AmortizedGuide):
     :param num_transforms: number of flow layers per latent site (positive int).
     :param flow: ``"iaf"`` (affine, stable IAF) or ``"spline"`` (rational linear splines).
     :param flow_hidden_dims: hidden widths of each autoregressive network (default
-        ``(max(64, 4 D),) * 2``). (``hidden_dims`` is the default encoder's, as in every guide.)
+        ``(max(64, 4 D),) * 2``). (``encoder_hidden_dims`` is the default encoder's, as in every guide.)
     :param count_bins: spline segments (``flow="spline"``).
     :param bound: spline half-width (``flow="spline"``).
 
@@ -90,7 +90,7 @@ class FlowGuide(AmortizedGuide):
         self.flows = nn.ModuleList(
             self._like_encoder(ConditionalFlow(
                 self.latent_dims[name],
-                self.context_dim,
+                context_dim=self.context_dim,
                 num_transforms=self.num_transforms,
                 flow=self.flow,
                 hidden_dims=self.flow_hidden_dims,

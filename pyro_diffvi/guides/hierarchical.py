@@ -71,8 +71,8 @@ class HierarchicalGuide(AmortizedGuide):
         self.networks = nn.ModuleDict(
             {
                 name: self._like_encoder(HierarchicalNetworks(
-                    dim, self.aux_dim or dim, self.context_dim,
-                    self.posterior_hidden_dims, self.posterior_activation,
+                    dim, aux_dim=self.aux_dim or dim, context_dim=self.context_dim,
+                    hidden_dims=self.posterior_hidden_dims, activation=self.posterior_activation,
                 ))
                 for name, dim in self.latent_dims.items()
             }

@@ -89,7 +89,7 @@ class PathIntegralGuide(GaussianGuide):
     :param time_dim: width of the drift's sinusoidal time embedding (even).
     :param drift_activation: hidden activation of the drift network.
 
-    The other parameters (``encoder``, ``hidden_dims``, ``activation``, ``observed_fn``, ``min_scale``,
+    The other parameters (``encoder``, ``encoder_hidden_dims``, ``encoder_activation``, ``observed_fn``, ``min_scale``,
     ``init_scale``, ``create_plates``, ``name``) are those of :class:`GaussianGuide` and
     :class:`AmortizedGuide`; the head's are unused when ``standardize=False``. Constrained latents are
     sampled in their unconstrained space.
@@ -131,7 +131,7 @@ class PathIntegralGuide(GaussianGuide):
         drifts = []
         for name in self.latent_names:
             d = self.latent_dims[name]
-            drift = Denoiser(d, 2 * d if self.context_dim is None else self.context_dim, **self._drift_kwargs)
+            drift = Denoiser(d, context_dim=2 * d if self.context_dim is None else self.context_dim, **self._drift_kwargs)
             last = drift.net.net[-1]
             with torch.no_grad():  # a new guide's chain is the reference walk
                 last.weight.zero_()

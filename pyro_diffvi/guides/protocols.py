@@ -86,7 +86,7 @@ class LabelGuide(Protocol):
     def classification_loss(self, *args, **kwargs) -> torch.Tensor: ...
 
 
-def guide_parts(guide, protocol: type | None = None) -> list:
+def guide_parts(guide, *, protocol: type | None = None) -> list:
     """The parts of ``guide``: the guide itself, or the parts of an :class:`~pyro.infer.autoguide.AutoGuideList`
     (nested lists included), in order; with ``protocol``, only those that follow it.
 
@@ -109,13 +109,13 @@ def guide_parts(guide, protocol: type | None = None) -> list:
     >>> guide = AutoGuideList(model)
     >>> guide.append(AutoNormal(poutine.block(model, expose=["mu"])))
     >>> guide.append(inner)
-    >>> [type(part).__name__ for part in guide_parts(guide)], len(guide_parts(guide, WakeSleepGuide))
+    >>> [type(part).__name__ for part in guide_parts(guide)], len(guide_parts(guide, protocol=WakeSleepGuide))
     (['AutoNormal', 'DiffusionGuide'], 1)
     """
     if protocol is not None and isinstance(guide, protocol):
         return [guide]
     if isinstance(guide, AutoGuideList):
-        return [found for part in guide for found in guide_parts(part, protocol)]
+        return [found for part in guide for found in guide_parts(part, protocol=protocol)]
     return [guide] if protocol is None else []
 
 

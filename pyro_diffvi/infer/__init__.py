@@ -4,29 +4,29 @@ from pyro_diffvi.infer.adversarial import AdversarialAutoencoderLoss
 from pyro_diffvi.infer.ddvi import DDVI_ELBO
 from pyro_diffvi.infer.energy import EnergyPriorELBO
 from pyro_diffvi.infer.glf import GLFLoss
-from pyro_diffvi.infer.noise_free_ebm import GradientFlowNLL, NoiseFreeEBM
+from pyro_diffvi.infer.noise_free_ebm import GradientFlowNLLLoss, NoiseFreeEBMLoss
 from pyro_diffvi.infer.prior_objectives import (
-    AdversarialCD,
-    ContrastiveDivergence,
-    ImportanceWeightedLogZ,
+    AdversarialCDLoss,
+    ContrastiveDivergenceLoss,
+    ImportanceWeightedLogZLoss,
     PriorObjective,
-    SlicedScoreMatching,
+    SlicedScoreMatchingLoss,
 )
-from pyro_diffvi.infer.vaebm import VAEBMContrastive
-from pyro_diffvi.infer.wake_sleep import WakeSleepStart
+from pyro_diffvi.infer.vaebm import VAEBMContrastiveLoss
+from pyro_diffvi.infer.wake_sleep import WakeSleepStartLoss
 
 __all__: list[str] = [
     "AdversarialAutoencoderLoss",
     "DDVI_ELBO",
-    "AdversarialCD",
-    "ContrastiveDivergence",
+    "AdversarialCDLoss",
+    "ContrastiveDivergenceLoss",
     "EnergyPriorELBO",
     "GLFLoss",
-    "GradientFlowNLL",
-    "ImportanceWeightedLogZ",
-    "NoiseFreeEBM",
+    "GradientFlowNLLLoss",
+    "ImportanceWeightedLogZLoss",
+    "NoiseFreeEBMLoss",
     "PriorObjective",
-    "SlicedScoreMatching",
-    "VAEBMContrastive",
-    "WakeSleepStart",
+    "SlicedScoreMatchingLoss",
+    "VAEBMContrastiveLoss",
+    "WakeSleepStartLoss",
 ]

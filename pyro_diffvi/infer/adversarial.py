@@ -131,8 +131,8 @@ class AdversarialAutoencoderLoss(GuardedObjective):
 
     def __init__(
         self,
-        discriminator: nn.Module | Mapping[str, nn.Module] | None = None,
         *,
+        discriminator: nn.Module | Mapping[str, nn.Module] | None = None,
         latent: str | Sequence[str] | None = None,
         hidden_dims: Sequence[int] = (256, 256),
         activation: str = "leaky_relu",
@@ -307,4 +307,4 @@ class AdversarialAutoencoderLoss(GuardedObjective):
 
     def _build_default(self, name: str, width: int, device, dtype) -> None:
         self._widths[name] = int(width)
-        self.discriminators[name] = MLP(width, 1, self.hidden_dims, self.activation).to(device=device, dtype=dtype)
+        self.discriminators[name] = MLP(width, 1, hidden_dims=self.hidden_dims, activation=self.activation).to(device=device, dtype=dtype)

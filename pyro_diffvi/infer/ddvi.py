@@ -33,9 +33,9 @@ class DDVI_ELBO(GuardedObjective):
     * :math:`\mathcal L_{\mathrm{reg}} = \mathbb E_q[\log p(z) + \log r(y|z) - \log q(y, z|x)]`: the model's
       latent sites minus the guide's sites.
 
-    With ``beta_reg = 1`` their sum is the ELBO, a lower bound on :math:`\log p(x)`.
+    With ``reg_weight = 1`` their sum is the ELBO, a lower bound on :math:`\log p(x)`.
 
-    *Sleep term* (``beta_diff`` times :math:`\mathcal L_{\mathrm{diff}}`, Eq. 9, noise-prediction form of
+    *Sleep term* (``sleep_weight`` times :math:`\mathcal L_{\mathrm{diff}}`, Eq. 9, noise-prediction form of
     Sec. 3.4): :math:`\mathbb E_{t,\epsilon}\|\epsilon - \epsilon_\phi(\sqrt{\bar\alpha_t} z + \sqrt{1-\bar\alpha_t}\epsilon, t, c)\|^2`
     at draws :math:`z` from the model, computed by the guide's ``sleep_loss``; data-plate scaling as in
     the wake term. Gradients of this term reach only the guide (the draws are detached).
@@ -62,7 +62,7 @@ class DDVI_ELBO(GuardedObjective):
     call in which a label part enumerates its label leaves the model untrained too. Measured
     (docs/results.md): on a 16-D MNIST VAE with an :math:`\mathcal N(0, I)` prior, ``warmup_steps=100``
     raised the test ELBO after 470 steps from -145.6 to -136.1 nats (3 seeds; an IAF flow guide:
-    -137.3; a Gaussian guide given the same start by :class:`~pyro_diffvi.infer.WakeSleepStart`,
+    -137.3; a Gaussian guide given the same start by :class:`~pyro_diffvi.infer.WakeSleepStartLoss`,
     -136.9); but on the 2-D pinwheel VAE of the main demo it cost 1.8 nats, with a learned mixture prior
     it merged two clusters on 1-2 seeds of 6, and on fixed models it is no reliable cure for a chain held
     at its Gaussian head (``four_modes`` took off in 3 of 6 runs with 200 steps, 6 of 6 with 500). It is
@@ -77,8 +77,8 @@ class DDVI_ELBO(GuardedObjective):
     To evaluate the bound alone use ``-Trace_ELBO(num_particles=...).loss(model, guide, ...)`` on the
     same guide (or ``last_terms["elbo"]``).
 
-    :param beta_reg: weight :math:`\beta_{\mathrm{reg}} > 0` of the prior-regularization term.
-    :param beta_diff: weight :math:`\beta_{\mathrm{diff}} \ge 0` of the sleep term.
+    :param reg_weight: weight :math:`\beta_{\mathrm{reg}} > 0` of the prior-regularization term.
+    :param sleep_weight: weight :math:`\beta_{\mathrm{diff}} \ge 0` of the sleep term.
     :param sleep: ``"simplified"``, ``"wake-sleep"`` or ``"none"``.
     :param sleep_head: include the Gaussian head's KL term in the wake-sleep variant.
     :param num_particles: particles of the wake term (the sleep term simulates one draw per datum).
@@ -130,8 +130,8 @@ class DDVI_ELBO(GuardedObjective):
     def __init__(
         self,
         *,
-        beta_reg: float = 1.0,
-        beta_diff: float = 1.0,
+        reg_weight: float = 1.0,
+        sleep_weight: float = 1.0,
         sleep: str = "wake-sleep",
         sleep_head: bool = True,
         num_particles: int = 1,
@@ -145,21 +145,21 @@ class DDVI_ELBO(GuardedObjective):
     ) -> None:
         if sleep not in SLEEP_VARIANTS:
             raise ValueError(f"sleep must be one of {SLEEP_VARIANTS}, got {sleep!r}")
-        check_positive_float("beta_reg", beta_reg)
-        check_positive_float("beta_diff", beta_diff, allow_zero=True)
+        check_positive_float("reg_weight", reg_weight)
+        check_positive_float("sleep_weight", sleep_weight, allow_zero=True)
         check_positive_int("warmup_steps", warmup_steps, minimum=0)
         check_positive_int("num_particles", num_particles)
         self.num_sleep_particles = check_positive_int("num_sleep_particles", num_sleep_particles)
-        if warmup_steps and (sleep == "none" or beta_diff == 0):
-            raise ValueError("warmup_steps > 0 trains the sleep term alone: it needs sleep != 'none' and beta_diff > 0")
+        if warmup_steps and (sleep == "none" or sleep_weight == 0):
+            raise ValueError("warmup_steps > 0 trains the sleep term alone: it needs sleep != 'none' and sleep_weight > 0")
         super().__init__(
             num_particles=num_particles,
             max_plate_nesting=max_plate_nesting,
             vectorize_particles=vectorize_particles,
             strict_enumeration_warning=strict_enumeration_warning,
         )
-        self.beta_reg = float(beta_reg)
-        self.beta_diff = float(beta_diff)
+        self.reg_weight = float(reg_weight)
+        self.sleep_weight = float(sleep_weight)
         self.sleep = sleep
         self.sleep_head = sleep_head
         self.warmup_steps = warmup_steps
@@ -228,7 +228,7 @@ class DDVI_ELBO(GuardedObjective):
 
     @staticmethod
     def _sleep_parts(guide) -> list[WakeSleepGuide]:
-        parts = guide_parts(guide, WakeSleepGuide)
+        parts = guide_parts(guide, protocol=WakeSleepGuide)
         if not parts:
             raise TypeError(
                 f"the sleep term needs a guide with a sleep loss (a DiffusionGuide, alone or in an AutoGuideList; see "
@@ -245,13 +245,13 @@ class DDVI_ELBO(GuardedObjective):
         with gradients enabled (``SVI.step``, ``ELBO.__call__``'s module, a training loop calling this
         method) counts one training step in the guide's ``training_steps``, which its ``state_dict``
         saves, so a resumed run continues the schedule where it stopped."""
-        parts = guide_parts(guide, WakeSleepGuide)
-        labels = guide_parts(guide, LabelGuide)
+        parts = guide_parts(guide, protocol=WakeSleepGuide)
+        labels = guide_parts(guide, protocol=LabelGuide)
         warm = bool(parts) and min(part.training_steps for part in parts) < self.warmup_steps
         if warm:
             sleep = self._guarded("sleep", self.sleep_term, model, guide, *args, **kwargs)
             elbo = rec = reg = torch.full_like(sleep, math.nan)  # the bound is not evaluated in the warm-up
-            loss = self.beta_diff * sleep
+            loss = self.sleep_weight * sleep
             terms = {"sleep": sleep}
             if not any(part.enumerates(*args, **kwargs) for part in labels):
                 terms["model"] = self._guarded("model", self.model_term, model, guide, *args, **kwargs)
@@ -267,12 +267,12 @@ class DDVI_ELBO(GuardedObjective):
                     "rec/reg", self.wake_terms, model, guide, *args, nan=(torch.tensor(math.nan),) * 2, **kwargs
                 )
                 elbo = rec + reg
-                loss = -(rec + self.beta_reg * reg)
+                loss = -(rec + self.reg_weight * reg)
                 terms = {"rec": rec, "reg": reg}
             sleep = torch.zeros_like(loss)
-            if self.sleep != "none" and self.beta_diff > 0:
+            if self.sleep != "none" and self.sleep_weight > 0:
                 sleep = self._guarded("sleep", self.sleep_term, model, guide, *args, **kwargs)
-                loss = loss + self.beta_diff * sleep
+                loss = loss + self.sleep_weight * sleep
             terms["sleep"] = sleep
         classification = torch.zeros_like(loss)
         if self.classification_weight > 0 and labels:
@@ -288,9 +288,9 @@ class DDVI_ELBO(GuardedObjective):
 
     def enumerated_elbo(self, model, guide, *args, **kwargs) -> torch.Tensor:
         r"""The ELBO with the guide's enumerated labels summed out exactly (:class:`~pyro.infer.TraceEnum_ELBO`),
-        for calls that leave a label latent; needs ``beta_reg = 1`` (the enumerated bound is not split)."""
-        if self.beta_reg != 1:
-            raise ValueError("beta_reg != 1 needs the rec/reg split, which the enumerated bound of an unlabelled call lacks")
+        for calls that leave a label latent; needs ``reg_weight = 1`` (the enumerated bound is not split)."""
+        if self.reg_weight != 1:
+            raise ValueError("reg_weight != 1 needs the rec/reg split, which the enumerated bound of an unlabelled call lacks")
         return -self._enumerated_elbo.differentiable_loss(model, guide, *args, **kwargs)
 
     def _term_hint(self, term: str) -> str:

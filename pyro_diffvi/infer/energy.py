@@ -151,7 +151,7 @@ class EnergyPriorELBO(GuardedObjective, Trace_ELBO):
     double-blind review (Sec. 2.3, Eq. 4, Algorithms 1-2).
 
     :param prior_objective: a :class:`~pyro_diffvi.infer.prior_objectives.PriorObjective` (e.g.
-        ``SlicedScoreMatching()``, ``AdversarialCD()``), or ``None`` to keep the prior fixed.
+        ``SlicedScoreMatchingLoss()``, ``AdversarialCDLoss()``), or ``None`` to keep the prior fixed.
     :param num_particles: guide draws per data point (a positive int), as in :class:`~pyro.infer.ELBO`.
     :param max_plate_nesting: as in :class:`~pyro.infer.ELBO`.
     :param vectorize_particles: draw the particles in one vectorized run, as in
@@ -166,7 +166,7 @@ class EnergyPriorELBO(GuardedObjective, Trace_ELBO):
         >>> from torch import nn
         >>> from pyro.infer import SVI
         >>> from pyro_diffvi.priors import GRBMPrior
-        >>> from pyro_diffvi.infer import EnergyPriorELBO, SlicedScoreMatching
+        >>> from pyro_diffvi.infer import EnergyPriorELBO, SlicedScoreMatchingLoss
         >>> pyro.clear_param_store(); pyro.set_rng_seed(0)
         >>> prior, encoder, decoder = GRBMPrior(2, 4), nn.Linear(3, 4), nn.Linear(2, 3)
         >>> def model(x):
@@ -179,7 +179,7 @@ class EnergyPriorELBO(GuardedObjective, Trace_ELBO):
         ...     loc, log_scale = encoder(x).chunk(2, -1)
         ...     with pyro.plate("data", x.shape[0]):
         ...         pyro.sample("z", dist.Normal(loc, log_scale.exp()).to_event(1))
-        >>> elbo = EnergyPriorELBO(SlicedScoreMatching())
+        >>> elbo = EnergyPriorELBO(prior_objective=SlicedScoreMatchingLoss())
         >>> optim = pyro.optim.Adam(elbo.optim_args({"lr": 1e-3}, {"lr": 2e-4}))
         >>> svi = SVI(model, guide, optim, loss=elbo)
         >>> x = torch.randn(8, 3)
@@ -192,8 +192,8 @@ class EnergyPriorELBO(GuardedObjective, Trace_ELBO):
 
     def __init__(
         self,
-        prior_objective: PriorObjective | None = None,
         *,
+        prior_objective: PriorObjective | None = None,
         num_particles: int = 1,
         max_plate_nesting: float = math.inf,
         vectorize_particles: bool = False,
@@ -202,7 +202,7 @@ class EnergyPriorELBO(GuardedObjective, Trace_ELBO):
     ) -> None:
         if prior_objective is not None and not isinstance(prior_objective, PriorObjective):
             raise TypeError(
-                "prior_objective must be a pyro_diffvi.infer.PriorObjective (e.g. SlicedScoreMatching()) "
+                "prior_objective must be a pyro_diffvi.infer.PriorObjective (e.g. SlicedScoreMatchingLoss()) "
                 f"or None, got {type(prior_objective).__name__}"
             )
         super().__init__(
@@ -227,8 +227,8 @@ class EnergyPriorELBO(GuardedObjective, Trace_ELBO):
 
         Example::
 
-            >>> from pyro_diffvi.infer import EnergyPriorELBO, SlicedScoreMatching
-            >>> sorted(EnergyPriorELBO(SlicedScoreMatching()).state_dict())
+            >>> from pyro_diffvi.infer import EnergyPriorELBO, SlicedScoreMatchingLoss
+            >>> sorted(EnergyPriorELBO(prior_objective=SlicedScoreMatchingLoss()).state_dict())
             ['classified_param_names', 'prior_objective', 'prior_param_names']
         """
         return {
@@ -246,10 +246,10 @@ class EnergyPriorELBO(GuardedObjective, Trace_ELBO):
 
         Example::
 
-            >>> from pyro_diffvi.infer import EnergyPriorELBO, SlicedScoreMatching
-            >>> source = EnergyPriorELBO(SlicedScoreMatching())
+            >>> from pyro_diffvi.infer import EnergyPriorELBO, SlicedScoreMatchingLoss
+            >>> source = EnergyPriorELBO(prior_objective=SlicedScoreMatchingLoss())
             >>> source.prior_param_names = {"GRBMPrior.W"}
-            >>> target = EnergyPriorELBO(SlicedScoreMatching())
+            >>> target = EnergyPriorELBO(prior_objective=SlicedScoreMatchingLoss())
             >>> target.load_state_dict(source.state_dict())
             >>> target.prior_param_names
             {'GRBMPrior.W'}
@@ -335,8 +335,8 @@ class EnergyPriorELBO(GuardedObjective, Trace_ELBO):
 
         Example::
 
-            >>> from pyro_diffvi.infer import AdversarialCD, EnergyPriorELBO
-            >>> elbo = EnergyPriorELBO(AdversarialCD())
+            >>> from pyro_diffvi.infer import AdversarialCDLoss, EnergyPriorELBO
+            >>> elbo = EnergyPriorELBO(prior_objective=AdversarialCDLoss())
             >>> args = elbo.optim_args({"lr": 1e-3}, {"lr": 2e-4})
             >>> args("adversarial_cd_flow.layers.0.weight"), args("encoder.weight")
             ({'lr': 0.0002}, {'lr': 0.001})

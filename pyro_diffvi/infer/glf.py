@@ -88,7 +88,7 @@ class GLFLoss(GuardedObjective):
     terms of the last call are in :attr:`last_terms` (``"reconstruction"``
     :math:`= \sum -\log p(x|z)` unweighted, and ``"nll"``).
 
-    :param beta: weight :math:`\beta > 0` of the reconstruction term.
+    :param reconstruction_weight: weight :math:`\beta > 0` of the reconstruction term.
     :param stop_gradient: detach the codes in the NLL term (Eq. 3.7, default) or not (Eq. 3.5).
     :param on_nonfinite: ``"raise"`` a :class:`~pyro_diffvi.infer.DivergenceError` on a non-finite term
         or gradient, or ``"skip"`` the step (see :mod:`pyro_diffvi.infer.guard`).
@@ -109,17 +109,17 @@ class GLFLoss(GuardedObjective):
         ...     with pyro.plate("data", x.shape[0]):
         ...         z = pyro.sample("z", prior())
         ...         pyro.sample("x", dist.Normal(decoder(z), 0.1).to_event(1), obs=x)
-        >>> guide = EncoderGuide(model, "z", "x", hidden_dims=(16,))
-        >>> objective = GLFLoss(beta=1.0)
+        >>> guide = EncoderGuide(model, "z", "x", encoder_hidden_dims=(16,))
+        >>> objective = GLFLoss(reconstruction_weight=1.0)
         >>> svi = SVI(model, guide, Adam({"lr": 1e-2}), objective)
         >>> loss = svi.step(torch.randn(8, 3))
         >>> sorted(objective.last_terms)
         ['nll', 'reconstruction']
     """
 
-    def __init__(self, *, beta: float = 1.0, stop_gradient: bool = True, on_nonfinite: str = "raise") -> None:
+    def __init__(self, *, reconstruction_weight: float = 1.0, stop_gradient: bool = True, on_nonfinite: str = "raise") -> None:
         super().__init__(num_particles=1)
-        self.beta = check_positive_float("beta", beta)
+        self.reconstruction_weight = check_positive_float("reconstruction_weight", reconstruction_weight)
         if not isinstance(stop_gradient, bool):
             raise TypeError(f"stop_gradient must be a bool, got {type(stop_gradient).__name__}")
         self.stop_gradient = stop_gradient
@@ -129,7 +129,7 @@ class GLFLoss(GuardedObjective):
     def terms(self, model: Callable, guide: Callable, *args, **kwargs) -> dict[str, Tensor]:
         r"""The two terms as differentiable tensors: ``"reconstruction"`` :math:`\sum_n -\log p_\theta(x_n|z_n)`
         (unweighted) and ``"nll"`` :math:`\sum_n -\log p_\eta(z_n)` (at the detached codes when
-        ``stop_gradient``); the loss is ``beta * reconstruction + nll``.
+        ``stop_gradient``); the loss is ``reconstruction_weight * reconstruction + nll``.
 
         :param model: the Pyro model.
         :param guide: a guide emitting point masses (:class:`~pyro_diffvi.guides.EncoderGuide`).
@@ -172,7 +172,7 @@ class GLFLoss(GuardedObjective):
         nan = torch.tensor(float("nan"))
         terms = self._guarded("nll", self.terms, model, guide, *args, nan={"reconstruction": nan, "nll": nan}, **kwargs)
         self.last_terms = {k: torch_item(v) for k, v in terms.items()}
-        return self.beta * terms["reconstruction"] + terms["nll"], terms
+        return self.reconstruction_weight * terms["reconstruction"] + terms["nll"], terms
 
     def _get_trace(self, model, guide, args, kwargs):  # ELBO's abstract hook; not used by this objective
         raise NotImplementedError("GLFLoss computes its terms in terms()")

@@ -34,7 +34,7 @@ def nonfinite_terms(terms: dict[str, torch.Tensor]) -> list[str]:
     return [name for name, ok in zip(terms, torch.isfinite(values).tolist()) if not ok]
 
 
-def check_terms(objective: str, terms: dict[str, torch.Tensor], hint: str = "") -> None:
+def check_terms(objective: str, terms: dict[str, torch.Tensor], *, hint: str = "") -> None:
     """Raise :class:`DivergenceError` naming every non-finite term of ``objective``'s loss."""
     bad = nonfinite_terms(terms)
     if bad:
@@ -167,7 +167,7 @@ class GuardedObjective(ELBO):
         ``on_nonfinite="skip"`` (then the non-finite value is returned)."""
         loss, terms = self._loss_and_terms(model, guide, args, kwargs)
         if self.on_nonfinite == "raise":
-            check_terms(type(self).__name__, terms, self._divergence_hint)
+            check_terms(type(self).__name__, terms, hint=self._divergence_hint)
         return loss
 
     def loss_and_grads(self, model, guide, *args, **kwargs) -> float:
@@ -181,7 +181,7 @@ class GuardedObjective(ELBO):
         bad = nonfinite_terms(terms)
         if bad:
             if self.on_nonfinite == "raise":
-                check_terms(name, terms, self._divergence_hint)
+                check_terms(name, terms, hint=self._divergence_hint)
             skip_or_raise(name, self.on_nonfinite, params, f"non-finite loss term(s) {bad}")
             return torch_item(loss)
         if loss.requires_grad:

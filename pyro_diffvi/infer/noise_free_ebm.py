@@ -1,6 +1,6 @@
 r"""Training energies whose noise-free sampling dynamics are the generative model (Xiao (2022), Ch. 5).
 
-:class:`NoiseFreeEBM` is the maximum-likelihood EBM gradient (Eq. 5.1),
+:class:`NoiseFreeEBMLoss` is the maximum-likelihood EBM gradient (Eq. 5.1),
 
 .. math::
 
@@ -13,7 +13,7 @@ with the negatives drawn by the noise-free dynamics :math:`G_\theta` of
 Eq. 5.14: :math:`E_{\text{sg}(\theta)}(G_\theta(x_0))`, the energy with frozen parameters of samples
 differentiated through the unrolled dynamics (the W-GAN generator step of Sec. 5.4, on the same batch).
 
-:class:`GradientFlowNLL` is the alternative the dissertation compares with on 2-D data (Sec. 5.5.1):
+:class:`GradientFlowNLLLoss` is the alternative the dissertation compares with on 2-D data (Sec. 5.5.1):
 the same gradient-flow ODE trained by maximum likelihood of its exact density (Eq. 5.7).
 
 Both follow the :class:`~pyro_diffvi.infer.PriorObjective` interface ``objective.loss(energy, z)``.
@@ -44,7 +44,7 @@ from pyro_diffvi.samplers.gradient_flow import gradient_flow_log_prob
 from pyro_diffvi.samplers.noise_free import NoiseFreeSampler
 from pyro_diffvi.util import check_positive_float, check_positive_int
 
-__all__ = ["GradientFlowNLL", "NoiseFreeEBM"]
+__all__ = ["GradientFlowNLLLoss", "NoiseFreeEBMLoss"]
 
 
 def _check_sampler(sampler) -> NoiseFreeSampler:
@@ -55,7 +55,7 @@ def _check_sampler(sampler) -> NoiseFreeSampler:
     return sampler
 
 
-class NoiseFreeEBM(PriorObjective):
+class NoiseFreeEBMLoss(PriorObjective):
     r"""The contrastive EBM objective of Eq. 5.1 with noise-free negatives, plus the optional generator
     loss of Eq. 5.14 (Xiao (2022), Ch. 5).
 
@@ -77,17 +77,17 @@ class NoiseFreeEBM(PriorObjective):
         RK4, 10 steps of 0.02, i.e. the dissertation's horizon :math:`T = 0.2`, from :math:`\mathcal N(0, I)`).
     :param num_samples: negatives per call (default: as many as the data).
     :param generator_weight: :math:`\lambda_G \ge 0` (0: Eq. 5.1 only; 1: Eq. 5.14).
-    :param energy_reg: :math:`\lambda_E \ge 0`, energy-magnitude regularizer (0 in the dissertation).
+    :param energy_reg_weight: :math:`\lambda_E \ge 0`, energy-magnitude regularizer (0 in the dissertation).
 
     Example::
 
         >>> import torch
-        >>> from pyro_diffvi.infer import NoiseFreeEBM
+        >>> from pyro_diffvi.infer import NoiseFreeEBMLoss
         >>> from pyro_diffvi.samplers import NoiseFreeSampler
         >>> torch.manual_seed(0)  # doctest: +ELLIPSIS
         <torch._C.Generator object at ...>
         >>> scale = torch.tensor(1.0, requires_grad=True)
-        >>> objective = NoiseFreeEBM(sampler=NoiseFreeSampler(num_steps=5, step_size=0.1), generator_weight=1.0)
+        >>> objective = NoiseFreeEBMLoss(sampler=NoiseFreeSampler(num_steps=5, step_size=0.1), generator_weight=1.0)
         >>> loss = objective(lambda z: 0.5 * scale * z.pow(2).sum(-1), torch.randn(64, 2))
         >>> loss.backward()
         >>> sorted(objective.last_terms), scale.grad is not None
@@ -100,13 +100,13 @@ class NoiseFreeEBM(PriorObjective):
         sampler: NoiseFreeSampler | None = None,
         num_samples: int | None = None,
         generator_weight: float = 0.0,
-        energy_reg: float = 0.0,
+        energy_reg_weight: float = 0.0,
     ) -> None:
         super().__init__()
         self.sampler = _check_sampler(sampler)
         self.num_samples = None if num_samples is None else check_positive_int("num_samples", num_samples)
         self.generator_weight = check_positive_float("generator_weight", generator_weight, allow_zero=True)
-        self.energy_reg = check_positive_float("energy_reg", energy_reg, allow_zero=True)
+        self.energy_reg_weight = check_positive_float("energy_reg_weight", energy_reg_weight, allow_zero=True)
 
     def loss(self, prior, z: Tensor, log_q: Tensor | None = None) -> Tensor:
         energy_fn = energy_function(prior)
@@ -127,34 +127,34 @@ class NoiseFreeEBM(PriorObjective):
             generator_term = energy_with_detached_parameters(energy_fn, generated).mean()
             loss = loss + self.generator_weight * generator_term
             terms["generator"] = generator_term.item()
-        if self.energy_reg > 0:
-            loss = loss + self.energy_reg * (e_pos.pow(2).mean() + e_neg.pow(2).mean())
+        if self.energy_reg_weight > 0:
+            loss = loss + self.energy_reg_weight * (e_pos.pow(2).mean() + e_neg.pow(2).mean())
         self.last_terms = terms
         return loss
 
     def __repr__(self) -> str:
-        return (f"NoiseFreeEBM(sampler={self.sampler!r}, generator_weight={self.generator_weight}, "
-                f"energy_reg={self.energy_reg})")
+        return (f"NoiseFreeEBMLoss(sampler={self.sampler!r}, generator_weight={self.generator_weight}, "
+                f"energy_reg_weight={self.energy_reg_weight})")
 
 
-class GradientFlowNLL(PriorObjective):
+class GradientFlowNLLLoss(PriorObjective):
     r"""Maximum likelihood of the gradient-flow generator: loss :math:`-\frac1N\sum_i \log p_T(x_i)` with
     :math:`\log p_T` of Eq. 5.7 of Xiao (2022) (exact Hessian trace, backward RK4 solve kept in the graph,
     so the gradient needs third derivatives of the energy: practical in 2-D). This is the "ODE flow
     trained by maximum likelihood" the dissertation compares the EBM objective with (Sec. 5.5.1).
 
     :param sampler: the :class:`~pyro_diffvi.samplers.NoiseFreeSampler` defining the flow (``method``
-        ``"rk4"``; default as in :class:`NoiseFreeEBM`).
+        ``"rk4"``; default as in :class:`NoiseFreeEBMLoss`).
 
     Example (data from :math:`\mathcal N(0, e^{-2T}I)`, the exact flow of :math:`E = \|x\|^2/2`: the loss is
     near the entropy :math:`\log 2\pi e - 2T = 2.44` in 2-D with :math:`T = 0.2`)::
 
         >>> import math, torch
-        >>> from pyro_diffvi.infer import GradientFlowNLL
+        >>> from pyro_diffvi.infer import GradientFlowNLLLoss
         >>> torch.manual_seed(0)  # doctest: +ELLIPSIS
         <torch._C.Generator object at ...>
         >>> x = math.exp(-0.2) * torch.randn(4000, 2)
-        >>> round(GradientFlowNLL()(lambda z: 0.5 * z.pow(2).sum(-1), x).item(), 1)
+        >>> round(GradientFlowNLLLoss()(lambda z: 0.5 * z.pow(2).sum(-1), x).item(), 1)
         2.4
     """
 
@@ -162,7 +162,7 @@ class GradientFlowNLL(PriorObjective):
         super().__init__()
         self.sampler = _check_sampler(sampler)
         if self.sampler.method != "rk4":
-            raise ValueError("GradientFlowNLL needs sampler.method='rk4' (the density of Eq. 5.7)")
+            raise ValueError("GradientFlowNLLLoss needs sampler.method='rk4' (the density of Eq. 5.7)")
 
     def loss(self, prior, z: Tensor, log_q: Tensor | None = None) -> Tensor:
         energy_fn = energy_function(prior)
@@ -177,4 +177,4 @@ class GradientFlowNLL(PriorObjective):
         return loss
 
     def __repr__(self) -> str:
-        return f"GradientFlowNLL(sampler={self.sampler!r})"
+        return f"GradientFlowNLLLoss(sampler={self.sampler!r})"

@@ -8,12 +8,12 @@ Z_{\theta,\phi}]` is
     \partial_\theta L(\theta) = \mathbb E_{x \sim p_{data}}[-\partial_\theta f_\theta(x)]
         + \mathbb E_{x \sim p_{\theta,\phi}}[\partial_\theta f_\theta(x)] \quad (4.17),
 
-a positive phase on data and a negative phase on model samples. :class:`VAEBMContrastive` minimizes the
+a positive phase on data and a negative phase on model samples. :class:`VAEBMContrastiveLoss` minimizes the
 surrogate :math:`\frac1N\sum_i f_\theta(x^+_i) - \frac1M\sum_j f_\theta(\bar x^-_j)` (stop-gradient on the
 negatives), whose gradient is :math:`-\partial_\theta L`, with negatives :math:`\bar x^- = T(\epsilon)` from
 Langevin chains on the noise-space energy :math:`U(\epsilon) = f_\theta(T(\epsilon)) + \frac12\lVert\epsilon
 \rVert^2` (Eq. 4.19; :meth:`~pyro_diffvi.distributions.VAEBM.noise_energy`). The chains are those of
-:class:`~pyro_diffvi.infer.ContrastiveDivergence` (short-run from :math:`\epsilon \sim \mathcal N(0, I)`, i.e.
+:class:`~pyro_diffvi.infer.ContrastiveDivergenceLoss` (short-run from :math:`\epsilon \sim \mathcal N(0, I)`, i.e.
 from the VAE, or persistent through a :class:`~pyro_diffvi.samplers.ReplayBuffer` of noise states).
 
 References
@@ -35,19 +35,19 @@ from torch import Tensor
 
 from pyro_diffvi.distributions.vaebm import VAEBM
 from pyro_diffvi.infer.prior_objectives.base import check_samples
-from pyro_diffvi.infer.prior_objectives.contrastive import ContrastiveDivergence
+from pyro_diffvi.infer.prior_objectives.contrastive import ContrastiveDivergenceLoss
 
 
-class VAEBMContrastive(ContrastiveDivergence):
+class VAEBMContrastiveLoss(ContrastiveDivergenceLoss):
     r"""The VAEBM energy objective of Eq. 4.17 (see the module docstring): call ``loss(vaebm, x)`` on a data
-    batch and step an optimizer over ``vaebm.energy.parameters()`` only (the VAE stays as stage 1 left it).
+    batch and step an optimizer over ``vaebm.energy_fn.parameters()`` only (the VAE stays as stage 1 left it).
 
     Loss :math:`\bar f(x^+) - \bar f(\bar x^-) + \alpha\,(\overline{f(x^+)^2} + \overline{f(\bar x^-)^2})`,
-    :math:`\alpha` = ``energy_reg`` (the dissertation uses 0.1). Its gradient in :math:`\theta` is exactly
+    :math:`\alpha` = ``energy_reg_weight`` (the dissertation uses 0.1). Its gradient in :math:`\theta` is exactly
     the difference of mean energy gradients of the two phases (for :math:`\alpha = 0`); no gradient reaches
     the decoder (the negatives are detached).
 
-    The arguments are those of :class:`~pyro_diffvi.infer.ContrastiveDivergence`, applied to the chains on
+    The arguments are those of :class:`~pyro_diffvi.infer.ContrastiveDivergenceLoss`, applied to the chains on
     the noise :math:`\epsilon = (\epsilon_z, \epsilon_x)`: ``init_scale = 1`` (the default) starts them at
     :math:`\mathcal N(0, I)`, i.e. at VAE samples; with ``persistent=True`` the replay buffer stores the
     whole :math:`\epsilon` (the dissertation stores :math:`\epsilon_z` only and draws :math:`\epsilon_x`
@@ -59,12 +59,12 @@ class VAEBMContrastive(ContrastiveDivergence):
         >>> import torch
         >>> from torch import nn
         >>> from pyro_diffvi.distributions import VAEBM
-        >>> from pyro_diffvi.infer import VAEBMContrastive
+        >>> from pyro_diffvi.infer import VAEBMContrastiveLoss
         >>> torch.manual_seed(0)  # doctest: +ELLIPSIS
         <torch._C.Generator object at ...>
         >>> vaebm = VAEBM(nn.Linear(2, 4), nn.Sequential(nn.Linear(2, 8), nn.SiLU(), nn.Linear(8, 1)),
         ...               latent_dim=2, obs_dim=2)
-        >>> objective = VAEBMContrastive(num_steps=5, step_size=0.01, energy_reg=0.1)
+        >>> objective = VAEBMContrastiveLoss(num_steps=5, step_size=0.01, energy_reg_weight=0.1)
         >>> loss = objective(vaebm, torch.randn(32, 2))
         >>> loss.backward()
         >>> sorted(objective.last_terms), vaebm.decoder.weight.grad is None
@@ -80,7 +80,7 @@ class VAEBMContrastive(ContrastiveDivergence):
         :param log_q: unused.
         """
         if not isinstance(prior, VAEBM):
-            raise TypeError(f"VAEBMContrastive needs a VAEBM as its first argument, got {type(prior).__name__}")
+            raise TypeError(f"VAEBMContrastiveLoss needs a VAEBM as its first argument, got {type(prior).__name__}")
         self._vaebm = prior
         try:
             return super().loss(prior.energy_of, z)
@@ -109,7 +109,7 @@ class VAEBMContrastive(ContrastiveDivergence):
             return self._fixed_negatives
         vaebm = getattr(self, "_vaebm", None)
         if vaebm is None:
-            raise RuntimeError("VAEBMContrastive.negative_samples runs inside loss(vaebm, x)")
+            raise RuntimeError("VAEBMContrastiveLoss.negative_samples runs inside loss(vaebm, x)")
         noise = like.new_zeros(like.shape[0], vaebm.latent_dim + vaebm.obs_dim)
         eps = super().negative_samples(vaebm.noise_energy, noise)
         with torch.no_grad():
@@ -119,4 +119,4 @@ class VAEBMContrastive(ContrastiveDivergence):
 
     def __repr__(self) -> str:
         kind = "persistent" if self.persistent else "short-run"
-        return f"VAEBMContrastive({kind}, num_steps={self.num_steps}, step_size={self.step_size})"
+        return f"VAEBMContrastiveLoss({kind}, num_steps={self.num_steps}, step_size={self.step_size})"

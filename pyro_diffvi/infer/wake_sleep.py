@@ -43,13 +43,13 @@ def _exact_density_parts(guide) -> list:
     refused = [type(part).__name__ for part in parts if not getattr(part, "exact_density", False)]
     if refused:
         raise TypeError(
-            f"WakeSleepStart needs guides with an exact log density (GaussianGuide, FlowGuide), got {refused}; "
+            f"WakeSleepStartLoss needs guides with an exact log density (GaussianGuide, FlowGuide), got {refused}; "
             "for a DiffusionGuide use DDVI_ELBO(warmup_steps=...)"
         )
     return parts
 
 
-class WakeSleepStart(GuardedObjective):
+class WakeSleepStartLoss(GuardedObjective):
     r"""``objective`` after a start by the classic wake-sleep algorithm (Hinton et al. 1995).
 
     For the first ``warmup_steps`` training steps the loss is
@@ -81,10 +81,10 @@ class WakeSleepStart(GuardedObjective):
     >>> from pyro.optim import Adam
     >>> from pyro_diffvi.datasets import make_problem
     >>> from pyro_diffvi.guides import GaussianGuide
-    >>> from pyro_diffvi.infer import WakeSleepStart
+    >>> from pyro_diffvi.infer import WakeSleepStartLoss
     >>> problem = make_problem("linear_gaussian_5d")
     >>> guide = GaussianGuide(problem.model, "z", "x")
-    >>> loss = WakeSleepStart(warmup_steps=2)
+    >>> loss = WakeSleepStartLoss(warmup_steps=2)
     >>> svi = SVI(problem.model, guide, Adam({"lr": 1e-3}), loss)
     >>> _ = [svi.step(problem.x) for _ in range(3)]
     >>> loss.state_dict()
@@ -98,7 +98,7 @@ class WakeSleepStart(GuardedObjective):
     """
 
     def __init__(
-        self, objective: ELBO | None = None, *, warmup_steps: int = 100, num_particles: int = 1,
+        self, *, objective: ELBO | None = None, warmup_steps: int = 100, num_particles: int = 1,
         on_nonfinite: str = "raise",
     ) -> None:
         super().__init__(num_particles=check_positive_int("num_particles", num_particles))

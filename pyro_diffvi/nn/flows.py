@@ -71,7 +71,7 @@ class ConditionalFlow(nn.Module):
 
     With ``context_dim=0`` the flow is unconditional: the Gaussian's parameters are free and the
     layers read no context (``flow()`` is then a distribution with ``batch_shape ()``); the variational
-    prior of :class:`~pyro_diffvi.infer.AdversarialCD` is such a flow.
+    prior of :class:`~pyro_diffvi.infer.AdversarialCDLoss` is such a flow.
 
     Example:
 
@@ -99,8 +99,8 @@ class ConditionalFlow(nn.Module):
     def __init__(
         self,
         dim: int,
-        context_dim: int,
         *,
+        context_dim: int,
         num_transforms: int = 4,
         flow: str = "iaf",
         hidden_dims: Sequence[int] | None = None,

@@ -29,7 +29,7 @@ class HierarchicalNetworks(nn.Module):
 
     Each outputs the mean and (softplus) standard deviation of a diagonal Gaussian.
 
-    :param latent_dim: dimension :math:`D` of :math:`z`.
+    :param dim: dimension :math:`D` of :math:`z`.
     :param aux_dim: dimension of the auxiliary latent :math:`a`.
     :param context_dim: width of the encoder context :math:`h`.
     :param hidden_dims: hidden widths of :math:`q(z|a, h)` and :math:`r(a|z, h)`.
@@ -38,17 +38,19 @@ class HierarchicalNetworks(nn.Module):
 
     def __init__(
         self,
-        latent_dim: int,
+        dim: int,
+        *,
         aux_dim: int,
         context_dim: int,
         hidden_dims: Sequence[int] = (64, 64),
         activation: str = "relu",
     ) -> None:
         super().__init__()
-        self.latent_dim, self.aux_dim, self.context_dim = latent_dim, aux_dim, context_dim
+        self.dim, self.aux_dim, self.context_dim = dim, aux_dim, context_dim
         self.aux_head = nn.Linear(context_dim, 2 * aux_dim)
-        self.conditional = ConditionalMLP(aux_dim, 2 * latent_dim, context_dim, 0, hidden_dims, activation)
-        self.reverse = ConditionalMLP(latent_dim, 2 * aux_dim, context_dim, 0, hidden_dims, activation)
+        options = dict(context_dim=context_dim, hidden_dims=hidden_dims, activation=activation)
+        self.conditional = ConditionalMLP(aux_dim, 2 * dim, **options)
+        self.reverse = ConditionalMLP(dim, 2 * aux_dim, **options)
 
     def q_aux(self, context: torch.Tensor) -> Normal:
         """:math:`q(a|x)`, batch shape ``context.shape[:-1] + (aux_dim,)``."""

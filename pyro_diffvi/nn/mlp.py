@@ -36,10 +36,10 @@ def activation(name: str) -> nn.Module:
 
 
 class MLP(nn.Sequential):
-    """A fully connected network ``in_features -> hidden_dims... -> out_features``.
+    """A fully connected network ``dim -> hidden_dims... -> out_dim``.
 
-    :param in_features: input width.
-    :param out_features: output width.
+    :param dim: input width.
+    :param out_dim: output width.
     :param hidden_dims: widths of the hidden layers.
     :param activation: name of the hidden activation (see :func:`activation`).
 
@@ -58,20 +58,21 @@ class MLP(nn.Sequential):
 
     def __init__(
         self,
-        in_features: int,
-        out_features: int,
+        dim: int,
+        out_dim: int,
+        *,
         hidden_dims: Sequence[int] = (256, 256),
         activation: str = "relu",
     ) -> None:
-        dims = [in_features, *hidden_dims, out_features]
+        dims = [dim, *hidden_dims, out_dim]
         layers: list[nn.Module] = []
         for i, (a, b) in enumerate(zip(dims[:-1], dims[1:])):
             layers.append(nn.Linear(a, b))
             if i < len(dims) - 2:
                 layers.append(globals()["activation"](activation))
         super().__init__(*layers)
-        self.in_features = in_features
-        self.out_features = out_features
+        self.dim = dim
+        self.out_dim = out_dim
 
 
 class SinusoidalTimeEmbedding(nn.Module):
@@ -123,8 +124,8 @@ class ConditionalMLP(nn.Module):
     context embeddings are concatenated with ``y`` at the input. ``context_dim=0`` means no context;
     ``time_dim=0`` means no time input.
 
-    :param in_features: width of ``y``.
-    :param out_features: output width.
+    :param dim: width of ``y``.
+    :param out_dim: output width.
     :param context_dim: width of ``c`` (0 for none).
     :param time_dim: width of the time embedding (0 for none).
     :param hidden_dims: hidden widths.
@@ -140,8 +141,9 @@ class ConditionalMLP(nn.Module):
 
     def __init__(
         self,
-        in_features: int,
-        out_features: int,
+        dim: int,
+        out_dim: int,
+        *,
         context_dim: int = 0,
         time_dim: int = 0,
         hidden_dims: Sequence[int] = (128, 128, 128, 128),
@@ -155,7 +157,7 @@ class ConditionalMLP(nn.Module):
             if time_dim
             else None
         )
-        self.net = MLP(in_features + context_dim + time_dim, out_features, hidden_dims, activation)
+        self.net = MLP(dim + context_dim + time_dim, out_dim, hidden_dims=hidden_dims, activation=activation)
 
     def forward(
         self,
@@ -163,7 +165,7 @@ class ConditionalMLP(nn.Module):
         t: torch.Tensor | None = None,
         context: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """The output for inputs ``y`` (``batch + (in_features,)``), shape ``batch + (out_features,)``.
+        """The output for inputs ``y`` (``batch + (dim,)``), shape ``batch + (out_dim,)``.
 
         :param y: the input.
         :param t: the time(s), broadcast against the batch; required when ``time_dim > 0``.

@@ -26,7 +26,7 @@ def check_method(method: str) -> str:
 
 def odeint_fixed(
     func: Callable[[float, tuple[Tensor, ...]], tuple[Tensor, ...]] | Callable[[float, Tensor], Tensor],
-    y0: State,
+    init: State,
     *,
     t0: float,
     t1: float,
@@ -50,12 +50,12 @@ def odeint_fixed(
 
     :param func: ``f(t, y)``; ``y`` a tensor, or a tuple of tensors (then ``f`` returns a tuple of the
         same shapes: an augmented state such as ``(x, log_det)``).
-    :param y0: the initial state (tensor or tuple of tensors).
+    :param init: the initial state (tensor or tuple of tensors).
     :param t0: initial time.
     :param t1: final time.
     :param num_steps: number of steps ``>= 1``.
     :param method: ``"rk4"`` or ``"euler"``.
-    :returns: :math:`y(t_1)`, of the structure of ``y0``.
+    :returns: :math:`y(t_1)`, of the structure of ``init``.
 
     Example (:math:`y' = -y`, :math:`y(1) = e^{-1}`)::
 
@@ -69,10 +69,10 @@ def odeint_fixed(
     check_method(method)
     if not (math.isfinite(float(t0)) and math.isfinite(float(t1))):
         raise ValueError(f"t0 and t1 must be finite, got t0={t0!r}, t1={t1!r}")
-    single = torch.is_tensor(y0)
-    y = (y0,) if single else tuple(y0)
+    single = torch.is_tensor(init)
+    y = (init,) if single else tuple(init)
     if not y or not all(torch.is_tensor(v) for v in y):
-        raise TypeError("y0 must be a tensor or a non-empty tuple of tensors")
+        raise TypeError("init must be a tensor or a non-empty tuple of tensors")
 
     def f(t: float, state: tuple[Tensor, ...]) -> tuple[Tensor, ...]:
         out = func(t, state[0]) if single else func(t, state)

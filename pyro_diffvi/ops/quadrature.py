@@ -38,7 +38,7 @@ class QuadratureGrid:
     >>> from pyro_diffvi.ops import QuadratureGrid
     >>> grid = QuadratureGrid(low=(-6.0, -6.0), high=(6.0, 6.0), num_points=(60, 60))
     >>> z, log_weight, on_edge = grid.nodes()
-    >>> z.shape, grid.refined(2).num_points
+    >>> z.shape, grid.refined(factor=2).num_points
     (torch.Size([3600, 2]), (120, 120))
     >>> normal = -0.5 * (z**2).sum(-1) - math.log(2 * math.pi)  # a standard normal's log density
     >>> round((normal + log_weight).logsumexp(0).exp().item(), 6)
@@ -57,7 +57,7 @@ class QuadratureGrid:
                 f"coordinates must be one of {list(COORDINATES)}, got {self.coordinates!r}"
             )
 
-    def refined(self, factor: int = 2) -> QuadratureGrid:
+    def refined(self, *, factor: int = 2) -> QuadratureGrid:
         """The same rectangle with ``factor`` times as many cells per axis.
 
         :param factor: a positive integer.
@@ -69,7 +69,7 @@ class QuadratureGrid:
     def size(self) -> int:
         return self.num_points[0] * self.num_points[1]
 
-    def nodes(self, device: torch.device | str | None = None) -> tuple[torch.Tensor, ...]:
+    def nodes(self, *, device: torch.device | str | None = None) -> tuple[torch.Tensor, ...]:
         """Nodes and weights in float64.
 
         :return: ``(z, log_weight, on_edge)`` of shapes ``(G, 2)``, ``(G,)``, ``(G,)``, the nodes in
@@ -110,6 +110,7 @@ def make_grid(
     low: tuple[float, float],
     high: tuple[float, float],
     step: float | tuple[float, float],
+    *,
     coordinates: str = "cartesian",
     curvature: float = 0.0,
 ) -> QuadratureGrid:

@@ -138,6 +138,7 @@ class StructuredPrior(TorchDistribution):
 
     def __init__(
         self,
+        *,
         dim: int = 2,
         batch_shape: torch.Size | tuple = (),
         device: torch.device | str | None = None,
@@ -272,7 +273,7 @@ class StructuredPrior(TorchDistribution):
         return torch.cat([z2, rest], dim=-1)
 
     def sample_labels(
-        self, shape: torch.Size | tuple, generator: torch.Generator | None = None
+        self, shape: torch.Size | tuple, *, generator: torch.Generator | None = None
     ) -> torch.Tensor:
         """Labels :math:`l \\sim \\operatorname{Categorical}(\\pi)` of the given shape."""
         probs = self.mixture_logits.exp().to(device=self._device)
@@ -281,7 +282,7 @@ class StructuredPrior(TorchDistribution):
         return flat.reshape(tuple(shape))
 
     def sample_with_labels(
-        self, sample_shape: torch.Size | tuple = torch.Size(), generator: torch.Generator | None = None
+        self, sample_shape: torch.Size | tuple = torch.Size(), *, generator: torch.Generator | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Draw ``(z, labels)`` with ``z.shape == sample_shape + batch_shape + (dim,)``.
 
@@ -290,7 +291,7 @@ class StructuredPrior(TorchDistribution):
         """
         shape = self._extended_shape(sample_shape)[:-1]
         with torch.no_grad():
-            labels = self.sample_labels(shape, generator)
+            labels = self.sample_labels(shape, generator=generator)
             return self._sample_given_labels(labels, generator), labels
 
     def sample(self, sample_shape: torch.Size | tuple = torch.Size()) -> torch.Tensor:
@@ -330,7 +331,7 @@ class MixtureComponent(TorchDistribution):
     support = constraints.real_vector
     has_rsample = True
 
-    def __init__(self, prior: StructuredPrior, label: torch.Tensor, validate_args=None) -> None:
+    def __init__(self, prior: StructuredPrior, label: torch.Tensor, *, validate_args=None) -> None:
         if not isinstance(prior, StructuredPrior):
             raise TypeError(f"prior must be a StructuredPrior, got {type(prior).__name__}")
         self.prior = prior

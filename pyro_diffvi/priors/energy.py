@@ -46,13 +46,13 @@ class EnergyPrior(PyroModule):
     a plain ``Trace_ELBO`` cannot train (and wreck) the prior; a prior objective, alone or inside
     :class:`~pyro_diffvi.infer.EnergyPriorELBO`, trains it.
 
-    **Param store.** The network is registered with Pyro as ``f"{name}.energy_net"`` (e.g.
-    ``EnergyPrior.energy_net.0.weight``), or under its attribute path when this module is an attribute of
+    **Param store.** The network is registered with Pyro as ``f"{name}.energy_fn"`` (e.g.
+    ``EnergyPrior.energy_fn.0.weight``), or under its attribute path when this module is an attribute of
     another ``PyroModule``. Give two priors of one model different names. When the param store holds
     other tensors under these names (after ``pyro.get_param_store().set_state(...)``), the network adopts
     them, so a restored param store resumes training.
 
-    :param energy_net: an ``nn.Module`` mapping ``(..., *event_shape)`` to ``(...)`` (or ``(..., 1)``).
+    :param energy_fn: an ``nn.Module`` mapping ``(..., *event_shape)`` to ``(...)`` (or ``(..., 1)``).
     :param event_shape: event shape of ``z``, e.g. ``(D,)``.
     :param sampler: passed to :class:`~pyro_diffvi.distributions.EnergyDistribution`.
     :param name: prefix of the parameters' names in Pyro's param store (default ``"EnergyPrior"``).
@@ -70,23 +70,23 @@ class EnergyPrior(PyroModule):
 
     def __init__(
         self,
-        energy_net: nn.Module,
+        energy_fn: nn.Module,
         event_shape: Sequence[int] | int,
         *,
         sampler: Callable | None = None,
         name: str | None = None,
     ) -> None:
         super().__init__(check_module_name(name, type(self).__name__))
-        if not isinstance(energy_net, nn.Module):
-            raise TypeError(f"energy_net must be an nn.Module, got {type(energy_net).__name__}")
-        self.energy_net = energy_net
+        if not isinstance(energy_fn, nn.Module):
+            raise TypeError(f"energy_fn must be an nn.Module, got {type(energy_fn).__name__}")
+        self.energy_fn = energy_fn
         self.event_shape = torch.Size((event_shape,) if isinstance(event_shape, int) else event_shape)
         self.sampler = sampler
 
     def forward(self) -> EnergyDistribution:
         """The prior as an :class:`EnergyDistribution` (parameter gradients only inside
         :func:`~pyro_diffvi.distributions.prior_gradients`)."""
-        net = register_child(self, "energy_net")  # adopts a restored param store's tensors
+        net = register_child(self, "energy_fn")  # adopts a restored param store's tensors
         ref = next(iter(net.parameters()), None)
         live = prior_gradients_enabled()
         return EnergyDistribution(

@@ -88,7 +88,7 @@ class FlowPrior(PyroModule):
         ...     with pyro.plate("data", x.shape[0]):
         ...         z = pyro.sample("z", prior())
         ...         pyro.sample("x", dist.Normal(z, 0.5).to_event(1), obs=x)
-        >>> guide = GaussianGuide(model, "z", "x", hidden_dims=(16,))
+        >>> guide = GaussianGuide(model, "z", "x", encoder_hidden_dims=(16,))
         >>> loss = SVI(model, guide, Adam({"lr": 1e-2}), Trace_ELBO()).step(torch.randn(8, 2))
         >>> any(n.startswith("prior.flow") for n in pyro.get_param_store())  # the prior trains too
         True
@@ -112,7 +112,7 @@ class FlowPrior(PyroModule):
         super().__init__(check_module_name(name, type(self).__name__))
         # ConditionalFlow validates dim, num_transforms, flow, hidden_dims, count_bins and bound by name
         self.flow = ConditionalFlow(
-            dim, 0, num_transforms=num_transforms, flow=flow, hidden_dims=hidden_dims, count_bins=count_bins,
+            dim, context_dim=0, num_transforms=num_transforms, flow=flow, hidden_dims=hidden_dims, count_bins=count_bins,
             bound=bound,
         )
         self.dim = dim

@@ -25,7 +25,7 @@ class IsotropicGaussianMixture(StructuredPrior):
     (2, -1.1444)
     """
 
-    def __init__(self, centers: torch.Tensor, scale: float, dim: int = 2, **kwargs) -> None:
+    def __init__(self, centers: torch.Tensor, scale: float, *, dim: int = 2, **kwargs) -> None:
         if not torch.is_tensor(centers) or centers.dim() != 2 or centers.shape[-1] != 2:
             shape = tuple(centers.shape) if torch.is_tensor(centers) else type(centers).__name__
             raise ValueError(f"centers must be a tensor of shape (K, 2), got {shape}")
@@ -85,6 +85,7 @@ class GaussianRing(IsotropicGaussianMixture):
 
     def __init__(
         self,
+        *,
         num_components: int = 8,
         radius: float = 2.0 * math.sqrt(2.0),
         scale: float = 0.5 / math.sqrt(2.0),
@@ -124,6 +125,7 @@ class GaussianGrid(IsotropicGaussianMixture):
 
     def __init__(
         self,
+        *,
         num_per_side: int = 5,
         spacing: float = 1.0 / math.sqrt(2.0),
         scale: float = 0.05 / (2.0 * math.sqrt(2.0)),

@@ -45,8 +45,8 @@ class GRBMPrior(PyroModule):
     other tensors under these names (after ``pyro.get_param_store().set_state(...)``), the module adopts
     them, so a restored param store resumes training.
 
-    :param visible: number of visible units ``D`` (the latent dimension).
-    :param hidden: number of hidden units ``H``.
+    :param dim: number of visible units ``D`` (the latent dimension).
+    :param num_hidden: number of hidden units ``H``.
     :param init_scale: standard deviation of the initial weights.
     :param sampler: passed to :class:`~pyro_diffvi.distributions.GRBM`.
     :param name: prefix of the parameters' names in Pyro's param store (default ``"GRBMPrior"``).
@@ -63,21 +63,21 @@ class GRBMPrior(PyroModule):
 
     def __init__(
         self,
-        visible: int,
-        hidden: int,
+        dim: int,
+        num_hidden: int,
         *,
         init_scale: float = 0.1,
         sampler: Callable | None = None,
         name: str | None = None,
     ) -> None:
         super().__init__(check_module_name(name, type(self).__name__))
-        check_positive_int("visible", visible)
-        check_positive_int("hidden", hidden)
+        check_positive_int("dim", dim)
+        check_positive_int("num_hidden", num_hidden)
         check_positive_float("init_scale", init_scale)
-        self.mu = PyroParam(torch.zeros(visible))
-        self.log_sigma = PyroParam(torch.zeros(visible))
-        self.W = PyroParam(init_scale * torch.randn(visible, hidden))
-        self.b = PyroParam(torch.zeros(hidden))
+        self.mu = PyroParam(torch.zeros(dim))
+        self.log_sigma = PyroParam(torch.zeros(dim))
+        self.W = PyroParam(init_scale * torch.randn(dim, num_hidden))
+        self.b = PyroParam(torch.zeros(num_hidden))
         self.sampler = sampler
 
     def forward(self) -> GRBM:

@@ -55,7 +55,7 @@ class ShiftedMixture(StructuredPrior):
     tensor([1, 0])
     """
 
-    def __init__(self, locs: torch.Tensor, logits: torch.Tensor, base, validate_args=None) -> None:
+    def __init__(self, locs: torch.Tensor, logits: torch.Tensor, base, *, validate_args=None) -> None:
         if not torch.is_tensor(locs) or locs.dim() != 2 or not locs.is_floating_point():
             raise ValueError(f"locs must be a floating tensor of shape (K, D), got {getattr(locs, 'shape', locs)}")
         if not torch.is_tensor(logits) or logits.shape != locs.shape[:1]:
@@ -129,7 +129,7 @@ class LearnableMixture(PyroModule):
     ...     with pyro.plate("data", x.shape[0]):
     ...         z = pyro.sample("z", prior())
     ...         pyro.sample("x", dist.Normal(z, 0.1).to_event(1), obs=x)
-    >>> guide = GaussianGuide(model, "z", "x", hidden_dims=(16,))
+    >>> guide = GaussianGuide(model, "z", "x", encoder_hidden_dims=(16,))
     >>> svi = SVI(model, guide, Adam({"lr": 1e-2}), Trace_ELBO())
     >>> loss = svi.step(torch.randn(8, 2))
     >>> prior.locs.grad is not None, prior().cluster(torch.randn(8, 2)).shape
@@ -139,8 +139,8 @@ class LearnableMixture(PyroModule):
     def __init__(
         self,
         num_components: int,
-        dim: int = 2,
         *,
+        dim: int = 2,
         base=None,
         scale: float = 1.0,
         init_locs: torch.Tensor | None = None,

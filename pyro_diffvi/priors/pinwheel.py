@@ -78,6 +78,7 @@ class Pinwheel(StructuredPrior):
 
     def __init__(
         self,
+        *,
         num_components: int = 10,
         radius: float = 1.0,
         radial_scale: float = 0.3,

@@ -63,6 +63,7 @@ class Square(StructuredPrior):
 
     def __init__(
         self,
+        *,
         num_components: int = 10,
         half_width: float = 1.0,
         scale: float = 0.1,

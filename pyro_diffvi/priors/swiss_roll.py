@@ -69,6 +69,7 @@ class SwissRoll(StructuredPrior):
 
     def __init__(
         self,
+        *,
         num_components: int = 10,
         t_min: float = 1.5 * math.pi,
         t_max: float = 4.5 * math.pi,

@@ -40,7 +40,7 @@ class VampPrior(PyroModule):
         of shape ``(K,) + latent_shape`` (the same network as the guide's, e.g. a ``GaussianGuide`` encoder).
     :param num_pseudo_inputs: ``K >= 1``.
     :param input_shape: shape of one observation (one pseudo-input).
-    :param init: optional initial pseudo-inputs of shape ``(K,) + input_shape`` (e.g. random training
+    :param init_pseudo_inputs: optional initial pseudo-inputs of shape ``(K,) + input_shape`` (e.g. random training
         points); default :math:`\mathcal N(0, 0.01^2)` entries.
 
     Example::
@@ -67,7 +67,7 @@ class VampPrior(PyroModule):
         num_pseudo_inputs: int,
         input_shape: Sequence[int] | int,
         *,
-        init: Tensor | None = None,
+        init_pseudo_inputs: Tensor | None = None,
     ) -> None:
         super().__init__()
         if not callable(encoder):
@@ -75,16 +75,16 @@ class VampPrior(PyroModule):
         check_positive_int("num_pseudo_inputs", num_pseudo_inputs)
         input_shape = torch.Size((input_shape,) if isinstance(input_shape, int) else input_shape)
         shape = (num_pseudo_inputs,) + tuple(input_shape)
-        if init is None:
+        if init_pseudo_inputs is None:
             ref = next(iter(encoder.parameters()), None) if isinstance(encoder, nn.Module) else None
             kwargs = {} if ref is None else {"dtype": ref.dtype, "device": ref.device}
-            init = 0.01 * torch.randn(shape, **kwargs)
-        elif not torch.is_tensor(init) or tuple(init.shape) != shape:
-            got = tuple(init.shape) if torch.is_tensor(init) else type(init).__name__
-            raise ValueError(f"init must be a tensor of shape (num_pseudo_inputs,) + input_shape = {shape}, got {got}")
+            init_pseudo_inputs = 0.01 * torch.randn(shape, **kwargs)
+        elif not torch.is_tensor(init_pseudo_inputs) or tuple(init_pseudo_inputs.shape) != shape:
+            got = tuple(init_pseudo_inputs.shape) if torch.is_tensor(init_pseudo_inputs) else type(init_pseudo_inputs).__name__
+            raise ValueError(f"init_pseudo_inputs must be a tensor of shape (num_pseudo_inputs,) + input_shape = {shape}, got {got}")
         self.encoder = encoder
         self.input_shape = input_shape
-        self.pseudo_inputs = nn.Parameter(init.detach().clone())
+        self.pseudo_inputs = nn.Parameter(init_pseudo_inputs.detach().clone())
 
     @property
     def num_pseudo_inputs(self) -> int:

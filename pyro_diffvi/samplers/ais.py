@@ -33,12 +33,12 @@ References
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 
 import torch
 from torch import Tensor
 
 from pyro_diffvi.ops.log_mean_exp import log_mean_exp_with_se
+from pyro_diffvi.ops.types import EnergyFn
 from pyro_diffvi.samplers.langevin import langevin_step
 from pyro_diffvi.util import check_positive_float, check_positive_int
 
@@ -104,7 +104,7 @@ def check_betas(betas) -> Tensor:
 
 
 def ais_log_partition(
-    energy: Callable[[Tensor], Tensor],
+    energy_fn: EnergyFn,
     base,
     *,
     num_chains: int = 256,
@@ -124,7 +124,7 @@ def ais_log_partition(
     :math:`\hat Z` is unbiased, :math:`\log \hat Z` is a stochastic **lower** bound on :math:`\log Z`
     in expectation (the SE understates the error when the weights are heavy-tailed).
 
-    :param energy: maps ``z`` of shape ``(num_chains,) + event_shape`` to energies of shape
+    :param energy_fn: maps ``z`` of shape ``(num_chains,) + event_shape`` to energies of shape
         ``(num_chains,)``; differentiable with respect to ``z``.
     :param base: a Pyro/torch distribution with normalized ``log_prob``, ``sample`` and the event shape of
         ``z`` (e.g. ``dist.Normal(zeros(D), 3.).to_event(1)``); should cover the mass of ``e^{-E}``.
@@ -174,9 +174,9 @@ def ais_log_partition(
 
     def log_ratio(z: Tensor) -> Tensor:  # log f_1(z) - log f_0(z)
         with torch.no_grad():
-            e = energy(z)
+            e = energy_fn(z)
             if e.shape != (num_chains,):
-                raise ValueError(f"energy must map {tuple(z.shape)} to shape ({num_chains},), got {tuple(e.shape)}")
+                raise ValueError(f"energy_fn must map {tuple(z.shape)} to shape ({num_chains},), got {tuple(e.shape)}")
             return -e - base.log_prob(z)
 
     metropolis = transition == "mala"
@@ -186,7 +186,7 @@ def ais_log_partition(
         log_w = log_w + (beta - beta_prev) * log_ratio(z)
         if k == betas.shape[0] - 1:
             break  # the final state is not needed
-        annealed = _annealed_energy(energy, base, beta)
+        annealed = _annealed_energy(energy_fn, base, beta)
         accepts = []
         for _ in range(num_mcmc_steps):
             z, accepted, _, _ = langevin_step(annealed, z, step_size=step_size, metropolis=metropolis)
@@ -199,10 +199,10 @@ def ais_log_partition(
     return log_z, se
 
 
-def _annealed_energy(energy: Callable[[Tensor], Tensor], base, beta: Tensor) -> Callable[[Tensor], Tensor]:
+def _annealed_energy(energy_fn: EnergyFn, base, beta: Tensor) -> EnergyFn:
     """Energy of :math:`f_\\beta`: :math:`-(1-\\beta)\\log p_0(z) + \\beta E(z)`."""
 
     def annealed(z: Tensor) -> Tensor:
-        return beta * energy(z) - (1.0 - beta) * base.log_prob(z)
+        return beta * energy_fn(z) - (1.0 - beta) * base.log_prob(z)
 
     return annealed

@@ -66,7 +66,7 @@ def _descent(energy_fn: EnergyFn, create_graph: bool) -> Callable[[float, Tensor
 
 def gradient_flow(
     energy_fn: EnergyFn,
-    x0: Tensor,
+    init: Tensor,
     *,
     time: float,
     num_steps: int,
@@ -74,7 +74,7 @@ def gradient_flow(
     create_graph: bool = False,
     with_log_det: bool = False,
 ) -> Tensor | tuple[Tensor, Tensor]:
-    r"""The generator of Eq. 5.6 of Xiao (2022): solve :math:`x' = -\nabla_x E(x)` (Eq. 5.5) from ``x0``
+    r"""The generator of Eq. 5.6 of Xiao (2022): solve :math:`x' = -\nabla_x E(x)` (Eq. 5.5) from ``init``
     over :math:`[0, T]` with :func:`odeint_fixed`.
 
     With ``with_log_det=True`` it also integrates Eq. 5.7 along the path, returning
@@ -82,13 +82,13 @@ def gradient_flow(
     the log-density change of the samples.
 
     :param energy_fn: maps ``(N, D)`` states to ``(N,)`` energies.
-    :param x0: initial points ``(N, D)`` (draws of :math:`p_0`).
+    :param init: initial points ``(N, D)`` (draws of :math:`p_0`).
     :param time: the horizon :math:`T > 0` (0.2 in the dissertation's 2-D experiments).
     :param num_steps: solver steps.
     :param method: ``"rk4"`` or ``"euler"`` (``"euler"`` is exactly :func:`noise_free_langevin` with
         ``step_size = T / num_steps``).
     :param create_graph: keep the graph through the whole solve (unrolled), so the output is
-        differentiable in the energy's parameters and in ``x0`` (the generator loss, Eq. 5.14);
+        differentiable in the energy's parameters and in ``init`` (the generator loss, Eq. 5.14);
         otherwise the output is detached.
     :param with_log_det: also return the integral of the Hessian trace.
     :returns: :math:`x_T` ``(N, D)``, or ``(x_T, integral)`` with ``integral`` of shape ``(N,)``.
@@ -102,17 +102,17 @@ def gradient_flow(
         >>> round(x[0, 0].item(), 4), round(log_det[0].item(), 4)
         (0.3679, 2.0)
     """
-    x0 = check_states("x0", x0)
+    init = check_states("init", init)
     time = check_positive_float("time", time)
     if not with_log_det:
-        x = odeint_fixed(_descent(energy_fn, create_graph), x0, t0=0.0, t1=time, num_steps=num_steps, method=method)
+        x = odeint_fixed(_descent(energy_fn, create_graph), init, t0=0.0, t1=time, num_steps=num_steps, method=method)
         return x if create_graph else x.detach()
 
     def f(t: float, state: tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor]:
         grad, trace = energy_grad_and_hessian_trace(energy_fn, state[0], create_graph=create_graph)
         return -grad, trace
 
-    x, log_det = odeint_fixed(f, (x0, x0.new_zeros(x0.shape[0])), t0=0.0, t1=time, num_steps=num_steps,
+    x, log_det = odeint_fixed(f, (init, init.new_zeros(init.shape[0])), t0=0.0, t1=time, num_steps=num_steps,
                               method=method)
     return (x, log_det) if create_graph else (x.detach(), log_det.detach())
 

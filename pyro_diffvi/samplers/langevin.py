@@ -21,7 +21,7 @@ which leaves :math:`p` exactly invariant. That correction is only valid for ``no
 Divergence: a step size too large for the energy's curvature makes ULA blow up to NaN or infinite
 states. :func:`langevin` then emits a ``RuntimeWarning`` naming the step size and the number of chains
 with non-finite states, and returns the states as they are (a caller such as
-:class:`~pyro_diffvi.infer.ContrastiveDivergence` inside an objective with a divergence guard then
+:class:`~pyro_diffvi.infer.ContrastiveDivergenceLoss` inside an objective with a divergence guard then
 stops or skips the step). MALA rejects non-finite proposals, so only a non-finite start can end there.
 
 References
@@ -202,11 +202,11 @@ def langevin(
         )
         num_accepted += accepted.to(z.dtype)
     rate = num_accepted / num_steps if num_steps > 0 else torch.ones_like(num_accepted)
-    warn_nonfinite_chains(z, energy.dim(), step_size, "ULA" if not metropolis else "MALA")
+    warn_nonfinite_chains(z, energy.dim(), step_size, kind="ULA" if not metropolis else "MALA")
     return z.detach(), rate
 
 
-def warn_nonfinite_chains(z: Tensor, chain_dim: int, step_size: float, kind: str = "Langevin") -> int:
+def warn_nonfinite_chains(z: Tensor, chain_dim: int, step_size: float, *, kind: str = "Langevin") -> int:
     """Warn (``RuntimeWarning``) if some chains of ``z`` hold NaN or infinite states; return their number.
 
     :param z: states of shape ``chains + event``.

@@ -44,7 +44,7 @@ __all__ = ["NoiseFreeSampler", "noise_free_langevin", "noise_free_langevin_log_p
 
 def noise_free_langevin(
     energy_fn: EnergyFn,
-    x0: Tensor,
+    init: Tensor,
     *,
     num_steps: int,
     step_size: float,
@@ -61,7 +61,7 @@ def noise_free_langevin(
     (:math:`\mathrm{Lip}(h\nabla E) < 1`, Behrmann et al., 2019).
 
     :param energy_fn: maps ``(N, D)`` states to ``(N,)`` energies.
-    :param x0: initial points ``(N, D)``.
+    :param init: initial points ``(N, D)``.
     :param num_steps: :math:`K \ge 0`.
     :param step_size: :math:`h > 0`.
     :param create_graph: differentiate through the unrolled steps (Eq. 5.14's generator term);
@@ -78,7 +78,7 @@ def noise_free_langevin(
         >>> x.tolist(), round(log_det.item(), 4)  # 2 steps x 2 dims x log(1/2)
         ([[0.25, 0.25]], -2.7726)
     """
-    x = check_states("x0", x0)
+    x = check_states("init", init)
     num_steps = check_positive_int("num_steps", num_steps, minimum=0)
     step_size = check_positive_float("step_size", step_size)
     if not create_graph:
@@ -188,7 +188,7 @@ class NoiseFreeSampler:
     :param num_steps: solver steps :math:`K`.
     :param step_size: :math:`h` (the dissertation's :math:`\eta/2`).
     :param method: ``"euler"`` or ``"rk4"``.
-    :param init: :math:`p_0`: ``"normal"`` (:math:`\mathcal N(0, s^2 I)`, the dissertation's choice) or
+    :param base_distribution: the starting distribution :math:`p_0`: ``"normal"`` (:math:`\mathcal N(0, s^2 I)`, the dissertation's choice) or
         ``"uniform"`` (uniform on :math:`[-s, s]^D`).
     :param init_scale: :math:`s > 0`.
 
@@ -208,15 +208,15 @@ class NoiseFreeSampler:
     num_steps: int = 20
     step_size: float = 0.01
     method: str = "euler"
-    init: str = "normal"
+    base_distribution: str = "normal"
     init_scale: float = 1.0
 
     def __post_init__(self) -> None:
         check_positive_int("num_steps", self.num_steps)
         check_positive_float("step_size", self.step_size)
         check_method(self.method)
-        if self.init not in ("normal", "uniform"):
-            raise ValueError(f"init must be 'normal' or 'uniform', got {self.init!r}")
+        if self.base_distribution not in ("normal", "uniform"):
+            raise ValueError(f"base_distribution must be 'normal' or 'uniform', got {self.base_distribution!r}")
         check_positive_float("init_scale", self.init_scale)
 
     @property
@@ -233,21 +233,21 @@ class NoiseFreeSampler:
         """
         dim = check_positive_int("dim", dim)
         zeros = torch.zeros(dim, dtype=dtype or torch.get_default_dtype(), device=device)
-        if self.init == "normal":
+        if self.base_distribution == "normal":
             return Independent(Normal(zeros, self.init_scale), 1)
         return Independent(Uniform(zeros - self.init_scale, zeros + self.init_scale), 1)
 
-    def run(self, energy_fn: EnergyFn, x0: Tensor, *, create_graph: bool = False) -> Tensor:
-        """Run the dynamics from given initial points ``x0`` ``(N, D)``.
+    def run(self, energy_fn: EnergyFn, init: Tensor, *, create_graph: bool = False) -> Tensor:
+        """Run the dynamics from given initial points ``init`` ``(N, D)``.
 
         :param energy_fn: maps ``(N, D)`` states to ``(N,)`` energies.
-        :param x0: initial points.
+        :param init: initial points.
         :param create_graph: differentiate through the unrolled dynamics (Eq. 5.14).
         """
         if self.method == "euler":
-            return noise_free_langevin(energy_fn, x0, num_steps=self.num_steps, step_size=self.step_size,
+            return noise_free_langevin(energy_fn, init, num_steps=self.num_steps, step_size=self.step_size,
                                        create_graph=create_graph)
-        return gradient_flow(energy_fn, x0, time=self.time, num_steps=self.num_steps, method="rk4",
+        return gradient_flow(energy_fn, init, time=self.time, num_steps=self.num_steps, method="rk4",
                              create_graph=create_graph)
 
     def sample(self, energy_fn: EnergyFn, num_samples: int, dim: int, *, dtype: torch.dtype | None = None,
@@ -260,8 +260,8 @@ class NoiseFreeSampler:
         :param dtype: floating dtype.
         :param device: device.
         """
-        x0 = self.base(dim, dtype=dtype, device=device).sample((check_positive_int("num_samples", num_samples),))
-        return self.run(energy_fn, x0)
+        init = self.base(dim, dtype=dtype, device=device).sample((check_positive_int("num_samples", num_samples),))
+        return self.run(energy_fn, init)
 
     def log_prob(self, energy_fn: EnergyFn, x: Tensor, *, trace: str = "exact", num_probes: int = 16,
                  generator: torch.Generator | None = None) -> FlowLogProb:

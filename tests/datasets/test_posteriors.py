@@ -175,7 +175,7 @@ def test_quadrature_converges_and_grid_is_wide_enough(name):
     p = problem(name)
     x = p.x[:16]
     coarse = posterior_quadrature(p, x=x)
-    fine = posterior_quadrature(p, x=x, grid=p.grid.refined(2))
+    fine = posterior_quadrature(p, x=x, grid=p.grid.refined(factor=2))
     assert coarse.edge_mass.max() < 1e-8 and fine.edge_mass.max() < 1e-8
     assert (coarse.log_px - fine.log_px).abs().max() < 1e-4
     # the stored values agree with the quadrature (identical when they come from it)
@@ -419,4 +419,4 @@ def test_bad_input_raises_value_error_naming_the_argument():
     with pytest.raises(ValueError, match="no quadrature grid"):
         posterior_quadrature(problem("linear_gaussian_5d"))
     with pytest.raises(ValueError, match="factor"):
-        p.grid.refined(0)
+        p.grid.refined(factor=0)

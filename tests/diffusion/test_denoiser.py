@@ -8,7 +8,7 @@ from pyro_diffvi.diffusion import Denoiser
 
 @pytest.mark.parametrize("context_dim", [0, 5])
 def test_stepper_equals_forward(context_dim):
-    net = Denoiser(3, context_dim, time_dim=8, hidden_dims=(16, 16)).double()
+    net = Denoiser(3, context_dim=context_dim, time_dim=8, hidden_dims=(16, 16)).double()
     y = torch.randn(4, 7, 3, dtype=torch.float64)
     c = torch.randn(7, context_dim, dtype=torch.float64) if context_dim else None
     step = net.stepper(c, 10, y)

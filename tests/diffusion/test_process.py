@@ -21,7 +21,7 @@ def _hand_marginals(betas):
 
 @pytest.mark.parametrize("schedule", ["linear", "cosine"])
 def test_marginals_match_composed_transitions(schedule):
-    process = GaussianDiffusion(12, schedule, dtype=torch.float64)
+    process = GaussianDiffusion(12, schedule=schedule, dtype=torch.float64)
     y0 = torch.tensor([[-1.3], [0.4], [2.0]], dtype=torch.float64)
     for t, (a, v) in enumerate(_hand_marginals(process.betas), start=1):
         m = process.marginal(y0, t)
@@ -31,7 +31,7 @@ def test_marginals_match_composed_transitions(schedule):
 
 @pytest.mark.parametrize("schedule", ["linear", "cosine"])
 def test_posterior_matches_bayes_rule(schedule):
-    process = GaussianDiffusion(10, schedule, dtype=torch.float64)
+    process = GaussianDiffusion(10, schedule=schedule, dtype=torch.float64)
     marg = _hand_marginals(process.betas)
     y0 = torch.tensor([[0.7]], dtype=torch.float64)
     y_t = torch.tensor([[-0.2]], dtype=torch.float64)
@@ -49,7 +49,7 @@ def test_posterior_matches_bayes_rule(schedule):
 
 
 def test_batched_times_and_eps_mean():
-    process = GaussianDiffusion(20, "linear", dtype=torch.float64)
+    process = GaussianDiffusion(20, schedule="linear", dtype=torch.float64)
     y0 = torch.randn(50, 3, dtype=torch.float64)
     t = torch.randint(2, 21, (50,))
     eps = torch.randn(50, 3, dtype=torch.float64)
@@ -62,7 +62,7 @@ def test_batched_times_and_eps_mean():
 
 
 def test_log_forward_density_is_sum_of_transitions():
-    process = GaussianDiffusion(6, "cosine", dtype=torch.float64)
+    process = GaussianDiffusion(6, schedule="cosine", dtype=torch.float64)
     ys = torch.randn(7, 4, 2, dtype=torch.float64)
     expected = sum(
         dist.Normal(math.sqrt(1 - float(b)) * ys[t - 1], math.sqrt(float(b))).log_prob(ys[t]).sum(-1)

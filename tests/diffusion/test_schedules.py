@@ -59,4 +59,4 @@ def test_explicit_betas_are_checked_in_the_dtype_they_are_used_in():
     with pytest.raises(ValueError, match=r"in torch.float32"):
         make_schedule(betas, 2, dtype=torch.float32)
     with pytest.raises(ValueError, match=r"in torch.float32"):
-        GaussianDiffusion(2, betas, dtype=torch.float32)
+        GaussianDiffusion(2, schedule=betas, dtype=torch.float32)

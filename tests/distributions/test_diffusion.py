@@ -11,8 +11,8 @@ from pyro_diffvi.distributions import DiffusionPosterior
 
 def _posterior(variance="beta", context_dim=3, batch=(4,), T=4):
     torch.manual_seed(0)
-    net = Denoiser(2, context_dim, time_dim=8, hidden_dims=(16,), learn_variance=variance == "learned").double()
-    process = GaussianDiffusion(T, "cosine", dtype=torch.float64)
+    net = Denoiser(2, context_dim=context_dim, time_dim=8, hidden_dims=(16,), learn_variance=variance == "learned").double()
+    process = GaussianDiffusion(T, schedule="cosine", dtype=torch.float64)
     loc = torch.randn(batch + (2,), dtype=torch.float64)
     scale = torch.rand(batch + (2,), dtype=torch.float64) + 0.5
     ctx = torch.randn(batch + (context_dim,), dtype=torch.float64) if context_dim else None
@@ -80,8 +80,8 @@ def test_bad_arguments():
 
 def _standardized(variance="learned", T=6, batch=(3,), seed=0):
     torch.manual_seed(seed)
-    process = GaussianDiffusion(T, "cosine", dtype=torch.float64)
-    net = Denoiser(2, 3, time_dim=8, hidden_dims=(16,), learn_variance=variance == "learned",
+    process = GaussianDiffusion(T, schedule="cosine", dtype=torch.float64)
+    net = Denoiser(2, context_dim=3, time_dim=8, hidden_dims=(16,), learn_variance=variance == "learned",
                    skip=process.sqrt_one_minus_alphas_cumprod).double()
     loc = torch.randn(batch + (2,), dtype=torch.float64)
     scale = torch.rand(batch + (2,), dtype=torch.float64) + 0.5
@@ -124,9 +124,9 @@ def test_standardized_bound_term_is_the_change_of_variables_of_the_chain():
 @pytest.mark.parametrize("standardize", [True, False])
 def test_path_gradient_keeps_the_value_and_drops_only_the_score(standardize):
     torch.manual_seed(1)
-    process = GaussianDiffusion(5, "cosine", dtype=torch.float64)
+    process = GaussianDiffusion(5, schedule="cosine", dtype=torch.float64)
     skip = process.sqrt_one_minus_alphas_cumprod if standardize else None
-    net = Denoiser(2, 3, time_dim=8, hidden_dims=(16,), learn_variance=True, skip=skip).double()
+    net = Denoiser(2, context_dim=3, time_dim=8, hidden_dims=(16,), learn_variance=True, skip=skip).double()
     for p in net.parameters():
         p.data.normal_(0, 0.3)
     loc = torch.randn(4, 2, dtype=torch.float64, requires_grad=True)
@@ -154,8 +154,8 @@ def test_path_gradient_is_unbiased():
     # path-derivative estimator drops E_q[grad_phi log q_phi] = 0, so both means agree within their
     # Monte-Carlo error, and its variance is smaller.
     torch.manual_seed(2)
-    process = GaussianDiffusion(4, "cosine", dtype=torch.float64)
-    net = Denoiser(2, 0, time_dim=8, hidden_dims=(16,), learn_variance=True,
+    process = GaussianDiffusion(4, schedule="cosine", dtype=torch.float64)
+    net = Denoiser(2, context_dim=0, time_dim=8, hidden_dims=(16,), learn_variance=True,
                    skip=process.sqrt_one_minus_alphas_cumprod).double()
     for p in net.parameters():
         p.data.normal_(0, 0.2)

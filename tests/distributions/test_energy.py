@@ -66,7 +66,7 @@ def test_energy_prior_gradients_reach_network_only_inside_prior_gradients(device
     torch.testing.assert_close(tr.nodes["z"]["log_prob"], -net(z).squeeze(-1))
     torch.testing.assert_close(prior.energy(z), net(z).squeeze(-1))
     params = {normalize_param_name(n) for n, s in tr.nodes.items() if s["type"] == "param"}
-    assert params == {f"EnergyPrior.energy_net.{n}" for n, _ in net.named_parameters()}
+    assert params == {f"EnergyPrior.energy_fn.{n}" for n, _ in net.named_parameters()}
     # outside a prior objective: gradients reach z (for the encoder) but not the network
     tr.log_prob_sum().backward()
     assert z.grad is not None and z.grad.abs().sum() > 0
@@ -85,14 +85,14 @@ def test_energy_prior_adopts_a_restored_param_store(device):
     prior = EnergyPrior(net, (2,), name="ebm")
     prior()
     saved = {k: v.detach().clone() + 1.0 for k, v in pyro.get_param_store().items()}
-    assert {normalize_param_name(k) for k in saved} == {"ebm.energy_net.weight", "ebm.energy_net.bias"}
+    assert {normalize_param_name(k) for k in saved} == {"ebm.energy_fn.weight", "ebm.energy_fn.bias"}
     pyro.clear_param_store()
     for k, v in saved.items():
         pyro.param(k, v)
     prior()  # the module now computes with (and is trained through) the store's tensors
     store = pyro.get_param_store()
-    assert net.weight is store["ebm.energy_net$$$weight"]
-    assert torch.equal(net.bias.detach(), saved["ebm.energy_net$$$bias"])
+    assert net.weight is store["ebm.energy_fn$$$weight"]
+    assert torch.equal(net.bias.detach(), saved["ebm.energy_fn$$$bias"])
 
 
 def test_bad_arguments(device):
@@ -109,7 +109,7 @@ def test_bad_arguments(device):
         LangevinSampler(step_size=-1.0)
     with pytest.raises(ValueError, match="noise_scale"):
         LangevinSampler(metropolis=True, noise_scale=0.5)
-    with pytest.raises(TypeError, match="energy_net"):
+    with pytest.raises(TypeError, match="energy_fn"):
         EnergyPrior(quadratic, (2,))
     with pytest.raises(ValueError, match="name must be a non-empty str"):
         EnergyPrior(nn.Linear(2, 1), (2,), name="")

@@ -126,7 +126,7 @@ def _exact_log_px(prior, x) -> float:
 @pytest.mark.parametrize("guide_cls,kwargs", [(GaussianGuide, {}), (DiffusionGuide, {"num_steps": 4})])
 def test_trains_with_trace_elbo_and_bounds_log_px(guide_cls, kwargs):
     prior, model, x = _model_and_data()
-    guide = guide_cls(model, "z", "x", hidden_dims=(32, 32), **kwargs)
+    guide = guide_cls(model, "z", "x", encoder_hidden_dims=(32, 32), **kwargs)
     svi = SVI(model, guide, Adam({"lr": 1e-2}), Trace_ELBO())
     before = {k: v.detach().clone() for k, v in prior.named_parameters()}
     for _ in range(150):

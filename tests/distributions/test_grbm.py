@@ -29,7 +29,7 @@ def all_hidden_states(hidden: int, dtype, device) -> torch.Tensor:
 def mixture_moments(g: GRBM) -> tuple[torch.Tensor, torch.Tensor]:
     """Exact mean and covariance of v: p(v) = sum_h p(h) N(mu + W h, sigma^2), with p(h) from the
     Gaussian integral of exp(-E(v, h)) over v computed here by hand."""
-    h = all_hidden_states(g.hidden, g.W.dtype, g.W.device)
+    h = all_hidden_states(g.num_hidden, g.W.dtype, g.W.device)
     m = h @ g.W.T
     s2 = g.sigma**2
     log_w = h @ g.b + ((g.mu * m + 0.5 * m**2) / s2).sum(-1)
@@ -147,7 +147,7 @@ def test_bad_parameters_raise(device):
         GRBM(mu, ls, torch.zeros(D), b)
     with pytest.raises(ValueError, match="b"):
         GRBM(mu, ls, W, torch.zeros(H + 1))
-    with pytest.raises(ValueError, match="hidden=21"):
+    with pytest.raises(ValueError, match="num_hidden=21"):
         GRBM(torch.zeros(1), torch.zeros(1), torch.zeros(1, 21), torch.zeros(21)).exact_log_partition()
     with pytest.raises(ValueError, match="event_shape|trailing shape"):
         GRBM(mu, ls, W, b).log_prob(torch.zeros(5, D + 1))
@@ -209,7 +209,7 @@ def vae_with_grbm_prior(prior, user_W):
 def test_trace_elbo_leaves_a_learnable_prior_bit_identical():
     # A user who forgot EnergyPriorELBO: the partition-free bound used to train the prior to a
     # degenerate density (log_sigma -> -16.7, "ELBO" +5.5e18); now its parameters cannot move at all.
-    prior = GRBMPrior(visible=2, hidden=3, init_scale=0.5)
+    prior = GRBMPrior(dim=2, num_hidden=3, init_scale=0.5)
     before = {n: p.detach().clone() for n, p in prior.named_parameters()}
     user_W = torch.randn(2, 4)
     model, guide, encoder = vae_with_grbm_prior(prior, user_W.clone())

@@ -21,7 +21,7 @@ class GaussianEncoder(nn.Module):
 def make_prior(device, K=5):
     enc = GaussianEncoder(3, 2).to(device=device, dtype=torch.float64)
     init = torch.randn(K, 3, dtype=torch.float64, device=device)
-    return VampPrior(enc, K, (3,), init=init), enc
+    return VampPrior(enc, K, (3,), init_pseudo_inputs=init), enc
 
 
 def test_log_prob_matches_hand_computed_mixture(device):
@@ -69,7 +69,7 @@ def test_default_init_and_bad_arguments(device):
     assert prior.pseudo_inputs.shape == (4, 3) and prior.pseudo_inputs.device.type == device.type
     with pytest.raises(ValueError, match="num_pseudo_inputs"):
         VampPrior(enc, 0, (3,))
-    with pytest.raises(ValueError, match="init"):
-        VampPrior(enc, 4, (3,), init=torch.zeros(5, 3))
+    with pytest.raises(ValueError, match="init_pseudo_inputs"):
+        VampPrior(enc, 4, (3,), init_pseudo_inputs=torch.zeros(5, 3))
     with pytest.raises(TypeError, match="loc, scale"):
         VampPrior(nn.Linear(3, 2), 4, (3,))()

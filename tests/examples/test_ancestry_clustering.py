@@ -48,7 +48,7 @@ def test_missing_genotypes_drop_out_of_the_likelihood(example):
     missing = x < 0
     assert missing.any() and torch.equal(x[~missing], dosages[~missing])
     pyro.clear_param_store()
-    prior = example.LearnableMixture(3, 2)
+    prior = example.LearnableMixture(3, dim=2)
     model = example.make_model("binomial", 5, prior, (8,))
     z = torch.randn(6, 2)
     trace = poutine.trace(poutine.condition(model, data={"z": z})).get_trace(x)

@@ -253,7 +253,7 @@ def test_bad_inputs_raise_before_training():
     with pytest.raises(ValueError, match="batch_shape"):
         GaussianGuide(vae_model, "z", "x", encoder=nn.Sequential(nn.Flatten(0), nn.Linear(12, 5)))(x)
     with pytest.raises(ValueError, match="activation"):
-        GaussianGuide(vae_model, "z", "x", activation="bogus")
+        GaussianGuide(vae_model, "z", "x", encoder_activation="bogus")
     with pytest.raises(TypeError, match="encoder"):
         GaussianGuide(vae_model, "z", "x", encoder=lambda x: x)
     with pytest.raises(ValueError, match="loc, scale"):

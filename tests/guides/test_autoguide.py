@@ -18,7 +18,7 @@ from pyro_diffvi.infer import DDVI_ELBO
 from pyro_diffvi.util import set_seed
 
 NOISE = 0.5
-SMALL = {"hidden_dims": (32,)}
+SMALL = {"encoder_hidden_dims": (32,)}
 SMALL_CHAIN = {"num_steps": 4, "denoiser_hidden_dims": (32,), **SMALL}
 
 

@@ -22,7 +22,7 @@ K, NOISE = 3, 0.5
 LOGITS = torch.tensor([0.2, -0.3, 0.1], dtype=torch.float64)
 MU = torch.tensor([[2.0, 0.0], [-1.0, 1.5], [-1.0, -1.5]], dtype=torch.float64)
 A = torch.tensor([[1.0, 0.5], [-0.5, 1.0], [0.3, -0.2]], dtype=torch.float64)
-SMALL = {"hidden_dims": (32,)}
+SMALL = {"encoder_hidden_dims": (32,)}
 
 
 def model(x, y=None):

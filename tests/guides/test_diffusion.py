@@ -13,7 +13,7 @@ from pyro.optim import Adam
 from pyro_diffvi.guides import DiffusionGuide
 from pyro_diffvi.infer import DDVI_ELBO
 
-SMALL = dict(hidden_dims=(32, 32), denoiser_hidden_dims=(32, 32))
+SMALL = dict(encoder_hidden_dims=(32, 32), denoiser_hidden_dims=(32, 32))
 
 # ---- linear-Gaussian model: z ~ N(0, I_2), x ~ N(A z + b, s^2 I_3), log p(x) exact -------------
 A = torch.tensor([[1.0, 0.5], [-0.3, 0.8], [0.6, -1.0]])

@@ -15,7 +15,7 @@ from tests.guides._targets import linear_gaussian
 
 def _perturbed_flow(kind: str, dim: int, context_dim: int, scale: float = 0.2, num_transforms: int = 4) -> ConditionalFlow:
     """A flow far from its (near-identity) initialization, in float64."""
-    flow = ConditionalFlow(dim, context_dim, num_transforms=num_transforms, flow=kind).double()
+    flow = ConditionalFlow(dim, context_dim=context_dim, num_transforms=num_transforms, flow=kind).double()
     with torch.no_grad():
         for p in flow.parameters():
             p.add_(scale * torch.randn_like(p))
@@ -83,7 +83,7 @@ def test_log_prob_of_own_sample_uses_cache_and_is_exact(kind, monkeypatch):
 @pytest.mark.parametrize("kind", ["iaf", "spline"])
 def test_trace_elbo_never_inverts(kind, monkeypatch, device):
     problem = linear_gaussian(device)
-    guide = FlowGuide(problem.model, latent="z", observed="x", flow=kind, hidden_dims=(16,))
+    guide = FlowGuide(problem.model, latent="z", observed="x", flow=kind, encoder_hidden_dims=(16,))
     guide(problem.x)
     for cls in (AffineAutoregressive, SplineAutoregressive, AffineTransform):
         monkeypatch.setattr(cls, "_inverse", lambda self, y: pytest.fail("inverse pass in the hot path"))
@@ -94,7 +94,7 @@ def test_trace_elbo_never_inverts(kind, monkeypatch, device):
 
 
 def test_iaf_layers_reverse_order_and_masks_are_buffers():
-    flow = ConditionalFlow(3, 4, num_transforms=4, flow="iaf")
+    flow = ConditionalFlow(3, context_dim=4, num_transforms=4, flow="iaf")
     perms = [layer.nn.permutation.tolist() for layer in flow.layers]
     assert perms == [[0, 1, 2], [2, 1, 0], [0, 1, 2], [2, 1, 0]]
     buffers = dict(flow.named_buffers())
@@ -105,7 +105,7 @@ def test_iaf_layers_reverse_order_and_masks_are_buffers():
 
 def test_parameters_follow_data_dtype():
     problem = linear_gaussian("cpu", dtype=torch.float64)
-    guide = FlowGuide(problem.model, latent="z", observed="x", hidden_dims=(16,))
+    guide = FlowGuide(problem.model, latent="z", observed="x", encoder_hidden_dims=(16,))
     z = guide(problem.x)["z"]
     assert z.dtype == torch.float64
     assert all(p.dtype == torch.float64 for p in guide.parameters())
@@ -114,12 +114,12 @@ def test_parameters_follow_data_dtype():
 @requires_cuda
 def test_flow_guide_moves_to_cuda():
     problem = linear_gaussian("cpu")
-    guide = FlowGuide(problem.model, latent="z", observed="x", hidden_dims=(16,))
+    guide = FlowGuide(problem.model, latent="z", observed="x", encoder_hidden_dims=(16,))
     guide(problem.x)
     guide = guide.to("cuda")
     cuda_problem = linear_gaussian("cuda")
     for kind in ("iaf", "spline"):
-        g = FlowGuide(cuda_problem.model, latent="z", observed="x", flow=kind, hidden_dims=(16,))
+        g = FlowGuide(cuda_problem.model, latent="z", observed="x", flow=kind, encoder_hidden_dims=(16,))
         loss = Trace_ELBO().differentiable_loss(cuda_problem.model, g, cuda_problem.x)
         loss.backward()
         assert all(b.is_cuda for b in g.buffers())
@@ -164,14 +164,14 @@ def test_tuple_encoder_is_rejected():
 
 
 def test_context_width_is_checked():
-    flow = ConditionalFlow(2, 5)
+    flow = ConditionalFlow(2, context_dim=5)
     with pytest.raises(ValueError, match="context_dim=5"):
         flow(torch.randn(3, 4))
 
 
 @pytest.mark.parametrize("context_dim", [3, 0])
 def test_plain_affine_iaf_log_det_equals_autograd_jacobian(context_dim):
-    flow = ConditionalFlow(3, context_dim, num_transforms=3, flow="iaf", stable=False).double()
+    flow = ConditionalFlow(3, context_dim=context_dim, num_transforms=3, flow="iaf", stable=False).double()
     with torch.no_grad():
         for p in flow.parameters():
             p.add_(0.2 * torch.randn_like(p))

@@ -20,7 +20,7 @@ class LinearGaussianHierarchy(HierarchicalNetworks):
     """
 
     def __init__(self, c: float) -> None:
-        super().__init__(latent_dim=1, aux_dim=1, context_dim=1)
+        super().__init__(1, aux_dim=1, context_dim=1)
         self.c = c
 
     def q_aux(self, context):
@@ -62,7 +62,7 @@ def test_log_prob_of_another_value_raises():
 
 
 def test_shapes_expand_and_particles():
-    nets = HierarchicalNetworks(latent_dim=2, aux_dim=3, context_dim=4)
+    nets = HierarchicalNetworks(2, aux_dim=3, context_dim=4)
     q = HierarchicalPosterior(torch.randn(5, 4), nets)
     assert q.batch_shape == (5,) and q.event_shape == (2,)
     qe = q.expand((7, 5))
@@ -76,7 +76,7 @@ def test_shapes_expand_and_particles():
 
 def test_guide_site_carries_the_bound_and_r_is_registered():
     problem = linear_gaussian("cpu")
-    guide = HierarchicalGuide(problem.model, latent="z", observed="x", aux_dim=3, hidden_dims=(16,))
+    guide = HierarchicalGuide(problem.model, latent="z", observed="x", aux_dim=3, encoder_hidden_dims=(16,))
     guide(problem.x)
     names = {n for n, _ in guide.named_parameters()}
     assert any(".reverse." in n for n in names) and any(".conditional." in n for n in names)
@@ -99,7 +99,7 @@ def test_bad_arguments_raise(kwargs, match):
 
 
 def test_context_width_is_checked():
-    nets = HierarchicalNetworks(latent_dim=2, aux_dim=2, context_dim=4)
+    nets = HierarchicalNetworks(2, aux_dim=2, context_dim=4)
     with pytest.raises(ValueError, match="trailing size 4"):
         HierarchicalPosterior(torch.randn(3, 5), nets)
 

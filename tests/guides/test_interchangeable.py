@@ -11,7 +11,7 @@ from pyro.optim import Adam
 from pyro_diffvi.guides import DiffusionGuide, FlowGuide, GaussianGuide, HierarchicalGuide
 from tests.guides._targets import bimodal, elbo_estimate, linear_gaussian, train
 
-ENCODER = {"hidden_dims": (16,)}
+ENCODER = {"encoder_hidden_dims": (16,)}
 GUIDES = {
     "gaussian": lambda model: GaussianGuide(model, latent="z", observed="x", **ENCODER),
     "iaf": lambda model: FlowGuide(model, latent="z", observed="x", **ENCODER),

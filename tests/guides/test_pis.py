@@ -21,7 +21,7 @@ from pyro_diffvi.guides import PathIntegralGuide
 from pyro_diffvi.metrics import elbo_gap
 from tests.guides._targets import elbo_estimate, linear_gaussian, train
 
-SMALL = dict(hidden_dims=(32,), drift_hidden_dims=(32, 32))
+SMALL = dict(encoder_hidden_dims=(32,), drift_hidden_dims=(32, 32))
 
 
 @pytest.fixture(autouse=True)
@@ -87,7 +87,7 @@ class FollmerDrift(nn.Module):
     def __init__(self, m, s, sigma, num_steps):
         super().__init__()
         self.m, self.s, self.sigma, self.num_steps = m, s, sigma, num_steps
-        self.latent_dim, self.context_dim = m.shape[-1], 0
+        self.dim, self.context_dim = m.shape[-1], 0
 
     def forward(self, y, t, context=None):
         t = (torch.as_tensor(t, dtype=y.dtype) - 1) / self.num_steps  # step index k + 1 -> time k h

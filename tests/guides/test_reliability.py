@@ -21,7 +21,7 @@ from pyro_diffvi.guides import DiffusionGuide, FlowGuide, GaussianGuide, Hierarc
 from pyro_diffvi.infer import DDVI_ELBO
 
 A = torch.tensor([[1.0, 0.5], [-0.5, 1.0], [0.3, -0.2]])
-SMALL = {"hidden_dims": (16,)}
+SMALL = {"encoder_hidden_dims": (16,)}
 GUIDES = {
     "gaussian": lambda model, **kw: GaussianGuide(model, "z", "x", **SMALL, **kw),
     "flow": lambda model, **kw: FlowGuide(model, "z", "x", **SMALL, **kw),
@@ -318,7 +318,7 @@ def test_the_guide_takes_its_dtype_from_the_model_not_the_data():
         ({"num_steps": 2.0}, "num_steps must be an integer"),
         ({"denoiser_hidden_dims": (0,)}, "each width of denoiser_hidden_dims"),
         ({"denoiser_hidden_dims": (16.5,)}, "each width of denoiser_hidden_dims"),
-        ({"hidden_dims": (8.0,)}, "each width of hidden_dims"),
+        ({"encoder_hidden_dims": (8.0,)}, "each width of encoder_hidden_dims"),
         ({"time_dim": 0}, "time_dim must be an integer"),
         ({"schedule": [0.1, 1 - 1e-10, 0.2]}, r"betas must lie in \(0, 1\) in torch.float32"),
     ],

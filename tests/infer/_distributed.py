@@ -70,7 +70,7 @@ def build(x_setup: torch.Tensor) -> pyro.infer.elbo.ELBOModule:
     set_seed(0)
     model = TinyVAE().to(x_setup.dtype)
     guide = DiffusionGuide(
-        model, latent="z", observed="x", num_steps=3, hidden_dims=(8,), denoiser_hidden_dims=(8,), time_dim=4
+        model, latent="z", observed="x", num_steps=3, encoder_hidden_dims=(8,), denoiser_hidden_dims=(8,), time_dim=4
     )
     guide.setup(x_setup)
     return DDVI_ELBO(warmup_steps=WARMUP_STEPS)(model, guide)

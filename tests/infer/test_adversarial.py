@@ -41,7 +41,7 @@ def make_problem(device, num_data=128, noise=0.1, subsample_size=None):
 
 def test_aggregate_posterior_matches_the_prior(device):
     prior, x, _, model = make_problem(device, noise=0.5)
-    guide = GaussianGuide(model, latent="z", observed="x", hidden_dims=(32, 32))
+    guide = GaussianGuide(model, latent="z", observed="x", encoder_hidden_dims=(32, 32))
     aae = AdversarialAutoencoderLoss(hidden_dims=(32, 32))
     svi = SVI(model, guide, Adam({"lr": 1e-2, "betas": (0.5, 0.9)}), loss=aae)
 
@@ -85,7 +85,7 @@ def _grads(weight):
     pyro.set_rng_seed(3)
     _, x, decoder, model = make_problem("cpu", num_data=16)
     pyro.set_rng_seed(4)
-    guide = GaussianGuide(model, latent="z", observed="x", hidden_dims=(8,))
+    guide = GaussianGuide(model, latent="z", observed="x", encoder_hidden_dims=(8,))
     guide(x)
     pyro.set_rng_seed(5)
     aae = AdversarialAutoencoderLoss(hidden_dims=(8,), adversarial_weight=weight)
@@ -109,7 +109,7 @@ def test_min_max_gradients_are_separated():
 
 def test_every_parameter_changes_after_one_step():
     _, x, decoder, model = make_problem("cpu", num_data=16, subsample_size=8)
-    guide = GaussianGuide(model, latent="z", observed="x", hidden_dims=(8,))
+    guide = GaussianGuide(model, latent="z", observed="x", encoder_hidden_dims=(8,))
     aae = AdversarialAutoencoderLoss(hidden_dims=(8,))
     svi = SVI(model, guide, Adam({"lr": 1e-2}), loss=aae)
     aae.loss(model, guide, x)  # builds the lazy discriminator
@@ -139,7 +139,7 @@ def test_bad_arguments_raise():
 
 def test_unknown_latent_and_single_discriminator_for_two_latents_raise():
     _, x, _, model = make_problem("cpu", num_data=8)
-    guide = GaussianGuide(model, latent="z", observed="x", hidden_dims=(8,))
+    guide = GaussianGuide(model, latent="z", observed="x", encoder_hidden_dims=(8,))
     with pytest.raises(ValueError, match="not latent sites"):
         AdversarialAutoencoderLoss(latent="w").loss(model, guide, x)
 
@@ -149,7 +149,7 @@ def test_unknown_latent_and_single_discriminator_for_two_latents_raise():
             b = pyro.sample("b", dist.Normal(x.new_zeros(2), 1.0).to_event(1))
             pyro.sample("x", dist.Normal(a + b, 1.0).to_event(1), obs=x)
 
-    guide2 = GaussianGuide(model2, latent=["a", "b"], observed="x", hidden_dims=(8,), name="guide2")
+    guide2 = GaussianGuide(model2, latent=["a", "b"], observed="x", encoder_hidden_dims=(8,), name="guide2")
     with pytest.raises(ValueError, match="one discriminator module"):
         AdversarialAutoencoderLoss(discriminator=nn.Linear(2, 1)).loss(model2, guide2, x)
     aae = AdversarialAutoencoderLoss(hidden_dims=(8,))

@@ -28,7 +28,7 @@ def _model(prior):
 
 def test_wake_terms_sum_to_trace_elbo():
     model = _model(dist.Normal(torch.zeros(2), 1.0).to_event(1))
-    guide = DiffusionGuide(model, "z", "x", num_steps=3, hidden_dims=(16,), denoiser_hidden_dims=(16,))
+    guide = DiffusionGuide(model, "z", "x", num_steps=3, encoder_hidden_dims=(16,), denoiser_hidden_dims=(16,))
     x = torch.randn(7, 2)
     elbo = DDVI_ELBO(sleep="none")
     guide(x)  # set-up traces the model (a prior draw): before seeding
@@ -36,7 +36,7 @@ def test_wake_terms_sum_to_trace_elbo():
     loss = elbo.loss(model, guide, x)
     pyro.set_rng_seed(1)
     reference = Trace_ELBO().loss(model, guide, x)
-    # same draws: sleep="none", beta_reg=1 is exactly the Markovian ELBO of Trace_ELBO
+    # same draws: sleep="none", reg_weight=1 is exactly the Markovian ELBO of Trace_ELBO
     assert loss == pytest.approx(reference, abs=1e-4)
     assert elbo.last_terms["elbo"] == pytest.approx(-reference, abs=1e-4)
     assert elbo.last_terms["rec"] + elbo.last_terms["reg"] == pytest.approx(-reference, abs=1e-4)
@@ -47,7 +47,7 @@ def test_sleep_only_training_matches_the_prior():
     model = _model(prior)
     x = torch.zeros(256, 2)
     guide = DiffusionGuide(model, "z", "x", num_steps=10, schedule="cosine", variance="posterior",
-                           conditional=False, standardize=False, hidden_dims=(8,), denoiser_hidden_dims=(64, 64))
+                           conditional=False, standardize=False, encoder_hidden_dims=(8,), denoiser_hidden_dims=(64, 64))
     elbo = DDVI_ELBO(sleep="simplified")
     guide(x)
     optim = torch.optim.Adam(guide.denoisers.parameters(), lr=3e-3)
@@ -88,7 +88,7 @@ def _small_run(warmup_steps=2):
     """A linear-decoder model, a small DiffusionGuide, DDVI_ELBO with a warm-up and its SVI."""
     decoder = torch.nn.Linear(2, 2)
     model = _decoder_model(decoder)
-    guide = DiffusionGuide(model, "z", "x", num_steps=3, hidden_dims=(16,), denoiser_hidden_dims=(16,))
+    guide = DiffusionGuide(model, "z", "x", num_steps=3, encoder_hidden_dims=(16,), denoiser_hidden_dims=(16,))
     elbo = DDVI_ELBO(warmup_steps=warmup_steps)
     svi = pyro.infer.SVI(model, guide, pyro.optim.Adam({"lr": 1e-2}), elbo)
     return decoder, model, guide, torch.randn(5, 2), elbo, svi
@@ -143,7 +143,7 @@ def _train(state=None, steps=4, seed=0):
     torch.manual_seed(seed)
     decoder = torch.nn.Linear(2, 2)
     model = _decoder_model(decoder)
-    guide = DiffusionGuide(model, "z", "x", num_steps=3, hidden_dims=(16,), denoiser_hidden_dims=(16,))
+    guide = DiffusionGuide(model, "z", "x", num_steps=3, encoder_hidden_dims=(16,), denoiser_hidden_dims=(16,))
     x = torch.randn(6, 2, generator=torch.Generator().manual_seed(7))
     optim = pyro.optim.Adam({"lr": 1e-2})
     svi = pyro.infer.SVI(model, guide, optim, DDVI_ELBO(warmup_steps=3))
@@ -180,7 +180,7 @@ def test_simplified_sleep_does_not_run_the_likelihood():
             calls.append(1)
             pyro.sample("x", dist.Normal(z, 1.0).to_event(1), obs=x)
 
-    guide = DiffusionGuide(model, "z", "x", num_steps=3, standardize=False, hidden_dims=(16,), denoiser_hidden_dims=(16,))
+    guide = DiffusionGuide(model, "z", "x", num_steps=3, standardize=False, encoder_hidden_dims=(16,), denoiser_hidden_dims=(16,))
     x = torch.randn(5, 2)
     guide(x)
     calls.clear()
@@ -191,9 +191,9 @@ def test_simplified_sleep_does_not_run_the_likelihood():
 @pytest.mark.parametrize(
     "kwargs, match",
     [({"warmup_steps": -1}, "warmup_steps"), ({"warmup_steps": 3, "sleep": "none"}, "warmup_steps"),
-     ({"warmup_steps": 3, "beta_diff": 0.0}, "warmup_steps"), ({"num_particles": 0}, "num_particles"),
-     ({"num_particles": True}, "num_particles"), ({"beta_reg": math.inf}, "beta_reg"),
-     ({"beta_diff": math.nan}, "beta_diff"), ({"on_nonfinite": "ignore"}, "on_nonfinite")],
+     ({"warmup_steps": 3, "sleep_weight": 0.0}, "warmup_steps"), ({"num_particles": 0}, "num_particles"),
+     ({"num_particles": True}, "num_particles"), ({"reg_weight": math.inf}, "reg_weight"),
+     ({"sleep_weight": math.nan}, "sleep_weight"), ({"on_nonfinite": "ignore"}, "on_nonfinite")],
 )
 def test_bad_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):
@@ -267,7 +267,7 @@ def test_a_prior_whose_draws_overflow_is_named_in_the_sleep_term():
             z = pyro.sample("z", dist.LogNormal(torch.zeros(2), 60.0).to_event(1))
             pyro.sample("x", dist.Normal(z.log(), 1.0).to_event(1), obs=x)
 
-    guide = DiffusionGuide(model, "z", "x", num_steps=3, hidden_dims=(16,), denoiser_hidden_dims=(16,))
+    guide = DiffusionGuide(model, "z", "x", num_steps=3, encoder_hidden_dims=(16,), denoiser_hidden_dims=(16,))
     svi = pyro.infer.SVI(model, guide, pyro.optim.Adam({"lr": 1e-2}), DDVI_ELBO())
     x = torch.randn(64, 2)
     guide.setup(x)

@@ -23,9 +23,9 @@ from pyro_diffvi.guides import DiffusionGuide, GaussianGuide
 from pyro_diffvi.infer import (
     DDVI_ELBO,
     AdversarialAutoencoderLoss,
-    AdversarialCD,
+    AdversarialCDLoss,
     EnergyPriorELBO,
-    SlicedScoreMatching,
+    SlicedScoreMatchingLoss,
 )
 from pyro_diffvi.priors import GRBMPrior
 from pyro_diffvi.util import set_seed
@@ -43,7 +43,7 @@ class GRBMVAE(nn.Module):
 
     def __init__(self) -> None:
         super().__init__()
-        self.prior = GRBMPrior(visible=D.Z_DIM, hidden=3, init_scale=0.5)
+        self.prior = GRBMPrior(dim=D.Z_DIM, num_hidden=3, init_scale=0.5)
         self.decoder = nn.Linear(D.Z_DIM, D.X_DIM)
 
     def forward(self, x: torch.Tensor) -> None:
@@ -53,7 +53,7 @@ class GRBMVAE(nn.Module):
             pyro.sample("x", dist.Normal(self.decoder(z), 0.5).to_event(1), obs=x)
 
 
-SMALL = dict(hidden_dims=(8,))
+SMALL = dict(encoder_hidden_dims=(8,))
 DIFFUSION = dict(num_steps=3, denoiser_hidden_dims=(8,), time_dim=4, **SMALL)
 # name: (objective, model class, guide)
 OBJECTIVES = {
@@ -65,12 +65,12 @@ OBJECTIVES = {
         lambda m: DiffusionGuide(m, "z", "x", standardize=False, conditional=False, **DIFFUSION),
     ),
     "energy_ssm": (
-        lambda: EnergyPriorELBO(prior_objective=SlicedScoreMatching()),
+        lambda: EnergyPriorELBO(prior_objective=SlicedScoreMatchingLoss()),
         GRBMVAE,
         lambda m: GaussianGuide(m, "z", "x", **SMALL),
     ),
     "energy_adversarial_cd": (
-        lambda: EnergyPriorELBO(prior_objective=AdversarialCD(num_transforms=1, hidden_dims=(8,))),
+        lambda: EnergyPriorELBO(prior_objective=AdversarialCDLoss(num_transforms=1, hidden_dims=(8,))),
         GRBMVAE,
         lambda m: GaussianGuide(m, "z", "x", **SMALL),
     ),
@@ -83,7 +83,7 @@ OBJECTIVES = {
 
 
 def objective_modules(objective) -> dict[str, nn.Module]:
-    """The modules an objective builds and keeps itself (the AAE's discriminators, AdversarialCD's flow).
+    """The modules an objective builds and keeps itself (the AAE's discriminators, AdversarialCDLoss's flow).
 
     ``ELBOModule.parameters()`` does not hold them: the objective is not a ``torch.nn.Module``, and they
     are built on its first evaluation. ``SVI`` finds them through Pyro's param store; a plain torch

@@ -11,10 +11,10 @@ from torch import nn
 from pyro_diffvi._pyro_compat import in_namespace
 from pyro_diffvi.infer.energy import EnergyPriorELBO
 from pyro_diffvi.infer.prior_objectives import (
-    AdversarialCD,
-    ImportanceWeightedLogZ,
+    AdversarialCDLoss,
+    ImportanceWeightedLogZLoss,
     PriorObjective,
-    SlicedScoreMatching,
+    SlicedScoreMatchingLoss,
 )
 from pyro_diffvi.priors import GRBMPrior
 
@@ -28,7 +28,7 @@ class Vae:
     def __init__(self):
         self.encoder = nn.Linear(X_DIM, 2 * Z_DIM).double()
         self.decoder = nn.Linear(Z_DIM, X_DIM).double()
-        self.prior = GRBMPrior(visible=Z_DIM, hidden=3, init_scale=0.7).double()
+        self.prior = GRBMPrior(dim=Z_DIM, num_hidden=3, init_scale=0.7).double()
 
     def model(self, x, normalized=False):
         pyro.module("decoder", self.decoder)
@@ -60,7 +60,7 @@ class SeededSSM(PriorObjective):
 
     def __init__(self):
         super().__init__()
-        self.inner = SlicedScoreMatching(projection="gaussian")
+        self.inner = SlicedScoreMatchingLoss(projection="gaussian")
         self.seen = []
 
     def loss(self, prior, z, log_q=None):
@@ -114,7 +114,7 @@ def test_prior_gradient_comes_only_from_the_objective():
     (z,) = objective.seen
     assert not z.requires_grad and z.shape == (BATCH, Z_DIM)
     torch.manual_seed(7)
-    reference = SlicedScoreMatching(projection="gaussian").loss(vae.prior(), z)
+    reference = SlicedScoreMatchingLoss(projection="gaussian").loss(vae.prior(), z)
     expected = torch.autograd.grad(reference, vae.prior_params())
     for g, e in zip(prior_grads, expected):
         assert torch.allclose(g, e, rtol=1e-9, atol=1e-12)
@@ -129,7 +129,7 @@ def test_prior_gradient_comes_only_from_the_objective():
 def test_svi_trains_prior_flow_and_vae_with_separate_learning_rates():
     vae = Vae()
     x = torch.randn(16, X_DIM, dtype=torch.float64)
-    objective = AdversarialCD(num_transforms=1, hidden_dims=(8,))
+    objective = AdversarialCDLoss(num_transforms=1, hidden_dims=(8,))
     elbo = EnergyPriorELBO(prior_objective=objective)
     optim = pyro.optim.Adam(elbo.optim_args({"lr": 1e-2}, prior={"lr": 1e-3}))
     svi = SVI(vae.model, vae.guide, optim, loss=elbo)
@@ -152,14 +152,14 @@ def test_svi_trains_prior_flow_and_vae_with_separate_learning_rates():
 def test_importance_weighted_objective_gets_guide_log_density():
     vae = Vae()
     x = torch.randn(BATCH, X_DIM, dtype=torch.float64)
-    elbo = EnergyPriorELBO(prior_objective=ImportanceWeightedLogZ())
+    elbo = EnergyPriorELBO(prior_objective=ImportanceWeightedLogZLoss())
     elbo.loss_and_grads(vae.model, vae.guide, x)
     assert vae.prior.W.grad is not None and vae.prior.W.grad.abs().sum() > 0
     assert {"iw_log_z", "iw_log_z_se"} <= set(elbo.last_terms)
 
 
 def test_optim_args_namespace_and_bad_input():
-    elbo = EnergyPriorELBO(prior_objective=AdversarialCD(module_name="vae"))
+    elbo = EnergyPriorELBO(prior_objective=AdversarialCDLoss(module_name="vae"))
     args = elbo.optim_args({"lr": 1e-3}, {"lr": 2e-4})
     # the flow's namespace covers itself and names that continue it after a separator, nothing else
     assert args("vae.b") == {"lr": 2e-4} and args("vae") == {"lr": 2e-4} and args("vae$$$b") == {"lr": 2e-4}
@@ -175,7 +175,7 @@ def test_optim_args_namespace_and_bad_input():
 
 
 def test_optim_args_match_the_flow_namespace_exactly():
-    elbo = EnergyPriorELBO(prior_objective=AdversarialCD(module_name="flow"))
+    elbo = EnergyPriorELBO(prior_objective=AdversarialCDLoss(module_name="flow"))
     elbo.prior_param_names = {"vae"}
     args = elbo.optim_args({"lr": 1.0}, prior={"lr": 2.0})
     assert args("vae") == {"lr": 2.0} and args("vae.b") == {"lr": 1.0}  # only the exact classified name
@@ -202,10 +202,10 @@ def test_bad_input():
             pyro.sample("z", dist.Normal(torch.zeros(2), 1.0).to_event(1))
 
     with pytest.raises(ValueError, match="no latent sample site with an energy-based prior"):
-        EnergyPriorELBO(prior_objective=SlicedScoreMatching()).loss(normal_model, normal_guide, torch.zeros(3, 1))
+        EnergyPriorELBO(prior_objective=SlicedScoreMatchingLoss()).loss(normal_model, normal_guide, torch.zeros(3, 1))
 
 
-@pytest.mark.parametrize("objective", [SlicedScoreMatching, lambda: AdversarialCD(num_transforms=1, hidden_dims=(8,))])
+@pytest.mark.parametrize("objective", [SlicedScoreMatchingLoss, lambda: AdversarialCDLoss(num_transforms=1, hidden_dims=(8,))])
 def test_runs_on_device(device, objective):
     vae = Vae()
     for module in (vae.encoder, vae.decoder, vae.prior):

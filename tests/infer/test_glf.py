@@ -28,7 +28,7 @@ def _setup(beta_scale=None):
             z = pyro.sample("z", prior())
             pyro.sample("x", dist.Normal(decoder(z), SIGMA).to_event(1), obs=x)
 
-    guide = EncoderGuide(model, "z", "x", hidden_dims=(16,))
+    guide = EncoderGuide(model, "z", "x", encoder_hidden_dims=(16,))
     x = torch.randn(8, 5)
     guide(x)  # build the encoder
     return prior, decoder, model, guide, x
@@ -51,7 +51,7 @@ def _grads(loss, modules):
 @pytest.mark.parametrize("beta", [1.0, 7.5])
 def test_value_equals_the_formula(beta):
     prior, decoder, model, guide, x = _setup()
-    objective = GLFLoss(beta=beta)
+    objective = GLFLoss(reconstruction_weight=beta)
     loss = objective.differentiable_loss(model, guide, x)
     recon, nll = _by_hand(prior, decoder, guide, x, beta, detach=True)
     assert torch.allclose(loss, beta * recon + nll, rtol=1e-5)
@@ -62,7 +62,7 @@ def test_value_equals_the_formula(beta):
 def test_stop_gradient_routes_the_nll_to_the_flow_only():
     prior, decoder, model, guide, x = _setup()
     beta = 3.0
-    loss = GLFLoss(beta=beta).differentiable_loss(model, guide, x)
+    loss = GLFLoss(reconstruction_weight=beta).differentiable_loss(model, guide, x)
     recon, nll = _by_hand(prior, decoder, guide, x, beta, detach=False)  # NLL at the live code
     # the flow: gradient of the NLL term alone (the reconstruction does not involve it), at the code's value
     flow_grads = _grads(loss, [prior])
@@ -70,7 +70,7 @@ def test_stop_gradient_routes_the_nll_to_the_flow_only():
         assert torch.allclose(g, ref, atol=1e-6)
     assert any(g.abs().sum() > 0 for g in flow_grads)
     # the encoder and decoder: gradient of beta * reconstruction alone; the NLL gives them none
-    loss = GLFLoss(beta=beta).differentiable_loss(model, guide, x)
+    loss = GLFLoss(reconstruction_weight=beta).differentiable_loss(model, guide, x)
     for g, ref in zip(_grads(loss, [guide, decoder]), _grads(beta * recon, [guide, decoder])):
         assert torch.allclose(g, ref, atol=1e-5)
     # ... whereas the NLL at the live code does reach the encoder: the stop-gradient is what removes it
@@ -80,7 +80,7 @@ def test_stop_gradient_routes_the_nll_to_the_flow_only():
 def test_without_stop_gradient_is_eq_3_5_and_the_map_objective():
     prior, decoder, model, guide, x = _setup()
     beta = 2.0
-    loss = GLFLoss(beta=beta, stop_gradient=False).differentiable_loss(model, guide, x)
+    loss = GLFLoss(reconstruction_weight=beta, stop_gradient=False).differentiable_loss(model, guide, x)
     recon, nll = _by_hand(prior, decoder, guide, x, beta, detach=False)
     for g, ref in zip(_grads(loss, [guide]), _grads(beta * recon + nll, [guide])):
         assert torch.allclose(g, ref, atol=1e-5)
@@ -91,7 +91,7 @@ def test_without_stop_gradient_is_eq_3_5_and_the_map_objective():
 
 def test_svi_trains_each_part_on_its_term():
     prior, decoder, model, guide, x = _setup()
-    objective = GLFLoss(beta=1.0)
+    objective = GLFLoss(reconstruction_weight=1.0)
     svi = SVI(model, guide, Adam({"lr": 1e-2}), objective)
     first = [svi.step(x) for _ in range(3)]
     for _ in range(200):
@@ -103,11 +103,11 @@ def test_svi_trains_each_part_on_its_term():
 
 def test_errors():
     prior, decoder, model, guide, x = _setup()
-    gauss = GaussianGuide(model, "z", "x", hidden_dims=(8,), name="gauss")
+    gauss = GaussianGuide(model, "z", "x", encoder_hidden_dims=(8,), name="gauss")
     with pytest.raises(ValueError, match="point mass"):
         GLFLoss().loss(model, gauss, x)
-    with pytest.raises(ValueError, match="beta"):
-        GLFLoss(beta=0.0)
+    with pytest.raises(ValueError, match="reconstruction_weight"):
+        GLFLoss(reconstruction_weight=0.0)
     with pytest.raises(TypeError, match="stop_gradient"):
         GLFLoss(stop_gradient="yes")
     with pytest.raises(ValueError, match="on_nonfinite"):

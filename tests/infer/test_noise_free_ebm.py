@@ -1,4 +1,4 @@
-"""NoiseFreeEBM (Eq. 5.1 with noise-free negatives, plus Eq. 5.14) and GradientFlowNLL (Eq. 5.7) against
+"""NoiseFreeEBMLoss (Eq. 5.1 with noise-free negatives, plus Eq. 5.14) and GradientFlowNLLLoss (Eq. 5.7) against
 gradients derived by hand for E_theta(x) = theta |x|^2 / 2, whose dynamics are linear in x."""
 
 import math
@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from pyro_diffvi.infer import GradientFlowNLL, NoiseFreeEBM
+from pyro_diffvi.infer import GradientFlowNLLLoss, NoiseFreeEBMLoss
 from pyro_diffvi.samplers import NoiseFreeSampler
 
 D64 = torch.float64
@@ -24,7 +24,7 @@ def test_contrastive_gradient_and_generator_loss_match_the_hand_derivation(gener
     theta_value, h, k = 1.3, 0.05, 6
     theta = torch.tensor(theta_value, dtype=D64, requires_grad=True)
     sampler = NoiseFreeSampler(num_steps=k, step_size=h, method="euler")
-    objective = NoiseFreeEBM(sampler=sampler, generator_weight=generator_weight)
+    objective = NoiseFreeEBMLoss(sampler=sampler, generator_weight=generator_weight)
     data = torch.randn(64, 2, generator=torch.Generator().manual_seed(0), dtype=D64) * 0.7
     torch.manual_seed(1)
     loss = objective(scaled_quadratic(theta), data)
@@ -51,7 +51,7 @@ def test_contrastive_gradient_vanishes_in_expectation_when_the_data_are_the_flow
     # 40 independent estimates is within 4 SE of 0
     theta = torch.tensor(1.0, dtype=D64, requires_grad=True)
     sampler = NoiseFreeSampler(num_steps=10, step_size=0.05, method="rk4")
-    objective = NoiseFreeEBM(sampler=sampler)
+    objective = NoiseFreeEBMLoss(sampler=sampler)
     torch.manual_seed(0)
     grads = []
     for _ in range(40):
@@ -68,7 +68,7 @@ def test_gradient_flow_nll_value_and_gradient_match_the_closed_form():
     # NLL = log(2 pi) - 2 theta T + e^{2 theta T} mean|x|^2 / 2, dNLL/dtheta = -2T + T e^{2 theta T} mean|x|^2
     theta_value, time = 0.8, 0.4
     theta = torch.tensor(theta_value, dtype=D64, requires_grad=True)
-    objective = GradientFlowNLL(sampler=NoiseFreeSampler(num_steps=40, step_size=time / 40, method="rk4"))
+    objective = GradientFlowNLLLoss(sampler=NoiseFreeSampler(num_steps=40, step_size=time / 40, method="rk4"))
     x = torch.randn(100, 2, generator=torch.Generator().manual_seed(0), dtype=D64)
     loss = objective(scaled_quadratic(theta), x)
     loss.backward()
@@ -82,7 +82,7 @@ def test_training_the_energy_moves_the_flow_towards_the_data():
     # data N(0, 0.3^2 I); the flow of theta |x|^2/2 from N(0, I) over T = 0.5 matches when e^{-theta T} = 0.3,
     # i.e. theta* = -2 log 0.3 = 2.41. Plain SGD on Eq. 5.1 from theta = 0.5 ends near theta*.
     theta = torch.tensor(0.5, dtype=D64, requires_grad=True)
-    objective = NoiseFreeEBM(sampler=NoiseFreeSampler(num_steps=10, step_size=0.05, method="rk4"))
+    objective = NoiseFreeEBMLoss(sampler=NoiseFreeSampler(num_steps=10, step_size=0.05, method="rk4"))
     opt = torch.optim.SGD([theta], lr=0.5)
     torch.manual_seed(0)
     for _ in range(300):
@@ -94,10 +94,10 @@ def test_training_the_energy_moves_the_flow_towards_the_data():
 
 def test_bad_arguments_are_named():
     with pytest.raises(TypeError, match="sampler"):
-        NoiseFreeEBM(sampler="rk4")
+        NoiseFreeEBMLoss(sampler="rk4")
     with pytest.raises(ValueError, match="generator_weight"):
-        NoiseFreeEBM(generator_weight=-1.0)
+        NoiseFreeEBMLoss(generator_weight=-1.0)
     with pytest.raises(ValueError, match="method='rk4'"):
-        GradientFlowNLL(sampler=NoiseFreeSampler(method="euler"))
+        GradientFlowNLLLoss(sampler=NoiseFreeSampler(method="euler"))
     with pytest.raises(ValueError, match=r"z must have shape \(N, D\)"):
-        NoiseFreeEBM()(lambda x: x.sum((-1, -2)), torch.zeros(4, 2, 2))
+        NoiseFreeEBMLoss()(lambda x: x.sum((-1, -2)), torch.zeros(4, 2, 2))

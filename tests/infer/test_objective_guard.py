@@ -19,7 +19,7 @@ GUARDED = ["ssm", "cd_replay", "adversarial_cd", "aae"]
 def with_on_nonfinite(objective, mode: str):
     """The same objective with ``on_nonfinite=mode`` (built through the public constructor)."""
     if isinstance(objective, EnergyPriorELBO):
-        return EnergyPriorELBO(objective.prior_objective, on_nonfinite=mode)
+        return EnergyPriorELBO(prior_objective=objective.prior_objective, on_nonfinite=mode)
     return AdversarialAutoencoderLoss(hidden_dims=(8,), on_nonfinite=mode)
 
 
@@ -112,10 +112,10 @@ class InfiniteGradientDiscriminator(nn.Module):
 def test_non_finite_gradient_is_caught_after_backward(kind, mode):
     model, guide, _, optim, _ = build(kind, init_seed=0)
     if kind == "ssm":
-        objective = EnergyPriorELBO(InfiniteGradient(), on_nonfinite=mode)
+        objective = EnergyPriorELBO(prior_objective=InfiniteGradient(), on_nonfinite=mode)
         bad = "GRBMPrior"
     else:
-        objective = AdversarialAutoencoderLoss(InfiniteGradientDiscriminator(), on_nonfinite=mode)
+        objective = AdversarialAutoencoderLoss(discriminator=InfiniteGradientDiscriminator(), on_nonfinite=mode)
         bad = "aae_discriminator"
     svi = pyro.infer.SVI(model, guide, optim, loss=objective)
     objective.loss(model, guide, data())  # registers every parameter; the value is finite

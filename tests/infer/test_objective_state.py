@@ -15,10 +15,10 @@ from torch.nn.functional import softplus
 from pyro_diffvi.infer import AdversarialAutoencoderLoss
 from pyro_diffvi.infer.energy import EnergyPriorELBO
 from pyro_diffvi.infer.prior_objectives import (
-    AdversarialCD,
-    ContrastiveDivergence,
-    ImportanceWeightedLogZ,
-    SlicedScoreMatching,
+    AdversarialCDLoss,
+    ContrastiveDivergenceLoss,
+    ImportanceWeightedLogZLoss,
+    SlicedScoreMatchingLoss,
 )
 from pyro_diffvi.priors import GRBMPrior
 from pyro_diffvi.util import set_seed
@@ -59,13 +59,13 @@ class Encoder(nn.Module):
 
 
 OBJECTIVES = {
-    "ssm": lambda: EnergyPriorELBO(SlicedScoreMatching()),
-    "iw_log_z": lambda: EnergyPriorELBO(ImportanceWeightedLogZ()),
-    "cd_short_run": lambda: EnergyPriorELBO(ContrastiveDivergence(num_steps=3, step_size=0.05)),
-    "cd_replay": lambda: EnergyPriorELBO(
-        ContrastiveDivergence(num_steps=3, step_size=0.05, persistent=True, buffer_size=12, reinit_prob=0.3)
+    "ssm": lambda: EnergyPriorELBO(prior_objective=SlicedScoreMatchingLoss()),
+    "iw_log_z": lambda: EnergyPriorELBO(prior_objective=ImportanceWeightedLogZLoss()),
+    "cd_short_run": lambda: EnergyPriorELBO(prior_objective=ContrastiveDivergenceLoss(num_steps=3, step_size=0.05)),
+    "cd_replay": lambda: EnergyPriorELBO(prior_objective=
+        ContrastiveDivergenceLoss(num_steps=3, step_size=0.05, persistent=True, buffer_size=12, reinit_prob=0.3)
     ),
-    "adversarial_cd": lambda: EnergyPriorELBO(AdversarialCD(num_transforms=1, hidden_dims=(8,))),
+    "adversarial_cd": lambda: EnergyPriorELBO(prior_objective=AdversarialCDLoss(num_transforms=1, hidden_dims=(8,))),
     "aae": lambda: AdversarialAutoencoderLoss(hidden_dims=(8,)),
 }
 
@@ -156,24 +156,24 @@ def test_resumed_run_equals_uninterrupted_run_bit_for_bit(kind):
 
 def test_objective_state_dicts_are_checked():
     with pytest.raises(ValueError, match=r"state must be a dict with keys \['buffer'\]"):
-        ContrastiveDivergence(persistent=True).load_state_dict({})
+        ContrastiveDivergenceLoss(persistent=True).load_state_dict({})
     with pytest.raises(ValueError, match="persistent=False"):
-        ContrastiveDivergence().load_state_dict(
+        ContrastiveDivergenceLoss().load_state_dict(
             {"buffer": {"capacity": 10000, "states": torch.zeros(1, 2), "next": 0}}
         )
     with pytest.raises(ValueError, match=r"state must be a dict with keys \[\]"):
-        SlicedScoreMatching().load_state_dict({"buffer": None})
+        SlicedScoreMatchingLoss().load_state_dict({"buffer": None})
     with pytest.raises(ValueError, match="prior_objective=None"):
-        EnergyPriorELBO(SlicedScoreMatching()).load_state_dict(EnergyPriorELBO().state_dict())
+        EnergyPriorELBO(prior_objective=SlicedScoreMatchingLoss()).load_state_dict(EnergyPriorELBO().state_dict())
     with pytest.raises(ValueError, match="state must be a dict with keys"):
         AdversarialAutoencoderLoss().load_state_dict({"discriminators": {}})
     aae = AdversarialAutoencoderLoss(discriminator={"a": nn.Linear(2, 1)})
     with pytest.raises(ValueError, match="site 'b'"):
         aae.load_state_dict({"discriminators": {"b": nn.Linear(2, 1).state_dict()}, "widths": {"b": 2}})
-    # a fresh AdversarialCD rebuilds its default flow from the state, in the saved dtype
-    source = AdversarialCD(num_transforms=1, hidden_dims=(8,))
+    # a fresh AdversarialCDLoss rebuilds its default flow from the state, in the saved dtype
+    source = AdversarialCDLoss(num_transforms=1, hidden_dims=(8,))
     source.loss(lambda z: z.pow(2).sum(-1), torch.randn(4, 3, dtype=torch.float64))
-    target = AdversarialCD(num_transforms=1, hidden_dims=(8,))
+    target = AdversarialCDLoss(num_transforms=1, hidden_dims=(8,))
     target.load_state_dict(source.state_dict())
     assert target.event_shape == (3,) and next(target.flow.parameters()).dtype == torch.float64
     for (k, a), b in zip(source.flow.state_dict().items(), target.flow.state_dict().values()):

@@ -8,10 +8,10 @@ from torch import nn
 
 from pyro_diffvi.distributions import GRBM
 from pyro_diffvi.infer.prior_objectives import (
-    AdversarialCD,
-    ContrastiveDivergence,
-    ImportanceWeightedLogZ,
-    SlicedScoreMatching,
+    AdversarialCDLoss,
+    ContrastiveDivergenceLoss,
+    ImportanceWeightedLogZLoss,
+    SlicedScoreMatchingLoss,
     energy_with_detached_parameters,
     importance_weighted_log_partition,
 )
@@ -82,11 +82,11 @@ def test_ssm_loss_matches_closed_form_for_a_gaussian():
     P = energy.precision().detach()
     d = z - energy.mean.detach()
     exact = (-P.trace() + 0.5 * ((d @ P) * (d @ P)).sum(-1)).mean()
-    vr = SlicedScoreMatching(num_projections=1, projection="rademacher").loss(energy, z)
+    vr = SlicedScoreMatchingLoss(num_projections=1, projection="rademacher").loss(energy, z)
     # Rademacher v: v^T P v = tr P + 2 v1 v2 P12; the VR loss is then exact up to the P12 term, whose
     # average over 500 signs has sd 2|P12|/sqrt(500).
     assert abs(vr.item() - exact.item()) < 5 * 2 * abs(P[0, 1].item()) / math.sqrt(500)
-    plain = SlicedScoreMatching(num_projections=200, projection="gaussian", variance_reduction=False).loss(energy, z)
+    plain = SlicedScoreMatchingLoss(num_projections=200, projection="gaussian", variance_reduction=False).loss(energy, z)
     assert abs(plain.item() - exact.item()) < 0.05 * abs(exact.item()) + 0.05
 
 
@@ -95,7 +95,7 @@ def test_ssm_recovers_gaussian_parameters(projection, variance_reduction):
     n = 2000
     z = gaussian_samples(n)
     energy = QuadraticEnergy()
-    ssm = SlicedScoreMatching(num_projections=1, projection=projection, variance_reduction=variance_reduction)
+    ssm = SlicedScoreMatchingLoss(num_projections=1, projection=projection, variance_reduction=variance_reduction)
     fit(ssm, energy, z, steps=250, lr=0.05)
     # The exact SM optimum on a sample is (sample mean, inverse sample covariance): the fit must reach it
     # up to the optimizer's residual noise...
@@ -116,8 +116,8 @@ def eight_gaussians(n: int, radius: float = 2.0, std: float = 0.5) -> torch.Tens
 
 def test_grbm_ssm_beats_single_gaussian_on_eight_gaussians():
     train, test = eight_gaussians(4000), eight_gaussians(4000)
-    prior = GRBMPrior(visible=2, hidden=6, init_scale=0.5).double()
-    fit(SlicedScoreMatching(num_projections=2), prior, train, steps=400, lr=0.03, batch_size=512)
+    prior = GRBMPrior(dim=2, num_hidden=6, init_scale=0.5).double()
+    fit(SlicedScoreMatchingLoss(num_projections=2), prior, train, steps=400, lr=0.03, batch_size=512)
     grbm = prior()
     with torch.no_grad():
         grbm_ll = (-grbm.energy(test) - grbm.exact_log_partition()).mean().item()
@@ -155,7 +155,7 @@ def test_importance_weighted_objective_gradient_is_eq7():
     proposal = torch.distributions.Normal(torch.zeros(2, dtype=torch.float64), 2.0)
     z = proposal.sample((64,))
     log_q = proposal.log_prob(z).sum(-1)
-    loss = ImportanceWeightedLogZ().loss(grbm, z, log_q)
+    loss = ImportanceWeightedLogZLoss().loss(grbm, z, log_q)
     grads = torch.autograd.grad(loss, grbm_params)
     # Eq. 7 (negated): mean grad E - sum_i w_i grad E(z_i), with self-normalized w ∝ exp(-E - log q).
     energy = grbm.energy(z)
@@ -164,7 +164,7 @@ def test_importance_weighted_objective_gradient_is_eq7():
     for g, e in zip(grads, expected):
         assert torch.allclose(g, e, atol=1e-10)
     with pytest.raises(ValueError, match="log_q"):
-        ImportanceWeightedLogZ().loss(grbm, z)
+        ImportanceWeightedLogZLoss().loss(grbm, z)
 
 
 def test_energy_with_detached_parameters_has_no_parameter_gradient():
@@ -192,7 +192,7 @@ def test_adversarial_cd_improves_likelihood_and_moves_the_flow():
     # grid quadrature agrees with the closed form (checks the ground truth itself)
     assert abs(grid_log_partition(energy, -8, 8).item() - energy.exact_log_partition().item()) < 1e-6
     initial_ll = quadrature_log_likelihood(energy, data)
-    objective = AdversarialCD(num_samples=256, num_transforms=2, hidden_dims=(32, 32))
+    objective = AdversarialCDLoss(num_samples=256, num_transforms=2, hidden_dims=(32, 32))
     objective.loss(energy, data[:8])  # builds the flow
     with torch.no_grad():
         flow_mean_before = objective.flow_sample(4000)[0].mean(0)
@@ -210,7 +210,7 @@ def test_adversarial_cd_improves_likelihood_and_moves_the_flow():
 
 def test_adversarial_cd_gradients_are_split():
     energy = QuadraticEnergy()
-    objective = AdversarialCD(num_samples=32, num_transforms=1, hidden_dims=(8,))
+    objective = AdversarialCDLoss(num_samples=32, num_transforms=1, hidden_dims=(8,))
     data = gaussian_samples(32)
     objective.loss(energy, data)  # build
     torch.manual_seed(1)
@@ -241,7 +241,7 @@ def test_contrastive_divergence_fits_a_gaussian(persistent):
     data = target_mean + 0.7 * torch.randn(2000, 2, dtype=torch.float64)
     energy = QuadraticEnergy()
     initial_ll = quadrature_log_likelihood(energy, data)
-    objective = ContrastiveDivergence(num_steps=20, step_size=0.05, persistent=persistent, buffer_size=2000)
+    objective = ContrastiveDivergenceLoss(num_steps=20, step_size=0.05, persistent=persistent, buffer_size=2000)
     fit(objective, energy, data, steps=150, lr=0.05, batch_size=128)
     final_ll = quadrature_log_likelihood(energy, data)
     exact_ll = torch.distributions.Normal(target_mean, 0.7).log_prob(data).sum(-1).mean().item()
@@ -255,14 +255,14 @@ def test_contrastive_divergence_fits_a_gaussian(persistent):
 def test_objectives_reject_bad_input():
     energy = QuadraticEnergy()
     with pytest.raises(ValueError, match="num_projections"):
-        SlicedScoreMatching(num_projections=0)
+        SlicedScoreMatchingLoss(num_projections=0)
     with pytest.raises(ValueError, match="projection"):
-        SlicedScoreMatching(projection="sphere")
+        SlicedScoreMatchingLoss(projection="sphere")
     with pytest.raises(ValueError, match="z must have shape"):
-        SlicedScoreMatching().loss(energy, torch.zeros(3, dtype=torch.float64))
+        SlicedScoreMatchingLoss().loss(energy, torch.zeros(3, dtype=torch.float64))
     with pytest.raises(ValueError, match="non-finite"):
-        SlicedScoreMatching().loss(energy, torch.full((3, 2), float("nan"), dtype=torch.float64))
+        SlicedScoreMatchingLoss().loss(energy, torch.full((3, 2), float("nan"), dtype=torch.float64))
     with pytest.raises(TypeError, match="energy"):
-        SlicedScoreMatching().loss(42, torch.zeros(3, 2))
+        SlicedScoreMatchingLoss().loss(42, torch.zeros(3, 2))
     with pytest.raises(ValueError, match="energy must map"):
-        SlicedScoreMatching().loss(lambda z: z, torch.zeros(3, 2))
+        SlicedScoreMatchingLoss().loss(lambda z: z, torch.zeros(3, 2))

@@ -18,7 +18,7 @@ from torch import nn
 from pyro_diffvi.distributions import VAEBM
 from pyro_diffvi.distributions.vaebm import default_latent_grid
 from pyro_diffvi.guides import GaussianGuide
-from pyro_diffvi.infer import VAEBMContrastive
+from pyro_diffvi.infer import VAEBMContrastiveLoss
 from pyro_diffvi.ops import QuadratureGrid
 
 A = torch.tensor([[0.8, 0.3], [-0.2, 0.6]], dtype=torch.float64)
@@ -72,8 +72,8 @@ def vaebm(energy=None):
     return VAEBM(linear_decoder(), energy if energy is not None else Quadratic(M, K), latent_dim=2, obs_dim=2)
 
 
-Z_GRID = default_latent_grid(240, half_width=8.0)  # h = 0.07 in z: the z-integrand N(x; A z + b, s^2) has width s / |A| ~ 0.4
-Z_COARSE = default_latent_grid(120, half_width=8.0)  # h = 0.13, still spectrally accurate (error < 1e-9)
+Z_GRID = default_latent_grid(num_points=240, half_width=8.0)  # h = 0.07 in z: the z-integrand N(x; A z + b, s^2) has width s / |A| ~ 0.4
+Z_COARSE = default_latent_grid(num_points=120, half_width=8.0)  # h = 0.13, still spectrally accurate (error < 1e-9)
 X_GRID = QuadratureGrid(low=(-5.0, -5.0), high=(5.0, 5.0), num_points=(100, 100))
 MASS_GRID = QuadratureGrid(low=(-6.0, -6.0), high=(6.0, 6.0), num_points=(200, 200))  # finer and wider
 
@@ -105,7 +105,7 @@ def test_tilted_density_with_a_neural_energy_normalizes_and_matches_monte_carlo(
         energy[0].weight.mul_(3.0)  # a bumpy tilt
     model = vaebm(energy)
     log_z, edge = model.log_partition(X_GRID, z_grid=Z_COARSE)
-    fine, _ = model.log_partition(X_GRID.refined(2), z_grid=Z_COARSE)
+    fine, _ = model.log_partition(X_GRID.refined(factor=2), z_grid=Z_COARSE)
     assert edge < 1e-6 and abs(log_z - fine) < 1e-5  # converged in the grid
     mc, se = model.log_partition_mc(400_000)
     assert abs(mc - log_z) < 4 * se, (mc, se, log_z)  # an unbiased estimate of Z agrees within 4 SE
@@ -140,7 +140,7 @@ def test_contrastive_gradient_is_the_difference_of_mean_energy_gradients():
     x_pos = torch.randn(7, 2, dtype=torch.float64)
     x_neg = torch.randn(5, 2, dtype=torch.float64) + 1.0
     params = list(energy.parameters())
-    loss = VAEBMContrastive(energy_reg=0.0).loss_on_samples(model, x_pos, x_neg)
+    loss = VAEBMContrastiveLoss(energy_reg_weight=0.0).loss_on_samples(model, x_pos, x_neg)
     got = torch.autograd.grad(loss, params)
 
     def mean_grad(xs):  # one sample at a time, by hand
@@ -154,14 +154,14 @@ def test_contrastive_gradient_is_the_difference_of_mean_energy_gradients():
     for g, e in zip(got, expected):
         assert torch.allclose(g, e, atol=1e-12)
     model.zero_grad()
-    VAEBMContrastive(num_steps=3, step_size=0.01, energy_reg=0.1)(model, x_pos).backward()
+    VAEBMContrastiveLoss(num_steps=3, step_size=0.01, energy_reg_weight=0.1)(model, x_pos).backward()
     assert all(p.grad is None for p in model.decoder.parameters())  # the VAE is frozen
     assert all(p.grad is not None for p in energy.parameters())
 
 
 def test_persistent_chains_store_the_noise():
     model = vaebm()
-    objective = VAEBMContrastive(num_steps=2, step_size=0.01, persistent=True, buffer_size=64)
+    objective = VAEBMContrastiveLoss(num_steps=2, step_size=0.01, persistent=True, buffer_size=64)
     objective(model, torch.zeros(16, 2, dtype=torch.float64))
     assert len(objective.buffer) == 16 and objective.buffer.sample(3).shape == (3, 4)
     assert objective.last_noise.shape == (16, 4)
@@ -172,13 +172,13 @@ def test_stage_one_trains_the_vae_with_a_package_guide_and_leaves_the_energy():
     torch.manual_seed(3)
     model = VAEBM(nn.Linear(2, 4), nn.Linear(2, 1), latent_dim=2, obs_dim=2)
     x = torch.randn(64, 2)
-    guide = GaussianGuide(model, latent="z", observed="x", hidden_dims=(16,))
+    guide = GaussianGuide(model, latent="z", observed="x", encoder_hidden_dims=(16,))
     before = [p.detach().clone() for p in model.parameters()]
     svi = SVI(model, guide, Adam({"lr": 1e-2}), Trace_ELBO())
     for _ in range(3):
         svi.step(x)
     assert not torch.equal(before[0], model.decoder.weight)
-    assert torch.equal(before[2], model.energy.weight)
+    assert torch.equal(before[2], model.energy_fn.weight)
 
 
 def test_bad_arguments_are_named():
@@ -189,4 +189,4 @@ def test_bad_arguments_are_named():
     with pytest.raises(ValueError, match="latent_dim=3"):
         VAEBM(nn.Linear(3, 4), nn.Linear(2, 1), latent_dim=3, obs_dim=2).vae_log_prob(torch.zeros(1, 2))
     with pytest.raises(TypeError, match="needs a VAEBM"):
-        VAEBMContrastive()(lambda x: x.sum(-1), torch.zeros(4, 2))
+        VAEBMContrastiveLoss()(lambda x: x.sum(-1), torch.zeros(4, 2))

@@ -1,4 +1,4 @@
-"""WakeSleepStart: the sleep term by hand, the exact posterior from the sleep phase alone, the schedule."""
+"""WakeSleepStartLoss: the sleep term by hand, the exact posterior from the sleep phase alone, the schedule."""
 
 import math
 
@@ -10,7 +10,7 @@ from pyro.infer import SVI, Trace_ELBO
 from pyro.optim import Adam
 
 from pyro_diffvi.guides import DiffusionGuide, FlowGuide, GaussianGuide
-from pyro_diffvi.infer import WakeSleepStart
+from pyro_diffvi.infer import WakeSleepStartLoss
 from pyro_diffvi.util import set_seed
 
 A = torch.tensor([[1.0, 0.5], [-0.3, 0.8], [0.2, -1.0]])
@@ -42,9 +42,9 @@ def test_sleep_term_is_minus_the_guide_log_density_at_the_model_draws():
     set_seed(0)
     pyro.clear_param_store()
     model, x = linear_model(), torch.randn(6, 3)
-    guide = GaussianGuide(model, "z", "x", hidden_dims=(8,))
+    guide = GaussianGuide(model, "z", "x", encoder_hidden_dims=(8,))
     guide(x)
-    objective = WakeSleepStart()
+    objective = WakeSleepStartLoss()
     pyro.set_rng_seed(4)
     sleep = objective.sleep_term(model, guide, x)
     pyro.set_rng_seed(4)
@@ -60,8 +60,8 @@ def test_the_sleep_phase_alone_learns_the_exact_posterior_of_a_linear_gaussian_m
     set_seed(0)
     pyro.clear_param_store()
     model, x = linear_model(), torch.randn(256, 3)
-    guide = GaussianGuide(model, "z", "x", hidden_dims=(32,))
-    svi = SVI(model, guide, Adam({"lr": 1e-2}), WakeSleepStart(warmup_steps=10**6))
+    guide = GaussianGuide(model, "z", "x", encoder_hidden_dims=(32,))
+    svi = SVI(model, guide, Adam({"lr": 1e-2}), WakeSleepStartLoss(warmup_steps=10**6))
     for _ in range(1500):
         svi.step(x)
     with torch.no_grad():
@@ -83,8 +83,8 @@ def test_the_start_trains_the_decoder_at_fixed_guide_draws_then_hands_over_to_th
     pyro.clear_param_store()
     decoder = torch.nn.Linear(2, 3)
     model, x = linear_model(decoder), torch.randn(8, 3)
-    guide = FlowGuide(model, "z", "x", hidden_dims=(8,), num_transforms=1)
-    objective = WakeSleepStart(warmup_steps=2)
+    guide = FlowGuide(model, "z", "x", encoder_hidden_dims=(8,), num_transforms=1)
+    objective = WakeSleepStartLoss(warmup_steps=2)
     svi = SVI(model, guide, Adam({"lr": 1e-2}), objective)
     before = decoder.weight.detach().clone()
     svi.step(x)
@@ -98,19 +98,19 @@ def test_the_start_trains_the_decoder_at_fixed_guide_draws_then_hands_over_to_th
     pyro.set_rng_seed(2)
     assert loss.item() == pytest.approx(Trace_ELBO().differentiable_loss(model, guide, x).item(), rel=1e-6)
     assert set(objective.last_terms) == {"loss"}
-    restored = WakeSleepStart(warmup_steps=2)
+    restored = WakeSleepStartLoss(warmup_steps=2)
     restored.load_state_dict(objective.state_dict())
     assert restored.steps == 3
 
 
 def test_bad_arguments_and_guides_without_an_exact_density_raise():
     with pytest.raises(ValueError, match="warmup_steps"):
-        WakeSleepStart(warmup_steps=-1)
+        WakeSleepStartLoss(warmup_steps=-1)
     with pytest.raises(TypeError, match="objective"):
-        WakeSleepStart(objective="Trace_ELBO")
+        WakeSleepStartLoss(objective="Trace_ELBO")
     pyro.clear_param_store()
     model, x = linear_model(), torch.randn(4, 3)
-    guide = DiffusionGuide(model, "z", "x", num_steps=3, hidden_dims=(8,), denoiser_hidden_dims=(8,))
+    guide = DiffusionGuide(model, "z", "x", num_steps=3, encoder_hidden_dims=(8,), denoiser_hidden_dims=(8,))
     with pytest.raises(TypeError, match="DDVI_ELBO"):
-        WakeSleepStart().differentiable_loss(model, guide, x)
-    assert math.isfinite(WakeSleepStart(warmup_steps=0).loss(model, guide, x))  # no start: any guide
+        WakeSleepStartLoss().differentiable_loss(model, guide, x)
+    assert math.isfinite(WakeSleepStartLoss(warmup_steps=0).loss(model, guide, x))  # no start: any guide

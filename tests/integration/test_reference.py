@@ -11,8 +11,8 @@ from torch.nn.functional import softplus
 
 from pyro_diffvi.guides import DiffusionGuide
 from pyro_diffvi.infer import DDVI_ELBO
-from tests.reference import ddvi_loss
 from pyro_diffvi.util import set_seed
+from tests.reference import ddvi_loss
 
 D, X = 2, 5
 
@@ -37,9 +37,9 @@ def test_pyro_loss_equals_reference(sleep, variance, conditional):
     model, decoder = _vae(dtype)
     # the reference implements the paper's chain (in the latent's own coordinates)
     guide = DiffusionGuide(model, "z", "x", num_steps=4, schedule="cosine", variance=variance, standardize=False,
-                           conditional=conditional, hidden_dims=(16, 8), denoiser_hidden_dims=(16, 16))
+                           conditional=conditional, encoder_hidden_dims=(16, 8), denoiser_hidden_dims=(16, 16))
     guide(x)  # set-up traces the model once (it draws from the prior): do it before seeding
-    elbo = DDVI_ELBO(beta_reg=0.7, beta_diff=1.3, sleep=sleep, num_sleep_particles=1)
+    elbo = DDVI_ELBO(reg_weight=0.7, sleep_weight=1.3, sleep=sleep, num_sleep_particles=1)
     set_seed(3)
     pyro_loss = elbo.differentiable_loss(model, guide, x)
 
@@ -62,8 +62,8 @@ def test_pyro_loss_equals_reference(sleep, variance, conditional):
         sample_likelihood=lambda z: torch.distributions.Normal(decoder(z), 0.5).rsample(),
         betas=guide.process.betas,
         variance=variance,
-        beta_reg=0.7,
-        beta_diff=1.3,
+        reg_weight=0.7,
+        sleep_weight=1.3,
         sleep=sleep,
         conditional=conditional,
     )
@@ -80,7 +80,7 @@ def test_pyro_loss_equals_reference(sleep, variance, conditional):
         prior_log_prob=lambda z: torch.distributions.Normal(zeros, 1.0).log_prob(z).sum(-1),
         sample_prior=lambda n: torch.distributions.Normal(zeros[:n], 1.0).rsample(),
         sample_likelihood=lambda z: torch.distributions.Normal(decoder(z), 0.5).rsample(),
-        betas=guide.process.betas, variance=variance, beta_reg=0.7, beta_diff=1.3, sleep=sleep,
+        betas=guide.process.betas, variance=variance, reg_weight=0.7, sleep_weight=1.3, sleep=sleep,
         conditional=conditional,
     )
     assert abs(fast["loss"].item() - ref["loss"].item()) < 1e-8
@@ -91,7 +91,7 @@ def test_every_parameter_gets_gradient_and_moves(sleep):
     x = torch.randn(6, X)
     model, decoder = _vae(torch.float32)
     guide = DiffusionGuide(model, "z", "x", num_steps=3, variance="learned", standardize=sleep == "wake-sleep",
-                           hidden_dims=(16, 8), denoiser_hidden_dims=(16,))
+                           encoder_hidden_dims=(16, 8), denoiser_hidden_dims=(16,))
     guide(x)
     elbo = DDVI_ELBO(sleep=sleep, num_sleep_particles=1)
     # a standardized guide starts at its Gaussian head with zero denoiser output layers: one step first

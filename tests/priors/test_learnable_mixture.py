@@ -53,13 +53,13 @@ def test_structured_components_and_draws():
 
 
 def test_locations_and_weights_are_trained_by_the_objective():
-    prior = LearnableMixture(3, 2, init_locs=LOCS.float(), learn_weights=True)
+    prior = LearnableMixture(3, dim=2, init_locs=LOCS.float(), learn_weights=True)
     z = torch.randn(10, 2)
     prior().log_prob(z).sum().backward()
     assert prior.locs.grad.abs().sum() > 0 and prior.logits.grad.abs().sum() > 0
-    assert not LearnableMixture(3, 2).logits.requires_grad  # equal fixed weights by default
+    assert not LearnableMixture(3, dim=2).logits.requires_grad  # equal fixed weights by default
     with pytest.raises(ValueError, match="init_locs"):
-        LearnableMixture(3, 2, init_locs=torch.zeros(2, 2))
+        LearnableMixture(3, dim=2, init_locs=torch.zeros(2, 2))
 
 
 CENTRES = torch.tensor([[0.0, 6.0], [-5.2, -3.0], [5.2, -3.0]])  # an equilateral triangle, 10.4 apart
@@ -73,7 +73,7 @@ def test_a_vae_with_the_learnable_mixture_and_a_ddvi_guide_recovers_well_separat
     x = (CENTRES[c] + 0.5 * torch.randn(180, 2, generator=g)) @ W + 0.1 * torch.randn(180, 6, generator=g)
     pyro.clear_param_store()
     set_seed(1)
-    prior = LearnableMixture(3, 2, scale=0.5, init_spread=3.0)
+    prior = LearnableMixture(3, dim=2, scale=0.5, init_spread=3.0)
     decoder = torch.nn.Linear(2, 6)
 
     def model(x):
@@ -83,7 +83,7 @@ def test_a_vae_with_the_learnable_mixture_and_a_ddvi_guide_recovers_well_separat
             z = pyro.sample("z", prior())
             pyro.sample("x", dist.Normal(decoder(z), 0.1).to_event(1), obs=x)
 
-    guide = DiffusionGuide(model, "z", "x", num_steps=4, hidden_dims=(32,), denoiser_hidden_dims=(32, 32))
+    guide = DiffusionGuide(model, "z", "x", num_steps=4, encoder_hidden_dims=(32,), denoiser_hidden_dims=(32, 32))
     svi = SVI(model, guide, Adam({"lr": 1e-2}), DDVI_ELBO())
     for _ in range(300):
         svi.step(x)

@@ -155,7 +155,7 @@ def test_sampler_option_draws_and_scores_its_own_samples():
     lp = sampler.log_prob(quadratic, x[:10]).log_prob
     exact = MultivariateNormal(torch.zeros(2, dtype=D64), M @ M.T).log_prob(x[:10])
     assert torch.allclose(lp, exact, atol=1e-5)
-    euler = NoiseFreeSampler(num_steps=5, step_size=0.1, method="euler", init="uniform", init_scale=2.0)
+    euler = NoiseFreeSampler(num_steps=5, step_size=0.1, method="euler", base_distribution="uniform", init_scale=2.0)
     x0 = euler.base(2, dtype=D64).sample((7,))
     assert torch.allclose(euler.run(quadratic, x0), noise_free_langevin(quadratic, x0, num_steps=5, step_size=0.1))
     lp = euler.log_prob(quadratic, euler.run(quadratic, x0)).log_prob
@@ -166,8 +166,8 @@ def test_sampler_option_draws_and_scores_its_own_samples():
 def test_bad_arguments_are_named():
     with pytest.raises(ValueError, match="method"):
         NoiseFreeSampler(method="dopri5")
-    with pytest.raises(ValueError, match="init"):
-        NoiseFreeSampler(init="laplace")
+    with pytest.raises(ValueError, match="base_distribution"):
+        NoiseFreeSampler(base_distribution="laplace")
     with pytest.raises(ValueError, match="num_steps"):
         odeint_fixed(lambda t, y: y, torch.ones(1), t0=0.0, t1=1.0, num_steps=0)
     with pytest.raises(ValueError, match="trace"):
@@ -176,7 +176,7 @@ def test_bad_arguments_are_named():
     with pytest.raises(ValueError, match="num_probes"):
         gradient_flow_log_prob(quadratic, torch.zeros(1, 2, dtype=D64), standard_normal(), time=1.0, num_steps=2,
                                trace="hutchinson", num_probes=1)
-    with pytest.raises(ValueError, match="x0"):
+    with pytest.raises(ValueError, match="init"):
         gradient_flow(quadratic, torch.zeros(2), time=1.0, num_steps=2)
     with pytest.raises(RuntimeError, match="step_size"):  # h * Lip(grad E) = 0.7 * 2.28 > 1: not invertible
         noise_free_langevin_log_prob(quadratic, torch.ones(1, 2, dtype=D64), standard_normal(), num_steps=1,

@@ -97,7 +97,7 @@ class Funnel(TorchDistribution):
     support = constraints.real_vector
     has_rsample = True
 
-    def __init__(self, scale: torch.Tensor, dim: int, validate_args: bool | None = None):
+    def __init__(self, scale: torch.Tensor, dim: int, *, validate_args: bool | None = None):
         self.scale = scale
         self.dim = dim
         super().__init__(scale.shape, torch.Size([dim]), validate_args=validate_args)

@@ -64,7 +64,7 @@ def ring(x64: torch.Tensor, *, noise: tuple[float, float]) -> QuadratureGrid:
     step = min(0.01, 0.4 * noise[0] / (2 * math.sqrt(top)))
     modes = x64[:, 1].abs().max().item() * top + top**2 / 2
     num_angles = max(128, 4 * math.ceil(modes) + 64)
-    return make_grid((0.0, 0.0), (math.sqrt(top), 2 * math.pi), (step, 2 * math.pi / num_angles), "polar")
+    return make_grid((0.0, 0.0), (math.sqrt(top), 2 * math.pi), (step, 2 * math.pi / num_angles), coordinates="polar")
 
 
 def banana(x64: torch.Tensor, *, noise: tuple[float, float], curvature: float) -> QuadratureGrid:
@@ -80,7 +80,7 @@ def banana(x64: torch.Tensor, *, noise: tuple[float, float], curvature: float) -
     hi2 = x64[:, 1].max().item() + 15 * noise[1]
     half1 = min(6.5, math.sqrt(max(hi2, 0.0) + 6.5))
     step = (0.05, 0.6 * noise[1])
-    return make_grid((-half1, lo2), (half1, hi2), step, "parabolic", curvature)
+    return make_grid((-half1, lo2), (half1, hi2), step, coordinates="parabolic", curvature=curvature)
 
 
 def funnel(x64: torch.Tensor) -> QuadratureGrid:

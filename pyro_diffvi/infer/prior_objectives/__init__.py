@@ -11,8 +11,8 @@ objective that matches an EBM to samples. Every objective here has the same inte
 :class:`~pyro_diffvi.distributions.EnergyDistribution`, a ``GRBM``, an ``EnergyPrior`` module) or a
 plain callable ``z -> E(z)``; ``z`` has shape ``(N,) + event_shape`` and is treated as data (detached);
 ``log_q`` (shape ``(N,)``) is the proposal log density of ``z``, needed only by
-:class:`ImportanceWeightedLogZ`. The returned tensor is a *surrogate*: its gradient with respect to the
-energy's parameters is the objective's gradient (and, for :class:`AdversarialCD`, its gradient with
+:class:`ImportanceWeightedLogZLoss`. The returned tensor is a *surrogate*: its gradient with respect to the
+energy's parameters is the objective's gradient (and, for :class:`AdversarialCDLoss`, its gradient with
 respect to the variational flow's parameters is the flow's objective); its value is documented per class.
 
 The same objectives fit an energy directly to data (no VAE): pass data points as ``z``.
@@ -26,21 +26,21 @@ References
 - Y. Du, I. Mordatch. *Implicit Generation and Modeling with Energy-Based Models*. NeurIPS, 2019.
 """
 
-from pyro_diffvi.infer.prior_objectives.adversarial import AdversarialCD
+from pyro_diffvi.infer.prior_objectives.adversarial import AdversarialCDLoss
 from pyro_diffvi.infer.prior_objectives.base import PriorObjective, energy_function, energy_with_detached_parameters
-from pyro_diffvi.infer.prior_objectives.contrastive import ContrastiveDivergence
+from pyro_diffvi.infer.prior_objectives.contrastive import ContrastiveDivergenceLoss
 from pyro_diffvi.infer.prior_objectives.importance_weighted import (
-    ImportanceWeightedLogZ,
+    ImportanceWeightedLogZLoss,
     importance_weighted_log_partition,
 )
-from pyro_diffvi.infer.prior_objectives.score_matching import SlicedScoreMatching
+from pyro_diffvi.infer.prior_objectives.score_matching import SlicedScoreMatchingLoss
 
 __all__ = [
-    "AdversarialCD",
-    "ContrastiveDivergence",
-    "ImportanceWeightedLogZ",
+    "AdversarialCDLoss",
+    "ContrastiveDivergenceLoss",
+    "ImportanceWeightedLogZLoss",
     "PriorObjective",
-    "SlicedScoreMatching",
+    "SlicedScoreMatchingLoss",
     "energy_function",
     "energy_with_detached_parameters",
     "importance_weighted_log_partition",

@@ -26,10 +26,10 @@ from pyro_diffvi.infer.prior_objectives.base import (
 from pyro_diffvi.nn.flows import ConditionalFlow
 from pyro_diffvi.util import check_positive_int, check_widths
 
-__all__ = ["AdversarialCD"]
+__all__ = ["AdversarialCDLoss"]
 
 
-class AdversarialCD(PriorObjective):
+class AdversarialCDLoss(PriorObjective):
     r"""Adversarial contrastive divergence with a variational flow prior :math:`q_\zeta` (the
     unnormalized-priors paper, Sec. 2.2, Eqs. 9-10, Algorithm 2).
 
@@ -62,9 +62,9 @@ class AdversarialCD(PriorObjective):
     Example::
 
         >>> import pyro, torch
-        >>> from pyro_diffvi.infer import AdversarialCD
+        >>> from pyro_diffvi.infer import AdversarialCDLoss
         >>> pyro.clear_param_store(); pyro.set_rng_seed(0)
-        >>> objective = AdversarialCD(num_transforms=1, hidden_dims=(8,))
+        >>> objective = AdversarialCDLoss(num_transforms=1, hidden_dims=(8,))
         >>> loss = objective(lambda z: 0.5 * z.pow(2).sum(-1), torch.randn(16, 2))
         >>> sorted(objective.last_terms)
         ['cd_gap', 'log_z_lower_bound']
@@ -75,8 +75,8 @@ class AdversarialCD(PriorObjective):
 
     def __init__(
         self,
-        flow: nn.Module | None = None,
         *,
+        flow: nn.Module | None = None,
         num_samples: int | None = None,
         num_transforms: int = 4,
         hidden_dims: Sequence[int] = (64, 64),
@@ -134,7 +134,7 @@ class AdversarialCD(PriorObjective):
             self._setup(like)
         if flow_state is not None:
             if self.flow is None:
-                raise ValueError("state holds a flow's state_dict but this AdversarialCD has no flow")
+                raise ValueError("state holds a flow's state_dict but this AdversarialCDLoss has no flow")
             self.flow.load_state_dict(flow_state)
 
     def _setup(self, z: Tensor) -> None:
@@ -145,13 +145,13 @@ class AdversarialCD(PriorObjective):
         if self.flow is None:
             features = int(math.prod(self.event_shape))
             hidden = tuple(max(h, features) for h in self.hidden_dims)  # autoregressive masks need >= features
-            self.flow = ConditionalFlow(features, 0, num_transforms=self.num_transforms, flow="iaf", hidden_dims=hidden, stable=False)
+            self.flow = ConditionalFlow(features, context_dim=0, num_transforms=self.num_transforms, flow="iaf", hidden_dims=hidden, stable=False)
             self.flow.to(device=z.device, dtype=z.dtype)
 
     def flow_sample(self, n: int) -> tuple[Tensor, Tensor]:
         """``n`` reparameterized flow samples, shape ``(n,) + event_shape``, and their log densities."""
         if self.flow is None or self.event_shape is None:
-            raise RuntimeError("AdversarialCD.flow_sample: the flow is built on the first call to loss()")
+            raise RuntimeError("AdversarialCDLoss.flow_sample: the flow is built on the first call to loss()")
         q = self.flow()
         flat = q.rsample((n,))
         log_q = q.log_prob(flat)  # exact and cheap for its own sample (transform caches)
@@ -172,4 +172,4 @@ class AdversarialCD(PriorObjective):
         return cd_gap - log_z_bound
 
     def __repr__(self) -> str:
-        return f"AdversarialCD(num_transforms={self.num_transforms}, module_name={self.module_name!r})"
+        return f"AdversarialCDLoss(num_transforms={self.num_transforms}, module_name={self.module_name!r})"

@@ -88,7 +88,7 @@ def energy_with_detached_parameters(energy_fn: EnergyFn, z: Tensor) -> Tensor:
     return energy_fn(z) - e_const + e_const.detach()
 
 
-def check_samples(name: str, z: Tensor, min_dim: int = 2) -> Tensor:
+def check_samples(name: str, z: Tensor, *, min_dim: int = 2) -> Tensor:
     """Return ``z``, raising naming ``name`` unless it is a finite floating-point tensor of shape ``(N,) +
     event_shape`` with ``N >= 1`` (and at least ``min_dim`` dimensions).
 

@@ -24,14 +24,14 @@ from pyro_diffvi.ops.types import EnergyFn
 from pyro_diffvi.samplers.replay import ReplayBuffer, persistent_langevin, short_run_langevin
 from pyro_diffvi.util import check_positive_float, check_positive_int
 
-__all__ = ["ContrastiveDivergence"]
+__all__ = ["ContrastiveDivergenceLoss"]
 
 
 def _unset_init_fn(n: int) -> Tensor:
     raise RuntimeError("the replay buffer's init function is set at the objective's next loss() call")
 
 
-class ContrastiveDivergence(PriorObjective):
+class ContrastiveDivergenceLoss(PriorObjective):
     r"""MCMC contrastive divergence: loss :math:`\frac1N\sum_i E(z_i) - \frac1M\sum_j E(\tilde z_j)` with
     negatives :math:`\tilde z_j` from Langevin chains on :math:`e^{-E}` (detached), i.e. the standard
     maximum-likelihood gradient estimate of Eq. 8 of the unnormalized-priors paper.
@@ -41,7 +41,7 @@ class ContrastiveDivergence(PriorObjective):
       :class:`~pyro_diffvi.samplers.ReplayBuffer` (re-initialized with probability ``reinit_prob``).
 
     The value is the energy gap (positive minus negative phase), plus the optional regularizer
-    ``energy_reg * mean(E_pos^2 + E_neg^2)``.
+    ``energy_reg_weight * mean(E_pos^2 + E_neg^2)``.
 
     :param num_steps: Langevin (ULA) steps per call.
     :param step_size: Langevin step :math:`h` (see :func:`~pyro_diffvi.samplers.langevin`).
@@ -51,7 +51,7 @@ class ContrastiveDivergence(PriorObjective):
     :param reinit_prob: replay buffer re-initialization probability.
     :param init_scale: fresh chains start at ``init_scale * N(0, I)``.
     :param noise_scale: Langevin noise scale (1 = exact Langevin dynamics).
-    :param energy_reg: weight of the energy-magnitude regularizer (0 = none).
+    :param energy_reg_weight: weight of the energy-magnitude regularizer (0 = none).
 
     References: Y. Du, I. Mordatch. *Implicit Generation and Modeling with Energy-Based Models*.
     NeurIPS, 2019 (replay buffer); Xiao (2022): Z. Xiao. *Designing Deep Generative Models with Symbiotic
@@ -60,10 +60,10 @@ class ContrastiveDivergence(PriorObjective):
     Example::
 
         >>> import torch
-        >>> from pyro_diffvi.infer import ContrastiveDivergence
+        >>> from pyro_diffvi.infer import ContrastiveDivergenceLoss
         >>> torch.manual_seed(0)  # doctest: +ELLIPSIS
         <torch._C.Generator object at ...>
-        >>> cd = ContrastiveDivergence(num_steps=5, step_size=0.1, persistent=True, buffer_size=100)
+        >>> cd = ContrastiveDivergenceLoss(num_steps=5, step_size=0.1, persistent=True, buffer_size=100)
         >>> loss = cd(lambda z: 0.5 * z.pow(2).sum(-1), torch.randn(32, 2))
         >>> sorted(cd.last_terms), len(cd.buffer)
         (['cd_gap', 'energy_neg', 'energy_pos'], 32)
@@ -80,7 +80,7 @@ class ContrastiveDivergence(PriorObjective):
         reinit_prob: float = 0.05,
         init_scale: float = 1.0,
         noise_scale: float = 1.0,
-        energy_reg: float = 0.0,
+        energy_reg_weight: float = 0.0,
     ):
         super().__init__()
         self.num_steps = check_positive_int("num_steps", num_steps)
@@ -91,7 +91,7 @@ class ContrastiveDivergence(PriorObjective):
         self.reinit_prob = reinit_prob
         self.init_scale = check_positive_float("init_scale", init_scale)
         self.noise_scale = check_positive_float("noise_scale", noise_scale)
-        self.energy_reg = check_positive_float("energy_reg", energy_reg, allow_zero=True)
+        self.energy_reg_weight = check_positive_float("energy_reg_weight", energy_reg_weight, allow_zero=True)
         self.buffer = None
 
     def state_dict(self) -> dict:
@@ -109,7 +109,7 @@ class ContrastiveDivergence(PriorObjective):
             self.buffer = None
             return
         if not self.persistent:
-            raise ValueError("state holds a replay buffer but this ContrastiveDivergence has persistent=False")
+            raise ValueError("state holds a replay buffer but this ContrastiveDivergenceLoss has persistent=False")
         buffer = ReplayBuffer(self.buffer_size, _unset_init_fn, reinit_prob=self.reinit_prob)
         buffer.load_state_dict(state["buffer"])  # the init function follows the data at the next call
         self.buffer = buffer
@@ -145,11 +145,11 @@ class ContrastiveDivergence(PriorObjective):
         e_neg = batched_energy(energy_fn, negatives)
         gap = e_pos.mean() - e_neg.mean()
         loss = gap
-        if self.energy_reg > 0:
-            loss = loss + self.energy_reg * (e_pos.pow(2).mean() + e_neg.pow(2).mean())
+        if self.energy_reg_weight > 0:
+            loss = loss + self.energy_reg_weight * (e_pos.pow(2).mean() + e_neg.pow(2).mean())
         self.last_terms = {"cd_gap": gap.item(), "energy_pos": e_pos.mean().item(), "energy_neg": e_neg.mean().item()}
         return loss
 
     def __repr__(self) -> str:
         kind = "persistent" if self.persistent else "short-run"
-        return f"ContrastiveDivergence({kind}, num_steps={self.num_steps}, step_size={self.step_size})"
+        return f"ContrastiveDivergenceLoss({kind}, num_steps={self.num_steps}, step_size={self.step_size})"

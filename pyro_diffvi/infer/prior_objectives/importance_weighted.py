@@ -13,11 +13,11 @@ from torch import Tensor
 from pyro_diffvi.infer.prior_objectives.base import PriorObjective, batched_energy, check_samples, energy_function
 from pyro_diffvi.ops.log_mean_exp import log_mean_exp_with_se
 
-__all__ = ["ImportanceWeightedLogZ", "importance_weighted_log_partition"]
+__all__ = ["ImportanceWeightedLogZLoss", "importance_weighted_log_partition"]
 
 
 def importance_weighted_log_partition(
-    energy, samples: Tensor, log_q: Tensor
+    prior, samples: Tensor, log_q: Tensor
 ) -> tuple[Tensor, Tensor]:
     r"""Importance-sampling estimate of :math:`\log Z = \log \int e^{-E(z)} dz` (Eq. 5 of the
     unnormalized-priors paper).
@@ -29,7 +29,7 @@ def importance_weighted_log_partition(
     Samples may come from different proposals :math:`q_i` (e.g. :math:`q(z|x_i)` for a minibatch) as long
     as ``log_q[i]`` is the log density of the proposal that drew ``z_i``: each term is unbiased for Z.
 
-    :param energy: object with ``energy(z)`` or a callable.
+    :param prior: an object with an ``energy(z)`` method, or a callable ``z -> E(z)``.
     :param samples: ``(N,) + event_shape`` proposal draws.
     :param log_q: ``(N,)`` their proposal log densities.
     :returns: ``(log_z_estimate, standard_error)``; differentiable in the energy's parameters.
@@ -47,7 +47,7 @@ def importance_weighted_log_partition(
         >>> round(log_z.item(), 1), se.item() < 0.01
         (1.8, True)
     """
-    energy_fn = energy_function(energy)
+    energy_fn = energy_function(prior)
     samples = check_samples("samples", samples)
     if not torch.is_tensor(log_q) or log_q.shape != samples.shape[:1]:
         raise ValueError(
@@ -61,7 +61,7 @@ def importance_weighted_log_partition(
     return log_z, stderr.detach()
 
 
-class ImportanceWeightedLogZ(PriorObjective):
+class ImportanceWeightedLogZLoss(PriorObjective):
     r"""Maximum likelihood of the energy on the samples with the importance-weighted :math:`\log Z`
     (Eqs. 5 and 7 of the unnormalized-priors paper): loss :math:`\frac1N\sum_i E(z_i) + \log \hat Z`, with :math:`\hat Z`
     from :func:`importance_weighted_log_partition` using the same samples and their proposal densities
@@ -77,12 +77,12 @@ class ImportanceWeightedLogZ(PriorObjective):
 
         >>> import torch
         >>> import pyro.distributions as dist
-        >>> from pyro_diffvi.infer import ImportanceWeightedLogZ
+        >>> from pyro_diffvi.infer import ImportanceWeightedLogZLoss
         >>> torch.manual_seed(0)  # doctest: +ELLIPSIS
         <torch._C.Generator object at ...>
         >>> proposal = dist.Normal(torch.zeros(2), 1.0).to_event(1)
         >>> z = proposal.sample((4000,))
-        >>> loss = ImportanceWeightedLogZ()(lambda z: 0.5 * z.pow(2).sum(-1), z, proposal.log_prob(z))
+        >>> loss = ImportanceWeightedLogZLoss()(lambda z: 0.5 * z.pow(2).sum(-1), z, proposal.log_prob(z))
         >>> round(loss.item(), 1)
         2.8
     """
@@ -91,7 +91,7 @@ class ImportanceWeightedLogZ(PriorObjective):
 
     def loss(self, prior, z: Tensor, log_q: Tensor | None = None) -> Tensor:
         if log_q is None:
-            raise ValueError("ImportanceWeightedLogZ needs log_q, the proposal log density of each sample z")
+            raise ValueError("ImportanceWeightedLogZLoss needs log_q, the proposal log density of each sample z")
         energy_fn = energy_function(prior)
         z = check_samples("z", z).detach()
         log_z, stderr = importance_weighted_log_partition(energy_fn, z, log_q.detach())

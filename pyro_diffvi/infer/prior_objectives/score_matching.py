@@ -14,7 +14,7 @@ from torch import Tensor
 from pyro_diffvi.infer.prior_objectives.base import PriorObjective, batched_energy, check_samples, energy_function
 from pyro_diffvi.util import check_positive_int
 
-__all__ = ["SlicedScoreMatching"]
+__all__ = ["SlicedScoreMatchingLoss"]
 
 
 def _flat_dot(a: Tensor, b: Tensor) -> Tensor:
@@ -22,7 +22,7 @@ def _flat_dot(a: Tensor, b: Tensor) -> Tensor:
     return (a * b).flatten(1).sum(-1)
 
 
-class SlicedScoreMatching(PriorObjective):
+class SlicedScoreMatchingLoss(PriorObjective):
     r"""Sliced score matching (Song et al., 2019; Algorithm 1 of the unnormalized-priors paper).
 
     With the model score :math:`s_\beta(z) = -\nabla_z E_\beta(z)` and random projections :math:`v`
@@ -52,11 +52,11 @@ class SlicedScoreMatching(PriorObjective):
     :math:`-D/2`)::
 
         >>> import torch
-        >>> from pyro_diffvi.infer import SlicedScoreMatching
+        >>> from pyro_diffvi.infer import SlicedScoreMatchingLoss
         >>> torch.manual_seed(0)  # doctest: +ELLIPSIS
         <torch._C.Generator object at ...>
         >>> z = torch.randn(4000, 2)
-        >>> round(SlicedScoreMatching()(lambda z: 0.5 * z.pow(2).sum(-1), z).item(), 1)
+        >>> round(SlicedScoreMatchingLoss()(lambda z: 0.5 * z.pow(2).sum(-1), z).item(), 1)
         -1.0
     """
 
@@ -99,6 +99,6 @@ class SlicedScoreMatching(PriorObjective):
 
     def __repr__(self) -> str:
         return (
-            f"SlicedScoreMatching(num_projections={self.num_projections}, projection={self.projection!r}, "
+            f"SlicedScoreMatchingLoss(num_projections={self.num_projections}, projection={self.projection!r}, "
             f"variance_reduction={self.variance_reduction})"
         )
