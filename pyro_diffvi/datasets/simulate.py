@@ -135,8 +135,10 @@ def simulate_genotypes(
     :param left: start of the contig on chr22 (bp).
     :param device: where the tensors go (default CPU).
     :param dtype: floating-point dtype of the dosages.
-    :returns: a :class:`GenotypeData` whose population codes index the sampled populations in model
+    :return: a :class:`GenotypeData` whose population codes index the sampled populations in model
         order and whose superpopulations are the 1000 Genomes continental groups.
+
+    Example:
 
     >>> from pyro_diffvi.datasets import simulate_genotypes
     >>> data = simulate_genotypes("OutOfAfrica_3G09", samples_per_population=5, length=100_000, seed=0)

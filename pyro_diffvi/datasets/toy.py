@@ -113,6 +113,8 @@ def sample_toy(
     :param dtype: floating dtype of the result (default: torch's default dtype).
     :return: tensor of shape ``(N, 2)``.
 
+    Example:
+
     >>> from pyro_diffvi.datasets import sample_toy
     >>> x = sample_toy("8gaussians", 500, seed=0)
     >>> x.shape
@@ -172,6 +174,8 @@ def potential(name: str | int, z: torch.Tensor) -> torch.Tensor:
     :param name: ``"U1"`` .. ``"U4"`` or the index 1..4.
     :param z: points, shape ``(..., 2)``.
     :return: tensor of shape ``z.shape[:-1]``.
+
+    Example:
 
     >>> import torch
     >>> from pyro_diffvi.datasets import potential

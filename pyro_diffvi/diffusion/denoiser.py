@@ -37,6 +37,8 @@ class Denoiser(nn.Module):
     The time enters through :class:`~pyro_diffvi.nn.SinusoidalTimeEmbedding` (sines, then cosines)
     followed by a linear layer.
 
+    Example:
+
     >>> import torch
     >>> from pyro_diffvi.diffusion import Denoiser, GaussianDiffusion
     >>> diffusion = GaussianDiffusion(10)
@@ -117,6 +119,8 @@ class Denoiser(nn.Module):
         :param context: batch + ``(context_dim,)`` or ``None``.
         :param num_steps: :math:`T` (times ``1..T`` are precomputed).
         :param like: a tensor giving device and dtype.
+
+        Example:
 
         >>> import torch
         >>> from pyro_diffvi.diffusion import Denoiser

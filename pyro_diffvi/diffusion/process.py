@@ -48,6 +48,8 @@ class GaussianDiffusion(nn.Module):
     :param schedule: ``"linear"`` (DDPM, :math:`10^{-4}..0.02`), ``"cosine"`` or explicit betas.
     :param dtype: dtype of the buffers.
 
+    Example:
+
     >>> import pyro, torch
     >>> from pyro_diffvi.diffusion import GaussianDiffusion
     >>> pyro.set_rng_seed(0)
@@ -105,6 +107,8 @@ class GaussianDiffusion(nn.Module):
         :param name: a buffer name, e.g. ``"betas"``, ``"alphas_cumprod"``.
         :param t: an int or an integer tensor of times in ``1..T``.
         :param like: if given, the result is cast to its device and dtype.
+
+        Example:
 
         >>> import torch
         >>> from pyro_diffvi.diffusion import GaussianDiffusion

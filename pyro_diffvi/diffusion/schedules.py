@@ -44,6 +44,8 @@ def linear_beta_schedule(
     :param device: device of the result (default: torch's default device).
     :return: tensor of shape ``(T,)``.
 
+    Example:
+
     >>> from pyro_diffvi.diffusion import linear_beta_schedule
     >>> linear_beta_schedule(3, beta_start=0.1, beta_end=0.3)
     tensor([0.1000, 0.2000, 0.3000])
@@ -81,6 +83,8 @@ def cosine_beta_schedule(
     :param device: device of the result (default: torch's default device).
     :return: tensor of shape ``(T,)``.
 
+    Example:
+
     >>> from pyro_diffvi.diffusion import cosine_beta_schedule
     >>> betas = cosine_beta_schedule(10)
     >>> round(betas[0].item(), 4), betas[-1].item()  # the last beta reaches the clip
@@ -114,6 +118,8 @@ def make_schedule(
     :param device: device of the result (default: torch's default device).
     :return: tensor of shape ``(T,)``.
 
+    Example:
+
     >>> from pyro_diffvi.diffusion import make_schedule
     >>> make_schedule("linear", 20).shape
     torch.Size([20])
@@ -140,6 +146,8 @@ def check_betas_representable(betas: torch.Tensor, dtype: torch.dtype) -> None:
 
     :param betas: the schedule, in any precision.
     :param dtype: the dtype the schedule will be used in.
+
+    Example:
 
     >>> import torch
     >>> from pyro_diffvi.diffusion.schedules import check_betas_representable

@@ -34,6 +34,8 @@ class AuxiliaryBoundDistribution(TorchDistribution):
     the exact reverse model :math:`r(y|z) = \mathcal N(z/2, 1/2)`, so the reported density is the exact
     marginal :math:`\mathcal N(z; 0, 2)`)::
 
+        Example:
+
         >>> import math, torch
         >>> import pyro.distributions as dist
         >>> from pyro_diffvi.distributions import AuxiliaryBoundDistribution

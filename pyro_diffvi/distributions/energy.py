@@ -48,17 +48,17 @@ def prior_gradients() -> Iterator[None]:
     to their parameters; outside it they carry none (see the module docstring). Prior objectives open it
     for their own term; open it yourself only to write a new prior objective. Nestable, per thread.
 
-    Example::
+    Example:
 
-        >>> import torch
-        >>> from pyro_diffvi.distributions import prior_gradients
-        >>> from pyro_diffvi.priors import GRBMPrior
-        >>> prior, z = GRBMPrior(2, 3), torch.zeros(4, 2)
-        >>> prior.energy(z).requires_grad
-        False
-        >>> with prior_gradients():
-        ...     prior.energy(z).requires_grad
-        True
+    >>> import torch
+    >>> from pyro_diffvi.distributions import prior_gradients
+    >>> from pyro_diffvi.priors import GRBMPrior
+    >>> prior, z = GRBMPrior(2, 3), torch.zeros(4, 2)
+    >>> prior.energy(z).requires_grad
+    False
+    >>> with prior_gradients():
+    ...     prior.energy(z).requires_grad
+    True
     """
     _PRIOR_GRADIENTS.depth += 1
     try:
@@ -70,12 +70,12 @@ def prior_gradients() -> Iterator[None]:
 def prior_gradients_enabled() -> bool:
     """Whether the caller is inside :func:`prior_gradients`.
 
-    Example::
+    Example:
 
-        >>> from pyro_diffvi.distributions.energy import prior_gradients, prior_gradients_enabled
-        >>> with prior_gradients():
-        ...     prior_gradients_enabled()
-        True
+    >>> from pyro_diffvi.distributions.energy import prior_gradients, prior_gradients_enabled
+    >>> with prior_gradients():
+    ...     prior_gradients_enabled()
+    True
     """
     return _PRIOR_GRADIENTS.depth > 0
 
@@ -99,15 +99,15 @@ class EnergyDistribution(TorchDistribution):
         module, a callable (the module) returning the same distribution with parameter gradients when
         called inside :func:`prior_gradients`; see :meth:`with_parameter_gradients`.
 
-    Example (an unnormalized standard Gaussian)::
+    Example (an unnormalized standard Gaussian):
 
-        >>> import torch
-        >>> from pyro_diffvi.distributions import EnergyDistribution
-        >>> d = EnergyDistribution(lambda z: 0.5 * z.pow(2).sum(-1), (2,))
-        >>> d.log_prob(torch.ones(3, 2))  # -E(z), without log Z
-        tensor([-1., -1., -1.])
-        >>> tuple(d.sample((5,)).shape)  # approximate draws by Langevin chains
-        (5, 2)
+    >>> import torch
+    >>> from pyro_diffvi.distributions import EnergyDistribution
+    >>> d = EnergyDistribution(lambda z: 0.5 * z.pow(2).sum(-1), (2,))
+    >>> d.log_prob(torch.ones(3, 2))  # -E(z), without log Z
+    tensor([-1., -1., -1.])
+    >>> tuple(d.sample((5,)).shape)  # approximate draws by Langevin chains
+    (5, 2)
     """
 
     arg_constraints: dict = {}
@@ -209,17 +209,17 @@ def find_energy_distribution(fn):
 
     :param fn: a distribution (a sample site's ``fn``).
 
-    Example::
+    Example:
 
-        >>> import torch
-        >>> import pyro.distributions as dist
-        >>> from pyro_diffvi.distributions import find_energy_distribution
-        >>> from pyro_diffvi.priors import GRBMPrior
-        >>> grbm = GRBMPrior(2, 3)()
-        >>> find_energy_distribution(grbm.expand([5])) is not None
-        True
-        >>> find_energy_distribution(dist.Normal(torch.zeros(2), 1.0).to_event(1)) is None
-        True
+    >>> import torch
+    >>> import pyro.distributions as dist
+    >>> from pyro_diffvi.distributions import find_energy_distribution
+    >>> from pyro_diffvi.priors import GRBMPrior
+    >>> grbm = GRBMPrior(2, 3)()
+    >>> find_energy_distribution(grbm.expand([5])) is not None
+    True
+    >>> find_energy_distribution(dist.Normal(torch.zeros(2), 1.0).to_event(1)) is None
+    True
     """
     while fn is not None:
         if getattr(fn, "normalized", True) is False and callable(getattr(fn, "energy", None)):

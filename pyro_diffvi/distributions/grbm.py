@@ -78,15 +78,15 @@ class GRBM(EnergyDistribution):
         global setting.
     :param parameter_source: see :class:`~pyro_diffvi.distributions.EnergyDistribution`.
 
-    Example (with one hidden unit the marginal is a two-Gaussian mixture; :math:`\log Z` by enumeration)::
+    Example (with one hidden unit the marginal is a two-Gaussian mixture; :math:`\log Z` by enumeration):
 
-        >>> import torch
-        >>> from pyro_diffvi.distributions import GRBM
-        >>> grbm = GRBM(torch.zeros(2), torch.zeros(2), torch.ones(2, 1), torch.zeros(1))
-        >>> round(grbm.exact_log_partition().item(), 4)  # log(2 pi (1 + e))
-        3.1511
-        >>> tuple(grbm.sample((3,)).shape)  # approximate draws by block Gibbs
-        (3, 2)
+    >>> import torch
+    >>> from pyro_diffvi.distributions import GRBM
+    >>> grbm = GRBM(torch.zeros(2), torch.zeros(2), torch.ones(2, 1), torch.zeros(1))
+    >>> round(grbm.exact_log_partition().item(), 4)  # log(2 pi (1 + e))
+    3.1511
+    >>> tuple(grbm.sample((3,)).shape)  # approximate draws by block Gibbs
+    (3, 2)
     """
 
     arg_constraints = {
@@ -292,7 +292,7 @@ class GRBM(EnergyDistribution):
         :param gibbs_steps: Gibbs sweeps per temperature.
         :param betas: optional schedule increasing from exactly 0 to exactly 1, validated by
             :func:`~pyro_diffvi.samplers.ais.check_betas`.
-        :returns: ``(log_Z_estimate, standard_error)``.
+        :return: ``(log_Z_estimate, standard_error)``.
         """
         check_positive_int("num_chains", num_chains, minimum=2)  # two for a standard error
         check_positive_int("gibbs_steps", gibbs_steps, minimum=0)
@@ -350,12 +350,12 @@ def max_abs_log_sigma(dtype: torch.dtype) -> float:
 
     :param dtype: a floating-point dtype.
 
-    Example::
+    Example:
 
-        >>> import torch
-        >>> from pyro_diffvi.distributions.grbm import max_abs_log_sigma
-        >>> round(max_abs_log_sigma(torch.float32), 2)
-        43.67
+    >>> import torch
+    >>> from pyro_diffvi.distributions.grbm import max_abs_log_sigma
+    >>> round(max_abs_log_sigma(torch.float32), 2)
+    43.67
     """
     info = torch.finfo(dtype)
     return 0.5 * min(math.log(info.max), -math.log(info.tiny))

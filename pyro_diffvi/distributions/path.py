@@ -72,6 +72,8 @@ class PathIntegralPosterior(AuxiliaryBoundDistribution):
     Example (an untrained, zero drift: the chain is the reference walk and :math:`z \sim \mathcal N(0, \sigma^2 I)`,
     whose density the distribution reports exactly):
 
+    Example:
+
     >>> import torch
     >>> from torch.distributions import Normal
     >>> from pyro_diffvi.diffusion import Denoiser

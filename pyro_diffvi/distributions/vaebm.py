@@ -66,11 +66,11 @@ def default_latent_grid(*, num_points: int = 400, half_width: float = 6.0) -> Qu
     :param num_points: cells per axis.
     :param half_width: :math:`w > 0`.
 
-    Example::
+    Example:
 
-        >>> from pyro_diffvi.distributions.vaebm import default_latent_grid
-        >>> default_latent_grid(num_points=100).num_points
-        (100, 100)
+    >>> from pyro_diffvi.distributions.vaebm import default_latent_grid
+    >>> default_latent_grid(num_points=100).num_points
+    (100, 100)
     """
     n = check_positive_int("num_points", num_points)
     w = check_positive_float("half_width", half_width)
@@ -93,22 +93,22 @@ class VAEBM(nn.Module):
     :param min_scale: :math:`\sigma_{\min} > 0`, the decoder's scale floor.
     :param name: prefix of the decoder's parameters in Pyro's param store.
 
-    Example (a linear decoder; Langevin in the noise space, 2-D log-likelihood by quadrature)::
+    Example (a linear decoder; Langevin in the noise space, 2-D log-likelihood by quadrature):
 
-        >>> import torch
-        >>> from torch import nn
-        >>> from pyro_diffvi.distributions import VAEBM
-        >>> from pyro_diffvi.distributions.vaebm import default_latent_grid
-        >>> torch.manual_seed(0)  # doctest: +ELLIPSIS
-        <torch._C.Generator object at ...>
-        >>> vaebm = VAEBM(nn.Linear(2, 4), nn.Sequential(nn.Linear(2, 8), nn.Tanh(), nn.Linear(8, 1)),
-        ...               latent_dim=2, obs_dim=2)
-        >>> x, z, eps = vaebm.sample(16, num_steps=10, step_size=0.05)
-        >>> tuple(x.shape), tuple(z.shape), tuple(eps.shape)
-        ((16, 2), (16, 2), (16, 4))
-        >>> log_z = vaebm.log_partition_mc(20000)[0]
-        >>> tuple(vaebm.log_prob(x, log_z, z_grid=default_latent_grid(num_points=100)).shape)
-        (16,)
+    >>> import torch
+    >>> from torch import nn
+    >>> from pyro_diffvi.distributions import VAEBM
+    >>> from pyro_diffvi.distributions.vaebm import default_latent_grid
+    >>> torch.manual_seed(0)  # doctest: +ELLIPSIS
+    <torch._C.Generator object at ...>
+    >>> vaebm = VAEBM(nn.Linear(2, 4), nn.Sequential(nn.Linear(2, 8), nn.Tanh(), nn.Linear(8, 1)),
+    ...               latent_dim=2, obs_dim=2)
+    >>> x, z, eps = vaebm.sample(16, num_steps=10, step_size=0.05)
+    >>> tuple(x.shape), tuple(z.shape), tuple(eps.shape)
+    ((16, 2), (16, 2), (16, 4))
+    >>> log_z = vaebm.log_partition_mc(20000)[0]
+    >>> tuple(vaebm.log_prob(x, log_z, z_grid=default_latent_grid(num_points=100)).shape)
+    (16,)
     """
 
     def __init__(
@@ -145,7 +145,7 @@ class VAEBM(nn.Module):
         r"""The decoder's mean :math:`\mu_\phi(z)` and standard deviation :math:`\sigma_\phi(z)`.
 
         :param z: latents, shape ``(..., latent_dim)``.
-        :returns: ``(loc, scale)``, each of shape ``(..., obs_dim)``.
+        :return: ``(loc, scale)``, each of shape ``(..., obs_dim)``.
         """
         if z.shape[-1:] != (self.latent_dim,):
             raise ValueError(f"z must have shape (..., {self.latent_dim}), got {tuple(z.shape)}")
@@ -163,7 +163,7 @@ class VAEBM(nn.Module):
 
         :param x: observed data ``(N, obs_dim)``, or ``None`` to draw ``num_samples`` points.
         :param num_samples: number of points when ``x`` is ``None``.
-        :returns: the value of site ``"x"``.
+        :return: the value of site ``"x"``.
         """
         if x is None and num_samples is None:
             raise ValueError("pass the data x or num_samples")
@@ -199,7 +199,7 @@ class VAEBM(nn.Module):
         :math:`z = \epsilon_z` (standard normal prior), :math:`x = \mu_\phi(z) + \sigma_\phi(z) \odot \epsilon_x`.
 
         :param eps: noise ``(..., latent_dim + obs_dim)``, :math:`\epsilon_z` first.
-        :returns: ``(x, z)``.
+        :return: ``(x, z)``.
         """
         if eps.shape[-1:] != (self.latent_dim + self.obs_dim,):
             raise ValueError(f"eps must have shape (..., {self.latent_dim + self.obs_dim}), got {tuple(eps.shape)}")
@@ -238,7 +238,7 @@ class VAEBM(nn.Module):
         :param noise_scale: :math:`s` (1 = Langevin dynamics).
         :param metropolis: Metropolis-adjusted steps (MALA: exactly invariant; needs ``noise_scale=1``).
         :param init: initial noise ``(num_samples, latent_dim + obs_dim)`` (default: standard normal).
-        :returns: ``(x, z, eps)``, detached.
+        :return: ``(x, z, eps)``, detached.
         """
         n = check_positive_int("num_samples", num_samples)
         ref = self._reference()
@@ -263,7 +263,7 @@ class VAEBM(nn.Module):
         :param x: points ``(N, obs_dim)``.
         :param z_grid: the latent grid (default :func:`default_latent_grid`); needs ``latent_dim == 2``.
         :param chunk_size: at most this many (point, node) pairs are held at once.
-        :returns: ``(N,)`` float64.
+        :return: ``(N,)`` float64.
         """
         if self.latent_dim != 2:
             raise ValueError(f"vae_log_prob integrates over a 2-D latent; this VAEBM has latent_dim={self.latent_dim}")
@@ -306,7 +306,7 @@ class VAEBM(nn.Module):
 
         :param x_grid: the grid over the data space (``obs_dim == 2``).
         :param z_grid: the latent grid.
-        :returns: ``(log_z, edge_fraction)``: the fraction of the integral on the grid's outermost cells
+        :return: ``(log_z, edge_fraction)``: the fraction of the integral on the grid's outermost cells
             (a truncation check: it should be negligible).
         """
         if self.obs_dim != 2:
@@ -324,7 +324,7 @@ class VAEBM(nn.Module):
 
         :param num_samples: :math:`N`.
         :param chunk_size: draws per batch.
-        :returns: ``(log_z, standard_error)`` (delta method, :func:`~pyro_diffvi.ops.log_mean_exp_with_se`).
+        :return: ``(log_z, standard_error)`` (delta method, :func:`~pyro_diffvi.ops.log_mean_exp_with_se`).
         """
         n = check_positive_int("num_samples", num_samples)
         ref = self._reference()

@@ -32,21 +32,21 @@ class EncoderGuide(AmortizedGuide):
     MAP/regularized objective :math:`\log p(x|z) + \log p(z)` (Eq. 3.5 with :math:`\beta = 1`, not a bound on
     :math:`\log p(x)`); train it with :class:`~pyro_diffvi.infer.GLFLoss`. Latent sites must be unconstrained (real-valued).
 
-    Example::
+    Example:
 
-        >>> import pyro, pyro.distributions as dist, torch
-        >>> from pyro_diffvi.guides import EncoderGuide
-        >>> def model(x):
-        ...     with pyro.plate("data", x.shape[0]):
-        ...         z = pyro.sample("z", dist.Normal(torch.zeros(2), 1.0).to_event(1))
-        ...         pyro.sample("x", dist.Normal(z @ torch.ones(2, 3), 0.5).to_event(1), obs=x)
-        >>> pyro.clear_param_store()
-        >>> guide = EncoderGuide(model, "z", "x", encoder_hidden_dims=(16,))
-        >>> x = torch.randn(4, 3)
-        >>> torch.equal(guide(x)["z"], guide(x)["z"])   # deterministic
-        True
-        >>> guide.encode(x).shape
-        torch.Size([4, 2])
+    >>> import pyro, pyro.distributions as dist, torch
+    >>> from pyro_diffvi.guides import EncoderGuide
+    >>> def model(x):
+    ...     with pyro.plate("data", x.shape[0]):
+    ...         z = pyro.sample("z", dist.Normal(torch.zeros(2), 1.0).to_event(1))
+    ...         pyro.sample("x", dist.Normal(z @ torch.ones(2, 3), 0.5).to_event(1), obs=x)
+    >>> pyro.clear_param_store()
+    >>> guide = EncoderGuide(model, "z", "x", encoder_hidden_dims=(16,))
+    >>> x = torch.randn(4, 3)
+    >>> torch.equal(guide(x)["z"], guide(x)["z"])   # deterministic
+    True
+    >>> guide.encode(x).shape
+    torch.Size([4, 2])
 
     :param model: the Pyro model.
     :param latent: name(s) of the latent sample site(s).

@@ -35,6 +35,8 @@ class WakeSleepGuide(Protocol):
     A guide for the local latents of a model with global ones, inside an ``AutoGuideList``; the sleep term
     trains the part that follows the protocol:
 
+    Example:
+
     >>> import pyro, pyro.distributions as dist, torch
     >>> from pyro import poutine
     >>> from pyro.infer import SVI

@@ -104,29 +104,29 @@ class AdversarialAutoencoderLoss(GuardedObjective):
     :param num_particles: number of guide draws averaged per step (a positive int).
     :param on_nonfinite: ``"raise"`` (default) or ``"skip"``, see above.
 
-    Example::
+    Example:
 
-        >>> import pyro, torch
-        >>> import pyro.distributions as dist
-        >>> from torch import nn
-        >>> from pyro.infer import SVI
-        >>> from pyro_diffvi.infer import AdversarialAutoencoderLoss
-        >>> pyro.clear_param_store(); pyro.set_rng_seed(0)
-        >>> encoder, decoder = nn.Linear(3, 2), nn.Linear(2, 3)
-        >>> def model(x):
-        ...     pyro.module("decoder", decoder)
-        ...     with pyro.plate("data", len(x)):
-        ...         z = pyro.sample("z", dist.Normal(torch.zeros(2), 1.0).to_event(1))
-        ...         pyro.sample("x", dist.Normal(decoder(z), 1.0).to_event(1), obs=x)
-        >>> def guide(x):  # a Gaussian encoder with a fixed scale
-        ...     pyro.module("encoder", encoder)
-        ...     with pyro.plate("data", len(x)):
-        ...         pyro.sample("z", dist.Normal(encoder(x), 0.5).to_event(1))
-        >>> aae = AdversarialAutoencoderLoss(hidden_dims=(16,))
-        >>> svi = SVI(model, guide, pyro.optim.Adam({"lr": 1e-3}), loss=aae)
-        >>> value = svi.step(torch.randn(8, 3))  # the AAE objective, not a negative ELBO
-        >>> sorted(aae.last_terms)
-        ['adversarial', 'discriminator', 'reconstruction']
+    >>> import pyro, torch
+    >>> import pyro.distributions as dist
+    >>> from torch import nn
+    >>> from pyro.infer import SVI
+    >>> from pyro_diffvi.infer import AdversarialAutoencoderLoss
+    >>> pyro.clear_param_store(); pyro.set_rng_seed(0)
+    >>> encoder, decoder = nn.Linear(3, 2), nn.Linear(2, 3)
+    >>> def model(x):
+    ...     pyro.module("decoder", decoder)
+    ...     with pyro.plate("data", len(x)):
+    ...         z = pyro.sample("z", dist.Normal(torch.zeros(2), 1.0).to_event(1))
+    ...         pyro.sample("x", dist.Normal(decoder(z), 1.0).to_event(1), obs=x)
+    >>> def guide(x):  # a Gaussian encoder with a fixed scale
+    ...     pyro.module("encoder", encoder)
+    ...     with pyro.plate("data", len(x)):
+    ...         pyro.sample("z", dist.Normal(encoder(x), 0.5).to_event(1))
+    >>> aae = AdversarialAutoencoderLoss(hidden_dims=(16,))
+    >>> svi = SVI(model, guide, pyro.optim.Adam({"lr": 1e-3}), loss=aae)
+    >>> value = svi.step(torch.randn(8, 3))  # the AAE objective, not a negative ELBO
+    >>> sorted(aae.last_terms)
+    ['adversarial', 'discriminator', 'reconstruction']
     """
 
     def __init__(

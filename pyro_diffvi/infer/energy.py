@@ -159,35 +159,35 @@ class EnergyPriorELBO(GuardedObjective, Trace_ELBO):
     :param on_nonfinite: ``"raise"`` (default) or ``"skip"``, see above.
     :param kwargs: other options of :class:`~pyro.infer.ELBO` (``retain_graph``, ...).
 
-    Example (a VAE with a GRBM prior; the prior gets its own learning rate)::
+    Example (a VAE with a GRBM prior; the prior gets its own learning rate):
 
-        >>> import pyro, torch
-        >>> import pyro.distributions as dist
-        >>> from torch import nn
-        >>> from pyro.infer import SVI
-        >>> from pyro_diffvi.priors import GRBMPrior
-        >>> from pyro_diffvi.infer import EnergyPriorELBO, SlicedScoreMatchingLoss
-        >>> pyro.clear_param_store(); pyro.set_rng_seed(0)
-        >>> prior, encoder, decoder = GRBMPrior(2, 4), nn.Linear(3, 4), nn.Linear(2, 3)
-        >>> def model(x):
-        ...     pyro.module("decoder", decoder)
-        ...     with pyro.plate("data", x.shape[0]):
-        ...         z = pyro.sample("z", prior())
-        ...         pyro.sample("x", dist.Normal(decoder(z), 1.0).to_event(1), obs=x)
-        >>> def guide(x):
-        ...     pyro.module("encoder", encoder)
-        ...     loc, log_scale = encoder(x).chunk(2, -1)
-        ...     with pyro.plate("data", x.shape[0]):
-        ...         pyro.sample("z", dist.Normal(loc, log_scale.exp()).to_event(1))
-        >>> elbo = EnergyPriorELBO(prior_objective=SlicedScoreMatchingLoss())
-        >>> optim = pyro.optim.Adam(elbo.optim_args({"lr": 1e-3}, {"lr": 2e-4}))
-        >>> svi = SVI(model, guide, optim, loss=elbo)
-        >>> x = torch.randn(8, 3)
-        >>> neg_bound = svi.step(x)  # -A: not a negative ELBO, log Z is missing
-        >>> sorted(elbo.last_terms)
-        ['partition_free_bound', 'prior_loss', 'ssm_loss']
-        >>> sorted(elbo.prior_param_names)
-        ['GRBMPrior.W', 'GRBMPrior.b', 'GRBMPrior.log_sigma', 'GRBMPrior.mu']
+    >>> import pyro, torch
+    >>> import pyro.distributions as dist
+    >>> from torch import nn
+    >>> from pyro.infer import SVI
+    >>> from pyro_diffvi.priors import GRBMPrior
+    >>> from pyro_diffvi.infer import EnergyPriorELBO, SlicedScoreMatchingLoss
+    >>> pyro.clear_param_store(); pyro.set_rng_seed(0)
+    >>> prior, encoder, decoder = GRBMPrior(2, 4), nn.Linear(3, 4), nn.Linear(2, 3)
+    >>> def model(x):
+    ...     pyro.module("decoder", decoder)
+    ...     with pyro.plate("data", x.shape[0]):
+    ...         z = pyro.sample("z", prior())
+    ...         pyro.sample("x", dist.Normal(decoder(z), 1.0).to_event(1), obs=x)
+    >>> def guide(x):
+    ...     pyro.module("encoder", encoder)
+    ...     loc, log_scale = encoder(x).chunk(2, -1)
+    ...     with pyro.plate("data", x.shape[0]):
+    ...         pyro.sample("z", dist.Normal(loc, log_scale.exp()).to_event(1))
+    >>> elbo = EnergyPriorELBO(prior_objective=SlicedScoreMatchingLoss())
+    >>> optim = pyro.optim.Adam(elbo.optim_args({"lr": 1e-3}, {"lr": 2e-4}))
+    >>> svi = SVI(model, guide, optim, loss=elbo)
+    >>> x = torch.randn(8, 3)
+    >>> neg_bound = svi.step(x)  # -A: not a negative ELBO, log Z is missing
+    >>> sorted(elbo.last_terms)
+    ['partition_free_bound', 'prior_loss', 'ssm_loss']
+    >>> sorted(elbo.prior_param_names)
+    ['GRBMPrior.W', 'GRBMPrior.b', 'GRBMPrior.log_sigma', 'GRBMPrior.mu']
     """
 
     def __init__(
@@ -225,11 +225,11 @@ class EnergyPriorELBO(GuardedObjective, Trace_ELBO):
         """Training state for checkpoints: the prior objective's ``state_dict()`` (or ``None``) and the
         param-store names classified as prior / VAE parameters so far.
 
-        Example::
+        Example:
 
-            >>> from pyro_diffvi.infer import EnergyPriorELBO, SlicedScoreMatchingLoss
-            >>> sorted(EnergyPriorELBO(prior_objective=SlicedScoreMatchingLoss()).state_dict())
-            ['classified_param_names', 'prior_objective', 'prior_param_names']
+        >>> from pyro_diffvi.infer import EnergyPriorELBO, SlicedScoreMatchingLoss
+        >>> sorted(EnergyPriorELBO(prior_objective=SlicedScoreMatchingLoss()).state_dict())
+        ['classified_param_names', 'prior_objective', 'prior_param_names']
         """
         return {
             "prior_objective": None if self.prior_objective is None else self.prior_objective.state_dict(),
@@ -244,15 +244,15 @@ class EnergyPriorELBO(GuardedObjective, Trace_ELBO):
         :raises ValueError: naming ``state`` when it lacks a key or its prior objective's state does not
             match ``prior_objective``.
 
-        Example::
+        Example:
 
-            >>> from pyro_diffvi.infer import EnergyPriorELBO, SlicedScoreMatchingLoss
-            >>> source = EnergyPriorELBO(prior_objective=SlicedScoreMatchingLoss())
-            >>> source.prior_param_names = {"GRBMPrior.W"}
-            >>> target = EnergyPriorELBO(prior_objective=SlicedScoreMatchingLoss())
-            >>> target.load_state_dict(source.state_dict())
-            >>> target.prior_param_names
-            {'GRBMPrior.W'}
+        >>> from pyro_diffvi.infer import EnergyPriorELBO, SlicedScoreMatchingLoss
+        >>> source = EnergyPriorELBO(prior_objective=SlicedScoreMatchingLoss())
+        >>> source.prior_param_names = {"GRBMPrior.W"}
+        >>> target = EnergyPriorELBO(prior_objective=SlicedScoreMatchingLoss())
+        >>> target.load_state_dict(source.state_dict())
+        >>> target.prior_param_names
+        {'GRBMPrior.W'}
         """
         keys = {"prior_objective", "prior_param_names", "classified_param_names"}
         if not isinstance(state, dict) or set(state) != keys:
@@ -331,15 +331,15 @@ class EnergyPriorELBO(GuardedObjective, Trace_ELBO):
         :param vae: optimizer arguments of the encoder, decoder and any other parameter, e.g.
             ``{"lr": 1e-3}``.
         :param prior: optimizer arguments of the prior's parameters, e.g. ``{"lr": 2e-4}``.
-        :returns: a callable for ``pyro.optim.Adam(callable)``.
+        :return: a callable for ``pyro.optim.Adam(callable)``.
 
-        Example::
+        Example:
 
-            >>> from pyro_diffvi.infer import AdversarialCDLoss, EnergyPriorELBO
-            >>> elbo = EnergyPriorELBO(prior_objective=AdversarialCDLoss())
-            >>> args = elbo.optim_args({"lr": 1e-3}, {"lr": 2e-4})
-            >>> args("adversarial_cd_flow.layers.0.weight"), args("encoder.weight")
-            ({'lr': 0.0002}, {'lr': 0.001})
+        >>> from pyro_diffvi.infer import AdversarialCDLoss, EnergyPriorELBO
+        >>> elbo = EnergyPriorELBO(prior_objective=AdversarialCDLoss())
+        >>> args = elbo.optim_args({"lr": 1e-3}, {"lr": 2e-4})
+        >>> args("adversarial_cd_flow.layers.0.weight"), args("encoder.weight")
+        ({'lr': 0.0002}, {'lr': 0.001})
         """
         for name, value in (("vae", vae), ("prior", prior)):
             if not isinstance(value, dict):

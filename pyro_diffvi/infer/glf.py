@@ -93,28 +93,28 @@ class GLFLoss(GuardedObjective):
     :param on_nonfinite: ``"raise"`` a :class:`~pyro_diffvi.infer.DivergenceError` on a non-finite term
         or gradient, or ``"skip"`` the step (see :mod:`pyro_diffvi.infer.guard`).
 
-    Example::
+    Example:
 
-        >>> import pyro, pyro.distributions as dist, torch
-        >>> from pyro.infer import SVI
-        >>> from pyro.optim import Adam
-        >>> from pyro_diffvi.priors import FlowPrior
-        >>> from pyro_diffvi.guides import EncoderGuide
-        >>> from pyro_diffvi.infer import GLFLoss
-        >>> pyro.clear_param_store()
-        >>> prior = FlowPrior(2, num_transforms=2, hidden_dims=(16, 16))
-        >>> decoder = torch.nn.Linear(2, 3)
-        >>> def model(x):
-        ...     pyro.module("decoder", decoder)
-        ...     with pyro.plate("data", x.shape[0]):
-        ...         z = pyro.sample("z", prior())
-        ...         pyro.sample("x", dist.Normal(decoder(z), 0.1).to_event(1), obs=x)
-        >>> guide = EncoderGuide(model, "z", "x", encoder_hidden_dims=(16,))
-        >>> objective = GLFLoss(reconstruction_weight=1.0)
-        >>> svi = SVI(model, guide, Adam({"lr": 1e-2}), objective)
-        >>> loss = svi.step(torch.randn(8, 3))
-        >>> sorted(objective.last_terms)
-        ['nll', 'reconstruction']
+    >>> import pyro, pyro.distributions as dist, torch
+    >>> from pyro.infer import SVI
+    >>> from pyro.optim import Adam
+    >>> from pyro_diffvi.priors import FlowPrior
+    >>> from pyro_diffvi.guides import EncoderGuide
+    >>> from pyro_diffvi.infer import GLFLoss
+    >>> pyro.clear_param_store()
+    >>> prior = FlowPrior(2, num_transforms=2, hidden_dims=(16, 16))
+    >>> decoder = torch.nn.Linear(2, 3)
+    >>> def model(x):
+    ...     pyro.module("decoder", decoder)
+    ...     with pyro.plate("data", x.shape[0]):
+    ...         z = pyro.sample("z", prior())
+    ...         pyro.sample("x", dist.Normal(decoder(z), 0.1).to_event(1), obs=x)
+    >>> guide = EncoderGuide(model, "z", "x", encoder_hidden_dims=(16,))
+    >>> objective = GLFLoss(reconstruction_weight=1.0)
+    >>> svi = SVI(model, guide, Adam({"lr": 1e-2}), objective)
+    >>> loss = svi.step(torch.randn(8, 3))
+    >>> sorted(objective.last_terms)
+    ['nll', 'reconstruction']
     """
 
     def __init__(self, *, reconstruction_weight: float = 1.0, stop_gradient: bool = True, on_nonfinite: str = "raise") -> None:

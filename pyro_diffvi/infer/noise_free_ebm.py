@@ -79,19 +79,19 @@ class NoiseFreeEBMLoss(PriorObjective):
     :param generator_weight: :math:`\lambda_G \ge 0` (0: Eq. 5.1 only; 1: Eq. 5.14).
     :param energy_reg_weight: :math:`\lambda_E \ge 0`, energy-magnitude regularizer (0 in the dissertation).
 
-    Example::
+    Example:
 
-        >>> import torch
-        >>> from pyro_diffvi.infer import NoiseFreeEBMLoss
-        >>> from pyro_diffvi.samplers import NoiseFreeSampler
-        >>> torch.manual_seed(0)  # doctest: +ELLIPSIS
-        <torch._C.Generator object at ...>
-        >>> scale = torch.tensor(1.0, requires_grad=True)
-        >>> objective = NoiseFreeEBMLoss(sampler=NoiseFreeSampler(num_steps=5, step_size=0.1), generator_weight=1.0)
-        >>> loss = objective(lambda z: 0.5 * scale * z.pow(2).sum(-1), torch.randn(64, 2))
-        >>> loss.backward()
-        >>> sorted(objective.last_terms), scale.grad is not None
-        (['cd_gap', 'energy_neg', 'energy_pos', 'generator'], True)
+    >>> import torch
+    >>> from pyro_diffvi.infer import NoiseFreeEBMLoss
+    >>> from pyro_diffvi.samplers import NoiseFreeSampler
+    >>> torch.manual_seed(0)  # doctest: +ELLIPSIS
+    <torch._C.Generator object at ...>
+    >>> scale = torch.tensor(1.0, requires_grad=True)
+    >>> objective = NoiseFreeEBMLoss(sampler=NoiseFreeSampler(num_steps=5, step_size=0.1), generator_weight=1.0)
+    >>> loss = objective(lambda z: 0.5 * scale * z.pow(2).sum(-1), torch.randn(64, 2))
+    >>> loss.backward()
+    >>> sorted(objective.last_terms), scale.grad is not None
+    (['cd_gap', 'energy_neg', 'energy_pos', 'generator'], True)
     """
 
     def __init__(
@@ -148,6 +148,8 @@ class GradientFlowNLLLoss(PriorObjective):
 
     Example (data from :math:`\mathcal N(0, e^{-2T}I)`, the exact flow of :math:`E = \|x\|^2/2`: the loss is
     near the entropy :math:`\log 2\pi e - 2T = 2.44` in 2-D with :math:`T = 0.2`)::
+
+        Example:
 
         >>> import math, torch
         >>> from pyro_diffvi.infer import GradientFlowNLLLoss

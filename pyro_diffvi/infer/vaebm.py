@@ -54,21 +54,21 @@ class VAEBMContrastiveLoss(ContrastiveDivergenceLoss):
     afresh) and ``reinit_prob`` is the probability of a fresh chain (the dissertation lowers it from 1 to
     0.4 over training; set ``self.buffer.reinit_prob`` for such a schedule).
 
-    Example::
+    Example:
 
-        >>> import torch
-        >>> from torch import nn
-        >>> from pyro_diffvi.distributions import VAEBM
-        >>> from pyro_diffvi.infer import VAEBMContrastiveLoss
-        >>> torch.manual_seed(0)  # doctest: +ELLIPSIS
-        <torch._C.Generator object at ...>
-        >>> vaebm = VAEBM(nn.Linear(2, 4), nn.Sequential(nn.Linear(2, 8), nn.SiLU(), nn.Linear(8, 1)),
-        ...               latent_dim=2, obs_dim=2)
-        >>> objective = VAEBMContrastiveLoss(num_steps=5, step_size=0.01, energy_reg_weight=0.1)
-        >>> loss = objective(vaebm, torch.randn(32, 2))
-        >>> loss.backward()
-        >>> sorted(objective.last_terms), vaebm.decoder.weight.grad is None
-        (['cd_gap', 'energy_neg', 'energy_pos'], True)
+    >>> import torch
+    >>> from torch import nn
+    >>> from pyro_diffvi.distributions import VAEBM
+    >>> from pyro_diffvi.infer import VAEBMContrastiveLoss
+    >>> torch.manual_seed(0)  # doctest: +ELLIPSIS
+    <torch._C.Generator object at ...>
+    >>> vaebm = VAEBM(nn.Linear(2, 4), nn.Sequential(nn.Linear(2, 8), nn.SiLU(), nn.Linear(8, 1)),
+    ...               latent_dim=2, obs_dim=2)
+    >>> objective = VAEBMContrastiveLoss(num_steps=5, step_size=0.01, energy_reg_weight=0.1)
+    >>> loss = objective(vaebm, torch.randn(32, 2))
+    >>> loss.backward()
+    >>> sorted(objective.last_terms), vaebm.decoder.weight.grad is None
+    (['cd_gap', 'energy_neg', 'energy_pos'], True)
     """
 
     def loss(self, prior: VAEBM, z: Tensor, log_q: Tensor | None = None) -> Tensor:

@@ -78,16 +78,16 @@ def knn_accuracy(
     :param chunk_size: test rows per distance block.
     :return: fraction of correctly classified points.
 
-    Example::
+    Example:
 
-        >>> import torch
-        >>> from pyro_diffvi.metrics import knn_accuracy
-        >>> train = torch.tensor([[0.0], [0.1], [0.2], [5.0], [5.1], [5.2]])
-        >>> labels = [0, 0, 0, 1, 1, 1]
-        >>> knn_accuracy(train, labels, test_latents=torch.tensor([[0.3], [4.0]]), test_labels=[0, 1], k=3)
-        1.0
-        >>> knn_accuracy(train, labels, k=2)  # leave-one-out on the training set
-        1.0
+    >>> import torch
+    >>> from pyro_diffvi.metrics import knn_accuracy
+    >>> train = torch.tensor([[0.0], [0.1], [0.2], [5.0], [5.1], [5.2]])
+    >>> labels = [0, 0, 0, 1, 1, 1]
+    >>> knn_accuracy(train, labels, test_latents=torch.tensor([[0.3], [4.0]]), test_labels=[0, 1], k=3)
+    1.0
+    >>> knn_accuracy(train, labels, k=2)  # leave-one-out on the training set
+    1.0
     """
     train = _latents("train_latents", train_latents)
     train_y = _labels("train_labels", train_labels, train.shape[0])
@@ -129,11 +129,11 @@ def cluster_purity(labels_true, labels_pred) -> float:
     :param labels_pred: cluster assignments, shape ``(N,)``.
     :return: the purity, in :math:`(0, 1]`.
 
-    Example::
+    Example:
 
-        >>> from pyro_diffvi.metrics import cluster_purity
-        >>> cluster_purity([0, 0, 1, 1], [0, 0, 0, 1])  # cluster 0 holds 2 of class 0, cluster 1 one of class 1
-        0.75
+    >>> from pyro_diffvi.metrics import cluster_purity
+    >>> cluster_purity([0, 0, 1, 1], [0, 0, 0, 1])  # cluster 0 holds 2 of class 0, cluster 1 one of class 1
+    0.75
     """
     labels_true, labels_pred = _clusterings(labels_true, labels_pred)
     _, true_codes = np.unique(labels_true, return_inverse=True)
@@ -150,13 +150,13 @@ def cluster_completeness(labels_true, labels_pred) -> float:
     :param labels_pred: cluster assignments, shape ``(N,)``.
     :return: the completeness, in :math:`[0, 1]` (1: each class lies in a single cluster).
 
-    Example::
+    Example:
 
-        >>> from pyro_diffvi.metrics import cluster_completeness
-        >>> cluster_completeness([0, 0, 1, 1], [0, 0, 1, 1])
-        1.0
-        >>> round(cluster_completeness([0, 0, 1, 1], [0, 0, 1, 2]), 4)  # class 1 is split in two
-        0.6667
+    >>> from pyro_diffvi.metrics import cluster_completeness
+    >>> cluster_completeness([0, 0, 1, 1], [0, 0, 1, 1])
+    1.0
+    >>> round(cluster_completeness([0, 0, 1, 1], [0, 0, 1, 2]), 4)  # class 1 is split in two
+    0.6667
     """
     return float(completeness_score(*_clusterings(labels_true, labels_pred)))
 
@@ -168,11 +168,11 @@ def cluster_nmi(labels_true, labels_pred) -> float:
     :param labels_pred: cluster assignments, shape ``(N,)``.
     :return: the NMI, in :math:`[0, 1]` (1: the clustering is the classes up to renaming).
 
-    Example::
+    Example:
 
-        >>> from pyro_diffvi.metrics import cluster_nmi
-        >>> cluster_nmi([0, 0, 1, 1], [1, 1, 0, 0])
-        1.0
+    >>> from pyro_diffvi.metrics import cluster_nmi
+    >>> cluster_nmi([0, 0, 1, 1], [1, 1, 0, 0])
+    1.0
     """
     return float(normalized_mutual_info_score(*_clusterings(labels_true, labels_pred)))
 
@@ -184,11 +184,11 @@ def clustering_scores(labels_true, labels_pred) -> dict[str, float]:
     :param labels_pred: cluster assignments, shape ``(N,)``.
     :return: ``{"purity": ..., "completeness": ..., "nmi": ...}``.
 
-    Example::
+    Example:
 
-        >>> from pyro_diffvi.metrics import clustering_scores
-        >>> clustering_scores([0, 0, 1, 1], [1, 1, 0, 0])
-        {'purity': 1.0, 'completeness': 1.0, 'nmi': 1.0}
+    >>> from pyro_diffvi.metrics import clustering_scores
+    >>> clustering_scores([0, 0, 1, 1], [1, 1, 0, 0])
+    {'purity': 1.0, 'completeness': 1.0, 'nmi': 1.0}
     """
     return {
         "purity": cluster_purity(labels_true, labels_pred),
@@ -208,14 +208,14 @@ def gmm_clusters(latents: torch.Tensor, *, num_components: int = 20, seed: int =
     :param gmm_kwargs: further ``GaussianMixture`` arguments (default ``covariance_type="full"``).
     :return: cluster assignments, int64 array of shape ``(N,)``.
 
-    Example::
+    Example:
 
-        >>> import torch
-        >>> from pyro_diffvi.metrics import gmm_clusters
-        >>> z = torch.cat([torch.randn(20, 2, generator=torch.Generator().manual_seed(0)) * 0.1 + c for c in (-5.0, 5.0)])
-        >>> labels = gmm_clusters(z, num_components=2)
-        >>> bool((labels[:20] == labels[0]).all() and (labels[20:] == labels[20]).all() and labels[0] != labels[20])
-        True
+    >>> import torch
+    >>> from pyro_diffvi.metrics import gmm_clusters
+    >>> z = torch.cat([torch.randn(20, 2, generator=torch.Generator().manual_seed(0)) * 0.1 + c for c in (-5.0, 5.0)])
+    >>> labels = gmm_clusters(z, num_components=2)
+    >>> bool((labels[:20] == labels[0]).all() and (labels[20:] == labels[20]).all() and labels[0] != labels[20])
+    True
     """
     from sklearn.mixture import GaussianMixture
 
@@ -240,6 +240,8 @@ def gmm_clustering_scores(latents: torch.Tensor, labels_true, *, num_components:
     :return: ``{"purity": ..., "completeness": ..., "nmi": ...}``.
 
     With 20 clusters on 2 classes every cluster is pure, while each class is split (completeness < 1):
+
+        Example:
 
         >>> import torch
         >>> from pyro_diffvi.metrics import gmm_clustering_scores

@@ -64,28 +64,28 @@ def elbo(
 
     Arguments are those of :func:`log_weights` (``num_particles`` = :math:`S`).
 
-    Example: a guide too narrow by half gives an ELBO below the exact :math:`\frac1N\log p(x)`::
+    Example (a guide too narrow by half gives an ELBO below the exact :math:`\frac1N\log p(x)`):
 
-        >>> import pyro, pyro.distributions as dist, torch
-        >>> def model(x):  # z ~ N(0, 1), x | z ~ N(z, 1): p(x) = N(x; 0, 2)
-        ...     with pyro.plate("data", x.shape[0]):
-        ...         z = pyro.sample("z", dist.Normal(0.0, 1.0))
-        ...         pyro.sample("x", dist.Normal(z, 1.0), obs=x)
-        >>> def guide(x):  # the exact posterior N(x / 2, 1 / 2)
-        ...     with pyro.plate("data", x.shape[0]):
-        ...         pyro.sample("z", dist.Normal(x / 2, 0.5**0.5))
-        >>> from pyro_diffvi.metrics import elbo
-        >>> def narrow_guide(x):
-        ...     with pyro.plate("data", x.shape[0]):
-        ...         pyro.sample("z", dist.Normal(x / 2, 0.5 * 0.5**0.5))
-        >>> pyro.set_rng_seed(0)
-        >>> x = torch.tensor([0.0, 1.0, 2.0])
-        >>> exact = dist.Normal(0.0, 2.0**0.5).log_prob(x).mean().item()
-        >>> round(elbo(model, guide, x, num_particles=4).mean - exact, 4) == 0
-        True
-        >>> est = elbo(model, narrow_guide, x, num_particles=1000)
-        >>> est.mean < exact - 5 * est.stderr, est.stderr_kind
-        (True, 'monte_carlo')
+    >>> import pyro, pyro.distributions as dist, torch
+    >>> def model(x):  # z ~ N(0, 1), x | z ~ N(z, 1): p(x) = N(x; 0, 2)
+    ...     with pyro.plate("data", x.shape[0]):
+    ...         z = pyro.sample("z", dist.Normal(0.0, 1.0))
+    ...         pyro.sample("x", dist.Normal(z, 1.0), obs=x)
+    >>> def guide(x):  # the exact posterior N(x / 2, 1 / 2)
+    ...     with pyro.plate("data", x.shape[0]):
+    ...         pyro.sample("z", dist.Normal(x / 2, 0.5**0.5))
+    >>> from pyro_diffvi.metrics import elbo
+    >>> def narrow_guide(x):
+    ...     with pyro.plate("data", x.shape[0]):
+    ...         pyro.sample("z", dist.Normal(x / 2, 0.5 * 0.5**0.5))
+    >>> pyro.set_rng_seed(0)
+    >>> x = torch.tensor([0.0, 1.0, 2.0])
+    >>> exact = dist.Normal(0.0, 2.0**0.5).log_prob(x).mean().item()
+    >>> round(elbo(model, guide, x, num_particles=4).mean - exact, 4) == 0
+    True
+    >>> est = elbo(model, narrow_guide, x, num_particles=1000)
+    >>> est.mean < exact - 5 * est.stderr, est.stderr_kind
+    (True, 'monte_carlo')
     """
     weights = log_weights(
         model, guide, *args, num_particles=num_particles, max_particles_per_chunk=max_particles_per_chunk,
@@ -128,27 +128,27 @@ def iwae(
 
     Arguments are those of :func:`log_weights` (``num_particles`` = :math:`K`).
 
-    Example: the bound tightens as :math:`K` grows (here for a guide too narrow by half)::
+    Example (the bound tightens as :math:`K` grows (here for a guide too narrow by half)):
 
-        >>> import pyro, pyro.distributions as dist, torch
-        >>> def model(x):  # z ~ N(0, 1), x | z ~ N(z, 1): p(x) = N(x; 0, 2)
-        ...     with pyro.plate("data", x.shape[0]):
-        ...         z = pyro.sample("z", dist.Normal(0.0, 1.0))
-        ...         pyro.sample("x", dist.Normal(z, 1.0), obs=x)
-        >>> def guide(x):  # the exact posterior N(x / 2, 1 / 2)
-        ...     with pyro.plate("data", x.shape[0]):
-        ...         pyro.sample("z", dist.Normal(x / 2, 0.5**0.5))
-        >>> from pyro_diffvi.metrics import iwae
-        >>> def narrow_guide(x):
-        ...     with pyro.plate("data", x.shape[0]):
-        ...         pyro.sample("z", dist.Normal(x / 2, 0.5 * 0.5**0.5))
-        >>> pyro.set_rng_seed(0)
-        >>> x = torch.linspace(-2.0, 2.0, 50)
-        >>> exact = dist.Normal(0.0, 2.0**0.5).log_prob(x).mean().item()
-        >>> k1 = iwae(model, narrow_guide, x, num_particles=1).mean
-        >>> k1000 = iwae(model, narrow_guide, x, num_particles=1000).mean
-        >>> k1 < k1000 < exact + 1e-3
-        True
+    >>> import pyro, pyro.distributions as dist, torch
+    >>> def model(x):  # z ~ N(0, 1), x | z ~ N(z, 1): p(x) = N(x; 0, 2)
+    ...     with pyro.plate("data", x.shape[0]):
+    ...         z = pyro.sample("z", dist.Normal(0.0, 1.0))
+    ...         pyro.sample("x", dist.Normal(z, 1.0), obs=x)
+    >>> def guide(x):  # the exact posterior N(x / 2, 1 / 2)
+    ...     with pyro.plate("data", x.shape[0]):
+    ...         pyro.sample("z", dist.Normal(x / 2, 0.5**0.5))
+    >>> from pyro_diffvi.metrics import iwae
+    >>> def narrow_guide(x):
+    ...     with pyro.plate("data", x.shape[0]):
+    ...         pyro.sample("z", dist.Normal(x / 2, 0.5 * 0.5**0.5))
+    >>> pyro.set_rng_seed(0)
+    >>> x = torch.linspace(-2.0, 2.0, 50)
+    >>> exact = dist.Normal(0.0, 2.0**0.5).log_prob(x).mean().item()
+    >>> k1 = iwae(model, narrow_guide, x, num_particles=1).mean
+    >>> k1000 = iwae(model, narrow_guide, x, num_particles=1000).mean
+    >>> k1 < k1000 < exact + 1e-3
+    True
     """
     weights = log_weights(
         model, guide, *args, num_particles=num_particles, max_particles_per_chunk=max_particles_per_chunk,

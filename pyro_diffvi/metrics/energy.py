@@ -148,11 +148,13 @@ def energy_prior_log_likelihood(
     :param num_ais_steps: AIS intermediate distributions.
     :param ais_kwargs: further arguments of :func:`~pyro_diffvi.samplers.ais_log_partition`.
     :param data_plate: name of the data plate (auto-detected when ``None``).
-    :returns: :class:`EnergyLogLikelihood`.
+    :return: :class:`EnergyLogLikelihood`.
 
     Example: the unnormalized prior :math:`e^{-z^2/2}` (:math:`\log Z = \frac12\log 2\pi`) with
     :math:`x \mid z \sim \mathcal N(z, 1)` and the exact posterior :math:`\mathcal N(x/2, 1/2)` as
     guide, so that the IWAE term is exact and :math:`\log p(x) = \log \mathcal N(x; 0, 2)`::
+
+        Example:
 
         >>> import math, pyro, pyro.distributions as dist, torch
         >>> from pyro_diffvi.distributions import EnergyDistribution

@@ -29,14 +29,14 @@ class Estimate:
     :ivar stderr_kind: ``"monte_carlo"`` (sampling noise for the given batch, as for :func:`elbo`) or
         ``"data"`` (spread of ``values`` across data points, as for :func:`iwae`).
 
-    Example::
+    Example:
 
-        >>> import torch
-        >>> from pyro_diffvi.metrics import Estimate
-        >>> values = torch.tensor([-1.0, -2.0, -3.0], dtype=torch.float64)
-        >>> est = Estimate(values.mean().item(), 1 / 3**0.5, 8, 3, True, values, "data")
-        >>> print(est)
-        -2.0000 ± 0.5774 (nats per data point, 8 particles)
+    >>> import torch
+    >>> from pyro_diffvi.metrics import Estimate
+    >>> values = torch.tensor([-1.0, -2.0, -3.0], dtype=torch.float64)
+    >>> est = Estimate(values.mean().item(), 1 / 3**0.5, 8, 3, True, values, "data")
+    >>> print(est)
+    -2.0000 ± 0.5774 (nats per data point, 8 particles)
     """
 
     mean: float
@@ -67,23 +67,23 @@ def combine_estimates(estimates: Sequence[Estimate]) -> Estimate:
     :param estimates: estimates of the same kind with the same ``num_particles``.
     :return: the :class:`Estimate` of the union of the batches.
 
-    Example::
+    Example:
 
-        >>> import pyro, pyro.distributions as dist, torch
-        >>> def model(x):  # z ~ N(0, 1), x | z ~ N(z, 1): p(x) = N(x; 0, 2)
-        ...     with pyro.plate("data", x.shape[0]):
-        ...         z = pyro.sample("z", dist.Normal(0.0, 1.0))
-        ...         pyro.sample("x", dist.Normal(z, 1.0), obs=x)
-        >>> def guide(x):  # the exact posterior N(x / 2, 1 / 2)
-        ...     with pyro.plate("data", x.shape[0]):
-        ...         pyro.sample("z", dist.Normal(x / 2, 0.5**0.5))
-        >>> from pyro_diffvi.metrics import combine_estimates, iwae
-        >>> pyro.set_rng_seed(0)
-        >>> x = torch.tensor([0.0, 1.0, 2.0, 3.0])
-        >>> parts = [iwae(model, guide, batch, num_particles=8) for batch in x.split(2)]
-        >>> whole = combine_estimates(parts)
-        >>> whole.num_data, round(whole.mean, 4) == round(dist.Normal(0.0, 2.0**0.5).log_prob(x).mean().item(), 4)
-        (4, True)
+    >>> import pyro, pyro.distributions as dist, torch
+    >>> def model(x):  # z ~ N(0, 1), x | z ~ N(z, 1): p(x) = N(x; 0, 2)
+    ...     with pyro.plate("data", x.shape[0]):
+    ...         z = pyro.sample("z", dist.Normal(0.0, 1.0))
+    ...         pyro.sample("x", dist.Normal(z, 1.0), obs=x)
+    >>> def guide(x):  # the exact posterior N(x / 2, 1 / 2)
+    ...     with pyro.plate("data", x.shape[0]):
+    ...         pyro.sample("z", dist.Normal(x / 2, 0.5**0.5))
+    >>> from pyro_diffvi.metrics import combine_estimates, iwae
+    >>> pyro.set_rng_seed(0)
+    >>> x = torch.tensor([0.0, 1.0, 2.0, 3.0])
+    >>> parts = [iwae(model, guide, batch, num_particles=8) for batch in x.split(2)]
+    >>> whole = combine_estimates(parts)
+    >>> whole.num_data, round(whole.mean, 4) == round(dist.Normal(0.0, 2.0**0.5).log_prob(x).mean().item(), 4)
+    (4, True)
     """
     estimates = list(estimates)
     if not estimates or not all(isinstance(e, Estimate) for e in estimates):

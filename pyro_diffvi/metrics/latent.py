@@ -54,14 +54,14 @@ class GaussianKDE:
     :param bandwidth: ``"scott"`` (default), ``"silverman"`` (:math:`H = h^2\hat\Sigma`), or a positive
         float :math:`b` (:math:`H = b^2 I`).
 
-    Example: a KDE of standard normal draws with a small bandwidth is close to the standard normal::
+    Example (a KDE of standard normal draws with a small bandwidth is close to the standard normal):
 
-        >>> import torch
-        >>> from pyro_diffvi.metrics import GaussianKDE
-        >>> _ = torch.manual_seed(0)
-        >>> kde = GaussianKDE(torch.randn(5000, 1), bandwidth=0.1)
-        >>> round(kde.log_prob(torch.zeros(1, 1)).exp().item(), 1)  # 1 / sqrt(2 pi) = 0.399
-        0.4
+    >>> import torch
+    >>> from pyro_diffvi.metrics import GaussianKDE
+    >>> _ = torch.manual_seed(0)
+    >>> kde = GaussianKDE(torch.randn(5000, 1), bandwidth=0.1)
+    >>> round(kde.log_prob(torch.zeros(1, 1)).exp().item(), 1)  # 1 / sqrt(2 pi) = 0.399
+    0.4
     """
 
     def __init__(self, points: torch.Tensor, *, bandwidth: str | float = "scott"):
@@ -105,13 +105,13 @@ class GaussianKDE:
         :param chunk_size: rows evaluated at once (memory ``chunk_size * n``).
         :return: log densities, shape ``(m,)``.
 
-        Example::
+        Example:
 
-            >>> import torch
-            >>> from pyro_diffvi.metrics import GaussianKDE
-            >>> kde = GaussianKDE(torch.tensor([[0.0], [1.0]]), bandwidth=1.0)
-            >>> kde.log_prob(torch.zeros(3, 1)).shape
-            torch.Size([3])
+        >>> import torch
+        >>> from pyro_diffvi.metrics import GaussianKDE
+        >>> kde = GaussianKDE(torch.tensor([[0.0], [1.0]]), bandwidth=1.0)
+        >>> kde.log_prob(torch.zeros(3, 1)).shape
+        torch.Size([3])
         """
         value = _as_matrix("value", value)
         d = self.points.shape[1]
@@ -147,16 +147,16 @@ def latent_nll(
         ``num_data`` = :math:`m`, ``values`` = the per-sample negative log densities and
         ``stderr_kind="data"``.
 
-    Example: latents that match the prior give a lower latent NLL than collapsed ones::
+    Example (latents that match the prior give a lower latent NLL than collapsed ones):
 
-        >>> import torch
-        >>> from pyro_diffvi.metrics import latent_nll
-        >>> _ = torch.manual_seed(0)
-        >>> prior_samples = torch.randn(500, 2)
-        >>> matched = latent_nll(torch.randn(500, 2), prior_samples)
-        >>> collapsed = latent_nll(0.1 * torch.randn(500, 2), prior_samples)
-        >>> matched.mean < collapsed.mean, matched.num_particles, matched.num_data
-        (True, None, 500)
+    >>> import torch
+    >>> from pyro_diffvi.metrics import latent_nll
+    >>> _ = torch.manual_seed(0)
+    >>> prior_samples = torch.randn(500, 2)
+    >>> matched = latent_nll(torch.randn(500, 2), prior_samples)
+    >>> collapsed = latent_nll(0.1 * torch.randn(500, 2), prior_samples)
+    >>> matched.mean < collapsed.mean, matched.num_particles, matched.num_data
+    (True, None, 500)
     """
     kde = GaussianKDE(_as_matrix("latents", latents, min_rows=2), bandwidth=bandwidth)
     prior_samples = _as_matrix("prior_samples", prior_samples)

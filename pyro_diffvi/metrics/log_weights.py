@@ -55,20 +55,20 @@ class LogWeights:
     :ivar data_plate: name of the plate holding the observations.
     :ivar num_data: size of that plate.
 
-    Example::
+    Example:
 
-        >>> import pyro, pyro.distributions as dist, torch
-        >>> def model(x):  # z ~ N(0, 1), x | z ~ N(z, 1): p(x) = N(x; 0, 2)
-        ...     with pyro.plate("data", x.shape[0]):
-        ...         z = pyro.sample("z", dist.Normal(0.0, 1.0))
-        ...         pyro.sample("x", dist.Normal(z, 1.0), obs=x)
-        >>> def guide(x):  # the exact posterior N(x / 2, 1 / 2)
-        ...     with pyro.plate("data", x.shape[0]):
-        ...         pyro.sample("z", dist.Normal(x / 2, 0.5**0.5))
-        >>> from pyro_diffvi.metrics import log_weights
-        >>> weights = log_weights(model, guide, torch.tensor([0.0, 1.0, 2.0]), num_particles=5)
-        >>> weights.values.shape, weights.per_point, weights.data_plate, weights.num_data
-        (torch.Size([5, 3]), True, 'data', 3)
+    >>> import pyro, pyro.distributions as dist, torch
+    >>> def model(x):  # z ~ N(0, 1), x | z ~ N(z, 1): p(x) = N(x; 0, 2)
+    ...     with pyro.plate("data", x.shape[0]):
+    ...         z = pyro.sample("z", dist.Normal(0.0, 1.0))
+    ...         pyro.sample("x", dist.Normal(z, 1.0), obs=x)
+    >>> def guide(x):  # the exact posterior N(x / 2, 1 / 2)
+    ...     with pyro.plate("data", x.shape[0]):
+    ...         pyro.sample("z", dist.Normal(x / 2, 0.5**0.5))
+    >>> from pyro_diffvi.metrics import log_weights
+    >>> weights = log_weights(model, guide, torch.tensor([0.0, 1.0, 2.0]), num_particles=5)
+    >>> weights.values.shape, weights.per_point, weights.data_plate, weights.num_data
+    (torch.Size([5, 3]), True, 'data', 3)
     """
 
     values: torch.Tensor
@@ -269,22 +269,22 @@ def log_weights(
     :raises ValueError: subsampled plates, no or ambiguous data plate, model latents missing from the
         guide, non-auxiliary guide sites missing from the model, non-finite weights.
 
-    Example: with the exact posterior as guide every weight equals :math:`\log p(x_n)`::
+    Example (with the exact posterior as guide every weight equals :math:`\log p(x_n)`):
 
-        >>> import pyro, pyro.distributions as dist, torch
-        >>> def model(x):  # z ~ N(0, 1), x | z ~ N(z, 1): p(x) = N(x; 0, 2)
-        ...     with pyro.plate("data", x.shape[0]):
-        ...         z = pyro.sample("z", dist.Normal(0.0, 1.0))
-        ...         pyro.sample("x", dist.Normal(z, 1.0), obs=x)
-        >>> def guide(x):  # the exact posterior N(x / 2, 1 / 2)
-        ...     with pyro.plate("data", x.shape[0]):
-        ...         pyro.sample("z", dist.Normal(x / 2, 0.5**0.5))
-        >>> from pyro_diffvi.metrics import log_weights
-        >>> pyro.set_rng_seed(0)
-        >>> x = torch.tensor([0.0, 1.0, 2.0])
-        >>> weights = log_weights(model, guide, x, num_particles=4)
-        >>> torch.allclose(weights.values, dist.Normal(0.0, 2.0**0.5).log_prob(x).expand(4, 3), atol=1e-5)
-        True
+    >>> import pyro, pyro.distributions as dist, torch
+    >>> def model(x):  # z ~ N(0, 1), x | z ~ N(z, 1): p(x) = N(x; 0, 2)
+    ...     with pyro.plate("data", x.shape[0]):
+    ...         z = pyro.sample("z", dist.Normal(0.0, 1.0))
+    ...         pyro.sample("x", dist.Normal(z, 1.0), obs=x)
+    >>> def guide(x):  # the exact posterior N(x / 2, 1 / 2)
+    ...     with pyro.plate("data", x.shape[0]):
+    ...         pyro.sample("z", dist.Normal(x / 2, 0.5**0.5))
+    >>> from pyro_diffvi.metrics import log_weights
+    >>> pyro.set_rng_seed(0)
+    >>> x = torch.tensor([0.0, 1.0, 2.0])
+    >>> weights = log_weights(model, guide, x, num_particles=4)
+    >>> torch.allclose(weights.values, dist.Normal(0.0, 2.0**0.5).log_prob(x).expand(4, 3), atol=1e-5)
+    True
     """
     check_positive_int("num_particles", num_particles)
     chunk = num_particles if max_particles_per_chunk is None else max_particles_per_chunk

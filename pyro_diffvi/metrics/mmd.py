@@ -56,13 +56,13 @@ def rbf_mixture_kernel(
     :param sigmas: kernel bandwidths.
     :return: shape ``(m, n)``.
 
-    Example::
+    Example:
 
-        >>> import torch
-        >>> from pyro_diffvi.metrics import rbf_mixture_kernel
-        >>> rbf_mixture_kernel(torch.zeros(2, 3), torch.zeros(4, 3), sigmas=(1.0, 2.0))
-        tensor([[2., 2., 2., 2.],
-                [2., 2., 2., 2.]])
+    >>> import torch
+    >>> from pyro_diffvi.metrics import rbf_mixture_kernel
+    >>> rbf_mixture_kernel(torch.zeros(2, 3), torch.zeros(4, 3), sigmas=(1.0, 2.0))
+    tensor([[2., 2., 2., 2.],
+            [2., 2., 2., 2.]])
     """
     sq_dist = torch.cdist(x, y).square()
     gammas = torch.tensor([0.5 / s**2 for s in _check_sigmas(sigmas)], dtype=x.dtype, device=x.device)
@@ -111,6 +111,8 @@ def mmd2(
     Example: the biased estimate is exactly 0 for identical sets; the unbiased one is near 0 for two
     samples of one distribution and clearly positive for different distributions::
 
+        Example:
+
         >>> import torch
         >>> from pyro_diffvi.metrics import mmd2
         >>> _ = torch.manual_seed(0)
@@ -156,13 +158,13 @@ def mmd(
     :param chunk_size: rows of each kernel block.
     :return: a float64 scalar tensor.
 
-    Example::
+    Example:
 
-        >>> import torch
-        >>> from pyro_diffvi.metrics import mmd
-        >>> _ = torch.manual_seed(0)
-        >>> x = torch.randn(100, 784)  # e.g. flattened images: the default sigmas suit pixel scales
-        >>> round(mmd(x, x, unbiased=False).item(), 4), mmd(x, x + 10.0).item() > 0.5
-        (0.0, True)
+    >>> import torch
+    >>> from pyro_diffvi.metrics import mmd
+    >>> _ = torch.manual_seed(0)
+    >>> x = torch.randn(100, 784)  # e.g. flattened images: the default sigmas suit pixel scales
+    >>> round(mmd(x, x, unbiased=False).item(), 4), mmd(x, x + 10.0).item() > 0.5
+    (0.0, True)
     """
     return mmd2(x, y, sigmas=sigmas, unbiased=unbiased, chunk_size=chunk_size).clamp(min=0).sqrt()

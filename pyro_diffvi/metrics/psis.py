@@ -98,6 +98,8 @@ def psis_khat_from_log_weights(
     :math:`\alpha = 0.8`, i.e. :math:`\log w \sim \mathrm{Exponential}(0.8)`, have no mean (true
     :math:`k = 1/\alpha = 1.25`)::
 
+        Example:
+
         >>> import torch
         >>> from pyro_diffvi.metrics import psis_khat_from_log_weights
         >>> _ = torch.manual_seed(0)
@@ -165,6 +167,8 @@ def psis_khat(
 
     Example: a guide four times narrower than the exact Gaussian posterior gives heavy-tailed weights
     (theory: :math:`k = 1 - 0.25^2 \approx 0.94`), one twice as wide bounded weights (:math:`k < 0`)::
+
+        Example:
 
         >>> import pyro, pyro.distributions as dist, torch
         >>> from pyro_diffvi.metrics import psis_khat

@@ -24,6 +24,8 @@ def elbo_gap(problem: PosteriorProblem, guide: Callable, *, num_particles: int =
     :param num_particles: draws per observation.
     :return: ``(mean gap, standard error)``.
 
+    Example:
+
     >>> import pyro, pyro.distributions as dist
     >>> from pyro_diffvi.datasets import make_problem
     >>> from pyro_diffvi.metrics import elbo_gap
@@ -53,6 +55,8 @@ def mode_mass_ratio(
     :param num_particles: draws per observation.
     :param min_mass: modes with less exact mass are left out of the ratio.
     :return: ``(smallest ratio, the guide's pooled mass of every mode)``.
+
+    Example:
 
     >>> import pyro, pyro.distributions as dist
     >>> from pyro_diffvi.datasets import make_problem

@@ -10,6 +10,8 @@ def loc_scale(params: torch.Tensor, min_scale: float) -> tuple[torch.Tensor, tor
     r"""Split a network's output ``params`` of width :math:`2D` into a mean and a standard deviation
     :math:`\sigma = \mathrm{softplus}(\cdot) + \sigma_{\min}` (positive with a floor, smooth).
 
+    Example:
+
     >>> import torch
     >>> loc, scale = loc_scale(torch.tensor([0.5, -1.0, 0.0, 30.0]), min_scale=1e-4)
     >>> loc

@@ -23,6 +23,8 @@ def activation(name: str) -> nn.Module:
 
     :param name: the activation's name; ``leaky_relu`` has negative slope 0.2.
 
+    Example:
+
     >>> from pyro_diffvi.nn import activation
     >>> activation("leaky_relu")
     LeakyReLU(negative_slope=0.2)
@@ -42,6 +44,8 @@ class MLP(nn.Sequential):
     :param out_dim: output width.
     :param hidden_dims: widths of the hidden layers.
     :param activation: name of the hidden activation (see :func:`activation`).
+
+    Example:
 
     >>> import torch
     >>> from pyro_diffvi.nn import MLP
@@ -92,6 +96,8 @@ class SinusoidalTimeEmbedding(nn.Module):
 
     :param dim: embedding width (even).
 
+    Example:
+
     >>> import torch
     >>> from pyro_diffvi.nn import SinusoidalTimeEmbedding
     >>> embed = SinusoidalTimeEmbedding(4)  # frequencies 1 and 1/100
@@ -130,6 +136,8 @@ class ConditionalMLP(nn.Module):
     :param time_dim: width of the time embedding (0 for none).
     :param hidden_dims: hidden widths.
     :param activation: hidden activation name.
+
+    Example:
 
     >>> import torch
     >>> from pyro_diffvi.nn import ConditionalMLP

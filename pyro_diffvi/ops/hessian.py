@@ -87,16 +87,16 @@ def energy_grad_and_hessian_trace(
     :param probes: ``None`` (exact trace) or probe vectors ``(P, N, D)``.
     :param create_graph: keep the graph (to differentiate the results in the energy's parameters or
         in ``x``); otherwise the results are detached.
-    :returns: ``(grad, trace)``: ``(N, D)`` and ``(N,)`` (exact) or ``(P, N)`` (one estimate per probe).
+    :return: ``(grad, trace)``: ``(N, D)`` and ``(N,)`` (exact) or ``(P, N)`` (one estimate per probe).
 
-    Example (:math:`E = \tfrac12 z^\top A z` has trace :math:`\operatorname{tr} A = 5`)::
+    Example (:math:`E = \tfrac12 z^\top A z` has trace :math:`\operatorname{tr} A = 5`):
 
-        >>> import torch
-        >>> from pyro_diffvi.ops import energy_grad_and_hessian_trace
-        >>> A = torch.tensor([[2.0, 1.0], [1.0, 3.0]])
-        >>> grad, trace = energy_grad_and_hessian_trace(lambda z: 0.5 * ((z @ A) * z).sum(-1), torch.ones(4, 2))
-        >>> grad[0].tolist(), trace.tolist()
-        ([3.0, 4.0], [5.0, 5.0, 5.0, 5.0])
+    >>> import torch
+    >>> from pyro_diffvi.ops import energy_grad_and_hessian_trace
+    >>> A = torch.tensor([[2.0, 1.0], [1.0, 3.0]])
+    >>> grad, trace = energy_grad_and_hessian_trace(lambda z: 0.5 * ((z @ A) * z).sum(-1), torch.ones(4, 2))
+    >>> grad[0].tolist(), trace.tolist()
+    ([3.0, 4.0], [5.0, 5.0, 5.0, 5.0])
     """
     x = check_states("x", x)
     with torch.enable_grad():
@@ -125,15 +125,15 @@ def energy_hessian(energy_fn: EnergyFn, x: Tensor, *, create_graph: bool = False
     :param energy_fn: maps ``(N, D)`` states to ``(N,)`` energies.
     :param x: states ``(N, D)``.
     :param create_graph: keep the graph; otherwise the results are detached.
-    :returns: ``(grad, hessian)`` of shapes ``(N, D)`` and ``(N, D, D)``.
+    :return: ``(grad, hessian)`` of shapes ``(N, D)`` and ``(N, D, D)``.
 
-    Example::
+    Example:
 
-        >>> import torch
-        >>> from pyro_diffvi.ops import energy_hessian
-        >>> _, H = energy_hessian(lambda z: z[:, 0] ** 2 * z[:, 1], torch.tensor([[1.0, 2.0]]))
-        >>> H[0].tolist()
-        [[4.0, 2.0], [2.0, 0.0]]
+    >>> import torch
+    >>> from pyro_diffvi.ops import energy_hessian
+    >>> _, H = energy_hessian(lambda z: z[:, 0] ** 2 * z[:, 1], torch.tensor([[1.0, 2.0]]))
+    >>> H[0].tolist()
+    [[4.0, 2.0], [2.0, 0.0]]
     """
     x = check_states("x", x)
     with torch.enable_grad():

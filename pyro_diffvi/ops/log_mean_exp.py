@@ -30,20 +30,20 @@ def log_mean_exp_with_se(log_w: Tensor, *, dim: int = 0) -> tuple[Tensor, Tensor
 
     :param log_w: log weights; any shape with at least one entry along ``dim``.
     :param dim: the dimension holding the :math:`N` weights (reduced away in both results).
-    :returns: ``(log_mean, standard_error)``, each of ``log_w``'s shape without ``dim``; the standard
+    :return: ``(log_mean, standard_error)``, each of ``log_w``'s shape without ``dim``; the standard
         error is ``nan`` where :math:`N = 1`.
 
-    Example::
+    Example:
 
-        >>> import torch
-        >>> from pyro_diffvi.ops import log_mean_exp_with_se
-        >>> weights = torch.tensor([1.0, 2.0, 3.0])  # mean 2, standard deviation 1
-        >>> log_mean, se = log_mean_exp_with_se(weights.log())
-        >>> round(log_mean.exp().item(), 4), round(se.item(), 4)  # se = 1 / (sqrt(3) * 2)
-        (2.0, 0.2887)
-        >>> log_mean, se = log_mean_exp_with_se(torch.tensor([[1.0, 2.0], [3.0, 4.0]]).log(), dim=0)
-        >>> log_mean.exp(), se.shape
-        (tensor([2., 3.]), torch.Size([2]))
+    >>> import torch
+    >>> from pyro_diffvi.ops import log_mean_exp_with_se
+    >>> weights = torch.tensor([1.0, 2.0, 3.0])  # mean 2, standard deviation 1
+    >>> log_mean, se = log_mean_exp_with_se(weights.log())
+    >>> round(log_mean.exp().item(), 4), round(se.item(), 4)  # se = 1 / (sqrt(3) * 2)
+    (2.0, 0.2887)
+    >>> log_mean, se = log_mean_exp_with_se(torch.tensor([[1.0, 2.0], [3.0, 4.0]]).log(), dim=0)
+    >>> log_mean.exp(), se.shape
+    (tensor([2., 3.]), torch.Size([2]))
     """
     if not torch.is_tensor(log_w) or log_w.dim() == 0 or log_w.shape[dim] < 1:
         raise ValueError(

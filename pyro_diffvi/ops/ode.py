@@ -55,15 +55,15 @@ def odeint_fixed(
     :param t1: final time.
     :param num_steps: number of steps ``>= 1``.
     :param method: ``"rk4"`` or ``"euler"``.
-    :returns: :math:`y(t_1)`, of the structure of ``init``.
+    :return: :math:`y(t_1)`, of the structure of ``init``.
 
-    Example (:math:`y' = -y`, :math:`y(1) = e^{-1}`)::
+    Example (:math:`y' = -y`, :math:`y(1) = e^{-1}`):
 
-        >>> import math, torch
-        >>> from pyro_diffvi.ops import odeint_fixed
-        >>> y = odeint_fixed(lambda t, y: -y, torch.ones(1, dtype=torch.float64), t0=0.0, t1=1.0, num_steps=10)
-        >>> abs(y.item() - math.exp(-1)) < 1e-6
-        True
+    >>> import math, torch
+    >>> from pyro_diffvi.ops import odeint_fixed
+    >>> y = odeint_fixed(lambda t, y: -y, torch.ones(1, dtype=torch.float64), t0=0.0, t1=1.0, num_steps=10)
+    >>> abs(y.item() - math.exp(-1)) < 1e-6
+    True
     """
     num_steps = check_positive_int("num_steps", num_steps)
     check_method(method)

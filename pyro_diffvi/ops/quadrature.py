@@ -34,6 +34,8 @@ class QuadratureGrid:
     the error is checked by refining (:meth:`refined`) and by the edge mass of
     :func:`posterior_quadrature`.
 
+    Example:
+
     >>> import math
     >>> from pyro_diffvi.ops import QuadratureGrid
     >>> grid = QuadratureGrid(low=(-6.0, -6.0), high=(6.0, 6.0), num_points=(60, 60))

@@ -32,6 +32,8 @@ from pyro_diffvi.util import check_positive_int
 def normal_log_prob(x: torch.Tensor, loc: float | torch.Tensor, scale: float) -> torch.Tensor:
     """Log density of the univariate :math:`\\mathcal{N}(x; \\mathrm{loc}, \\mathrm{scale}^2)`.
 
+    Example:
+
     >>> import torch
     >>> from pyro_diffvi.priors.base import normal_log_prob
     >>> round(normal_log_prob(torch.tensor(0.0), 0.0, 1.0).item(), 4)  # -log(2 pi) / 2
@@ -45,6 +47,8 @@ def log1mexp(x: torch.Tensor) -> torch.Tensor:
 
     M. Mächler. *Accurately Computing log(1 - exp(-|a|)) Assessed by the Rmpfr package*. CRAN
     vignette, 2012.
+
+    Example:
 
     >>> import torch
     >>> from pyro_diffvi.priors.base import log1mexp
@@ -60,6 +64,8 @@ def log_ndtr_diff(hi: torch.Tensor, lo: torch.Tensor) -> torch.Tensor:
     When both arguments lie in the right tail, :math:`\\Phi(hi) - \\Phi(lo) = \\Phi(-lo) - \\Phi(-hi)`
     is used instead, so that the smaller argument is always ``<= 0``.
 
+    Example:
+
     >>> import torch
     >>> from pyro_diffvi.priors.base import log_ndtr_diff
     >>> round(log_ndtr_diff(torch.tensor(1.0), torch.tensor(-1.0)).exp().item(), 4)  # one-sigma mass
@@ -74,6 +80,8 @@ def log_ndtr_diff(hi: torch.Tensor, lo: torch.Tensor) -> torch.Tensor:
 def safe_norm(z: torch.Tensor) -> torch.Tensor:
     """Euclidean norm over the last dimension with a finite (zero) gradient at the origin.
 
+    Example:
+
     >>> import torch
     >>> from pyro_diffvi.priors.base import safe_norm
     >>> z = torch.zeros(2, requires_grad=True)
@@ -87,6 +95,8 @@ def safe_norm(z: torch.Tensor) -> torch.Tensor:
 
 def rotate(z: torch.Tensor, angle: torch.Tensor) -> torch.Tensor:
     """Rotate 2-D points ``z`` (``(..., 2)``) counter-clockwise by ``angle`` (``(...)``).
+
+    Example:
 
     >>> import math, torch
     >>> from pyro_diffvi.priors.base import rotate
@@ -111,13 +121,15 @@ class StructuredPrior(TorchDistribution):
     Constant tensors are created on the default (or given) device and dtype and are moved to the
     device and dtype of ``value`` inside :meth:`log_prob`, so the prior follows its inputs.
 
-    :param int dim: event size ``D >= 2``; coordinates beyond the first two are independent
+    :param dim: event size ``D >= 2``; coordinates beyond the first two are independent
         standard normals.
     :param batch_shape: batch shape (usually ``()``; Pyro plates expand it).
     :param device: device of samples drawn by :meth:`sample` (default: torch's default device).
     :param dtype: floating dtype of samples (default: torch's default dtype).
 
     Every subclass is used the same way; with the :class:`~pyro_diffvi.priors.Pinwheel`:
+
+    Example:
 
     >>> import pyro
     >>> from pyro_diffvi.priors import Pinwheel
@@ -319,6 +331,8 @@ class MixtureComponent(TorchDistribution):
     :param label: integer labels in ``[0, prior.num_components)``.
 
     Usually obtained from :meth:`StructuredPrior.component`:
+
+    Example:
 
     >>> import torch
     >>> from pyro_diffvi.priors import Pinwheel

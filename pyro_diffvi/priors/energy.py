@@ -57,15 +57,15 @@ class EnergyPrior(PyroModule):
     :param sampler: passed to :class:`~pyro_diffvi.distributions.EnergyDistribution`.
     :param name: prefix of the parameters' names in Pyro's param store (default ``"EnergyPrior"``).
 
-    Example::
+    Example:
 
-        >>> import torch
-        >>> from torch import nn
-        >>> from pyro_diffvi.priors import EnergyPrior
-        >>> prior = EnergyPrior(nn.Sequential(nn.Linear(2, 8), nn.Tanh(), nn.Linear(8, 1)), (2,))
-        >>> d = prior()  # an EnergyDistribution with the unnormalized log_prob -E(z)
-        >>> tuple(d.log_prob(torch.zeros(5, 2)).shape), d.normalized
-        ((5,), False)
+    >>> import torch
+    >>> from torch import nn
+    >>> from pyro_diffvi.priors import EnergyPrior
+    >>> prior = EnergyPrior(nn.Sequential(nn.Linear(2, 8), nn.Tanh(), nn.Linear(8, 1)), (2,))
+    >>> d = prior()  # an EnergyDistribution with the unnormalized log_prob -E(z)
+    >>> tuple(d.log_prob(torch.zeros(5, 2)).shape), d.normalized
+    ((5,), False)
     """
 
     def __init__(

@@ -75,27 +75,27 @@ class FlowPrior(PyroModule):
     :param bound: spline half-width (``flow="spline"`` only; identity outside :math:`[-B, B]`).
     :param name: prefix of the parameters' names in Pyro's param store (default ``"FlowPrior"``).
 
-    Example (a 2-D flow prior in a Pyro model, trained by the ELBO)::
+    Example (a 2-D flow prior in a Pyro model, trained by the ELBO):
 
-        >>> import pyro, pyro.distributions as dist, torch
-        >>> from pyro.infer import SVI, Trace_ELBO
-        >>> from pyro.optim import Adam
-        >>> from pyro_diffvi.priors import FlowPrior
-        >>> from pyro_diffvi.guides import GaussianGuide
-        >>> pyro.clear_param_store()
-        >>> prior = FlowPrior(2, num_transforms=2, hidden_dims=(16, 16), name="prior")
-        >>> def model(x):
-        ...     with pyro.plate("data", x.shape[0]):
-        ...         z = pyro.sample("z", prior())
-        ...         pyro.sample("x", dist.Normal(z, 0.5).to_event(1), obs=x)
-        >>> guide = GaussianGuide(model, "z", "x", encoder_hidden_dims=(16,))
-        >>> loss = SVI(model, guide, Adam({"lr": 1e-2}), Trace_ELBO()).step(torch.randn(8, 2))
-        >>> any(n.startswith("prior.flow") for n in pyro.get_param_store())  # the prior trains too
-        True
-        >>> p = prior()
-        >>> z = p.rsample((5,))
-        >>> tuple(z.shape), tuple(p.log_prob(z).shape)
-        ((5, 2), (5,))
+    >>> import pyro, pyro.distributions as dist, torch
+    >>> from pyro.infer import SVI, Trace_ELBO
+    >>> from pyro.optim import Adam
+    >>> from pyro_diffvi.priors import FlowPrior
+    >>> from pyro_diffvi.guides import GaussianGuide
+    >>> pyro.clear_param_store()
+    >>> prior = FlowPrior(2, num_transforms=2, hidden_dims=(16, 16), name="prior")
+    >>> def model(x):
+    ...     with pyro.plate("data", x.shape[0]):
+    ...         z = pyro.sample("z", prior())
+    ...         pyro.sample("x", dist.Normal(z, 0.5).to_event(1), obs=x)
+    >>> guide = GaussianGuide(model, "z", "x", encoder_hidden_dims=(16,))
+    >>> loss = SVI(model, guide, Adam({"lr": 1e-2}), Trace_ELBO()).step(torch.randn(8, 2))
+    >>> any(n.startswith("prior.flow") for n in pyro.get_param_store())  # the prior trains too
+    True
+    >>> p = prior()
+    >>> z = p.rsample((5,))
+    >>> tuple(z.shape), tuple(p.log_prob(z).shape)
+    ((5, 2), (5,))
     """
 
     def __init__(

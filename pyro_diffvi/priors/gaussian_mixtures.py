@@ -15,8 +15,10 @@ class IsotropicGaussianMixture(StructuredPrior):
     """Equal-weight mixture of isotropic Gaussians, :math:`p(z) = \\frac1K \\sum_l \\mathcal{N}(z; \\mu_l, \\sigma^2 I)`.
 
     :param centers: component means, shape ``(K, 2)``.
-    :param float scale: common standard deviation :math:`\\sigma > 0`.
-    :param int dim: event size (extra coordinates are standard normal).
+    :param scale: common standard deviation :math:`\\sigma > 0`.
+    :param dim: event size (extra coordinates are standard normal).
+
+    Example:
 
     >>> import torch
     >>> from pyro_diffvi.priors import IsotropicGaussianMixture
@@ -65,10 +67,12 @@ class GaussianRing(IsotropicGaussianMixture):
 
     References: *Variational Inference with Unnormalized Priors*. Anonymous authors, manuscript under double-blind review. W. Grathwohl, R. T. Q. Chen, J. Bettencourt, I. Sutskever, D. Duvenaud. *FFJORD: Free-form Continuous Dynamics for Scalable Reversible Generative Models*. ICLR, 2019.
 
-    :param int num_components: number of Gaussians ``K >= 1``.
-    :param float radius: circle radius ``> 0``.
-    :param float scale: standard deviation of each Gaussian ``> 0``.
-    :param int dim: event size (coordinates beyond two are standard normal).
+    :param num_components: number of Gaussians ``K >= 1``.
+    :param radius: circle radius ``> 0``.
+    :param scale: standard deviation of each Gaussian ``> 0``.
+    :param dim: event size (coordinates beyond two are standard normal).
+
+    Example:
 
     >>> import pyro
     >>> from pyro_diffvi.priors import GaussianRing
@@ -112,10 +116,12 @@ class GaussianGrid(IsotropicGaussianMixture):
 
     References: Z. Xiao. *Designing Deep Generative Models with Symbiotic Composition*. PhD dissertation, University of Chicago, 2022.
 
-    :param int num_per_side: grid size ``n >= 1``.
-    :param float spacing: distance between neighbouring means ``> 0``.
-    :param float scale: standard deviation of each Gaussian ``> 0``.
-    :param int dim: event size (coordinates beyond two are standard normal).
+    :param num_per_side: grid size ``n >= 1``.
+    :param spacing: distance between neighbouring means ``> 0``.
+    :param scale: standard deviation of each Gaussian ``> 0``.
+    :param dim: event size (coordinates beyond two are standard normal).
+
+    Example:
 
     >>> from pyro_diffvi.priors import GaussianGrid
     >>> prior = GaussianGrid(num_per_side=3, spacing=1.0)

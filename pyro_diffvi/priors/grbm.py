@@ -51,14 +51,14 @@ class GRBMPrior(PyroModule):
     :param sampler: passed to :class:`~pyro_diffvi.distributions.GRBM`.
     :param name: prefix of the parameters' names in Pyro's param store (default ``"GRBMPrior"``).
 
-    Example::
+    Example:
 
-        >>> import torch
-        >>> from pyro_diffvi.priors import GRBMPrior
-        >>> prior = GRBMPrior(2, 16, name="prior")
-        >>> grbm = prior()  # a GRBM with the unnormalized log_prob -F(z)
-        >>> tuple(grbm.log_prob(torch.zeros(5, 2)).shape), grbm.normalized
-        ((5,), False)
+    >>> import torch
+    >>> from pyro_diffvi.priors import GRBMPrior
+    >>> prior = GRBMPrior(2, 16, name="prior")
+    >>> grbm = prior()  # a GRBM with the unnormalized log_prob -F(z)
+    >>> tuple(grbm.log_prob(torch.zeros(5, 2)).shape), grbm.normalized
+    ((5,), False)
     """
 
     def __init__(

@@ -46,6 +46,8 @@ class ShiftedMixture(StructuredPrior):
     :param logits: unnormalized log weights, shape ``(K,)``.
     :param base: :math:`p_0`, a distribution with event shape ``(D,)`` and batch shape ``()``.
 
+    Example:
+
     >>> import torch, pyro.distributions as dist
     >>> from pyro_diffvi.priors import ShiftedMixture
     >>> p = ShiftedMixture(torch.tensor([[-2.0, 0.0], [2.0, 0.0]]), torch.zeros(2), dist.Normal(torch.zeros(2), 1.0).to_event(1))
@@ -116,6 +118,8 @@ class LearnableMixture(PyroModule):
         ``init_spread`` :math:`s` (call :func:`pyro.set_rng_seed` first for a reproducible start).
     :param init_spread: standard deviation of the random initial locations.
     :param learn_weights: learn the mixture weights too (default: equal weights, fixed).
+
+    Example:
 
     >>> import pyro, pyro.distributions as dist, torch
     >>> from pyro.infer import SVI, Trace_ELBO

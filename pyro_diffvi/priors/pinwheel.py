@@ -54,16 +54,18 @@ class Pinwheel(StructuredPrior):
     - M. J. Johnson, D. Duvenaud, A. B. Wiltschko, S. R. Datta, R. P. Adams. *Composing Graphical
       Models with Neural Networks for Structured Representations and Fast Inference*. NeurIPS, 2016.
 
-    :param int num_components: number of arms ``K >= 1``.
-    :param float radius: mean radius :math:`\\rho > 0` of the Gaussian blob before rotation. The swirl
+    :param num_components: number of arms ``K >= 1``.
+    :param radius: mean radius :math:`\\rho > 0` of the Gaussian blob before rotation. The swirl
         depends on :math:`r / \\rho`, so scaling ``radius``, ``radial_scale`` and ``tangential_scale``
         together scales the whole pinwheel (``Pinwheel(radius=10, radial_scale=3, tangential_scale=0.5)``
         is Johnson et al.'s original size, the latent scale of the DDVI paper's experiments, whose MMD
         kernels have bandwidths 2 to 80).
-    :param float radial_scale: :math:`\\sigma_r > 0`.
-    :param float tangential_scale: :math:`\\sigma_t > 0`.
-    :param float rate: swirl rate :math:`a \\ge 0` (0 gives straight arms).
-    :param int dim: event size (coordinates beyond two are standard normal).
+    :param radial_scale: :math:`\\sigma_r > 0`.
+    :param tangential_scale: :math:`\\sigma_t > 0`.
+    :param rate: swirl rate :math:`a \\ge 0` (0 gives straight arms).
+    :param dim: event size (coordinates beyond two are standard normal).
+
+    Example:
 
     >>> import pyro, torch
     >>> from pyro_diffvi.priors import Pinwheel

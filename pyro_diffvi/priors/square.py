@@ -45,10 +45,12 @@ class Square(StructuredPrior):
     References: W. T. Piriyakulkij, Y. Wang, V. Kuleshov. *Denoising Diffusion Variational Inference: Diffusion
     Models as Expressive Variational Posteriors*. arXiv:2401.02739, 2024.
 
-    :param int num_components: number of arcs ``K >= 1``.
-    :param float half_width: :math:`h > 0`.
-    :param float scale: noise standard deviation :math:`\\sigma > 0`.
-    :param int dim: event size (coordinates beyond two are standard normal).
+    :param num_components: number of arcs ``K >= 1``.
+    :param half_width: :math:`h > 0`.
+    :param scale: noise standard deviation :math:`\\sigma > 0`.
+    :param dim: event size (coordinates beyond two are standard normal).
+
+    Example:
 
     >>> import torch
     >>> from pyro_diffvi.priors import Square

@@ -44,17 +44,19 @@ class SwissRoll(StructuredPrior):
     from that component is less accurate in absolute terms (the integrand is then a narrow peak at
     the segment's end), which does not affect the mixture density.
 
-    :param int num_components: number of segments ``K >= 1``.
-    :param float t_min: start :math:`t_0` of the curve parameter.
-    :param float t_max: end :math:`t_1 > t_0`.
-    :param float curve_scale: :math:`\\lambda > 0`.
-    :param float scale: noise std :math:`\\sigma > 0`.
-    :param int num_panels: total quadrature panels (split evenly among the components, rounded up).
-    :param int quadrature_order: Gauss-Legendre nodes per panel.
-    :param int dim: event size (coordinates beyond two are standard normal).
+    :param num_components: number of segments ``K >= 1``.
+    :param t_min: start :math:`t_0` of the curve parameter.
+    :param t_max: end :math:`t_1 > t_0`.
+    :param curve_scale: :math:`\\lambda > 0`.
+    :param scale: noise std :math:`\\sigma > 0`.
+    :param num_panels: total quadrature panels (split evenly among the components, rounded up).
+    :param quadrature_order: Gauss-Legendre nodes per panel.
+    :param dim: event size (coordinates beyond two are standard normal).
 
     References: W. T. Piriyakulkij, Y. Wang, V. Kuleshov. *Denoising Diffusion Variational Inference: Diffusion
     Models as Expressive Variational Posteriors*. arXiv:2401.02739, 2024.
+
+    Example:
 
     >>> import pyro, torch
     >>> from pyro_diffvi.priors import SwissRoll

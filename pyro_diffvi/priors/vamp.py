@@ -43,22 +43,22 @@ class VampPrior(PyroModule):
     :param init_pseudo_inputs: optional initial pseudo-inputs of shape ``(K,) + input_shape`` (e.g. random training
         points); default :math:`\mathcal N(0, 0.01^2)` entries.
 
-    Example::
+    Example:
 
-        >>> import torch
-        >>> from torch import nn
-        >>> from pyro_diffvi.priors import VampPrior
-        >>> class Encoder(nn.Module):
-        ...     def __init__(self):
-        ...         super().__init__()
-        ...         self.net = nn.Linear(3, 4)
-        ...     def forward(self, x):
-        ...         loc, log_scale = self.net(x).chunk(2, -1)
-        ...         return loc, log_scale.exp()
-        >>> prior = VampPrior(Encoder(), 16, (3,))
-        >>> p = prior()  # a normalized mixture of 16 diagonal Gaussians
-        >>> tuple(p.event_shape), tuple(p.log_prob(torch.zeros(5, 2)).shape)
-        ((2,), (5,))
+    >>> import torch
+    >>> from torch import nn
+    >>> from pyro_diffvi.priors import VampPrior
+    >>> class Encoder(nn.Module):
+    ...     def __init__(self):
+    ...         super().__init__()
+    ...         self.net = nn.Linear(3, 4)
+    ...     def forward(self, x):
+    ...         loc, log_scale = self.net(x).chunk(2, -1)
+    ...         return loc, log_scale.exp()
+    >>> prior = VampPrior(Encoder(), 16, (3,))
+    >>> p = prior()  # a normalized mixture of 16 diagonal Gaussians
+    >>> tuple(p.event_shape), tuple(p.log_prob(torch.zeros(5, 2)).shape)
+    ((2,), (5,))
     """
 
     def __init__(

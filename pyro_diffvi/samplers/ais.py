@@ -55,11 +55,11 @@ def sigmoid_schedule(num_steps: int, *, sharpness: float = 4.0, dtype=None, devi
     :param dtype: the schedule's dtype (default ``torch.get_default_dtype()``).
     :param device: the schedule's device (default CPU).
 
-    Example::
+    Example:
 
-        >>> from pyro_diffvi.samplers import sigmoid_schedule
-        >>> [round(beta, 3) for beta in sigmoid_schedule(4).tolist()]
-        [0.0, 0.105, 0.5, 0.895, 1.0]
+    >>> from pyro_diffvi.samplers import sigmoid_schedule
+    >>> [round(beta, 3) for beta in sigmoid_schedule(4).tolist()]
+    [0.0, 0.105, 0.5, 0.895, 1.0]
     """
     check_positive_int("num_steps", num_steps)
     t = torch.linspace(-sharpness, sharpness, num_steps + 1, dtype=dtype, device=device)
@@ -74,16 +74,16 @@ def check_betas(betas) -> Tensor:
 
     :param betas: inverse temperatures :math:`0 = \beta_0 \le \beta_1 \le \dots \le \beta_K = 1`, a 1-D
         tensor (or sequence) of at least 2 finite entries, starting at exactly 0 and ending at exactly 1.
-    :returns: ``betas`` as a tensor.
+    :return: ``betas`` as a tensor.
     :raises ValueError: naming ``betas`` when it has the wrong shape, a NaN or infinite entry, does not
         start at 0 or end at 1, or decreases somewhere.
 
-    Example::
+    Example:
 
-        >>> import torch
-        >>> from pyro_diffvi.samplers.ais import check_betas
-        >>> check_betas(torch.tensor([0.0, 0.5, 1.0]))
-        tensor([0.0000, 0.5000, 1.0000])
+    >>> import torch
+    >>> from pyro_diffvi.samplers.ais import check_betas
+    >>> check_betas(torch.tensor([0.0, 0.5, 1.0]))
+    tensor([0.0000, 0.5000, 1.0000])
     """
     betas = torch.as_tensor(betas)
     if betas.dim() != 1 or betas.numel() < 2:
@@ -139,19 +139,19 @@ def ais_log_partition(
         ``exp(acceptance - target_accept)`` (a population-level adaptation, shared by all chains).
     :param target_accept: acceptance rate targeted by the adaptation.
     :param return_log_weights: also return the ``(N,)`` log weights.
-    :returns: ``(log_Z_estimate, standard_error)`` (scalar tensors), plus the log weights if asked.
+    :return: ``(log_Z_estimate, standard_error)`` (scalar tensors), plus the log weights if asked.
 
-    Example (:math:`E(z) = 2\|z\|^2` in 3-D has :math:`\log Z = \tfrac32 \log(\pi/2) \approx 0.68`)::
+    Example (:math:`E(z) = 2\|z\|^2` in 3-D has :math:`\log Z = \tfrac32 \log(\pi/2) \approx 0.68`):
 
-        >>> import pyro, torch
-        >>> from pyro.distributions import Normal
-        >>> from pyro_diffvi.samplers import ais_log_partition
-        >>> pyro.set_rng_seed(0)
-        >>> log_z, se = ais_log_partition(
-        ...     lambda z: 2 * z.pow(2).sum(-1), Normal(torch.zeros(3), 1.0).to_event(1), num_chains=200, num_steps=50
-        ... )
-        >>> round(log_z.item(), 1), se.item() < 0.05
-        (0.7, True)
+    >>> import pyro, torch
+    >>> from pyro.distributions import Normal
+    >>> from pyro_diffvi.samplers import ais_log_partition
+    >>> pyro.set_rng_seed(0)
+    >>> log_z, se = ais_log_partition(
+    ...     lambda z: 2 * z.pow(2).sum(-1), Normal(torch.zeros(3), 1.0).to_event(1), num_chains=200, num_steps=50
+    ... )
+    >>> round(log_z.item(), 1), se.item() < 0.05
+    (0.7, True)
     """
     check_positive_int("num_chains", num_chains, minimum=2)  # two for a standard error
     if transition not in TRANSITIONS:

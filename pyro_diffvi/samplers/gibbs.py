@@ -26,15 +26,15 @@ class GibbsSampler:
 
     :param num_steps: Gibbs sweeps per draw.
 
-    Example::
+    Example:
 
-        >>> import torch
-        >>> from pyro_diffvi.distributions import GRBM
-        >>> from pyro_diffvi.samplers import GibbsSampler
-        >>> grbm = GRBM(torch.zeros(2), torch.zeros(2), torch.ones(2, 3), torch.zeros(3),
-        ...             sampler=GibbsSampler(num_steps=10))
-        >>> tuple(grbm.sample((4,)).shape)
-        (4, 2)
+    >>> import torch
+    >>> from pyro_diffvi.distributions import GRBM
+    >>> from pyro_diffvi.samplers import GibbsSampler
+    >>> grbm = GRBM(torch.zeros(2), torch.zeros(2), torch.ones(2, 3), torch.zeros(3),
+    ...             sampler=GibbsSampler(num_steps=10))
+    >>> tuple(grbm.sample((4,)).shape)
+    (4, 2)
     """
 
     num_steps: int = 200
@@ -58,15 +58,15 @@ class GibbsLangevinSampler:
     :param noise_scale: Langevin noise scale (1 = Langevin dynamics).
     :param metropolis: MALA instead of ULA.
 
-    Example::
+    Example:
 
-        >>> import torch
-        >>> from pyro_diffvi.distributions import GRBM
-        >>> from pyro_diffvi.samplers import GibbsLangevinSampler
-        >>> sampler = GibbsLangevinSampler(num_steps=5, step_size=0.1, metropolis=True)
-        >>> mu, log_sigma, W, b = torch.zeros(3), torch.zeros(3), torch.ones(3, 2), torch.zeros(2)
-        >>> GRBM(mu, log_sigma, W, b, sampler=sampler).sample((6,)).shape
-        torch.Size([6, 3])
+    >>> import torch
+    >>> from pyro_diffvi.distributions import GRBM
+    >>> from pyro_diffvi.samplers import GibbsLangevinSampler
+    >>> sampler = GibbsLangevinSampler(num_steps=5, step_size=0.1, metropolis=True)
+    >>> mu, log_sigma, W, b = torch.zeros(3), torch.zeros(3), torch.ones(3, 2), torch.zeros(2)
+    >>> GRBM(mu, log_sigma, W, b, sampler=sampler).sample((6,)).shape
+    torch.Size([6, 3])
     """
 
     num_steps: int = 100

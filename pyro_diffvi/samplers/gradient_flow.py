@@ -91,16 +91,16 @@ def gradient_flow(
         differentiable in the energy's parameters and in ``init`` (the generator loss, Eq. 5.14);
         otherwise the output is detached.
     :param with_log_det: also return the integral of the Hessian trace.
-    :returns: :math:`x_T` ``(N, D)``, or ``(x_T, integral)`` with ``integral`` of shape ``(N,)``.
+    :return: :math:`x_T` ``(N, D)``, or ``(x_T, integral)`` with ``integral`` of shape ``(N,)``.
 
-    Example (:math:`E = \|x\|^2/2`: :math:`x_T = e^{-T} x_0`, integral :math:`= D T`)::
+    Example (:math:`E = \|x\|^2/2`: :math:`x_T = e^{-T} x_0`, integral :math:`= D T`):
 
-        >>> import torch
-        >>> from pyro_diffvi.samplers import gradient_flow
-        >>> x, log_det = gradient_flow(lambda x: 0.5 * x.pow(2).sum(-1), torch.ones(3, 2), time=1.0,
-        ...                            num_steps=20, with_log_det=True)
-        >>> round(x[0, 0].item(), 4), round(log_det[0].item(), 4)
-        (0.3679, 2.0)
+    >>> import torch
+    >>> from pyro_diffvi.samplers import gradient_flow
+    >>> x, log_det = gradient_flow(lambda x: 0.5 * x.pow(2).sum(-1), torch.ones(3, 2), time=1.0,
+    ...                            num_steps=20, with_log_det=True)
+    >>> round(x[0, 0].item(), 4), round(log_det[0].item(), 4)
+    (0.3679, 2.0)
     """
     init = check_states("init", init)
     time = check_positive_float("time", time)
@@ -170,18 +170,18 @@ def gradient_flow_log_prob(
     :param num_probes: Hutchinson probes ``P >= 2``.
     :param generator: optional random generator for the probes.
     :param create_graph: keep the graph (maximum-likelihood training of the flow through Eq. 5.7).
-    :returns: a :class:`FlowLogProb` ``(log_prob, stderr, initial)``.
+    :return: a :class:`FlowLogProb` ``(log_prob, stderr, initial)``.
 
-    Example (:math:`E = \|x\|^2/2`, :math:`p_0 = \mathcal N(0, I)`: :math:`p_T = \mathcal N(0, e^{-2T} I)`)::
+    Example (:math:`E = \|x\|^2/2`, :math:`p_0 = \mathcal N(0, I)`: :math:`p_T = \mathcal N(0, e^{-2T} I)`):
 
-        >>> import torch
-        >>> from torch.distributions import Independent, Normal
-        >>> from pyro_diffvi.samplers import gradient_flow_log_prob
-        >>> base = Independent(Normal(torch.zeros(2), 1.0), 1)
-        >>> res = gradient_flow_log_prob(lambda x: 0.5 * x.pow(2).sum(-1), torch.zeros(1, 2), base,
-        ...                              time=0.5, num_steps=10)
-        >>> round(res.log_prob.item(), 4)  # log N(0; 0, e^{-1} I) = -log(2 pi) + 1
-        -0.8379
+    >>> import torch
+    >>> from torch.distributions import Independent, Normal
+    >>> from pyro_diffvi.samplers import gradient_flow_log_prob
+    >>> base = Independent(Normal(torch.zeros(2), 1.0), 1)
+    >>> res = gradient_flow_log_prob(lambda x: 0.5 * x.pow(2).sum(-1), torch.zeros(1, 2), base,
+    ...                              time=0.5, num_steps=10)
+    >>> round(res.log_prob.item(), 4)  # log N(0; 0, e^{-1} I) = -log(2 pi) + 1
+    -0.8379
     """
     x = check_states("x", x)
     time = check_positive_float("time", time)

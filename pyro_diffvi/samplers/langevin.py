@@ -55,13 +55,13 @@ def energy_and_grad(energy_fn: EnergyFn, z: Tensor) -> tuple[Tensor, Tensor]:
     :param energy_fn: maps ``z`` of shape ``chains + event`` to energies of shape ``chains``.
     :param z: the current states.
 
-    Example::
+    Example:
 
-        >>> import torch
-        >>> from pyro_diffvi.samplers.langevin import energy_and_grad
-        >>> energy, grad = energy_and_grad(lambda z: 0.5 * z.pow(2).sum(-1), torch.tensor([[1.0, 2.0]]))
-        >>> energy, grad
-        (tensor([2.5000]), tensor([[1., 2.]]))
+    >>> import torch
+    >>> from pyro_diffvi.samplers.langevin import energy_and_grad
+    >>> energy, grad = energy_and_grad(lambda z: 0.5 * z.pow(2).sum(-1), torch.tensor([[1.0, 2.0]]))
+    >>> energy, grad
+    (tensor([2.5000]), tensor([[1., 2.]]))
     """
     with torch.enable_grad():
         z = z.detach().requires_grad_(True)
@@ -104,20 +104,20 @@ def langevin_step(
     :param metropolis: apply the Metropolis-Hastings correction.
     :param energy: cached :math:`E(z)`, if known.
     :param grad: cached :math:`\\nabla E(z)`, if known.
-    :returns: ``(z_new, accepted, energy_new, grad_new)``; ``accepted`` is a boolean per chain
+    :return: ``(z_new, accepted, energy_new, grad_new)``; ``accepted`` is a boolean per chain
         (all true for ULA).
 
-    Example::
+    Example:
 
-        >>> import torch
-        >>> from pyro_diffvi.samplers import langevin_step
-        >>> torch.manual_seed(0)  # doctest: +ELLIPSIS
-        <torch._C.Generator object at ...>
-        >>> z, accepted, energy, grad = langevin_step(
-        ...     lambda z: 0.5 * z.pow(2).sum(-1), torch.zeros(4, 2), step_size=0.1, metropolis=True
-        ... )
-        >>> tuple(z.shape), accepted.dtype, tuple(energy.shape)
-        ((4, 2), torch.bool, (4,))
+    >>> import torch
+    >>> from pyro_diffvi.samplers import langevin_step
+    >>> torch.manual_seed(0)  # doctest: +ELLIPSIS
+    <torch._C.Generator object at ...>
+    >>> z, accepted, energy, grad = langevin_step(
+    ...     lambda z: 0.5 * z.pow(2).sum(-1), torch.zeros(4, 2), step_size=0.1, metropolis=True
+    ... )
+    >>> tuple(z.shape), accepted.dtype, tuple(energy.shape)
+    ((4, 2), torch.bool, (4,))
     """
     if energy is None or grad is None:
         energy, grad = energy_and_grad(energy_fn, z)
@@ -165,22 +165,22 @@ def langevin(
     :param step_size: :math:`h > 0`.
     :param noise_scale: :math:`s > 0` (1 = Langevin dynamics).
     :param metropolis: Metropolis-Hastings correction (MALA); requires ``noise_scale == 1``.
-    :returns: ``(samples, acceptance_rate)``: final states (detached, shape of ``init``) and the
+    :return: ``(samples, acceptance_rate)``: final states (detached, shape of ``init``) and the
         fraction of accepted proposals per chain (ones for ULA).
     :warns RuntimeWarning: when some chains end with NaN or infinite states (see the module docstring);
         the message names ``step_size`` and the number of such chains.
 
-    Example (MALA on a standard Gaussian: the chains' variance is near 1)::
+    Example (MALA on a standard Gaussian: the chains' variance is near 1):
 
-        >>> import torch
-        >>> from pyro_diffvi.samplers import langevin
-        >>> torch.manual_seed(0)  # doctest: +ELLIPSIS
-        <torch._C.Generator object at ...>
-        >>> z, rate = langevin(
-        ...     lambda z: 0.5 * z.pow(2).sum(-1), torch.zeros(4000, 2), num_steps=50, step_size=0.5, metropolis=True
-        ... )
-        >>> round(z.var().item(), 1), bool(rate.mean() > 0.5)
-        (1.0, True)
+    >>> import torch
+    >>> from pyro_diffvi.samplers import langevin
+    >>> torch.manual_seed(0)  # doctest: +ELLIPSIS
+    <torch._C.Generator object at ...>
+    >>> z, rate = langevin(
+    ...     lambda z: 0.5 * z.pow(2).sum(-1), torch.zeros(4000, 2), num_steps=50, step_size=0.5, metropolis=True
+    ... )
+    >>> round(z.var().item(), 1), bool(rate.mean() > 0.5)
+    (1.0, True)
     """
     if not torch.is_tensor(init):
         raise TypeError(f"init must be a torch.Tensor, got {type(init).__name__}")
@@ -214,13 +214,13 @@ def warn_nonfinite_chains(z: Tensor, chain_dim: int, step_size: float, *, kind: 
     :param step_size: the step size used (named in the message).
     :param kind: the sampler's name for the message.
 
-    Example::
+    Example:
 
-        >>> import warnings, torch
-        >>> from pyro_diffvi.samplers.langevin import warn_nonfinite_chains
-        >>> with warnings.catch_warnings(record=True):
-        ...     warn_nonfinite_chains(torch.tensor([[0.0, 1.0], [float("nan"), 0.0]]), 1, step_size=10.0)
-        1
+    >>> import warnings, torch
+    >>> from pyro_diffvi.samplers.langevin import warn_nonfinite_chains
+    >>> with warnings.catch_warnings(record=True):
+    ...     warn_nonfinite_chains(torch.tensor([[0.0, 1.0], [float("nan"), 0.0]]), 1, step_size=10.0)
+    1
     """
     finite = torch.isfinite(z.reshape(z.shape[:chain_dim] + (-1,))).all(-1)
     bad = int((~finite).sum().item())
@@ -248,15 +248,15 @@ class LangevinSampler:
     :param metropolis: MALA instead of ULA.
     :param init_scale: standard deviation of the initial states.
 
-    Example::
+    Example:
 
-        >>> import torch
-        >>> from pyro_diffvi.distributions import EnergyDistribution
-        >>> from pyro_diffvi.samplers import LangevinSampler
-        >>> sampler = LangevinSampler(num_steps=20, step_size=0.1, metropolis=True)
-        >>> d = EnergyDistribution(lambda z: 0.5 * z.pow(2).sum(-1), (2,), sampler=sampler)
-        >>> tuple(d.sample((5,)).shape)
-        (5, 2)
+    >>> import torch
+    >>> from pyro_diffvi.distributions import EnergyDistribution
+    >>> from pyro_diffvi.samplers import LangevinSampler
+    >>> sampler = LangevinSampler(num_steps=20, step_size=0.1, metropolis=True)
+    >>> d = EnergyDistribution(lambda z: 0.5 * z.pow(2).sum(-1), (2,), sampler=sampler)
+    >>> tuple(d.sample((5,)).shape)
+    (5, 2)
     """
 
     num_steps: int = 100

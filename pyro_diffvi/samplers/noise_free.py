@@ -67,16 +67,16 @@ def noise_free_langevin(
     :param create_graph: differentiate through the unrolled steps (Eq. 5.14's generator term);
         otherwise the output is detached.
     :param with_log_det: also return the summed log-determinants ``(N,)``.
-    :returns: :math:`x_K`, or ``(x_K, log_det)``.
+    :return: :math:`x_K`, or ``(x_K, log_det)``.
 
-    Example (:math:`E = \|x\|^2/2`: each step multiplies by :math:`1 - h`)::
+    Example (:math:`E = \|x\|^2/2`: each step multiplies by :math:`1 - h`):
 
-        >>> import torch
-        >>> from pyro_diffvi.samplers import noise_free_langevin
-        >>> x, log_det = noise_free_langevin(lambda x: 0.5 * x.pow(2).sum(-1), torch.ones(1, 2), num_steps=2,
-        ...                                  step_size=0.5, with_log_det=True)
-        >>> x.tolist(), round(log_det.item(), 4)  # 2 steps x 2 dims x log(1/2)
-        ([[0.25, 0.25]], -2.7726)
+    >>> import torch
+    >>> from pyro_diffvi.samplers import noise_free_langevin
+    >>> x, log_det = noise_free_langevin(lambda x: 0.5 * x.pow(2).sum(-1), torch.ones(1, 2), num_steps=2,
+    ...                                  step_size=0.5, with_log_det=True)
+    >>> x.tolist(), round(log_det.item(), 4)  # 2 steps x 2 dims x log(1/2)
+    ([[0.25, 0.25]], -2.7726)
     """
     x = check_states("init", init)
     num_steps = check_positive_int("num_steps", num_steps, minimum=0)
@@ -125,20 +125,20 @@ def noise_free_langevin_log_prob(
     :param step_size: :math:`h`.
     :param tol: fixed-point tolerance (max-norm change of an iterate).
     :param max_iter: fixed-point iterations allowed per step.
-    :returns: a :class:`FlowLogProb` (``stderr`` is ``None``: exact).
+    :return: a :class:`FlowLogProb` (``stderr`` is ``None``: exact).
     :raises RuntimeError: naming ``step_size`` if a fixed-point iteration does not converge (the step
         is then not invertible by this iteration: lower ``step_size``).
 
-    Example::
+    Example:
 
-        >>> import math, torch
-        >>> from torch.distributions import Independent, Normal
-        >>> from pyro_diffvi.samplers import noise_free_langevin_log_prob
-        >>> base = Independent(Normal(torch.zeros(1, dtype=torch.float64), 1.0), 1)
-        >>> res = noise_free_langevin_log_prob(lambda x: 0.5 * x.pow(2).sum(-1), torch.zeros(1, 1, dtype=torch.float64),
-        ...                                    base, num_steps=1, step_size=0.5)
-        >>> round(res.log_prob.item() - (-0.5 * math.log(2 * math.pi) + math.log(2.0)), 8)  # N(0, 1/4)
-        0.0
+    >>> import math, torch
+    >>> from torch.distributions import Independent, Normal
+    >>> from pyro_diffvi.samplers import noise_free_langevin_log_prob
+    >>> base = Independent(Normal(torch.zeros(1, dtype=torch.float64), 1.0), 1)
+    >>> res = noise_free_langevin_log_prob(lambda x: 0.5 * x.pow(2).sum(-1), torch.zeros(1, 1, dtype=torch.float64),
+    ...                                    base, num_steps=1, step_size=0.5)
+    >>> round(res.log_prob.item() - (-0.5 * math.log(2 * math.pi) + math.log(2.0)), 8)  # N(0, 1/4)
+    0.0
     """
     x = check_states("x", x).detach()
     num_steps = check_positive_int("num_steps", num_steps, minimum=0)
@@ -192,17 +192,17 @@ class NoiseFreeSampler:
         ``"uniform"`` (uniform on :math:`[-s, s]^D`).
     :param init_scale: :math:`s > 0`.
 
-    Example (:math:`E = \|x\|^2/2`, :math:`T = 1`: samples are :math:`\mathcal N(0, e^{-2} I)`)::
+    Example (:math:`E = \|x\|^2/2`, :math:`T = 1`: samples are :math:`\mathcal N(0, e^{-2} I)`):
 
-        >>> import torch
-        >>> from pyro_diffvi.samplers import NoiseFreeSampler
-        >>> torch.manual_seed(0)  # doctest: +ELLIPSIS
-        <torch._C.Generator object at ...>
-        >>> sampler = NoiseFreeSampler(num_steps=10, step_size=0.1, method="rk4")
-        >>> energy = lambda x: 0.5 * x.pow(2).sum(-1)
-        >>> x = sampler.sample(energy, 4000, 2)
-        >>> round(x.var().item(), 2), round(sampler.log_prob(energy, torch.zeros(1, 2)).log_prob.item(), 3)
-        (0.14, 0.162)
+    >>> import torch
+    >>> from pyro_diffvi.samplers import NoiseFreeSampler
+    >>> torch.manual_seed(0)  # doctest: +ELLIPSIS
+    <torch._C.Generator object at ...>
+    >>> sampler = NoiseFreeSampler(num_steps=10, step_size=0.1, method="rk4")
+    >>> energy = lambda x: 0.5 * x.pow(2).sum(-1)
+    >>> x = sampler.sample(energy, 4000, 2)
+    >>> round(x.var().item(), 2), round(sampler.log_prob(energy, torch.zeros(1, 2)).log_prob.item(), 3)
+    (0.14, 0.162)
     """
 
     num_steps: int = 20

@@ -37,14 +37,14 @@ class ReplayBuffer:
         (e.g. ``lambda n: torch.randn(n, D)``).
     :param reinit_prob: probability that a drawn state is replaced by a fresh one from ``init_fn``.
 
-    Example::
+    Example:
 
-        >>> import torch
-        >>> from pyro_diffvi.samplers import ReplayBuffer
-        >>> buffer = ReplayBuffer(100, lambda n: torch.randn(n, 2), reinit_prob=0.05)
-        >>> buffer.push(torch.zeros(10, 2))
-        >>> len(buffer), tuple(buffer.sample(4).shape)
-        (10, (4, 2))
+    >>> import torch
+    >>> from pyro_diffvi.samplers import ReplayBuffer
+    >>> buffer = ReplayBuffer(100, lambda n: torch.randn(n, 2), reinit_prob=0.05)
+    >>> buffer.push(torch.zeros(10, 2))
+    >>> len(buffer), tuple(buffer.sample(4).shape)
+    (10, (4, 2))
     """
 
     def __init__(self, capacity: int, init_fn: InitFn, *, reinit_prob: float = 0.05) -> None:
@@ -168,14 +168,14 @@ def short_run_langevin(
     :param step_size: Langevin step size :math:`h`.
     :param noise_scale: Langevin noise scale (1 = Langevin dynamics).
 
-    Example::
+    Example:
 
-        >>> import torch
-        >>> from pyro_diffvi.samplers import short_run_langevin
-        >>> z = short_run_langevin(lambda z: 0.5 * z.pow(2).sum(-1), lambda n: torch.randn(n, 2), 8,
-        ...                        num_steps=10, step_size=0.1)
-        >>> tuple(z.shape)
-        (8, 2)
+    >>> import torch
+    >>> from pyro_diffvi.samplers import short_run_langevin
+    >>> z = short_run_langevin(lambda z: 0.5 * z.pow(2).sum(-1), lambda n: torch.randn(n, 2), 8,
+    ...                        num_steps=10, step_size=0.1)
+    >>> tuple(z.shape)
+    (8, 2)
     """
     init = init_fn(check_positive_int("num_samples", num_samples))
     samples, _ = langevin(energy_fn, init, num_steps=num_steps, step_size=step_size, noise_scale=noise_scale)
@@ -200,14 +200,14 @@ def persistent_langevin(
     The arguments are those of :func:`short_run_langevin`, with ``buffer``, the :class:`ReplayBuffer`
     the chains restart from, in place of ``init_fn``.
 
-    Example::
+    Example:
 
-        >>> import torch
-        >>> from pyro_diffvi.samplers import ReplayBuffer, persistent_langevin
-        >>> buffer = ReplayBuffer(100, lambda n: torch.randn(n, 2))
-        >>> z = persistent_langevin(lambda z: 0.5 * z.pow(2).sum(-1), buffer, 8, num_steps=10, step_size=0.1)
-        >>> tuple(z.shape), len(buffer)
-        ((8, 2), 8)
+    >>> import torch
+    >>> from pyro_diffvi.samplers import ReplayBuffer, persistent_langevin
+    >>> buffer = ReplayBuffer(100, lambda n: torch.randn(n, 2))
+    >>> z = persistent_langevin(lambda z: 0.5 * z.pow(2).sum(-1), buffer, 8, num_steps=10, step_size=0.1)
+    >>> tuple(z.shape), len(buffer)
+    ((8, 2), 8)
     """
     samples, _ = langevin(
         energy_fn, buffer.sample(num_samples), num_steps=num_steps, step_size=step_size, noise_scale=noise_scale

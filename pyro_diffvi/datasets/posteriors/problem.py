@@ -30,6 +30,8 @@ class Quadrature:
     :ivar edge_mass: ``(N,)`` fraction of the posterior mass in the outermost ring of cells (a
         grid is wide enough when this is negligible, e.g. below ``1e-8``).
 
+    Example:
+
     >>> from pyro_diffvi.datasets import make_problem
     >>> from pyro_diffvi.datasets import posterior_quadrature
     >>> quad = posterior_quadrature(make_problem("banana", num_data=4))
@@ -64,6 +66,8 @@ class PosteriorProblem:
         dimensions of ``x`` ``(..., D)`` and ``z`` ``(..., d)``; the exact posterior log density is
         ``log_joint(x, z) - log_px``.
     :ivar grid: the quadrature grid (2-D latents; ``None`` otherwise), covering ``x``'s posteriors.
+
+    Example:
 
     >>> import torch
     >>> from pyro_diffvi.datasets import make_problem
@@ -206,6 +210,8 @@ def posterior_quadrature(
         covers their posteriors (check ``edge_mass``).
     :param grid: default ``problem.grid``; pass ``problem.grid.refined(2)`` to check convergence.
     :return: a :class:`Quadrature`.
+
+    Example:
 
     >>> from pyro_diffvi.datasets import make_problem
     >>> from pyro_diffvi.datasets import posterior_quadrature

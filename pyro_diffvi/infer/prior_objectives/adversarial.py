@@ -59,18 +59,18 @@ class AdversarialCDLoss(PriorObjective):
     I. Sutskever, M. Welling. *Improved Variational Inference with Inverse Autoregressive Flow*.
     NeurIPS, 2016.
 
-    Example::
+    Example:
 
-        >>> import pyro, torch
-        >>> from pyro_diffvi.infer import AdversarialCDLoss
-        >>> pyro.clear_param_store(); pyro.set_rng_seed(0)
-        >>> objective = AdversarialCDLoss(num_transforms=1, hidden_dims=(8,))
-        >>> loss = objective(lambda z: 0.5 * z.pow(2).sum(-1), torch.randn(16, 2))
-        >>> sorted(objective.last_terms)
-        ['cd_gap', 'log_z_lower_bound']
-        >>> z, log_q = objective.flow_sample(5)
-        >>> tuple(z.shape), tuple(log_q.shape)
-        ((5, 2), (5,))
+    >>> import pyro, torch
+    >>> from pyro_diffvi.infer import AdversarialCDLoss
+    >>> pyro.clear_param_store(); pyro.set_rng_seed(0)
+    >>> objective = AdversarialCDLoss(num_transforms=1, hidden_dims=(8,))
+    >>> loss = objective(lambda z: 0.5 * z.pow(2).sum(-1), torch.randn(16, 2))
+    >>> sorted(objective.last_terms)
+    ['cd_gap', 'log_z_lower_bound']
+    >>> z, log_q = objective.flow_sample(5)
+    >>> tuple(z.shape), tuple(log_q.shape)
+    ((5, 2), (5,))
     """
 
     def __init__(

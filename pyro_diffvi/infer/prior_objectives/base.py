@@ -31,16 +31,16 @@ def energy_function(prior) -> EnergyFn:
 
     :param prior: an object with an ``energy(z)`` method, or a callable ``z -> E(z)``.
 
-    Example::
+    Example:
 
-        >>> import torch
-        >>> from pyro_diffvi.priors import GRBMPrior
-        >>> from pyro_diffvi.infer.prior_objectives import energy_function
-        >>> prior = GRBMPrior(2, 3)
-        >>> energy_function(prior)(torch.zeros(4, 2)).requires_grad  # gradients to the prior's parameters
-        True
-        >>> prior.energy(torch.zeros(4, 2)).requires_grad  # outside a prior objective: none
-        False
+    >>> import torch
+    >>> from pyro_diffvi.priors import GRBMPrior
+    >>> from pyro_diffvi.infer.prior_objectives import energy_function
+    >>> prior = GRBMPrior(2, 3)
+    >>> energy_function(prior)(torch.zeros(4, 2)).requires_grad  # gradients to the prior's parameters
+    True
+    >>> prior.energy(torch.zeros(4, 2)).requires_grad  # outside a prior objective: none
+    False
     """
     with_gradients = getattr(prior, "with_parameter_gradients", None)
     if callable(with_gradients):
@@ -74,15 +74,15 @@ def energy_with_detached_parameters(energy_fn: EnergyFn, z: Tensor) -> Tensor:
     :param energy_fn: the energy ``z -> E(z)``.
     :param z: the states.
 
-    Example::
+    Example:
 
-        >>> import torch
-        >>> from pyro_diffvi.infer.prior_objectives import energy_with_detached_parameters
-        >>> scale = torch.tensor(2.0, requires_grad=True)
-        >>> z = torch.ones(3, requires_grad=True)
-        >>> e = energy_with_detached_parameters(lambda z: scale * z.pow(2).sum(-1), z)
-        >>> torch.autograd.grad(e, [scale, z])  # no gradient to the energy's parameter scale
-        (tensor(0.), tensor([4., 4., 4.]))
+    >>> import torch
+    >>> from pyro_diffvi.infer.prior_objectives import energy_with_detached_parameters
+    >>> scale = torch.tensor(2.0, requires_grad=True)
+    >>> z = torch.ones(3, requires_grad=True)
+    >>> e = energy_with_detached_parameters(lambda z: scale * z.pow(2).sum(-1), z)
+    >>> torch.autograd.grad(e, [scale, z])  # no gradient to the energy's parameter scale
+    (tensor(0.), tensor([4., 4., 4.]))
     """
     e_const = energy_fn(z.detach())
     return energy_fn(z) - e_const + e_const.detach()
@@ -143,19 +143,19 @@ class PriorObjective:
     optimizer); objectives with training state (a flow, a replay buffer) override :meth:`state_dict`
     and :meth:`load_state_dict`.
 
-    Example (a new objective: the energy's mean on the samples plus a quadratic penalty)::
+    Example (a new objective: the energy's mean on the samples plus a quadratic penalty):
 
-        >>> import torch
-        >>> from pyro_diffvi.infer import PriorObjective
-        >>> from pyro_diffvi.infer.prior_objectives import energy_function
-        >>> class MeanEnergy(PriorObjective):
-        ...     def loss(self, prior, z, log_q=None):
-        ...         energy = energy_function(prior)(z)
-        ...         loss = energy.mean() + 0.1 * energy.pow(2).mean()
-        ...         self.last_terms = {"mean_energy": energy.mean().item()}
-        ...         return loss
-        >>> MeanEnergy()(lambda z: z.pow(2).sum(-1), torch.ones(5, 2))
-        tensor(2.4000)
+    >>> import torch
+    >>> from pyro_diffvi.infer import PriorObjective
+    >>> from pyro_diffvi.infer.prior_objectives import energy_function
+    >>> class MeanEnergy(PriorObjective):
+    ...     def loss(self, prior, z, log_q=None):
+    ...         energy = energy_function(prior)(z)
+    ...         loss = energy.mean() + 0.1 * energy.pow(2).mean()
+    ...         self.last_terms = {"mean_energy": energy.mean().item()}
+    ...         return loss
+    >>> MeanEnergy()(lambda z: z.pow(2).sum(-1), torch.ones(5, 2))
+    tensor(2.4000)
     """
 
     needs_log_q: bool = False

@@ -57,16 +57,16 @@ class ContrastiveDivergenceLoss(PriorObjective):
     NeurIPS, 2019 (replay buffer); Xiao (2022): Z. Xiao. *Designing Deep Generative Models with Symbiotic
     Composition*. PhD dissertation, University of Chicago, 2022 (Sec. 2, short-run and persistent chains).
 
-    Example::
+    Example:
 
-        >>> import torch
-        >>> from pyro_diffvi.infer import ContrastiveDivergenceLoss
-        >>> torch.manual_seed(0)  # doctest: +ELLIPSIS
-        <torch._C.Generator object at ...>
-        >>> cd = ContrastiveDivergenceLoss(num_steps=5, step_size=0.1, persistent=True, buffer_size=100)
-        >>> loss = cd(lambda z: 0.5 * z.pow(2).sum(-1), torch.randn(32, 2))
-        >>> sorted(cd.last_terms), len(cd.buffer)
-        (['cd_gap', 'energy_neg', 'energy_pos'], 32)
+    >>> import torch
+    >>> from pyro_diffvi.infer import ContrastiveDivergenceLoss
+    >>> torch.manual_seed(0)  # doctest: +ELLIPSIS
+    <torch._C.Generator object at ...>
+    >>> cd = ContrastiveDivergenceLoss(num_steps=5, step_size=0.1, persistent=True, buffer_size=100)
+    >>> loss = cd(lambda z: 0.5 * z.pow(2).sum(-1), torch.randn(32, 2))
+    >>> sorted(cd.last_terms), len(cd.buffer)
+    (['cd_gap', 'energy_neg', 'energy_pos'], 32)
     """
 
     def __init__(

@@ -32,20 +32,20 @@ def importance_weighted_log_partition(
     :param prior: an object with an ``energy(z)`` method, or a callable ``z -> E(z)``.
     :param samples: ``(N,) + event_shape`` proposal draws.
     :param log_q: ``(N,)`` their proposal log densities.
-    :returns: ``(log_z_estimate, standard_error)``; differentiable in the energy's parameters.
+    :return: ``(log_z_estimate, standard_error)``; differentiable in the energy's parameters.
 
-    Example (:math:`E(z) = \|z\|^2/2` in 2-D has :math:`\log Z = \log 2\pi \approx 1.84`)::
+    Example (:math:`E(z) = \|z\|^2/2` in 2-D has :math:`\log Z = \log 2\pi \approx 1.84`):
 
-        >>> import torch
-        >>> import pyro.distributions as dist
-        >>> from pyro_diffvi.infer.prior_objectives import importance_weighted_log_partition
-        >>> torch.manual_seed(0)  # doctest: +ELLIPSIS
-        <torch._C.Generator object at ...>
-        >>> proposal = dist.Normal(torch.zeros(2), 1.5).to_event(1)
-        >>> z = proposal.sample((20000,))
-        >>> log_z, se = importance_weighted_log_partition(lambda z: 0.5 * z.pow(2).sum(-1), z, proposal.log_prob(z))
-        >>> round(log_z.item(), 1), se.item() < 0.01
-        (1.8, True)
+    >>> import torch
+    >>> import pyro.distributions as dist
+    >>> from pyro_diffvi.infer.prior_objectives import importance_weighted_log_partition
+    >>> torch.manual_seed(0)  # doctest: +ELLIPSIS
+    <torch._C.Generator object at ...>
+    >>> proposal = dist.Normal(torch.zeros(2), 1.5).to_event(1)
+    >>> z = proposal.sample((20000,))
+    >>> log_z, se = importance_weighted_log_partition(lambda z: 0.5 * z.pow(2).sum(-1), z, proposal.log_prob(z))
+    >>> round(log_z.item(), 1), se.item() < 0.01
+    (1.8, True)
     """
     energy_fn = energy_function(prior)
     samples = check_samples("samples", samples)
@@ -74,6 +74,8 @@ class ImportanceWeightedLogZLoss(PriorObjective):
 
     Example (samples of a standard Gaussian under its own energy: the loss is near the Gaussian's
     negative log-likelihood, :math:`1 + \log 2\pi \approx 2.84`)::
+
+        Example:
 
         >>> import torch
         >>> import pyro.distributions as dist

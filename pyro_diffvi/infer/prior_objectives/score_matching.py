@@ -51,6 +51,8 @@ class SlicedScoreMatchingLoss(PriorObjective):
     Example (a standard Gaussian energy fits samples of a standard Gaussian: the loss is near
     :math:`-D/2`)::
 
+        Example:
+
         >>> import torch
         >>> from pyro_diffvi.infer import SlicedScoreMatchingLoss
         >>> torch.manual_seed(0)  # doctest: +ELLIPSIS
