@@ -1,9 +1,12 @@
-"""Objectives: DDVI_ELBO, energy-prior ELBOs and prior objectives, adversarial autoencoders, the Generative Latent Flow."""
+"""Objectives: DDVI_ELBO (with its wake-sleep regularizer), the wake-sleep start for other guides, the energy-prior
+ELBO and its prior objectives, the Generative Latent Flow, adversarial autoencoders, and GuardedObjective, the base
+class of an objective with a divergence guard."""
 
 from pyro_diffvi.infer.adversarial import AdversarialAutoencoderLoss
 from pyro_diffvi.infer.ddvi import DDVI_ELBO
 from pyro_diffvi.infer.energy import EnergyPriorELBO
 from pyro_diffvi.infer.glf import GLFLoss
+from pyro_diffvi.infer.guard import GuardedObjective
 from pyro_diffvi.infer.noise_free_ebm import GradientFlowNLLLoss, NoiseFreeEBMLoss
 from pyro_diffvi.infer.prior_objectives import (
     AdversarialCDLoss,
@@ -16,13 +19,14 @@ from pyro_diffvi.infer.vaebm import VAEBMContrastiveLoss
 from pyro_diffvi.infer.wake_sleep import WakeSleepStartLoss
 
 __all__: list[str] = [
-    "AdversarialAutoencoderLoss",
     "DDVI_ELBO",
+    "AdversarialAutoencoderLoss",
     "AdversarialCDLoss",
     "ContrastiveDivergenceLoss",
     "EnergyPriorELBO",
     "GLFLoss",
     "GradientFlowNLLLoss",
+    "GuardedObjective",
     "ImportanceWeightedLogZLoss",
     "NoiseFreeEBMLoss",
     "PriorObjective",

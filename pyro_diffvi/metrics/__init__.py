@@ -1,4 +1,5 @@
-"""Evaluation: ELBO / IWAE, MMD, latent NLL, kNN accuracy, clustering scores, PSIS k-hat."""
+"""Evaluation: ELBO / IWAE and their log importance weights, the energy-prior log-likelihood, MMD, latent NLL, kNN
+accuracy, clustering scores, PSIS k-hat, and the scoring of a guide against a posterior test problem's exact answers."""
 
 from pyro_diffvi.metrics.clustering import (
     cluster_completeness,
@@ -39,8 +40,8 @@ __all__: list[str] = [
     "latent_nll",
     "log_weights",
     "mmd",
-    "mode_mass_ratio",
     "mmd2",
+    "mode_mass_ratio",
     "psis_khat",
     "psis_khat_from_log_weights",
     "rbf_mixture_kernel",
