@@ -26,6 +26,6 @@ docs: install
 	$(BIN)/sphinx-build -E -W --keep-going -q -b html docs docs/_build/html
 
 # The docs build, then the test suite, every docstring example (--doctest-modules, set in
-# pyproject.toml) and the README's and user guide's code blocks (tests/test_readme.py).
+# pyproject.toml) and the README's and user guide's code blocks (tests/integration/test_readme.py).
 test: install data docs
 	$(BIN)/python -m pytest -q tests pyro_diffvi

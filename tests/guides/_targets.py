@@ -1,4 +1,4 @@
-"""Target models with exact log p(x) for the guide tests (shared by tests/guides/test_*.py)."""
+"""Target models with exact log p(x) for the guide tests (tests/guides/test_*.py and tests/integration/)."""
 
 from __future__ import annotations
 

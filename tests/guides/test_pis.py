@@ -11,12 +11,9 @@ import pytest
 import torch
 from pyro.infer import SVI, Predictive, Trace_ELBO
 from pyro.optim import Adam
-from torch import nn
 from torch.distributions import Normal
 
 from pyro_diffvi.datasets import make_problem
-from pyro_diffvi.diffusion import Denoiser
-from pyro_diffvi.distributions import PathIntegralPosterior
 from pyro_diffvi.guides import PathIntegralGuide
 from pyro_diffvi.metrics import elbo_gap
 from tests.guides._targets import elbo_estimate, linear_gaussian, train
@@ -32,8 +29,6 @@ def _fresh_store():
 
 
 # ---- the bound against exact log p(x) ------------------------------------------------------------
-
-
 def test_linear_gaussian_bound_is_valid_before_and_after_training_and_the_gap_closes():
     # z ~ N(0, I_2), x ~ N(A z + b, 0.5^2 I_3), 16 observations: log p(x) = sum_n log N(x_n; b, A A^T + s^2 I)
     pyro.set_rng_seed(0)
@@ -79,68 +74,7 @@ def test_more_steps_give_a_tighter_bound_after_the_same_training(four_modes_runs
     assert gap20 - gap2 > 5 * math.hypot(se2, se20)  # measured: 0.22 nats, 12.7 combined SE
 
 
-class FollmerDrift(nn.Module):
-    r"""The exact continuous-time optimal drift for the target :math:`\mathcal N(m, s^2 I)` and reference
-    :math:`\sigma W_t`: the reference conditioned on its end point, :math:`u^*(y, t) = (E[y_1|y_t = y] - y)/(1 - t)`
-    with :math:`y_t | y_1 \sim \mathcal N(t y_1, \sigma^2 t (1 - t))` and :math:`y_1 \sim \mathcal N(m, s^2)`."""
-
-    def __init__(self, m, s, sigma, num_steps):
-        super().__init__()
-        self.m, self.s, self.sigma, self.num_steps = m, s, sigma, num_steps
-        self.dim, self.context_dim = m.shape[-1], 0
-
-    def forward(self, y, t, context=None):
-        t = (torch.as_tensor(t, dtype=y.dtype) - 1) / self.num_steps  # step index k + 1 -> time k h
-        t = t.unsqueeze(-1) if t.dim() else t
-        gain = self.s**2 / (t * self.s**2 + self.sigma**2 * (1 - t))
-        return (self.m + gain * (y - t * self.m) - y) / (1 - t)
-
-
-def test_at_the_optimal_drift_the_gap_shrinks_to_zero_as_the_steps_grow():
-    # the Euler chain under the continuous-time optimal drift: the bound's gap (a path-space KL) is the
-    # discretization error only, and must fall monotonically towards zero (about 1.5 / K nats here)
-    torch.manual_seed(0)
-    m, s, sigma, n = torch.tensor([1.5, -1.0], dtype=torch.float64), 0.5, 1.0, 20000
-    gaps = []
-    for K in (2, 5, 20, 100):
-        q = PathIntegralPosterior(FollmerDrift(m, s, sigma, K), num_steps=K, sigma=sigma, batch_shape=(n,))
-        noise = torch.randn(K, n, 2, dtype=torch.float64)
-        z, log_density = q.rsample_and_log_density(noise=noise)
-        w = Normal(m, s).log_prob(z).sum(-1) - log_density  # log p(x, z) - log p(x): the gap per draw
-        gaps.append((w.mean().item(), w.std().item() / math.sqrt(n)))
-    # measured: K=2 -0.722 (0.012), 5 -0.255 (0.006), 20 -0.056 (0.0025), 100 -0.011 (0.0011)
-    for (gap, se), (next_gap, next_se) in zip(gaps, gaps[1:]):
-        assert next_gap - gap > 5 * math.hypot(se, next_se)
-    assert gaps[-1][0] < 3 * gaps[-1][1]
-    assert gaps[-1][0] > -0.03  # close to the exact bound at K = 100
-
-
 # ---- the density of a draw -----------------------------------------------------------------------
-
-
-def test_density_of_a_draw_is_the_sum_of_the_gaussian_transition_terms():
-    torch.manual_seed(1)
-    K, sigma, d = 7, 0.8, 3
-    drift = Denoiser(d, context_dim=4, hidden_dims=(16, 16)).double()  # random (non-zero) drift
-    context = torch.randn(5, 4, dtype=torch.float64)
-    loc, scale = torch.randn(5, d, dtype=torch.float64), torch.rand(5, d, dtype=torch.float64) + 0.5
-    noise = torch.randn(K, 2, 5, d, dtype=torch.float64)
-    for path_gradient in (False, True):
-        q = PathIntegralPosterior(drift, context, num_steps=K, sigma=sigma, loc=loc, scale=scale,
-                                  path_gradient=path_gradient)
-        z, log_density = q.rsample_and_log_density((2,), noise=noise)
-        y = q.rsample_trajectory((2,), noise=noise).detach()
-        h = 1.0 / K
-        expected = Normal(0.0, sigma).log_prob(y[K]).sum(-1) - scale.log().sum(-1)
-        for k in range(K):
-            u = drift(y[k], k + 1, context)  # the network's own forward, not the chain's stepper
-            expected = expected + Normal(y[k] + u * h, sigma * math.sqrt(h)).log_prob(y[k + 1]).sum(-1)
-            expected = expected - Normal(y[k], sigma * math.sqrt(h)).log_prob(y[k + 1]).sum(-1)
-        assert torch.allclose(y[0], torch.zeros_like(y[0]))
-        assert torch.allclose(z, loc + scale * y[K], atol=1e-12)
-        assert torch.allclose(log_density, expected, atol=1e-6, rtol=0)
-
-
 def test_a_new_guide_is_its_gaussian_head():
     pyro.set_rng_seed(0)
     problem = make_problem("four_modes", num_data=8, seed=0)
@@ -154,8 +88,6 @@ def test_a_new_guide_is_its_gaussian_head():
 
 
 # ---- Pyro integration -----------------------------------------------------------------------------
-
-
 def test_trains_with_trace_elbo_predicts_and_pickles():
     pyro.set_rng_seed(0)
     problem = make_problem("four_modes", num_data=8, seed=0)
@@ -196,8 +128,6 @@ def test_unstandardized_guide_and_constrained_latents():
 
 
 # ---- clear errors -----------------------------------------------------------------------------------
-
-
 @pytest.mark.parametrize(
     "kwargs, match",
     [
@@ -210,23 +140,11 @@ def test_unstandardized_guide_and_constrained_latents():
         (dict(drift_activation="gelu?"), "activation"),
     ],
 )
+
+
 def test_bad_arguments_raise_clear_errors(kwargs, match):
     problem = make_problem("four_modes", num_data=4)
     with pytest.raises(ValueError, match=match):
         PathIntegralGuide(problem.model, "z", "x", **kwargs)
 
 
-def test_posterior_rejects_bad_shapes():
-    drift = Denoiser(2, context_dim=3, hidden_dims=(8,))
-    with pytest.raises(ValueError, match="context must have trailing dimension 3"):
-        PathIntegralPosterior(drift, torch.zeros(4, 2))
-    with pytest.raises(ValueError, match="both loc and scale"):
-        PathIntegralPosterior(drift, torch.zeros(4, 3), loc=torch.zeros(4, 2))
-    with pytest.raises(ValueError, match="trailing dimension 2"):
-        PathIntegralPosterior(drift, torch.zeros(4, 3), loc=torch.zeros(4, 3), scale=torch.ones(4, 3))
-    q = PathIntegralPosterior(drift, torch.zeros(4, 3), num_steps=3)
-    with pytest.raises(ValueError, match="noise must have shape"):
-        q.rsample_and_log_density(noise=torch.zeros(2, 4, 2))
-    with pytest.raises(ValueError, match="only defined for the sample it has just drawn"):
-        q.log_prob(torch.zeros(4, 2))
-    assert q.expand((5, 4)).rsample().shape == (5, 4, 2)

@@ -6,7 +6,6 @@ import torch
 
 from pyro_diffvi.distributions import GRBM
 from pyro_diffvi.nn.mlp import MLP
-from pyro_diffvi.ops import log_mean_exp_with_se
 from pyro_diffvi.samplers import ais_log_partition, sigmoid_schedule
 from pyro_diffvi.samplers.ais import check_betas
 
@@ -68,12 +67,6 @@ def test_ais_ula_transition_and_custom_betas(device):
     )
     assert log_w.shape == (256,)
     assert (log_z - math.log(2 * math.pi * 0.25)).abs() < 3 * se + 0.05
-
-
-def test_log_mean_exp_with_se_hand_computed():
-    log_z, se = log_mean_exp_with_se(torch.tensor([1.0, 2.0, 3.0], dtype=torch.float64).log())
-    torch.testing.assert_close(log_z, torch.tensor(math.log(2.0), dtype=torch.float64))
-    torch.testing.assert_close(se, torch.tensor(1.0 / (math.sqrt(3) * 2.0), dtype=torch.float64))
 
 
 def test_sigmoid_schedule():

@@ -5,7 +5,7 @@ fall behind the Gaussian guide's.
 
 Problem ``four_modes`` of :mod:`pyro_diffvi.datasets.posteriors`: z ~ (1/4) sum_k N(c_k, 0.5^2 I) with
 c_k = (+-1.5, +-1.5), x ~ N(z, 2^2 I), 64 observations simulated from the model; exact log p(x) in closed
-form and exact mode masses (both checked against quadrature in tests/datasets/test_posteriors.py).
+form and exact mode masses (both checked against quadrature in tests/datasets/posteriors/).
 """
 
 import pyro

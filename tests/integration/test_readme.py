@@ -16,7 +16,7 @@ import torch
 
 from pyro_diffvi.datasets import Minibatches, load_mnist
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 README = ROOT / "README.md"
 PAGES = [README, ROOT / "docs" / "index.md", ROOT / "docs" / "guide.md"]
 NO_RUN = re.compile(r"<!--\s*no-run:\s*(\S.*?)\s*-->\s*$")

@@ -11,7 +11,7 @@ from pyro_diffvi.errors import DivergenceError
 from pyro_diffvi.infer import AdversarialAutoencoderLoss
 from pyro_diffvi.infer.energy import EnergyPriorELBO
 from pyro_diffvi.infer.prior_objectives import PriorObjective, energy_function
-from tests.infer.test_objective_state import OBJECTIVES, all_tensors, build, data
+from tests.integration.test_objective_state import OBJECTIVES, all_tensors, build, data
 
 GUARDED = ["ssm", "cd_replay", "adversarial_cd", "aae"]
 

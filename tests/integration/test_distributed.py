@@ -29,7 +29,7 @@ from pyro_diffvi.infer import (
 )
 from pyro_diffvi.priors import GRBMPrior
 from pyro_diffvi.util import set_seed
-from tests.infer import _distributed as D
+from tests.integration import _distributed as D
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "examples" / "distributed_training.py"

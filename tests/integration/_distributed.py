@@ -1,4 +1,4 @@
-"""Set-up shared by ``tests/infer/test_distributed.py`` and the DDP worker processes it spawns.
+"""Set-up shared by ``tests/integration/test_distributed.py`` and the DDP worker processes it spawns.
 
 It lives in its own module so that the workers started by ``torch.multiprocessing.spawn`` import only
 this (not pytest's test module). Everything here is deterministic given the seeds it names.
