@@ -43,3 +43,41 @@ def test_a_guide_s_name_is_the_prefix_pyro_registers_its_parameters_under():
     assert registered == set(param_store_names(guide)) and len(registered) > 4
     assert all(name.startswith("q_z.") for name in registered)
     assert set(pyro.get_param_store().keys()) == registered
+
+
+def test_adopting_a_restored_param_store_copies_into_the_module_s_parameters():
+    from torch import nn
+
+    from pyro_diffvi._pyro_compat import adopt_stored_params
+
+    net = nn.Linear(2, 1)
+    pyro.clear_param_store()
+    store = pyro.get_param_store()
+    store["owner.weight"] = torch.ones(1, 2)
+    names = {"owner.weight": net.weight, "owner.bias": net.bias}
+    adopt_stored_params(names, owner="Owner")
+    assert torch.equal(net.weight.detach(), torch.ones(1, 2)) and store["owner.weight"] is net.weight
+    assert "owner.bias" not in store  # nothing stored under that name: nothing adopted
+    store["owner.bias"] = torch.zeros(3)
+    import pytest
+
+    with pytest.raises(ValueError, match="differently built Owner of this name"):
+        adopt_stored_params(names, owner="Owner")
+
+
+def test_register_child_registers_a_plain_module_under_its_attribute_path():
+    from pyro.nn import PyroModule
+    from torch import nn
+
+    from pyro_diffvi._pyro_compat import register_child
+
+    class Owner(PyroModule):
+        def __init__(self):
+            super().__init__("owner")
+            self.net = nn.Linear(2, 1)
+
+    pyro.clear_param_store()
+    owner = Owner()
+    net = register_child(owner, "net")
+    assert net is owner._modules["net"]
+    assert set(pyro.get_param_store()) == set(param_store_names(owner))

@@ -86,8 +86,14 @@ def _check_arguments(model: str, length: int, left: int, maf: float, seed: int) 
         raise ValueError(f"maf must be in [0, 0.5), got {maf!r}")
 
 
-def _diploid_dosages(ts, maf: float) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """Stream the sites of ``ts``: ``(dosages (N, P) uint8, individual -> population id, SNP ids)``."""
+def diploid_dosages(ts, maf: float) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Stream the biallelic sites of a tree sequence ``ts`` into diploid dosages, keeping the SNPs whose minor-allele
+    frequency is at least ``maf``.
+
+    :param ts: an ``msprime`` tree sequence whose individuals each consist of two sample nodes.
+    :param maf: the smallest minor-allele frequency kept.
+    :return: ``(dosages (N, P) uint8, individual -> population id, SNP ids)``.
+    """
     sample_index = np.full(ts.num_nodes, -1, dtype=np.int64)
     sample_index[ts.samples()] = np.arange(ts.num_samples)
     nodes = sample_index[ts.individuals_nodes]  # (num_individuals, 2) rows of the genotype vector
@@ -160,7 +166,7 @@ def simulate_genotypes(
     engine = stdpopsim.get_engine("msprime")
     msprime_seed = int(np.random.default_rng(int(seed)).integers(1, 2**32))  # msprime needs [1, 2**32)
     ts = engine.simulate(demography, contig, counts, seed=msprime_seed)
-    dosages, population_ids, snp_ids = _diploid_dosages(ts, maf)
+    dosages, population_ids, snp_ids = diploid_dosages(ts, maf)
     names = [ts.population(int(p)).metadata["name"] for p in population_ids]
     population, population_names = encode_labels(names, categories=tuple(p for p in MODELS[model] if p in counts))
     superpopulation, _ = encode_labels([MODELS[model][n] for n in names], categories=SUPERPOPULATIONS)

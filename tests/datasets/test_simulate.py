@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from pyro_diffvi.datasets import simulate_genotypes
-from pyro_diffvi.datasets.simulate import _diploid_dosages
+from pyro_diffvi.datasets.simulate import diploid_dosages
 
 LENGTH = 200_000
 
@@ -75,7 +75,7 @@ def test_streamed_dosages_match_dense_genotype_matrix():
     frequency = dosages.sum(1) / 12
     keep = (np.array(states) == 2) & (np.minimum(frequency, 1 - frequency) >= 0.1)
     assert 0 < keep.sum() < len(states)
-    streamed, population_ids, snp_ids = _diploid_dosages(ts, maf=0.1)
+    streamed, population_ids, snp_ids = diploid_dosages(ts, maf=0.1)
     np.testing.assert_array_equal(streamed, dosages[keep].T)
     assert len(snp_ids) == keep.sum() and population_ids.shape == (6,)
 

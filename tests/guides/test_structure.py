@@ -1,0 +1,81 @@
+"""Structure discovery: site names, where an observed value lies among the model's arguments (subsampled too), the
+plates of the latent sites, encoder inputs, and the errors naming what is wrong."""
+
+import pyro
+import pyro.distributions as dist
+import pytest
+import torch
+from pyro import poutine
+from torch.distributions import constraints
+
+from pyro_diffvi.guides.structure import (
+    ObservedSource,
+    as_names,
+    check_observed_values,
+    constrained,
+    encoder_features,
+    find_source,
+    plate_specs,
+    select,
+    user_plates,
+)
+
+
+def model(x, size=None):
+    with pyro.plate("data", x.shape[0] if size is None else size, subsample_size=None if size is None else 2) as idx:
+        z = pyro.sample("z", dist.Normal(torch.zeros(2), 1.0).to_event(1))
+        pyro.sample("x", dist.Normal(z, 1.0).to_event(1), obs=x[idx] if size is not None else x)
+
+
+def test_site_names():
+    assert as_names("z", "latent") == ("z",) and as_names(["z", "w"], "latent") == ("z", "w")
+    with pytest.raises(TypeError, match="latent must be a site name"):
+        as_names([], "latent")
+    with pytest.raises(ValueError, match="repeated site names"):
+        as_names(["z", "z"], "latent")
+
+
+def test_an_observed_value_is_found_among_the_arguments_and_along_subsampled_plates():
+    x = torch.randn(5, 2)
+    sites = poutine.trace(model).get_trace(x).nodes
+    assert find_source(sites, "x", (x,), {}) == ObservedSource(0, ())
+    sites = poutine.trace(model).get_trace(x, 5).nodes
+    source = find_source(sites, "x", (x, 5), {})
+    assert source.position == 0 and [plate for plate, _ in source.subsampled_dims] == ["data"]
+    indices = {"data": sites["data"]["value"]}
+    assert torch.equal(select(source, x, indices), x[indices["data"]])
+
+
+def test_plates_of_the_latent_sites():
+    x = torch.randn(5, 2)
+    sites = poutine.trace(model).get_trace(x).nodes
+    (spec,) = plate_specs(sites, ["z"], ["x"])
+    assert (spec.name, spec.dim, spec.size, spec.subsample_size, spec.size_source) == ("data", -1, 5, None, (0, -2))
+
+    def unplated(x):
+        z = pyro.sample("z", dist.Normal(torch.zeros(2), 1.0).to_event(1))
+        with pyro.plate("data", x.shape[0]):
+            pyro.sample("x", dist.Normal(z, 1.0).to_event(1), obs=x)
+
+    with pytest.raises(ValueError, match="share no plate"):
+        plate_specs(poutine.trace(unplated).get_trace(x).nodes, ["z"], ["x"])
+    with pytest.raises(TypeError, match="create_plates must return a pyro.plate"):
+        user_plates(lambda x: "data", (x,), {})
+
+
+def test_encoder_inputs_and_observed_checks():
+    shapes = {"x": torch.Size([2]), "y": torch.Size([])}
+    features = encoder_features(["x", "y"], [torch.zeros(4, 2), torch.tensor([0, 2, 1, 0])], shapes,
+                                {"x": None, "y": 3}, torch.float32)
+    assert features.shape == (4, 5) and torch.equal(features[:, 2:].sum(-1), torch.ones(4))  # y one-hot
+    with pytest.raises(ValueError, match=r"observed site 'x' has shape \(4, 3\)"):
+        check_observed_values(["x"], [torch.zeros(4, 3)], shapes)
+    with pytest.raises(ValueError, match="non-finite"):
+        check_observed_values(["x"], [torch.full((4, 2), float("nan"))], shapes)
+
+
+def test_constrained_sites_are_mapped_to_their_support():
+    base = dist.Normal(torch.zeros(3), 1.0).to_event(1)
+    assert constrained(base, 3, torch.Size([3]), constraints.real_vector) is base
+    positive = constrained(base, 3, torch.Size([3]), constraints.independent(constraints.positive, 1))
+    assert bool((positive.sample((10,)) > 0).all())
