@@ -30,26 +30,26 @@ class AuxiliaryBoundDistribution(TorchDistribution):
     W. T. Piriyakulkij, Y. Wang, V. Kuleshov. *Denoising Diffusion Variational Inference: Diffusion
     Models as Expressive Variational Posteriors*. arXiv:2401.02739, 2024 ("the DDVI paper").
 
-    Example (a toy posterior :math:`y \sim \mathcal N(0, 1)`, :math:`z = y + \mathcal N(0, 1)`, with
-    the exact reverse model :math:`r(y|z) = \mathcal N(z/2, 1/2)`, so the reported density is the exact
-    marginal :math:`\mathcal N(z; 0, 2)`)::
+    A toy posterior :math:`y \sim \mathcal N(0, 1)`, :math:`z = y + \mathcal N(0, 1)`, with the exact reverse model
+    :math:`r(y|z) = \mathcal N(z/2, 1/2)`, so the reported density is the exact marginal
+    :math:`\mathcal N(z; 0, 2)`.
 
-        Example:
+    Example:
 
-        >>> import math, torch
-        >>> import pyro.distributions as dist
-        >>> from pyro_diffvi.distributions import AuxiliaryBoundDistribution
-        >>> class Toy(AuxiliaryBoundDistribution):
-        ...     def rsample_and_log_density(self, sample_shape=torch.Size()):
-        ...         y = torch.randn(sample_shape + (1,))
-        ...         z = y + torch.randn_like(y)
-        ...         log_q = (dist.Normal(0.0, 1.0).log_prob(y) + dist.Normal(y, 1.0).log_prob(z)).sum(-1)
-        ...         log_r = dist.Normal(z / 2, math.sqrt(0.5)).log_prob(y).sum(-1)
-        ...         return z, log_q - log_r
-        >>> q = Toy(event_shape=(1,))
-        >>> z = q.rsample((3,))
-        >>> torch.allclose(q.log_prob(z), dist.Normal(0.0, math.sqrt(2.0)).log_prob(z).sum(-1))
-        True
+    >>> import math, torch
+    >>> import pyro.distributions as dist
+    >>> from pyro_diffvi.distributions import AuxiliaryBoundDistribution
+    >>> class Toy(AuxiliaryBoundDistribution):
+    ...     def rsample_and_log_density(self, sample_shape=torch.Size()):
+    ...         y = torch.randn(sample_shape + (1,))
+    ...         z = y + torch.randn_like(y)
+    ...         log_q = (dist.Normal(0.0, 1.0).log_prob(y) + dist.Normal(y, 1.0).log_prob(z)).sum(-1)
+    ...         log_r = dist.Normal(z / 2, math.sqrt(0.5)).log_prob(y).sum(-1)
+    ...         return z, log_q - log_r
+    >>> q = Toy(event_shape=(1,))
+    >>> z = q.rsample((3,))
+    >>> torch.allclose(q.log_prob(z), dist.Normal(0.0, math.sqrt(2.0)).log_prob(z).sum(-1))
+    True
     """
 
     arg_constraints: dict = {}

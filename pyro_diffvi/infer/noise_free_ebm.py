@@ -146,18 +146,18 @@ class GradientFlowNLLLoss(PriorObjective):
     :param sampler: the :class:`~pyro_diffvi.samplers.NoiseFreeSampler` defining the flow (``method``
         ``"rk4"``; default as in :class:`NoiseFreeEBMLoss`).
 
-    Example (data from :math:`\mathcal N(0, e^{-2T}I)`, the exact flow of :math:`E = \|x\|^2/2`: the loss is
-    near the entropy :math:`\log 2\pi e - 2T = 2.44` in 2-D with :math:`T = 0.2`)::
+    Data from :math:`\mathcal N(0, e^{-2T}I)`, the exact flow of :math:`E = \|x\|^2/2`: the loss is near the
+    entropy :math:`\log 2\pi e - 2T = 2.44` in 2-D with :math:`T = 0.2`.
 
-        Example:
+    Example:
 
-        >>> import math, torch
-        >>> from pyro_diffvi.infer import GradientFlowNLLLoss
-        >>> torch.manual_seed(0)  # doctest: +ELLIPSIS
-        <torch._C.Generator object at ...>
-        >>> x = math.exp(-0.2) * torch.randn(4000, 2)
-        >>> round(GradientFlowNLLLoss()(lambda z: 0.5 * z.pow(2).sum(-1), x).item(), 1)
-        2.4
+    >>> import math, torch
+    >>> from pyro_diffvi.infer import GradientFlowNLLLoss
+    >>> torch.manual_seed(0)  # doctest: +ELLIPSIS
+    <torch._C.Generator object at ...>
+    >>> x = math.exp(-0.2) * torch.randn(4000, 2)
+    >>> round(GradientFlowNLLLoss()(lambda z: 0.5 * z.pow(2).sum(-1), x).item(), 1)
+    2.4
     """
 
     def __init__(self, *, sampler: NoiseFreeSampler | None = None) -> None:

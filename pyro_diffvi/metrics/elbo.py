@@ -1,20 +1,6 @@
-r"""Importance-weighted evaluation of a Pyro model/guide pair: ELBO and IWAE bound per data point.
-
-Both estimators are built on one quantity, the per-particle, per-data-point log importance weight
-
-.. math::
-
-    \log w_{s,n} = \log p_\theta(x_n, z_{s,n}) - \log q_\phi(z_{s,n} \mid x_n),
-    \qquad z_{s,n} \sim q_\phi(\cdot \mid x_n),\ s = 1..S,
-
-computed by tracing the guide and replaying the model under a vectorized particle plate placed left of
-the model's plates (as Pyro's ``vectorize_particles`` does). Every site contributes
-``site["fn"].log_prob(site["value"])`` (``Trace.compute_log_prob``, which applies the site's scale and
-mask as Pyro's ELBOs do), so guides whose density is known only along their own draws (auxiliary-variable
-bounds such as the DDVI diffusion posterior, DDVI paper Eq. 5) are evaluated with their own bound and the
-result is still a lower bound on :math:`\log p(x)`: with an auxiliary trajectory :math:`y` the weight
-:math:`p(x, z)\, r(y \mid z, x) / q(y, z \mid x)` is an importance weight for the extended target
-:math:`p(x, z)\, r(y \mid z, x)`, whose normalizer is :math:`p(x)`, so IWAE and PSIS apply on that space.
+r"""Importance-weighted evaluation of a Pyro model/guide pair: the ELBO and the IWAE bound per data point, both built
+on the log importance weights :math:`\log w_{s,n}` of :mod:`pyro_diffvi.metrics.log_weights` (which also says why
+auxiliary-variable guides keep them valid bounds).
 
 * ELBO (Kingma & Welling 2014): :math:`\frac1N\sum_n \frac1S\sum_s \log w_{s,n}`.
 * IWAE bound (Burda et al. 2016, Eq. 8):
@@ -24,8 +10,6 @@ References:
 
 * D. P. Kingma, M. Welling. *Auto-Encoding Variational Bayes*. ICLR 2014.
 * Y. Burda, R. Grosse, R. Salakhutdinov. *Importance Weighted Autoencoders*. ICLR 2016 (Eq. 8).
-* W. T. Piriyakulkij, Y. Wang, V. Kuleshov. *Denoising Diffusion Variational Inference: Diffusion
-  Models as Expressive Variational Posteriors*. arXiv:2401.02739, 2024 (Eq. 5, the auxiliary bound).
 """
 
 from __future__ import annotations

@@ -150,33 +150,33 @@ def energy_prior_log_likelihood(
     :param data_plate: name of the data plate (auto-detected when ``None``).
     :return: :class:`EnergyLogLikelihood`.
 
-    Example: the unnormalized prior :math:`e^{-z^2/2}` (:math:`\log Z = \frac12\log 2\pi`) with
-    :math:`x \mid z \sim \mathcal N(z, 1)` and the exact posterior :math:`\mathcal N(x/2, 1/2)` as
-    guide, so that the IWAE term is exact and :math:`\log p(x) = \log \mathcal N(x; 0, 2)`::
+    The unnormalized prior :math:`e^{-z^2/2}` (:math:`\log Z = \frac12\log 2\pi`) with
+    :math:`x \mid z \sim \mathcal N(z, 1)` and the exact posterior :math:`\mathcal N(x/2, 1/2)` as guide, so that the IWAE term is exact
+    and :math:`\log p(x) = \log \mathcal N(x; 0, 2)`.
 
-        Example:
+    Example:
 
-        >>> import math, pyro, pyro.distributions as dist, torch
-        >>> from pyro_diffvi.distributions import EnergyDistribution
-        >>> from pyro_diffvi.metrics import energy_prior_log_likelihood
-        >>> def model(x):
-        ...     prior = EnergyDistribution(lambda z: 0.5 * z.square().sum(-1), (1,))
-        ...     with pyro.plate("data", x.shape[0]):
-        ...         z = pyro.sample("z", prior)
-        ...         pyro.sample("x", dist.Normal(z, 1.0).to_event(1), obs=x)
-        >>> def guide(x):
-        ...     with pyro.plate("data", x.shape[0]):
-        ...         pyro.sample("z", dist.Normal(x / 2, 0.5**0.5).to_event(1))
-        >>> pyro.set_rng_seed(0)
-        >>> x = torch.tensor([[0.0], [1.0]])
-        >>> exact = dist.Normal(0.0, 2.0**0.5).log_prob(x).mean().item()
-        >>> known = energy_prior_log_likelihood(
-        ...     model, guide, x, num_particles=10, log_partition={"z": 0.5 * math.log(2 * math.pi)})
-        >>> abs(known.mean - exact) < 1e-5
-        True
-        >>> ais = energy_prior_log_likelihood(model, guide, x, num_particles=10, num_chains=64, num_ais_steps=20)
-        >>> abs(ais.mean - exact) < 4 * ais.stderr
-        True
+    >>> import math, pyro, pyro.distributions as dist, torch
+    >>> from pyro_diffvi.distributions import EnergyDistribution
+    >>> from pyro_diffvi.metrics import energy_prior_log_likelihood
+    >>> def model(x):
+    ...     prior = EnergyDistribution(lambda z: 0.5 * z.square().sum(-1), (1,))
+    ...     with pyro.plate("data", x.shape[0]):
+    ...         z = pyro.sample("z", prior)
+    ...         pyro.sample("x", dist.Normal(z, 1.0).to_event(1), obs=x)
+    >>> def guide(x):
+    ...     with pyro.plate("data", x.shape[0]):
+    ...         pyro.sample("z", dist.Normal(x / 2, 0.5**0.5).to_event(1))
+    >>> pyro.set_rng_seed(0)
+    >>> x = torch.tensor([[0.0], [1.0]])
+    >>> exact = dist.Normal(0.0, 2.0**0.5).log_prob(x).mean().item()
+    >>> known = energy_prior_log_likelihood(
+    ...     model, guide, x, num_particles=10, log_partition={"z": 0.5 * math.log(2 * math.pi)})
+    >>> abs(known.mean - exact) < 1e-5
+    True
+    >>> ais = energy_prior_log_likelihood(model, guide, x, num_particles=10, num_chains=64, num_ais_steps=20)
+    >>> abs(ais.mean - exact) < 4 * ais.stderr
+    True
     """
     if log_partition is not None and not isinstance(log_partition, dict):
         raise TypeError(f"log_partition must be a dict {{site: log_Z}}, got {type(log_partition).__name__}")

@@ -15,14 +15,8 @@ result is still a lower bound on :math:`\log p(x)`: with an auxiliary trajectory
 :math:`p(x, z)\, r(y \mid z, x) / q(y, z \mid x)` is an importance weight for the extended target
 :math:`p(x, z)\, r(y \mid z, x)`, whose normalizer is :math:`p(x)`, so IWAE and PSIS apply on that space.
 
-* ELBO (Kingma & Welling 2014): :math:`\frac1N\sum_n \frac1S\sum_s \log w_{s,n}`.
-* IWAE bound (Burda et al. 2016, Eq. 8):
-  :math:`\mathcal L_K(x_n) = \log \frac1K \sum_{k=1}^K w_{k,n} \le \log p(x_n)`, averaged over data points.
-
 References:
 
-* D. P. Kingma, M. Welling. *Auto-Encoding Variational Bayes*. ICLR 2014.
-* Y. Burda, R. Grosse, R. Salakhutdinov. *Importance Weighted Autoencoders*. ICLR 2016 (Eq. 8).
 * W. T. Piriyakulkij, Y. Wang, V. Kuleshov. *Denoising Diffusion Variational Inference: Diffusion
   Models as Expressive Variational Posteriors*. arXiv:2401.02739, 2024 (Eq. 5, the auxiliary bound).
 """

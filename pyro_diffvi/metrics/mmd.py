@@ -108,19 +108,19 @@ def mmd2(
     :param chunk_size: rows of each kernel block (memory ``chunk_size * max(m, n) * len(sigmas)``).
     :return: a float64 scalar tensor.
 
-    Example: the biased estimate is exactly 0 for identical sets; the unbiased one is near 0 for two
-    samples of one distribution and clearly positive for different distributions::
+    The biased estimate is exactly 0 for identical sets; the unbiased one is near 0 for two samples of one
+    distribution and clearly positive for different distributions.
 
-        Example:
+    Example:
 
-        >>> import torch
-        >>> from pyro_diffvi.metrics import mmd2
-        >>> _ = torch.manual_seed(0)
-        >>> x, y = torch.randn(200, 2), torch.randn(200, 2)
-        >>> mmd2(x, x, sigmas=(1.0,), unbiased=False).item()
-        0.0
-        >>> abs(mmd2(x, y, sigmas=(1.0,)).item()) < 0.02, mmd2(x, y + 2.0, sigmas=(1.0,)).item() > 0.5
-        (True, True)
+    >>> import torch
+    >>> from pyro_diffvi.metrics import mmd2
+    >>> _ = torch.manual_seed(0)
+    >>> x, y = torch.randn(200, 2), torch.randn(200, 2)
+    >>> mmd2(x, x, sigmas=(1.0,), unbiased=False).item()
+    0.0
+    >>> abs(mmd2(x, y, sigmas=(1.0,)).item()) < 0.02, mmd2(x, y + 2.0, sigmas=(1.0,)).item() > 0.5
+    (True, True)
     """
     x, y = _flatten("x", x), _flatten("y", y)
     if x.shape[1] != y.shape[1]:

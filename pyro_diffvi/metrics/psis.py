@@ -94,22 +94,21 @@ def psis_khat_from_log_weights(
     :raises ValueError: naming ``log_weights`` if it is not finite, not 1-D or 2-D, or has fewer than
         25 rows.
 
-    Example: uniform weights are bounded (true :math:`k = -1`); Pareto weights with tail index
-    :math:`\alpha = 0.8`, i.e. :math:`\log w \sim \mathrm{Exponential}(0.8)`, have no mean (true
-    :math:`k = 1/\alpha = 1.25`)::
+    Uniform weights are bounded (true :math:`k = -1`); Pareto weights with tail index :math:`\alpha = 0.8`, i.e.
+    :math:`\log w \sim \mathrm{Exponential}(0.8)`, have no mean (true :math:`k = 1/\alpha = 1.25`).
 
-        Example:
+    Example:
 
-        >>> import torch
-        >>> from pyro_diffvi.metrics import psis_khat_from_log_weights
-        >>> _ = torch.manual_seed(0)
-        >>> bounded = torch.rand(4000, 2).log()
-        >>> pareto = torch.distributions.Exponential(0.8).sample((4000, 2))
-        >>> khat = psis_khat_from_log_weights(torch.cat([bounded, pareto], dim=1))
-        >>> khat.shape, (khat[:2] < 0).tolist(), (khat[2:] > 1).tolist()
-        (torch.Size([4]), [True, True], [True, True])
-        >>> psis_khat_from_log_weights(torch.zeros(100))  # constant weights: the guide is exact
-        tensor(-inf, dtype=torch.float64)
+    >>> import torch
+    >>> from pyro_diffvi.metrics import psis_khat_from_log_weights
+    >>> _ = torch.manual_seed(0)
+    >>> bounded = torch.rand(4000, 2).log()
+    >>> pareto = torch.distributions.Exponential(0.8).sample((4000, 2))
+    >>> khat = psis_khat_from_log_weights(torch.cat([bounded, pareto], dim=1))
+    >>> khat.shape, (khat[:2] < 0).tolist(), (khat[2:] > 1).tolist()
+    (torch.Size([4]), [True, True], [True, True])
+    >>> psis_khat_from_log_weights(torch.zeros(100))  # constant weights: the guide is exact
+    tensor(-inf, dtype=torch.float64)
     """
     check_finite("log_weights", log_weights)
     squeeze = log_weights.dim() == 1
@@ -165,28 +164,28 @@ def psis_khat(
     :param kwargs: keyword arguments of model and guide.
     :return: :math:`\hat k`, shape ``(N,)``.
 
-    Example: a guide four times narrower than the exact Gaussian posterior gives heavy-tailed weights
-    (theory: :math:`k = 1 - 0.25^2 \approx 0.94`), one twice as wide bounded weights (:math:`k < 0`)::
+    A guide four times narrower than the exact Gaussian posterior gives heavy-tailed weights (theory:
+    :math:`k = 1 - 0.25^2 \approx 0.94`), one twice as wide bounded weights (:math:`k < 0`).
 
-        Example:
+    Example:
 
-        >>> import pyro, pyro.distributions as dist, torch
-        >>> from pyro_diffvi.metrics import psis_khat
-        >>> def model(x):  # z ~ N(0, 1), x | z ~ N(z, 1): posterior N(x / 2, 1 / 2)
-        ...     with pyro.plate("data", x.shape[0]):
-        ...         z = pyro.sample("z", dist.Normal(0.0, 1.0))
-        ...         pyro.sample("x", dist.Normal(z, 1.0), obs=x)
-        >>> def scaled_guide(factor):  # N(posterior mean, factor^2 * posterior variance)
-        ...     def guide(x):
-        ...         with pyro.plate("data", x.shape[0]):
-        ...             pyro.sample("z", dist.Normal(x / 2, factor * 0.5**0.5))
-        ...     return guide
-        >>> pyro.set_rng_seed(0)
-        >>> x = torch.tensor([-1.0, 0.0, 1.0])
-        >>> narrow = psis_khat(model, scaled_guide(0.25), x, num_particles=4000)
-        >>> wide = psis_khat(model, scaled_guide(2.0), x, num_particles=4000)
-        >>> (narrow > 0.7).tolist(), (wide < 0).tolist()
-        ([True, True, True], [True, True, True])
+    >>> import pyro, pyro.distributions as dist, torch
+    >>> from pyro_diffvi.metrics import psis_khat
+    >>> def model(x):  # z ~ N(0, 1), x | z ~ N(z, 1): posterior N(x / 2, 1 / 2)
+    ...     with pyro.plate("data", x.shape[0]):
+    ...         z = pyro.sample("z", dist.Normal(0.0, 1.0))
+    ...         pyro.sample("x", dist.Normal(z, 1.0), obs=x)
+    >>> def scaled_guide(factor):  # N(posterior mean, factor^2 * posterior variance)
+    ...     def guide(x):
+    ...         with pyro.plate("data", x.shape[0]):
+    ...             pyro.sample("z", dist.Normal(x / 2, factor * 0.5**0.5))
+    ...     return guide
+    >>> pyro.set_rng_seed(0)
+    >>> x = torch.tensor([-1.0, 0.0, 1.0])
+    >>> narrow = psis_khat(model, scaled_guide(0.25), x, num_particles=4000)
+    >>> wide = psis_khat(model, scaled_guide(2.0), x, num_particles=4000)
+    >>> (narrow > 0.7).tolist(), (wide < 0).tolist()
+    ([True, True, True], [True, True, True])
     """
     weights = log_weights(
         model, guide, *args, num_particles=num_particles, max_particles_per_chunk=max_particles_per_chunk,

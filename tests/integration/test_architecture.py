@@ -194,6 +194,16 @@ def test_docstrings_follow_one_style(name):
         if ":returns:" in doc:
             bad.append(f"{owner}: ':returns:'")
         bad += [f"{owner}: typed {line.strip()[:40]!r}" for line in lines if re.match(r"^\s*:param [^\s:]+ [^\s:]+:", line)]
+        for i, line in enumerate(lines):  # a literal block ("::") holding a doctest
+            if line.rstrip().endswith("::"):
+                indent = len(line) - len(line.lstrip())
+                block = []
+                for following in lines[i + 1:]:
+                    if following.strip() and len(following) - len(following.lstrip()) <= indent:
+                        break
+                    block.append(following)
+                if any(b.lstrip().startswith(">>>") for b in block):
+                    bad.append(f"{owner}: a doctest inside a literal block (after {line.strip()[:40]!r})")
         for i, line in enumerate(lines):
             if line.lstrip().startswith(">>>") and (i == 0 or not lines[i - 1].lstrip().startswith((">>>", "..."))):
                 j = i - 1

@@ -72,21 +72,21 @@ class ImportanceWeightedLogZLoss(PriorObjective):
     because :math:`q(z|x)` does not cover the prior. The value is the estimated negative average
     log-likelihood of the samples under the prior. Provided for comparison.
 
-    Example (samples of a standard Gaussian under its own energy: the loss is near the Gaussian's
-    negative log-likelihood, :math:`1 + \log 2\pi \approx 2.84`)::
+    Samples of a standard Gaussian under its own energy: the loss is near the Gaussian's negative log-likelihood,
+    :math:`1 + \log 2\pi \approx 2.84`.
 
-        Example:
+    Example:
 
-        >>> import torch
-        >>> import pyro.distributions as dist
-        >>> from pyro_diffvi.infer import ImportanceWeightedLogZLoss
-        >>> torch.manual_seed(0)  # doctest: +ELLIPSIS
-        <torch._C.Generator object at ...>
-        >>> proposal = dist.Normal(torch.zeros(2), 1.0).to_event(1)
-        >>> z = proposal.sample((4000,))
-        >>> loss = ImportanceWeightedLogZLoss()(lambda z: 0.5 * z.pow(2).sum(-1), z, proposal.log_prob(z))
-        >>> round(loss.item(), 1)
-        2.8
+    >>> import torch
+    >>> import pyro.distributions as dist
+    >>> from pyro_diffvi.infer import ImportanceWeightedLogZLoss
+    >>> torch.manual_seed(0)  # doctest: +ELLIPSIS
+    <torch._C.Generator object at ...>
+    >>> proposal = dist.Normal(torch.zeros(2), 1.0).to_event(1)
+    >>> z = proposal.sample((4000,))
+    >>> loss = ImportanceWeightedLogZLoss()(lambda z: 0.5 * z.pow(2).sum(-1), z, proposal.log_prob(z))
+    >>> round(loss.item(), 1)
+    2.8
     """
 
     needs_log_q = True

@@ -48,18 +48,17 @@ class SlicedScoreMatchingLoss(PriorObjective):
     Density and Score Estimation*. UAI, 2019 (Eqs. 7-8; SSM-VR, Sec. 3); A. Hyvärinen. *Estimation of
     Non-Normalized Statistical Models by Score Matching*. JMLR, 2005.
 
-    Example (a standard Gaussian energy fits samples of a standard Gaussian: the loss is near
-    :math:`-D/2`)::
+    A standard Gaussian energy fits samples of a standard Gaussian: the loss is near :math:`-D/2`.
 
-        Example:
+    Example:
 
-        >>> import torch
-        >>> from pyro_diffvi.infer import SlicedScoreMatchingLoss
-        >>> torch.manual_seed(0)  # doctest: +ELLIPSIS
-        <torch._C.Generator object at ...>
-        >>> z = torch.randn(4000, 2)
-        >>> round(SlicedScoreMatchingLoss()(lambda z: 0.5 * z.pow(2).sum(-1), z).item(), 1)
-        -1.0
+    >>> import torch
+    >>> from pyro_diffvi.infer import SlicedScoreMatchingLoss
+    >>> torch.manual_seed(0)  # doctest: +ELLIPSIS
+    <torch._C.Generator object at ...>
+    >>> z = torch.randn(4000, 2)
+    >>> round(SlicedScoreMatchingLoss()(lambda z: 0.5 * z.pow(2).sum(-1), z).item(), 1)
+    -1.0
     """
 
     def __init__(
