@@ -68,7 +68,9 @@ def interleaved_timings(
 def print_table(timings: dict[str, dict[str, float]], baselines: dict[str, str | None]) -> list[dict]:
     """Print seconds per step with ratios (fastest and median) against each row's baseline row."""
     rows = []
-    print(f"{'configuration':<40} {'min s/step':>10} {'median':>8} {'baseline':>28} {'ratio (min)':>11} {'(median)':>9}")
+    print(
+        f"{'configuration':<40} {'min s/step':>10} {'median':>8} {'baseline':>28} {'ratio (min)':>11} {'(median)':>9}"
+    )
     for name, t in timings.items():
         base = baselines.get(name)
         row = {"name": name, **{f"{k}_s_per_step": v for k, v in t.items()}, "baseline": base}

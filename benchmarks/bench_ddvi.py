@@ -86,12 +86,18 @@ def main() -> None:
 
     runs = {BASELINE: pyro_step(GaussianGuide, Trace_ELBO(), x, device, 0)}
     runs["DDVI defaults"] = pyro_step(DiffusionGuide, DDVI_ELBO(), x, device, 1)
-    runs["DDVI defaults, path_gradient=False"] = pyro_step(DiffusionGuide, DDVI_ELBO(), x, device, 2, path_gradient=False)
-    runs["DDVI defaults, num_sleep_particles=1"] = pyro_step(DiffusionGuide, DDVI_ELBO(num_sleep_particles=1), x, device, 9)
+    runs["DDVI defaults, path_gradient=False"] = pyro_step(
+        DiffusionGuide, DDVI_ELBO(), x, device, 2, path_gradient=False
+    )
+    runs["DDVI defaults, num_sleep_particles=1"] = pyro_step(
+        DiffusionGuide, DDVI_ELBO(num_sleep_particles=1), x, device, 9
+    )
     baselines = {name: BASELINE for name in runs if name.startswith("DDVI defaults")}
     for i, sleep in enumerate(SLEEPS):
         pyro_name, ref_name = f"Pyro DDVI, paper chain ({sleep})", f"PyTorch reference ({sleep})"
-        runs[pyro_name] = pyro_step(DiffusionGuide, DDVI_ELBO(sleep=sleep, num_sleep_particles=1), x, device, 2 * i + 3, **PAPER_CHAIN)
+        runs[pyro_name] = pyro_step(
+            DiffusionGuide, DDVI_ELBO(sleep=sleep, num_sleep_particles=1), x, device, 2 * i + 3, **PAPER_CHAIN
+        )
         runs[ref_name] = reference_step(sleep, x, device, 2 * i + 4)
         baselines[pyro_name], baselines[ref_name] = ref_name, BASELINE
     timings = interleaved_timings(runs, args.steps, args.repeats, args.warmup, device)

@@ -1,7 +1,8 @@
 """Seconds per SVI step of each guide, relative to GaussianGuide, in the DDVI paper's MNIST setting.
 
 Setting (the main demo's, from :mod:`pyro_diffvi.demo`): encoder 784-1000-1000 (LeakyReLU), decoder
-2-1000-1000-784 with a Bernoulli likelihood, 2-D latent with a Pinwheel prior of radius 10, batch 128, random binary data of MNIST shape (timing
+2-1000-1000-784 with a Bernoulli likelihood, 2-D latent with a Pinwheel prior of radius 10, batch 128, random binary
+data of MNIST shape (timing
 only). All configurations run in one process, interleaved over repeats; the table reports the fastest
 (least disturbed) and the median step time, with ratios against the Gaussian guide.
 

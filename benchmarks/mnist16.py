@@ -87,7 +87,11 @@ def main() -> None:
         for name in args.guides:
             rows.append(run(name, seed, x_train, x_test, args, device))
             r = rows[-1]
-            print(f"seed {seed} {name:<11} test ELBO {r['elbo']:.2f} ± {r['elbo_stderr']:.2f}, {r['train_seconds']:.0f} s", flush=True)
+            print(
+                f"seed {seed} {name:<11} test ELBO {r['elbo']:.2f} ± "
+                f"{r['elbo_stderr']:.2f}, {r['train_seconds']:.0f} s",
+                flush=True,
+            )
     base = {r["seed"]: r["train_seconds"] for r in rows if r["guide"] == "gaussian"}
     print(f"\n{'guide':<11} {'test ELBO (mean ± sd over seeds)':>32} {'MC SE':>6} {'time vs Gaussian':>17}")
     for name in args.guides:

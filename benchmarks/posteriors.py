@@ -111,7 +111,9 @@ def summarize(records: list[dict], problems: list[str], guides: list[str]) -> No
             se = statistics.mean(r["gap_se"] for r in rows)
             ratio = stat([r.get("mode_ratio") for r in rows])
             ms = statistics.mean(r["ms_per_step"] for r in rows)
-            print(f"{p:<20} {g:<13} {stat([r['gap'] for r in rows]):>17} {se:>7.3f} {ratio:>17} {ms:>8.1f} {len(rows):>5}")
+            print(
+                f"{p:<20} {g:<13} {stat([r['gap'] for r in rows]):>17} {se:>7.3f} {ratio:>17} {ms:>8.1f} {len(rows):>5}"
+            )
 
 
 def main() -> None:

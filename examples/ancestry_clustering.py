@@ -213,7 +213,9 @@ def summarize(records: list[dict], seconds: dict) -> str:
         rows = [r for r in records if (r["data"], r["panel"], r["level"], r["method"]) == (kind, panel, level, method)]
         stats = [mean_sd([r[k] for r in rows]) for k in ("purity", "completeness", "nmi")]
         secs = np.mean([seconds.get((kind, method, r["seed"]), float("nan")) for r in rows])
-        lines.append(f"| {kind} | {panel} | {level} | {method} | {len(rows)} | " + " | ".join(stats) + f" | {secs:.0f} |")
+        lines.append(
+            f"| {kind} | {panel} | {level} | {method} | {len(rows)} | " + " | ".join(stats) + f" | {secs:.0f} |"
+        )
     lines += ["", "The DDVI paper's Table 3 (1000 Genomes, mean ± 95% interval over 3 seeds):", "",
               "| method | purity | completeness | NMI |", "|---|---|---|---|"]
     for method, (p, dp, c, dc, n, dn) in PAPER_TABLE3.items():
@@ -222,8 +224,12 @@ def summarize(records: list[dict], seconds: dict) -> str:
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="2 CPU cores, minutes: fewer steps, small networks, a small simulation")
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="2 CPU cores, minutes: fewer steps, small networks, a small simulation"
+    )
     parser.add_argument("--data", nargs="+", default=list(DATA), choices=list(DATA))
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
@@ -232,7 +238,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="binomial: genotype dosages; gaussian: the paper's standardized principal components")
     parser.add_argument("--pcs", type=int, default=20, help="principal components of the gaussian setting")
     parser.add_argument("--missing-rate", type=float, default=0.0, help="share of genotypes hidden at random (masked)")
-    parser.add_argument("--sim-model", default="OutOfAfrica_3G09", choices=["OutOfAfrica_3G09", "AmericanAdmixture_4B18"])
+    parser.add_argument(
+        "--sim-model", default="OutOfAfrica_3G09", choices=["OutOfAfrica_3G09", "AmericanAdmixture_4B18"]
+    )
     parser.add_argument("--sim-samples", type=int, default=200, help="simulated individuals per population")
     parser.add_argument("--sim-length", type=int, default=5_000_000, help="simulated chr22 stretch (bp)")
     parser.add_argument("--sim-seed", type=int, default=1)
@@ -244,8 +252,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--hidden", type=int, nargs="+", default=[512, 512], help="encoder/decoder hidden widths")
-    parser.add_argument("--ddvi-steps", type=int, default=DIFFUSION_KWARGS["num_steps"], help="DDVI's diffusion steps T")
-    parser.add_argument("--denoiser-hidden", type=int, nargs="+", default=[128, 128, 128, 128], help="DDVI's denoiser widths")
+    parser.add_argument(
+        "--ddvi-steps", type=int, default=DIFFUSION_KWARGS["num_steps"], help="DDVI's diffusion steps T"
+    )
+    parser.add_argument(
+        "--denoiser-hidden", type=int, nargs="+", default=[128, 128, 128, 128], help="DDVI's denoiser widths"
+    )
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 or auto")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", default="results/ancestry_clustering")

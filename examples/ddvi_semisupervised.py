@@ -158,7 +158,10 @@ def evaluate(kind: str, model, guide, prior, data, args) -> dict:
         z_lab = guide(x_lab, y_lab)["z"]
         objective = TraceEnum_ELBO(max_plate_nesting=1)
         values = torch.tensor([-objective.loss(model, guide, x_test) / n for _ in range(args.eval_repeats)])
-        elbo, elbo_se = values.mean().item(), (values.std().item() / math.sqrt(len(values)) if len(values) > 1 else None)
+        elbo, elbo_se = (
+            values.mean().item(),
+            (values.std().item() / math.sqrt(len(values)) if len(values) > 1 else None),
+        )
     nll = latent_nll(z_test, prior.sample((n,)))
     knn = knn_accuracy(z_lab, y_lab, test_latents=z_test, test_labels=y_test, k=20)
     return {
@@ -189,7 +192,8 @@ def summarize(records: list[dict]) -> str:
     """A markdown table: mean and spread (sample standard deviation) over seeds of each metric."""
     keys = ("elbo_nats", "knn_acc", "latent_nll", "classifier_acc")
     lines = [
-        "| prior | guide | seeds | ELBO (nats/image) | ELBO per pixel | kNN-20 acc | latent NLL | classifier acc | train s |",
+        "| prior | guide | seeds | ELBO (nats/image) | ELBO per pixel "
+        "| kNN-20 acc | latent NLL | classifier acc | train s |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     cells = sorted({(r["prior"], r["guide"]) for r in records}, key=lambda c: (c[0], GUIDES.index(c[1])))
@@ -206,8 +210,12 @@ def summarize(records: list[dict]) -> str:
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="2 CPU cores, minutes: a subset of the data, small networks")
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="2 CPU cores, minutes: a subset of the data, small networks"
+    )
     parser.add_argument("--priors", nargs="+", default=list(PRIORS), choices=list(PRIORS))
     parser.add_argument("--guides", nargs="+", default=list(GUIDES), choices=list(GUIDES))
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
@@ -221,8 +229,12 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="weight of the classification term (default 0.1 x number of images, Kingma et al. 2014)")
     parser.add_argument("--hidden", type=int, nargs="+", default=[1000, 1000], help="encoder/decoder hidden widths")
     parser.add_argument("--eval-repeats", type=int, default=4, help="evaluations of the test ELBO (for its SE)")
-    parser.add_argument("--ddvi-chain", default="paper", choices=list(DDVI_CHAINS),
-                        help="the DDVI guide's settings: the library's defaults or the paper's chain (as the main demo)")
+    parser.add_argument(
+        "--ddvi-chain",
+        default="paper",
+        choices=list(DDVI_CHAINS),
+        help="the DDVI guide's settings: the library's defaults or the paper's chain (as the main demo)",
+    )
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 or auto")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", default="results/ddvi_semisupervised")

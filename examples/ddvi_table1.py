@@ -138,7 +138,8 @@ with the standardized chain, whose sleep term needs the context of the simulated
 DDVI_DEFAULTS = dict(num_steps=20, schedule="cosine", sleep="wake-sleep")
 """The library's defaults of the ablated settings (``DiffusionGuide`` and ``DDVI_ELBO``)."""
 
-_DDVI_LOSS_KEYS = ("sleep", "sleep_head", "reg_weight", "sleep_weight", "warmup_steps")  # DDVI_ELBO settings, the rest go to the guide
+# DDVI_ELBO settings, the rest go to the guide
+_DDVI_LOSS_KEYS = ("sleep", "sleep_head", "reg_weight", "sleep_weight", "warmup_steps")
 PIXELS = 784
 
 
@@ -366,9 +367,11 @@ def ablation_table(records: list[dict]) -> str:
         ok = [r for r in rs if not r.get("error")]
         failed = len(rs) - len(ok)
         seeds = f"{len(ok)}" + (f" (+{failed} failed)" if failed else "")
-        lines.append(f"| {name} | {seeds} | {_fmt([r['elbo_nats'] for r in ok], 2)} "
-                     f"| {_fmt([r['elbo_paper_form'] for r in ok], 2)} | {_fmt([r['seconds_per_step'] for r in ok], 3)} "
-                     f"| {_fmt([r['seconds_per_epoch'] for r in ok], 1)} |")
+        lines.append(
+            f"| {name} | {seeds} | {_fmt([r['elbo_nats'] for r in ok], 2)} "
+            f"| {_fmt([r['elbo_paper_form'] for r in ok], 2)} | {_fmt([r['seconds_per_step'] for r in ok], 3)} "
+            f"| {_fmt([r['seconds_per_epoch'] for r in ok], 1)} |"
+        )
     return "\n".join(lines)
 
 
@@ -425,7 +428,9 @@ def make_plots(cell_dir: str, cells, out_dir: str, seed: int) -> list[str]:
                                arrays["labels"], prior_dist, path)
             written.append(path)
             fig, ax = plt.subplots(figsize=(4, 4))
-            plot_image_grid(ax, arrays["samples"], nrow=8, title=f"{METHOD_LABELS[method]}, {prior}: decoded prior draws")
+            plot_image_grid(
+                ax, arrays["samples"], nrow=8, title=f"{METHOD_LABELS[method]}, {prior}: decoded prior draws"
+            )
             path = os.path.join(out_dir, f"samples_{prior}_{method}.png")
             fig.savefig(path, dpi=110, bbox_inches="tight")
             plt.close(fig)
@@ -508,8 +513,11 @@ def main(argv: list[str] | None = None) -> dict:
           f"{len(data[2])} test images; seeds {args.seeds}; device {device}")
     start = time.time()
     if args.ablations:
-        cells = {ablation_cell(args.ablation_prior, name, seed): (args.ablation_prior, "ddvi", seed, ablation_config(name))
-                 for name in ABLATIONS for seed in args.seeds}
+        cells = {
+            ablation_cell(args.ablation_prior, name, seed): (args.ablation_prior, "ddvi", seed, ablation_config(name))
+            for name in ABLATIONS
+            for seed in args.seeds
+        }
         cells = [(name, *rest) for name, rest in cells.items()]
         cell_dir, stem = os.path.join(args.out, "ablation_cells"), "ablations"
     else:

@@ -155,10 +155,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--strategy", default="auto", help="auto, ddp, ddp_spawn, ddp_find_unused_parameters_true")
     parser.add_argument("--num-nodes", type=int, default=1)
     parser.add_argument("--quick", action="store_true", help="synthetic data, a small guide, 2 epochs: seconds")
-    parser.add_argument("--data", choices=("mnist", "synthetic"), default=None, help="default: mnist, synthetic with --quick")
+    parser.add_argument(
+        "--data", choices=("mnist", "synthetic"), default=None, help="default: mnist, synthetic with --quick"
+    )
     parser.add_argument("--epochs", type=int, default=None, help="default 2")
     parser.add_argument("--max-steps", type=int, default=-1, help="stop after this many optimizer steps (-1: epochs)")
-    parser.add_argument("--batch-size", type=int, default=None, help="rows per process and step (default 128, 64 quick)")
+    parser.add_argument(
+        "--batch-size", type=int, default=None, help="rows per process and step (default 128, 64 quick)"
+    )
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--warmup-steps", type=int, default=0, help="DDVI_ELBO(warmup_steps=...)")
     parser.add_argument("--train-size", type=int, default=None, help="default 60000 (MNIST) or 1024 (synthetic)")

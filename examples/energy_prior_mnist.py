@@ -13,7 +13,8 @@ learning rate 1e-3 for the VAE and 2e-4 for the prior):
 
 Test NLL (nats): for the normalized priors the IWAE bound (an upper bound on the NLL); for the GRBM priors
 an ESTIMATE: IWAE with the unnormalized prior minus an AIS estimate of log Z (a stochastic lower bound on
-log Z, so the NLL tends to be under-estimated). The default run trains each model for one epoch (937 steps) and evaluates on a subset of the test set (it says so in its output); the paper trains for 100
+log Z, so the NLL tends to be under-estimated). The default run trains each model for one epoch (937 steps) and
+evaluates on a subset of the test set (it says so in its output); the paper trains for 100
 epochs on all data, so expect much larger NLLs than its numbers.
 
 Usage::
@@ -113,7 +114,9 @@ def make_svi(vae: Vae, args):
             lambda name: {"lr": args.prior_lr if "pseudo_inputs" in name else args.lr}
         )
         return SVI(vae.model, vae.guide, optim, loss=Trace_ELBO()), None
-    objective = SlicedScoreMatchingLoss(num_projections=1) if vae.kind == "grbm_ssm" else AdversarialCDLoss(num_transforms=4)
+    objective = (
+        SlicedScoreMatchingLoss(num_projections=1) if vae.kind == "grbm_ssm" else AdversarialCDLoss(num_transforms=4)
+    )
     elbo = EnergyPriorELBO(prior_objective=objective)
     optim = pyro.optim.Adam(elbo.optim_args({"lr": args.lr}, prior={"lr": args.prior_lr}))
     return SVI(vae.model, vae.guide, optim, loss=elbo), elbo

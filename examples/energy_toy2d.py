@@ -178,8 +178,12 @@ def main():
                 entry["log_z_exact"] = energy().exact_log_partition().item()
             res[method] = entry
             panels.append((method, neg_e - log_z))
-            tqdm.write(f"{name:>12} {method:<9} test log-lik {entry['test_ll']:.3f} ± {entry['se']:.3f} "
-                       f"(log Z quadrature {log_z:.3f}{', exact %.3f' % entry['log_z_exact'] if 'log_z_exact' in entry else ''})")
+            tqdm.write(
+                f"{name:>12} {method:<9} test log-lik {entry['test_ll']:.3f} ± {entry['se']:.3f} "
+                f"(log Z quadrature {log_z:.3f}"
+                + (f", exact {entry['log_z_exact']:.3f}" if "log_z_exact" in entry else "")
+                + ")"
+            )
         results[name] = res
         for col, (title, logp) in enumerate(panels):
             ax = axes[row, col]
@@ -197,7 +201,10 @@ def main():
     header = f"{'dataset':<13}" + "".join(f"{m:>18}" for m in ("gaussian_mle", *methods))
     lines = ["Test log-likelihood (nats per point; log Z by 2-D quadrature; ± SE over test points)", header]
     for name, res in results.items():
-        lines.append(f"{name:<13}" + "".join(f"{res[m]['test_ll']:>11.3f} ±{res[m]['se']:.3f}" for m in ("gaussian_mle", *methods)))
+        lines.append(
+            f"{name:<13}"
+            + "".join(f"{res[m]['test_ll']:>11.3f} ±{res[m]['se']:.3f}" for m in ("gaussian_mle", *methods))
+        )
     table = "\n".join(lines)
     print(table)
     print(f"total runtime {time.time() - start:.0f} s ({args.steps} steps per fit)")

@@ -120,7 +120,9 @@ def run_cell(name: str, method: str, seed: int, args, device) -> tuple[dict, dic
     opt = torch.optim.Adam(energy.parameters(), lr=args.lr)
     t0 = time.time()
     losses = []
-    iterations, batch_size = (args.mle_iterations, args.mle_batch_size) if method == "mle" else (args.iterations, args.batch_size)
+    iterations, batch_size = (
+        (args.mle_iterations, args.mle_batch_size) if method == "mle" else (args.iterations, args.batch_size)
+    )
     for _ in tqdm(range(iterations), desc=f"{name} {method} seed {seed}", leave=False, disable=None):
         batch = train[torch.randint(train.shape[0], (batch_size,), device=device)]
         opt.zero_grad()
@@ -166,8 +168,12 @@ def plot_dataset(name: str, train: torch.Tensor, panels: dict, lim: float, path:
     extent = [-lim, lim, -lim, lim]
     for row, method in enumerate(methods):
         p = panels[method]
-        cols = [("data", None), ("flow samples (Eq. 5.6)", None), ("-E (EBM log density, unnormalized)", p["neg_energy"]),
-                ("flow density (Eq. 5.7)", p["flow_log_density"].exp())]
+        cols = [
+            ("data", None),
+            ("flow samples (Eq. 5.6)", None),
+            ("-E (EBM log density, unnormalized)", p["neg_energy"]),
+            ("flow density (Eq. 5.7)", p["flow_log_density"].exp()),
+        ]
         for col, (title, img) in enumerate(cols):
             ax = axes[row, col]
             if col == 0:
@@ -188,9 +194,14 @@ def plot_dataset(name: str, train: torch.Tensor, panels: dict, lim: float, path:
 
 
 def summarize(records: list[dict]) -> str:
-    lines = ["| dataset | method | flow test LL (Eq. 5.7) | EBM e^{-E}/Z test LL | flow mass on box | true density LL | dissertation |",
-             "|---|---|---|---|---|---|---|"]
-    keys = sorted({(r["dataset"], r["method"]) for r in records}, key=lambda k: (DATASETS.index(k[0]), METHODS.index(k[1])))
+    lines = [
+        "| dataset | method | flow test LL (Eq. 5.7) | EBM e^{-E}/Z "
+        "test LL | flow mass on box | true density LL | dissertation |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    keys = sorted(
+        {(r["dataset"], r["method"]) for r in records}, key=lambda k: (DATASETS.index(k[0]), METHODS.index(k[1]))
+    )
     for dataset, method in keys:
         rs = [r for r in records if (r["dataset"], r["method"]) == (dataset, method)]
 
@@ -210,7 +221,9 @@ def summarize(records: list[dict]) -> str:
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--quick", action="store_true", help="2 CPU cores, minutes: small network, fewer iterations")
     parser.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=list(DATASETS))
     parser.add_argument("--methods", nargs="+", default=["ebm", "mle"], choices=list(METHODS))

@@ -132,7 +132,9 @@ def batches(data, args, steps, gen):
 
 
 def train_vae(vaebm, train, args, gen, desc):
-    guide = GaussianGuide(vaebm, latent="z", observed="x", encoder_hidden_dims=(args.hidden, args.hidden), init_scale=0.1)
+    guide = GaussianGuide(
+        vaebm, latent="z", observed="x", encoder_hidden_dims=(args.hidden, args.hidden), init_scale=0.1
+    )
     svi = SVI(vaebm, guide, Adam({"lr": args.vae_lr}), Trace_ELBO())
     # warm-up against posterior collapse: for the first third of the steps the decoder's scale is held at
     # 0.05 (its output rows get no gradient), so the reconstruction term forces the latent to be used
@@ -158,8 +160,13 @@ def train_vae(vaebm, train, args, gen, desc):
 def train_energy(vaebm, train, args, gen, desc):
     for p in vaebm.decoder.parameters():
         p.requires_grad_(False)  # stage 2: the VAE is frozen
-    objective = VAEBMContrastiveLoss(num_steps=args.langevin_steps, step_size=args.step_size,
-                                 energy_reg_weight=args.energy_reg_weight, persistent=args.persistent, buffer_size=10000)
+    objective = VAEBMContrastiveLoss(
+        num_steps=args.langevin_steps,
+        step_size=args.step_size,
+        energy_reg_weight=args.energy_reg_weight,
+        persistent=args.persistent,
+        buffer_size=10000,
+    )
     opt = torch.optim.Adam(vaebm.energy_fn.parameters(), lr=args.ebm_lr, betas=(0.0, 0.999))
     gaps = []
     for batch in tqdm(batches(train, args, args.ebm_steps, gen), total=args.ebm_steps, desc=desc, leave=False,
@@ -259,7 +266,7 @@ def table(records, args, seconds):
         return v.mean().item(), sd
 
     rows = [("VAE (quadrature in z)", "vae_ll", "vae_se", DISSERTATION["vae"]),
-            ("VAE (IWAE, K=%d)" % args.iwae_particles, "vae_iwae", "vae_iwae_se", None),
+            (f"VAE (IWAE, K={args.iwae_particles})", "vae_iwae", "vae_iwae_se", None),
             ("VAEBM", "vaebm_ll", "vaebm_se", DISSERTATION["vaebm"]),
             ("true density", "true_ll", None, DISSERTATION["true"])]
     true_m = agg("true_ll")[0]
@@ -273,9 +280,12 @@ def table(records, args, seconds):
         lines.append(f"| {name} | {m:.3f} ({sd:.3f}) | {m - true_m:+.2f} | {per} | {refs} |")
     gm, gsd = agg("gain")
     wins = sum(r["vaebm_ll"] > r["vae_ll"] for r in records)
-    lines += ["", f"VAEBM - VAE: {gm:+.3f} nats (sd {gsd:.3f} over seeds); VAEBM better in {wins}/{len(records)} seeds. "
-              f"log Z by Monte Carlo (SE ≤ {max(r['log_z_se'] for r in records):.4f}); latent-quadrature change on 2x "
-              f"refinement ≤ {max(r['quad_err'] for r in records):.1e} nats. Runtime {seconds:.0f} s."]
+    lines += [
+        "",
+        f"VAEBM - VAE: {gm:+.3f} nats (sd {gsd:.3f} over seeds); VAEBM better in {wins}/{len(records)} seeds. "
+        f"log Z by Monte Carlo (SE ≤ {max(r['log_z_se'] for r in records):.4f}); latent-quadrature change on 2x "
+        f"refinement ≤ {max(r['quad_err'] for r in records):.1e} nats. Runtime {seconds:.0f} s.",
+    ]
     return "\n".join(lines)
 
 

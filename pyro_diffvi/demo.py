@@ -291,8 +291,11 @@ def main(argv: list[str] | None = None) -> dict:
 def _print_table(results: dict) -> None:
     print(f"{'guide':10s} {'test ELBO (nats)':>22s} {'latent NLL':>16s} {'kNN acc':>8s}")
     for kind, r in results.items():
-        print(f"{kind:10s} {r['elbo']:12.2f} ± {r['elbo_stderr']:6.2f}   {r['latent_nll']:8.3f} ± {r['latent_nll_stderr']:.3f} "
-              f"{r['knn_accuracy']:8.3f}")
+        print(
+            f"{kind:10s} {r['elbo']:12.2f} ± {r['elbo_stderr']:6.2f}  "
+            f" {r['latent_nll']:8.3f} ± {r['latent_nll_stderr']:.3f} "
+            f"{r['knn_accuracy']:8.3f}"
+        )
 
 
 def _plot(results: dict, labels: torch.Tensor, path: str, title: str) -> None:

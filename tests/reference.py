@@ -5,10 +5,12 @@ It implements the same mathematics as :class:`~pyro_diffvi.infer.DDVI_ELBO` with
 :class:`~pyro_diffvi.guides.DiffusionGuide` directly, step by step, with ``torch.distributions``:
 
 * wake (Eq. 5): :math:`\mathcal L_{\mathrm{rec}} = \sum_i \log p(x_i|z_i)` and
-  :math:`\mathcal L_{\mathrm{reg}} = \sum_i \log p(z_i) + \sum_t \log r(y_t|y_{t-1}) - \log q(y_T|x_i) - \sum_t \log q(y_{t-1}|y_t, x_i)`
-  along one reverse chain per datum;
-* sleep (Eq. 9, Sec. 3.4): :math:`\sum_i \|\epsilon_i - \epsilon_\phi(\sqrt{\bar\alpha_{t_i}} z_i + \sqrt{1-\bar\alpha_{t_i}}\epsilon_i, t_i, c_i)\|^2`
-  (+ :math:`\mathrm{KL}(r(y_T|z_i)\|q(y_T|x_i))` in full wake-sleep) at :math:`z_i \sim p(z)` (and :math:`x_i \sim p(x|z_i)`).
+  :math:`\mathcal L_{\mathrm{reg}} = \sum_i \log p(z_i) + \sum_t \log r(y_t|y_{t-1}) - \log q(y_T|x_i)
+  - \sum_t \log q(y_{t-1}|y_t, x_i)` along one reverse chain per datum;
+* sleep (Eq. 9, Sec. 3.4): :math:`\sum_i \|\epsilon_i - \epsilon_\phi(\sqrt{\bar\alpha_{t_i}} z_i
+  + \sqrt{1-\bar\alpha_{t_i}}\epsilon_i, t_i, c_i)\|^2`
+  (+ :math:`\mathrm{KL}(r(y_T|z_i)\|q(y_T|x_i))` in full wake-sleep) at :math:`z_i \sim p(z)` (and
+  :math:`x_i \sim p(x|z_i)`).
 
 Random draws are made in the same order as the Pyro path with one particle and no subsampling:
 the chain noise ``randn(T + 1, B, d)``, then the prior draw, the simulated data (wake-sleep), the

@@ -12,8 +12,11 @@ from pyro_diffvi.plots import density_grid, plot_image_grid, plot_latent_panels,
 from pyro_diffvi.priors import Pinwheel, Square, SwissRoll  # noqa: E402
 
 
-@pytest.mark.parametrize("prior", [Pinwheel(radius=10.0, radial_scale=3.0, tangential_scale=0.5), SwissRoll(), Square()],
-                         ids=["pinwheel", "swiss_roll", "square"])
+@pytest.mark.parametrize(
+    "prior",
+    [Pinwheel(radius=10.0, radial_scale=3.0, tangential_scale=0.5), SwissRoll(), Square()],
+    ids=["pinwheel", "swiss_roll", "square"],
+)
 def test_grid_is_the_exact_log_density_and_levels_hold_their_mass(prior):
     grid = density_grid(prior, resolution=120)
     xx, yy = torch.meshgrid(grid.x, grid.y, indexing="xy")

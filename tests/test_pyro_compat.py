@@ -36,7 +36,9 @@ def test_a_guide_s_name_is_the_prefix_pyro_registers_its_parameters_under():
             pyro.sample("x", dist.Normal(z, 1.0).to_event(1), obs=x)
 
     pyro.clear_param_store()
-    guide = DiffusionGuide(model, "z", "x", num_steps=2, encoder_hidden_dims=(8,), denoiser_hidden_dims=(8,), name="q_z")
+    guide = DiffusionGuide(
+        model, "z", "x", num_steps=2, encoder_hidden_dims=(8,), denoiser_hidden_dims=(8,), name="q_z"
+    )
     with poutine.trace(param_only=True) as tracer:
         DDVI_ELBO().differentiable_loss(model, guide, torch.randn(4, 2))
     registered = set(tracer.trace.nodes)

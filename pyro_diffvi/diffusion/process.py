@@ -6,11 +6,18 @@ and :math:`\bar\alpha_t = \prod_{s \le t} \alpha_s`:
 
 * marginal :math:`r(y_t|y_0) = \mathcal N(\sqrt{\bar\alpha_t}\, y_0, (1-\bar\alpha_t) I)`;
 * posterior :math:`r(y_{t-1}|y_t, y_0) = \mathcal N(\tilde\mu_t, \tilde\beta_t I)` with
-  :math:`\tilde\mu_t = \frac{\sqrt{\bar\alpha_{t-1}}\beta_t}{1-\bar\alpha_t} y_0 + \frac{\sqrt{\alpha_t}(1-\bar\alpha_{t-1})}{1-\bar\alpha_t} y_t`
+
+  .. math::
+
+      \tilde\mu_t = \frac{\sqrt{\bar\alpha_{t-1}}\beta_t}{1-\bar\alpha_t} y_0
+          + \frac{\sqrt{\alpha_t}(1-\bar\alpha_{t-1})}{1-\bar\alpha_t} y_t
+
   and :math:`\tilde\beta_t = \frac{1-\bar\alpha_{t-1}}{1-\bar\alpha_t}\beta_t` (the :math:`y_t` coefficient uses
   :math:`\sqrt{\alpha_t}`, see the erratum to Eq. 2.51 of Xiao (2022));
-* noise-prediction mean :math:`\mu(y_t, \hat\epsilon) = \big(y_t - \frac{\beta_t}{\sqrt{1-\bar\alpha_t}}\hat\epsilon\big)/\sqrt{\alpha_t}`,
-  equal to :math:`\tilde\mu_t` when :math:`\hat\epsilon` is the true noise of :math:`y_t = \sqrt{\bar\alpha_t} y_0 + \sqrt{1-\bar\alpha_t}\epsilon`.
+* noise-prediction mean
+  :math:`\mu(y_t, \hat\epsilon) = \big(y_t - \frac{\beta_t}{\sqrt{1-\bar\alpha_t}}\hat\epsilon\big)/\sqrt{\alpha_t}`,
+  equal to :math:`\tilde\mu_t` when :math:`\hat\epsilon` is the true noise of
+  :math:`y_t = \sqrt{\bar\alpha_t} y_0 + \sqrt{1-\bar\alpha_t}\epsilon`.
 
 Time indices ``t`` run from 1 to T and may be Python ints or integer tensors (broadcast against the
 batch dimensions of the values; the last dimension of every value is the event dimension).
@@ -137,22 +144,26 @@ class GaussianDiffusion(nn.Module):
         )
 
     def q_sample(self, y0: torch.Tensor, t: int | torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
-        r""":math:`y_t = \sqrt{\bar\alpha_t}\, y_0 + \sqrt{1-\bar\alpha_t}\,\epsilon` (reparameterized draw of the marginal)."""
+        r""":math:`y_t = \sqrt{\bar\alpha_t}\, y_0 + \sqrt{1-\bar\alpha_t}\,\epsilon` (reparameterized draw of the
+        marginal)."""
         return self.at("sqrt_alphas_cumprod", t, y0) * y0 + self.at("sqrt_one_minus_alphas_cumprod", t, y0) * noise
 
     def posterior(self, y_t: torch.Tensor, y0: torch.Tensor, t: int | torch.Tensor) -> dist.Normal:
-        r""":math:`r(y_{t-1}|y_t, y_0) = \mathcal N(\tilde\mu_t, \tilde\beta_t I)` for :math:`t \ge 2` (:math:`t = 1` is a point mass at :math:`y_0`)."""
+        r""":math:`r(y_{t-1}|y_t, y_0) = \mathcal N(\tilde\mu_t, \tilde\beta_t I)` for :math:`t \ge 2` (:math:`t = 1` is
+        a point mass at :math:`y_0`)."""
         if isinstance(t, int) and t < 2:
             raise ValueError("posterior r(y_{t-1}|y_t, y_0) needs t >= 2: at t = 1 it is a point mass at y_0")
         loc = self.at("posterior_coef_y0", t, y0) * y0 + self.at("posterior_coef_yt", t, y0) * y_t
         return dist.Normal(loc, self.at("posterior_variance", t, y0).sqrt().expand_as(loc))
 
     def mean_from_eps(self, y_t: torch.Tensor, t: int | torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
-        r"""The reverse mean :math:`\big(y_t - \frac{\beta_t}{\sqrt{1-\bar\alpha_t}}\hat\epsilon\big)/\sqrt{\alpha_t}` (DDPM parametrization)."""
+        r"""The reverse mean :math:`\big(y_t - \frac{\beta_t}{\sqrt{1-\bar\alpha_t}}\hat\epsilon\big)/\sqrt{\alpha_t}`
+        (DDPM parametrization)."""
         return (y_t - self.at("eps_coef", t, y_t) * eps) / self.at("sqrt_alphas", t, y_t)
 
     def reverse_variance(self, kind: str, t: int | torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-        r"""Fixed reverse variance :math:`\sigma_t^2`: ``"beta"`` (:math:`\beta_t`) or ``"posterior"`` (:math:`\tilde\beta_t`, clipped at t = 1)."""
+        r"""Fixed reverse variance :math:`\sigma_t^2`: ``"beta"`` (:math:`\beta_t`) or ``"posterior"``
+        (:math:`\tilde\beta_t`, clipped at t = 1)."""
         if kind == "beta":
             return self.at("betas", t, like)
         if kind == "posterior":
@@ -173,7 +184,8 @@ class GaussianDiffusion(nn.Module):
         return log_beta + torch.tanh(v) * (log_beta - log_tilde)
 
     def log_forward_density(self, ys: torch.Tensor) -> torch.Tensor:
-        r""":math:`\log r(y_{1:T}|y_0) = \sum_{t=1}^T \log\mathcal N(y_t; \sqrt{\alpha_t} y_{t-1}, \beta_t I)`, fused over all steps.
+        r""":math:`\log r(y_{1:T}|y_0) = \sum_{t=1}^T \log\mathcal N(y_t; \sqrt{\alpha_t} y_{t-1}, \beta_t I)`, fused
+        over all steps.
 
         :param ys: the trajectory stacked as ``(T + 1,) + batch_shape + (d,)``, ``ys[t] = y_t``.
         :return: tensor of shape ``batch_shape`` (summed over steps and the event dimension).

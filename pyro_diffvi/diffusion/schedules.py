@@ -67,7 +67,8 @@ def cosine_beta_schedule(
     dtype: torch.dtype = torch.float32,
     device: torch.device | str | None = None,
 ) -> torch.Tensor:
-    r"""The cosine schedule :math:`\bar\alpha_t = f(t)/f(0)`, :math:`f(t) = \cos^2\big(\frac{t/T + s}{1 + s}\frac{\pi}{2}\big)`,
+    r"""The cosine schedule :math:`\bar\alpha_t = f(t)/f(0)`,
+    :math:`f(t) = \cos^2\big(\frac{t/T + s}{1 + s}\frac{\pi}{2}\big)`,
     :math:`\beta_t = \min(1 - \bar\alpha_t/\bar\alpha_{t-1}, \text{max_beta})` (Nichol & Dhariwal 2021, Eq. 17).
 
     :param num_steps: :math:`T \ge 1`.
@@ -151,7 +152,8 @@ def check_betas_representable(betas: torch.Tensor, dtype: torch.dtype) -> None:
 
     >>> import torch
     >>> from pyro_diffvi.diffusion.schedules import check_betas_representable
-    >>> check_betas_representable(torch.tensor([0.5, 1 - 1e-9], dtype=torch.float64), torch.float32)  # doctest: +ELLIPSIS
+    >>> betas = torch.tensor([0.5, 1 - 1e-9], dtype=torch.float64)
+    >>> check_betas_representable(betas, torch.float32)  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
     ValueError: schedule betas must lie in (0, 1) in torch.float32 ...

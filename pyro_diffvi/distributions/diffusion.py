@@ -18,7 +18,8 @@ class DiffusionPosterior(AuxiliaryBoundDistribution):
         q_\phi(y_{0:T}|x) = q_\phi(y_T|x) \prod_{t=1}^{T} q_\phi(y_{t-1}|y_t, x), \qquad z = y_0,
 
     with :math:`q_\phi(y_T|x) = \mathcal N(\text{loc}, \text{diag}(\text{scale}^2))` from the encoder and
-    :math:`q_\phi(y_{t-1}|y_t, x) = \mathcal N\big(\tfrac{1}{\sqrt{\alpha_t}}(y_t - \tfrac{\beta_t}{\sqrt{1-\bar\alpha_t}}
+    :math:`q_\phi(y_{t-1}|y_t, x) = \mathcal N\big(\tfrac{1}{\sqrt{\alpha_t}}(y_t -
+    \tfrac{\beta_t}{\sqrt{1-\bar\alpha_t}}
     \epsilon_\phi(y_t, t, c)),\ \sigma_t^2 I\big)` (noise-prediction parametrization, Sec. 3.4). The
     variances are fixed (:math:`\sigma_t^2 = \beta_t` or the clipped posterior variance
     :math:`\tilde\beta_t`) or learned (log-variance interpolated between the two by a second head of
@@ -136,7 +137,8 @@ class DiffusionPosterior(AuxiliaryBoundDistribution):
         :param noise: optional standard-normal draws of shape ``(T + 1,) + sample_shape + batch_shape + (d,)``;
             ``noise[0]`` draws :math:`y_T`, ``noise[k]`` the step from :math:`y_{T-k+1}` to :math:`y_{T-k}`.
             Drawn here in one call when omitted.
-        :return: ``(z, log_density)`` with shapes ``sample_shape + batch_shape + (d,)`` and ``sample_shape + batch_shape``.
+        :return: ``(z, log_density)`` with shapes ``sample_shape + batch_shape + (d,)`` and
+            ``sample_shape + batch_shape``.
         """
         z, log_density, _ = self._run_chain(torch.Size(sample_shape), noise)
         return z, log_density
@@ -208,7 +210,9 @@ class DiffusionPosterior(AuxiliaryBoundDistribution):
         y_t, y_prev = trajectory[1:], trajectory[:-1]
         times = torch.arange(1, T + 1, device=y_t.device).view((T,) + (1,) * (y_t.dim() - 2))
         times = times.expand(y_t.shape[:-1])
-        context = None if self.context is None else self.context.detach().expand(y_t.shape[:-1] + self.context.shape[-1:])
+        context = (
+            None if self.context is None else self.context.detach().expand(y_t.shape[:-1] + self.context.shape[-1:])
+        )
         out = torch.func.functional_call(self.denoiser, (params, buffers), (y_t, times, context))
         if self.reverse_variance == "learned":
             eps_hat, v = out.split(d, dim=-1)

@@ -177,7 +177,9 @@ class EnergyDistribution(TorchDistribution):
         if e.shape == expected + (1,):
             e = e.squeeze(-1)
         if e.shape != expected:
-            raise ValueError(f"energy_fn returned shape {tuple(e.shape)} for z of shape {tuple(z.shape)}; expected {tuple(expected)}")
+            raise ValueError(
+                f"energy_fn returned shape {tuple(e.shape)} for z of shape {tuple(z.shape)}; expected {tuple(expected)}"
+            )
         return e
 
     def log_prob(self, value: Tensor) -> Tensor:

@@ -163,7 +163,8 @@ class GRBM(EnergyDistribution):
         r"""Joint energy :math:`E(v, h)`; ``v`` of shape ``(..., D)``, ``h`` of shape ``(..., H)`` (broadcast)."""
         if v.shape[-1:] != (self.dim,) or h.shape[-1:] != (self.num_hidden,):
             raise ValueError(
-                f"v and h must have trailing sizes {self.dim} and {self.num_hidden}, got {tuple(v.shape)} and {tuple(h.shape)}"
+                f"v and h must have trailing sizes {self.dim} and "
+                f"{self.num_hidden}, got {tuple(v.shape)} and {tuple(h.shape)}"
             )
         coupling = ((v / self.sigma.pow(2)) @ self.W * h).sum(-1)
         return self._quadratic(v) - coupling - (h * self.b).sum(-1)
@@ -180,7 +181,8 @@ class GRBM(EnergyDistribution):
             return torch.bernoulli(torch.sigmoid(self.hidden_logits(v)))
 
     def sample_visible(self, h: Tensor) -> Tensor:
-        """:math:`v \\sim p(v \\mid h) = \\mathcal N(\\mu + W h, \\operatorname{diag}\\sigma^2)`, shape ``h.shape[:-1] + (D,)``."""
+        """:math:`v \\sim p(v \\mid h) = \\mathcal N(\\mu + W h, \\operatorname{diag}\\sigma^2)`, shape
+        ``h.shape[:-1] + (D,)``."""
         with torch.no_grad():
             loc = self.mu + h @ self.W.T
             return loc + self.sigma * torch.randn_like(loc)

@@ -207,7 +207,9 @@ class PathIntegralPosterior(AuxiliaryBoundDistribution):
         for k in range(K):
             u = step(y, k + 1)
             # log N(y_{k+1}; y_k + u h, s^2 h) - log N(y_{k+1}; y_k, s^2 h) in terms of eps_k
-            log_ratio = log_ratio + (0.5 * h / sigma**2) * u.pow(2).sum(-1) + (math.sqrt(h) / sigma) * (u * noise[k]).sum(-1)
+            log_ratio = (
+                log_ratio + (0.5 * h / sigma**2) * u.pow(2).sum(-1) + (math.sqrt(h) / sigma) * (u * noise[k]).sum(-1)
+            )
             y = y + h * u + sigma * math.sqrt(h) * noise[k]
             ys.append(y)
         trajectory = torch.stack(ys)
@@ -221,7 +223,8 @@ class PathIntegralPosterior(AuxiliaryBoundDistribution):
         return self.loc + self.scale * y, log_density - self.scale.log().sum(-1), trajectory
 
     def _path_log_ratio(self, trajectory: torch.Tensor) -> torch.Tensor:
-        r"""The Girsanov sum :math:`\sum_k [\log\mathcal N(y_{k+1}; y_k + \bar u_k h, \sigma^2 h) - \log\mathcal N(y_{k+1};
+        r"""The Girsanov sum :math:`\sum_k [\log\mathcal N(y_{k+1}; y_k + \bar u_k h, \sigma^2 h) - \log\mathcal
+        N(y_{k+1};
         y_k, \sigma^2 h)]` with the drift's parameters held fixed (:math:`\bar u`, detached) and the path
         differentiable: the path-derivative ("sticking the landing", Roeder et al. 2017) form, whose dropped
         score term has zero expectation. All K steps go through the drift in one batched call."""
@@ -232,7 +235,9 @@ class PathIntegralPosterior(AuxiliaryBoundDistribution):
         buffers = dict(self.drift.named_buffers())
         times = torch.arange(1, K + 1, device=y_prev.device).view((K,) + (1,) * (y_prev.dim() - 2))
         times = times.expand(y_prev.shape[:-1])
-        context = None if self.context is None else self.context.detach().expand(y_prev.shape[:-1] + self.context.shape[-1:])
+        context = (
+            None if self.context is None else self.context.detach().expand(y_prev.shape[:-1] + self.context.shape[-1:])
+        )
         u = torch.func.functional_call(self.drift, (params, buffers), (y_prev, times, context))
         delta = y_next - y_prev
         return ((delta.pow(2) - (delta - h * u).pow(2)).sum(-1) / (2 * sigma**2 * h)).sum(0)

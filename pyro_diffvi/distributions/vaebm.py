@@ -191,7 +191,9 @@ class VAEBM(nn.Module):
         if e.shape == x.shape[:-1] + (1,):
             e = e.squeeze(-1)
         if e.shape != x.shape[:-1]:
-            raise ValueError(f"energy_fn must map x of shape {tuple(x.shape)} to {tuple(x.shape[:-1])}, got {tuple(e.shape)}")
+            raise ValueError(
+                f"energy_fn must map x of shape {tuple(x.shape)} to {tuple(x.shape[:-1])}, got {tuple(e.shape)}"
+            )
         return e
 
     def transform(self, eps: Tensor) -> tuple[Tensor, Tensor]:

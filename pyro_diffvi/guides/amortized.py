@@ -357,7 +357,9 @@ class AmortizedGuide(AutoGuide):
 
     def _require_context_tensor(self) -> None:
         if self.context_dim is None:
-            raise ValueError(f"{type(self).__name__} needs an encoder returning one context tensor, not a (loc, scale) tuple")
+            raise ValueError(
+                f"{type(self).__name__} needs an encoder returning one context tensor, not a (loc, scale) tuple"
+            )
 
     # ---- per call -----------------------------------------------------------------------------
 

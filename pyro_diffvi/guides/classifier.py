@@ -68,7 +68,8 @@ class ClassifierGuide(AmortizedGuide):
     >>> guide = AutoGuideList(model)
     >>> guide.append(ClassifierGuide(model, "y", "x"))
     >>> guide.append(GaussianGuide(model, "z", "x", condition_on="y"))
-    >>> svi = SVI(model, guide, Adam({"lr": 1e-2}), TraceEnum_ELBO(max_plate_nesting=1, strict_enumeration_warning=False))
+    >>> elbo = TraceEnum_ELBO(max_plate_nesting=1, strict_enumeration_warning=False)
+    >>> svi = SVI(model, guide, Adam({"lr": 1e-2}), elbo)
     >>> x, y = torch.randn(8, 2), torch.randint(0, 3, (8,))
     >>> labelled, unlabelled = svi.step(x, y), svi.step(x)
     >>> guide[0].probs(x).shape

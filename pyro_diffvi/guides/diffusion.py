@@ -186,7 +186,9 @@ class DiffusionGuide(GaussianGuide):
         """
         return self.call_in_context(self._sleep_loss, model_trace, use_observed, head, num_particles)
 
-    def _sleep_loss(self, model_trace: poutine.Trace, use_observed: bool, head: bool, num_particles: int) -> torch.Tensor:
+    def _sleep_loss(
+        self, model_trace: poutine.Trace, use_observed: bool, head: bool, num_particles: int
+    ) -> torch.Tensor:
         sites = model_trace.nodes
         context = self.simulated_context(model_trace) if use_observed else None
         total = 0.0
@@ -199,7 +201,8 @@ class DiffusionGuide(GaussianGuide):
     def site_sleep_loss(
         self, name: str, z: torch.Tensor, context=None, *, head: bool = True, num_particles: int = 1
     ) -> torch.Tensor:
-        r"""Per-datum denoising loss :math:`-\mathcal L_{\mathrm{diff}}` of latent ``name`` at a model draw ``z`` (Eq. 9).
+        r"""Per-datum denoising loss :math:`-\mathcal L_{\mathrm{diff}}` of latent ``name`` at a model draw ``z`` (Eq.
+        9).
 
         .. math::
 
@@ -265,7 +268,8 @@ class DiffusionGuide(GaussianGuide):
         return loss if head_loss is None else loss + head_loss
 
     def _variance_loss(self, u0, u_t, t, eps_hat, v) -> torch.Tensor:
-        r""":math:`T\,\mathrm{KL}\big(r(u_{t-1}|u_t, u_0)\,\|\,q(u_{t-1}|u_t)\big)` (:math:`-T \log q(u_0|u_1)` at t = 1), the
+        r""":math:`T\,\mathrm{KL}\big(r(u_{t-1}|u_t, u_0)\,\|\,q(u_{t-1}|u_t)\big)` (:math:`-T \log q(u_0|u_1)` at t =
+        1), the
         step's term of the trajectory forward KL, with the mean held fixed: it trains the learned variances
         (the hybrid loss of Nichol & Dhariwal 2021, Sec. 3.1), which the noise-prediction loss does not see."""
         process = self.process
@@ -275,7 +279,8 @@ class DiffusionGuide(GaussianGuide):
         return self.num_steps * per_coordinate.sum(-1)
 
     def _head_kl(self, name: str, y0: torch.Tensor, context) -> torch.Tensor:
-        r""":math:`\mathrm{KL}(\mathcal N(\sqrt{\bar\alpha_T} z, (1-\bar\alpha_T) I)\,\|\,\mathcal N(\text{loc}, \text{scale}^2))`."""
+        r"""The head's KL term, :math:`\mathrm{KL}(r_T \,\|\, \mathcal N(\text{loc}, \text{scale}^2))` with
+        :math:`r_T = \mathcal N(\sqrt{\bar\alpha_T} z, (1-\bar\alpha_T) I)`."""
         loc, scale = self.loc_scale(name, context)
         r_T = Normal(self.process.sqrt_alphas_cumprod[-1] * y0, self.process.sqrt_one_minus_alphas_cumprod[-1])
         return kl_divergence(r_T, Normal(loc, scale)).sum(-1)

@@ -30,7 +30,8 @@ class EncoderGuide(AmortizedGuide):
 
     Its ``log_prob`` is zero at the code, so with :class:`~pyro.infer.Trace_ELBO` it gives the
     MAP/regularized objective :math:`\log p(x|z) + \log p(z)` (Eq. 3.5 with :math:`\beta = 1`, not a bound on
-    :math:`\log p(x)`); train it with :class:`~pyro_diffvi.infer.GLFLoss`. Latent sites must be unconstrained (real-valued).
+    :math:`\log p(x)`); train it with :class:`~pyro_diffvi.infer.GLFLoss`. Latent sites must be unconstrained
+    (real-valued).
 
     Example:
 

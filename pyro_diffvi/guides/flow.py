@@ -6,7 +6,8 @@ with the exact density
 
 .. math::
 
-    \log q(z|x) = \log \mathcal{N}(\epsilon; 0, I) - \sum_{k=1}^K \log \left|\det \frac{\partial f_k}{\partial u_{k-1}}\right|.
+    \log q(z|x) = \log \mathcal{N}(\epsilon; 0, I) - \sum_{k=1}^K \log \left|\det \frac{\partial f_k}{\partial
+    u_{k-1}}\right|.
 
 Sampling runs every layer forward once; the log-determinant of each layer is cached by Pyro's
 transforms when the sample is drawn, so scoring the sample just drawn (what ``Trace_ELBO`` does)

@@ -11,7 +11,8 @@ from pyro_diffvi.nn.heads import loc_scale
 
 
 class GaussianGuide(AmortizedGuide):
-    r"""Amortized mean-field Gaussian guide :math:`q_\phi(z|x) = \mathcal{N}(\mu_\phi(x), \mathrm{diag}\,\sigma^2_\phi(x))`.
+    r"""Amortized mean-field Gaussian guide
+    :math:`q_\phi(z|x) = \mathcal{N}(\mu_\phi(x), \mathrm{diag}\,\sigma^2_\phi(x))`.
 
     The AEVB baseline of the DDVI paper (Table 1). A linear head per latent site maps the encoder's
     context to :math:`(\mu, \sigma)` with :math:`\sigma = \mathrm{softplus}(\cdot) + \sigma_{\min}`.

@@ -131,7 +131,9 @@ class PathIntegralGuide(GaussianGuide):
         drifts = []
         for name in self.latent_names:
             d = self.latent_dims[name]
-            drift = Denoiser(d, context_dim=2 * d if self.context_dim is None else self.context_dim, **self._drift_kwargs)
+            drift = Denoiser(
+                d, context_dim=2 * d if self.context_dim is None else self.context_dim, **self._drift_kwargs
+            )
             last = drift.net.net[-1]
             with torch.no_grad():  # a new guide's chain is the reference walk
                 last.weight.zero_()

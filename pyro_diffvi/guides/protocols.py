@@ -25,7 +25,8 @@ class WakeSleepGuide(Protocol):
     * ``training_steps``: an ``int`` the objective counts its training steps in (the warm-up schedule;
       keep it in the guide's ``state_dict`` so that a resumed run continues it);
     * ``setup(*args, **kwargs)``: build the guide for the model's arguments, if not built yet;
-    * ``sleep_loss(model_trace, *, use_observed, head, num_particles)``: the sleep term :math:`-\mathcal L_{\mathrm{diff}}`
+    * ``sleep_loss(model_trace, *, use_observed, head, num_particles)``: the sleep term
+      :math:`-\mathcal L_{\mathrm{diff}}`
       at the values of its latent (and, with ``use_observed``, observed) sites in ``model_trace``, a
       scalar summed over the data with the sites' scales, averaged over ``num_particles`` draws of its
       own noise per model draw, with its parameters registered in Pyro's param store (see
@@ -74,7 +75,8 @@ class WakeSleepGuide(Protocol):
 
 @runtime_checkable
 class LabelGuide(Protocol):
-    r"""What :class:`~pyro_diffvi.infer.DDVI_ELBO` needs of a guide for a label that is observed in some calls and latent in
+    r"""What :class:`~pyro_diffvi.infer.DDVI_ELBO` needs of a guide for a label that is observed in some calls and
+    latent in
     others (semi-supervised models; :class:`~pyro_diffvi.guides.ClassifierGuide` is one):
 
     * ``enumerates(*args, **kwargs)``: whether this call leaves the label latent, so that the guide emits it

@@ -307,4 +307,6 @@ class AdversarialAutoencoderLoss(GuardedObjective):
 
     def _build_default(self, name: str, width: int, device, dtype) -> None:
         self._widths[name] = int(width)
-        self.discriminators[name] = MLP(width, 1, hidden_dims=self.hidden_dims, activation=self.activation).to(device=device, dtype=dtype)
+        self.discriminators[name] = MLP(width, 1, hidden_dims=self.hidden_dims, activation=self.activation).to(
+            device=device, dtype=dtype
+        )

@@ -23,7 +23,12 @@ _SLEEP_HINT = (
 
 
 class DDVI_ELBO(GuardedObjective):
-    r"""The DDVI objective :math:`\mathcal L_{\mathrm{rec}} + \beta_{\mathrm{reg}}\mathcal L_{\mathrm{reg}} + \beta_{\mathrm{diff}}\mathcal L_{\mathrm{diff}}` (Eq. 9 and Sec. 3.3).
+    r"""The DDVI objective (Eq. 9 and Sec. 3.3),
+
+    .. math::
+
+        \mathcal L_{\mathrm{rec}} + \beta_{\mathrm{reg}}\mathcal L_{\mathrm{reg}}
+            + \beta_{\mathrm{diff}}\mathcal L_{\mathrm{diff}}.
 
     *Wake term.* For a guide whose sites carry :math:`\log q(y, z|x) - \log r(y|z)` (a
     :class:`~pyro_diffvi.guides.DiffusionGuide`), the Markovian ELBO (Eq. 5) splits as
@@ -36,7 +41,13 @@ class DDVI_ELBO(GuardedObjective):
     With ``reg_weight = 1`` their sum is the ELBO, a lower bound on :math:`\log p(x)`.
 
     *Sleep term* (``sleep_weight`` times :math:`\mathcal L_{\mathrm{diff}}`, Eq. 9, noise-prediction form of
-    Sec. 3.4): :math:`\mathbb E_{t,\epsilon}\|\epsilon - \epsilon_\phi(\sqrt{\bar\alpha_t} z + \sqrt{1-\bar\alpha_t}\epsilon, t, c)\|^2`
+    Sec. 3.4):
+
+    .. math::
+
+        \mathbb E_{t,\epsilon}\|\epsilon
+        - \epsilon_\phi(\sqrt{\bar\alpha_t} z + \sqrt{1-\bar\alpha_t}\epsilon, t, c)\|^2
+
     at draws :math:`z` from the model, computed by the guide's ``sleep_loss``; data-plate scaling as in
     the wake term. Gradients of this term reach only the guide (the draws are detached).
 
@@ -151,7 +162,9 @@ class DDVI_ELBO(GuardedObjective):
         check_positive_int("num_particles", num_particles)
         self.num_sleep_particles = check_positive_int("num_sleep_particles", num_sleep_particles)
         if warmup_steps and (sleep == "none" or sleep_weight == 0):
-            raise ValueError("warmup_steps > 0 trains the sleep term alone: it needs sleep != 'none' and sleep_weight > 0")
+            raise ValueError(
+                "warmup_steps > 0 trains the sleep term alone: it needs sleep != 'none' and sleep_weight > 0"
+            )
         super().__init__(
             num_particles=num_particles,
             max_plate_nesting=max_plate_nesting,
@@ -163,7 +176,9 @@ class DDVI_ELBO(GuardedObjective):
         self.sleep = sleep
         self.sleep_head = sleep_head
         self.warmup_steps = warmup_steps
-        self.classification_weight = check_positive_float("classification_weight", classification_weight, allow_zero=True)
+        self.classification_weight = check_positive_float(
+            "classification_weight", classification_weight, allow_zero=True
+        )
         self._enumerated_elbo = TraceEnum_ELBO(
             num_particles=num_particles,
             max_plate_nesting=max_plate_nesting,
@@ -183,7 +198,8 @@ class DDVI_ELBO(GuardedObjective):
     # ---- terms --------------------------------------------------------------------------------
 
     def wake_terms(self, model, guide, *args, **kwargs) -> tuple[torch.Tensor, torch.Tensor]:
-        r"""Differentiable particle averages of :math:`\mathcal L_{\mathrm{rec}}` and :math:`\mathcal L_{\mathrm{reg}}`."""
+        r"""Differentiable particle averages of :math:`\mathcal L_{\mathrm{rec}}` and
+        :math:`\mathcal L_{\mathrm{reg}}`."""
         rec, reg = 0.0, 0.0
         for model_trace, guide_trace in self._get_traces(model, guide, args, kwargs):
             rec_p, reg_p = 0.0, 0.0
@@ -209,12 +225,15 @@ class DDVI_ELBO(GuardedObjective):
 
     def sleep_term(self, model, guide, *args, **kwargs) -> torch.Tensor:
         r"""The denoising loss :math:`-\mathcal L_{\mathrm{diff}}` (Eq. 9) at draws from the model, summed over data
-        with the data plates' scale, of every part of ``guide`` that follows :class:`~pyro_diffvi.guides.WakeSleepGuide`."""
+        with the data plates' scale, of every part of ``guide`` that follows
+        :class:`~pyro_diffvi.guides.WakeSleepGuide`."""
         parts = self._sleep_parts(guide)
         use_observed = self.sleep == "wake-sleep"
         trace = sleep_draws(model, parts, args, kwargs, latents_only=not use_observed)
         losses = [
-            part.sleep_loss(trace, use_observed=use_observed, head=self.sleep_head, num_particles=self.num_sleep_particles)
+            part.sleep_loss(
+                trace, use_observed=use_observed, head=self.sleep_head, num_particles=self.num_sleep_particles
+            )
             for part in parts
         ]
         return torch.stack(losses).sum()
@@ -239,7 +258,12 @@ class DDVI_ELBO(GuardedObjective):
     # ---- ELBO interface -----------------------------------------------------------------------
 
     def _loss_and_terms(self, model, guide, args: tuple, kwargs: dict) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        r"""The loss :math:`-(\mathcal L_{\mathrm{rec}} + \beta_{\mathrm{reg}}\mathcal L_{\mathrm{reg}}) + \beta_{\mathrm{diff}}\,(-\mathcal L_{\mathrm{diff}})` as a differentiable tensor.
+        r"""The loss as a differentiable tensor,
+
+        .. math::
+
+            -(\mathcal L_{\mathrm{rec}} + \beta_{\mathrm{reg}}\mathcal L_{\mathrm{reg}})
+                + \beta_{\mathrm{diff}}\,(-\mathcal L_{\mathrm{diff}}).
 
         In the warm-up the loss is the sleep term minus :meth:`model_term`. Each call
         with gradients enabled (``SVI.step``, ``ELBO.__call__``'s module, a training loop calling this
@@ -290,7 +314,9 @@ class DDVI_ELBO(GuardedObjective):
         r"""The ELBO with the guide's enumerated labels summed out exactly (:class:`~pyro.infer.TraceEnum_ELBO`),
         for calls that leave a label latent; needs ``reg_weight = 1`` (the enumerated bound is not split)."""
         if self.reg_weight != 1:
-            raise ValueError("reg_weight != 1 needs the rec/reg split, which the enumerated bound of an unlabelled call lacks")
+            raise ValueError(
+                "reg_weight != 1 needs the rec/reg split, which the enumerated bound of an unlabelled call lacks"
+            )
         return -self._enumerated_elbo.differentiable_loss(model, guide, *args, **kwargs)
 
     def _term_hint(self, term: str) -> str:

@@ -117,7 +117,9 @@ class GLFLoss(GuardedObjective):
     ['nll', 'reconstruction']
     """
 
-    def __init__(self, *, reconstruction_weight: float = 1.0, stop_gradient: bool = True, on_nonfinite: str = "raise") -> None:
+    def __init__(
+        self, *, reconstruction_weight: float = 1.0, stop_gradient: bool = True, on_nonfinite: str = "raise"
+    ) -> None:
         super().__init__(num_particles=1)
         self.reconstruction_weight = check_positive_float("reconstruction_weight", reconstruction_weight)
         if not isinstance(stop_gradient, bool):

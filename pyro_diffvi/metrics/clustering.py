@@ -220,8 +220,14 @@ def gmm_clusters(latents: torch.Tensor, *, num_components: int = 20, seed: int =
     from sklearn.mixture import GaussianMixture
 
     points = _latents("latents", latents).detach().cpu().double().numpy()
-    if isinstance(num_components, bool) or not isinstance(num_components, int) or not 1 <= num_components <= points.shape[0]:
-        raise ValueError(f"num_components must be an int in [1, {points.shape[0]}] (the number of points), got {num_components!r}")
+    if (
+        isinstance(num_components, bool)
+        or not isinstance(num_components, int)
+        or not 1 <= num_components <= points.shape[0]
+    ):
+        raise ValueError(
+            f"num_components must be an int in [1, {points.shape[0]}] (the number of points), got {num_components!r}"
+        )
     gmm_kwargs.setdefault("covariance_type", "full")
     gmm = GaussianMixture(n_components=num_components, random_state=seed, **gmm_kwargs)
     return gmm.fit_predict(points).astype(np.int64)

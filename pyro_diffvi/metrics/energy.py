@@ -129,7 +129,8 @@ def energy_prior_log_likelihood(
     **kwargs,
 ) -> EnergyLogLikelihood:
     r"""ESTIMATE of the test log-likelihood :math:`\log p(x)` of a model whose latent sites have
-    energy-based priors (the unnormalized-priors paper, Eq. 6, with an AIS :math:`\log Z`): IWAE with the unnormalized prior
+    energy-based priors (the unnormalized-priors paper, Eq. 6, with an AIS :math:`\log Z`): IWAE with the unnormalized
+    prior
     (:func:`~pyro_diffvi.metrics.log_weights`) minus :math:`\log \hat Z` per prior draw. See the module
     docstring for the biases (AIS under-estimates :math:`\log Z`, so this tends to over-estimate
     :math:`\log p(x)`).
@@ -151,7 +152,8 @@ def energy_prior_log_likelihood(
     :return: :class:`EnergyLogLikelihood`.
 
     The unnormalized prior :math:`e^{-z^2/2}` (:math:`\log Z = \frac12\log 2\pi`) with
-    :math:`x \mid z \sim \mathcal N(z, 1)` and the exact posterior :math:`\mathcal N(x/2, 1/2)` as guide, so that the IWAE term is exact
+    :math:`x \mid z \sim \mathcal N(z, 1)` and the exact posterior :math:`\mathcal N(x/2, 1/2)` as guide, so that the
+    IWAE term is exact
     and :math:`\log p(x) = \log \mathcal N(x; 0, 2)`.
 
     Example:

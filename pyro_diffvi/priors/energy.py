@@ -1,4 +1,5 @@
-r"""A learnable neural-energy prior :math:`p_\theta(z) \propto e^{-E_\theta(z)}` (the unnormalized-priors paper, Sec. 2).
+r"""A learnable neural-energy prior :math:`p_\theta(z) \propto e^{-E_\theta(z)}` (the unnormalized-priors paper, Sec.
+2).
 
 Calling the module returns an :class:`~pyro_diffvi.distributions.EnergyDistribution` whose energy carries gradients
 to the network's parameters only inside :func:`~pyro_diffvi.distributions.prior_gradients` (see
@@ -38,10 +39,12 @@ class _DetachedParameters:
 class EnergyPrior(PyroModule):
     r"""Learnable neural-energy prior :math:`p_\theta(z) \propto e^{-E_\theta(z)}`.
 
-    ``prior()`` returns an :class:`~pyro_diffvi.distributions.EnergyDistribution` (unnormalized ``log_prob``); ``prior.energy(z)``
+    ``prior()`` returns an :class:`~pyro_diffvi.distributions.EnergyDistribution` (unnormalized ``log_prob``);
+    ``prior.energy(z)``
     evaluates :math:`E_\theta(z)`. Tensors are created on the device and dtype of the network's parameters.
 
-    **Gradients.** Outside :func:`~pyro_diffvi.distributions.prior_gradients` the returned distribution's energy is evaluated with
+    **Gradients.** Outside :func:`~pyro_diffvi.distributions.prior_gradients` the returned distribution's energy is
+    evaluated with
     the network's parameters detached (gradients reach :math:`z` only), so the partition-free bound of
     a plain ``Trace_ELBO`` cannot train (and wreck) the prior; a prior objective, alone or inside
     :class:`~pyro_diffvi.infer.EnergyPriorELBO`, trains it.

@@ -112,7 +112,12 @@ class FlowPrior(PyroModule):
         super().__init__(check_module_name(name, type(self).__name__))
         # ConditionalFlow validates dim, num_transforms, flow, hidden_dims, count_bins and bound by name
         self.flow = ConditionalFlow(
-            dim, context_dim=0, num_transforms=num_transforms, flow=flow, hidden_dims=hidden_dims, count_bins=count_bins,
+            dim,
+            context_dim=0,
+            num_transforms=num_transforms,
+            flow=flow,
+            hidden_dims=hidden_dims,
+            count_bins=count_bins,
             bound=bound,
         )
         self.dim = dim

@@ -12,7 +12,8 @@ from pyro_diffvi.util import check_positive_float, check_positive_int
 
 
 class IsotropicGaussianMixture(StructuredPrior):
-    """Equal-weight mixture of isotropic Gaussians, :math:`p(z) = \\frac1K \\sum_l \\mathcal{N}(z; \\mu_l, \\sigma^2 I)`.
+    """Equal-weight mixture of isotropic Gaussians,
+    :math:`p(z) = \\frac1K \\sum_l \\mathcal{N}(z; \\mu_l, \\sigma^2 I)`.
 
     :param centers: component means, shape ``(K, 2)``.
     :param scale: common standard deviation :math:`\\sigma > 0`.
@@ -65,7 +66,9 @@ class GaussianRing(IsotropicGaussianMixture):
     (its Sec. 4.1, data from Cao et al. 2019, which follow Grathwohl et al. 2019): means at radius
     :math:`4/\\sqrt2 = 2\\sqrt2` and standard deviation :math:`0.5/\\sqrt2`.
 
-    References: *Variational Inference with Unnormalized Priors*. Anonymous authors, manuscript under double-blind review. W. Grathwohl, R. T. Q. Chen, J. Bettencourt, I. Sutskever, D. Duvenaud. *FFJORD: Free-form Continuous Dynamics for Scalable Reversible Generative Models*. ICLR, 2019.
+    References: *Variational Inference with Unnormalized Priors*. Anonymous authors, manuscript under double-blind
+    review. W. Grathwohl, R. T. Q. Chen, J. Bettencourt, I. Sutskever, D. Duvenaud. *FFJORD: Free-form Continuous
+    Dynamics for Scalable Reversible Generative Models*. ICLR, 2019.
 
     :param num_components: number of Gaussians ``K >= 1``.
     :param radius: circle radius ``> 0``.
@@ -114,7 +117,8 @@ class GaussianGrid(IsotropicGaussianMixture):
     :math:`0.05/(2\\sqrt2)`, i.e. means in :math:`\\{-2, \\dots, 2\\} \\times 2` with std 0.05, all divided by
     :math:`2\\sqrt2`.
 
-    References: Z. Xiao. *Designing Deep Generative Models with Symbiotic Composition*. PhD dissertation, University of Chicago, 2022.
+    References: Z. Xiao. *Designing Deep Generative Models with Symbiotic Composition*. PhD dissertation, University of
+    Chicago, 2022.
 
     :param num_per_side: grid size ``n >= 1``.
     :param spacing: distance between neighbouring means ``> 0``.

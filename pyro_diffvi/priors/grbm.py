@@ -23,7 +23,8 @@ __all__ = ["GRBMPrior"]
 
 
 class GRBMPrior(PyroModule):
-    r"""Learnable GRBM prior (Eq. 12 of the unnormalized-priors paper). ``prior()`` returns a :class:`~pyro_diffvi.distributions.GRBM` with batch shape ``()``.
+    r"""Learnable GRBM prior (Eq. 12 of the unnormalized-priors paper). ``prior()`` returns a
+    :class:`~pyro_diffvi.distributions.GRBM` with batch shape ``()``.
 
     Parameters (``PyroParam`` s, unconstrained): ``mu`` (zeros), ``log_sigma`` (zeros, i.e.
     :math:`\sigma = 1`), ``W`` (normal with standard deviation ``init_scale``), ``b`` (zeros). Move with
@@ -34,8 +35,10 @@ class GRBMPrior(PyroModule):
     ``Trace_ELBO`` leaves the prior untouched (its partition-free bound would drive it to a degenerate
     density). A prior objective, alone or inside :class:`~pyro_diffvi.infer.EnergyPriorELBO`, trains it.
 
-    **Divergence.** If training moved the parameters out of the range a :class:`~pyro_diffvi.distributions.GRBM` accepts (non-finite,
-    or ``log_sigma`` beyond :func:`~pyro_diffvi.distributions.grbm.max_abs_log_sigma`; checked with validation on), calling the module
+    **Divergence.** If training moved the parameters out of the range a :class:`~pyro_diffvi.distributions.GRBM` accepts
+    (non-finite,
+    or ``log_sigma`` beyond :func:`~pyro_diffvi.distributions.grbm.max_abs_log_sigma`; checked with validation on),
+    calling the module
     raises :class:`~pyro_diffvi.errors.DivergenceError` (inside an objective's loss, before any
     parameter of that step is updated).
 

@@ -50,7 +50,8 @@ class ShiftedMixture(StructuredPrior):
 
     >>> import torch, pyro.distributions as dist
     >>> from pyro_diffvi.priors import ShiftedMixture
-    >>> p = ShiftedMixture(torch.tensor([[-2.0, 0.0], [2.0, 0.0]]), torch.zeros(2), dist.Normal(torch.zeros(2), 1.0).to_event(1))
+    >>> base = dist.Normal(torch.zeros(2), 1.0).to_event(1)
+    >>> p = ShiftedMixture(torch.tensor([[-2.0, 0.0], [2.0, 0.0]]), torch.zeros(2), base)
     >>> p.num_components, round(p.log_prob(torch.tensor([2.0, 0.0])).exp().item(), 4)  # (N(0) + N(4)) / 2
     (2, 0.0796)
     >>> p.cluster(torch.tensor([[1.5, 3.0], [-0.1, 0.0]]))
@@ -157,7 +158,9 @@ class LearnableMixture(PyroModule):
         if init_locs is None:
             init_locs = check_positive_float("init_spread", init_spread) * torch.randn(k, d)
         elif not torch.is_tensor(init_locs) or tuple(init_locs.shape) != (k, d):
-            raise ValueError(f"init_locs must be a tensor of shape ({k}, {d}), got {getattr(init_locs, 'shape', init_locs)}")
+            raise ValueError(
+                f"init_locs must be a tensor of shape ({k}, {d}), got {getattr(init_locs, 'shape', init_locs)}"
+            )
         self.locs = nn.Parameter(init_locs.detach().clone().to(torch.get_default_dtype()))
         logits = torch.zeros(k, dtype=self.locs.dtype)
         if learn_weights:
@@ -180,5 +183,6 @@ class LearnableMixture(PyroModule):
 
     def extra_repr(self) -> str:
         k, d = self.locs.shape
-        return f"num_components={k}, dim={d}, scale={self.scale}" + ("" if self._base is None else f", base={self._base!r}")
-
+        return f"num_components={k}, dim={d}, scale={self.scale}" + (
+            "" if self._base is None else f", base={self._base!r}"
+        )

@@ -107,7 +107,7 @@ class Square(StructuredPrior):
 
     def _component_piece_table(self, owner: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
         """``(K, J)`` indices of each arc's straight pieces, padded; pad log weights 0 / -inf."""
-        members = [[j for j, o in enumerate(owner) if o == l] for l in range(self._k)]
+        members = [[j for j, o in enumerate(owner) if o == k] for k in range(self._k)]
         width = max(len(m) for m in members)
         index = torch.tensor([m + [m[0]] * (width - len(m)) for m in members], dtype=torch.long)
         pad = torch.tensor(

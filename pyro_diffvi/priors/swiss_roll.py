@@ -132,12 +132,12 @@ class SwissRoll(StructuredPrior):
         x, w = np.polynomial.legendre.leggauss(self.quadrature_order)
         bounds = np.linspace(self.t_min, self.t_max, self._k + 1)
         nodes, weights = [], []
-        for l in range(self._k):
-            edges = self._equal_arc_edges(bounds[l], bounds[l + 1], self.panels_per_component)
+        for c in range(self._k):
+            edges = self._equal_arc_edges(bounds[c], bounds[c + 1], self.panels_per_component)
             half = 0.5 * np.diff(edges)[:, None]
             mid = 0.5 * (edges[1:] + edges[:-1])[:, None]
             nodes.append((mid + half * x).ravel())
-            weights.append((half * w).ravel() / (bounds[l + 1] - bounds[l]))
+            weights.append((half * w).ravel() / (bounds[c + 1] - bounds[c]))
         t = torch.from_numpy(np.stack(nodes))
         return t, torch.from_numpy(np.log(np.stack(weights)))
 

@@ -2,7 +2,8 @@ r"""VampPrior (Tomczak & Welling, 2018): a mixture of the variational posterior 
 
 .. math::
 
-    p_\lambda(z) = \frac1K \sum_{k=1}^K q_\phi(z \mid u_k), \qquad q_\phi(z \mid u) = \mathcal N(z;\, \mu_\phi(u), \operatorname{diag}\sigma_\phi(u)^2),
+    p_\lambda(z) = \frac1K \sum_{k=1}^K q_\phi(z \mid u_k), \qquad q_\phi(z \mid u) = \mathcal N(z;\, \mu_\phi(u),
+    \operatorname{diag}\sigma_\phi(u)^2),
 
 with pseudo-inputs :math:`u_1, \dots, u_K` (parameters of the prior) and the encoder :math:`\phi` shared with the
 guide. The unnormalized-priors paper uses it as a baseline (Secs. 4.1-4.3, 16-128 pseudo-inputs). The
@@ -80,8 +81,14 @@ class VampPrior(PyroModule):
             kwargs = {} if ref is None else {"dtype": ref.dtype, "device": ref.device}
             init_pseudo_inputs = 0.01 * torch.randn(shape, **kwargs)
         elif not torch.is_tensor(init_pseudo_inputs) or tuple(init_pseudo_inputs.shape) != shape:
-            got = tuple(init_pseudo_inputs.shape) if torch.is_tensor(init_pseudo_inputs) else type(init_pseudo_inputs).__name__
-            raise ValueError(f"init_pseudo_inputs must be a tensor of shape (num_pseudo_inputs,) + input_shape = {shape}, got {got}")
+            got = (
+                tuple(init_pseudo_inputs.shape)
+                if torch.is_tensor(init_pseudo_inputs)
+                else type(init_pseudo_inputs).__name__
+            )
+            raise ValueError(
+                f"init_pseudo_inputs must be a tensor of shape (num_pseudo_inputs,) + input_shape = {shape}, got {got}"
+            )
         self.encoder = encoder
         self.input_shape = input_shape
         self.pseudo_inputs = nn.Parameter(init_pseudo_inputs.detach().clone())

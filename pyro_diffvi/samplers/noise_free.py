@@ -188,7 +188,8 @@ class NoiseFreeSampler:
     :param num_steps: solver steps :math:`K`.
     :param step_size: :math:`h` (the dissertation's :math:`\eta/2`).
     :param method: ``"euler"`` or ``"rk4"``.
-    :param base_distribution: the starting distribution :math:`p_0`: ``"normal"`` (:math:`\mathcal N(0, s^2 I)`, the dissertation's choice) or
+    :param base_distribution: the starting distribution :math:`p_0`: ``"normal"`` (:math:`\mathcal N(0, s^2 I)`, the
+        dissertation's choice) or
         ``"uniform"`` (uniform on :math:`[-s, s]^D`).
     :param init_scale: :math:`s > 0`.
 

@@ -11,7 +11,9 @@ from pyro_diffvi.distributions import DiffusionPosterior
 
 def _posterior(variance="beta", context_dim=3, batch=(4,), T=4):
     torch.manual_seed(0)
-    net = Denoiser(2, context_dim=context_dim, time_dim=8, hidden_dims=(16,), learn_variance=variance == "learned").double()
+    net = Denoiser(
+        2, context_dim=context_dim, time_dim=8, hidden_dims=(16,), learn_variance=variance == "learned"
+    ).double()
     process = GaussianDiffusion(T, schedule="cosine", dtype=torch.float64)
     loc = torch.randn(batch + (2,), dtype=torch.float64)
     scale = torch.rand(batch + (2,), dtype=torch.float64) + 0.5
@@ -44,7 +46,9 @@ def test_log_density_equals_explicit_trajectory_density(variance):
             log_beta = betas[t - 1].log()
             var = torch.exp(log_beta + torch.tanh(out[..., 2:]) * (log_beta - tilde.log()))
         expected = expected + dist.Normal(mean, var.sqrt()).log_prob(ys[t - 1]).sum(-1)
-        expected = expected - dist.Normal((1 - betas[t - 1]).sqrt() * ys[t - 1], betas[t - 1].sqrt()).log_prob(ys[t]).sum(-1)
+        expected = expected - dist.Normal((1 - betas[t - 1]).sqrt() * ys[t - 1], betas[t - 1].sqrt()).log_prob(
+            ys[t]
+        ).sum(-1)
     assert torch.allclose(log_density, expected, atol=1e-9)
 
 
@@ -117,7 +121,9 @@ def test_standardized_bound_term_is_the_change_of_variables_of_the_chain():
         mean = process.mean_from_eps(u[t], t, eps_hat)
         std = (0.5 * process.learned_log_variance(t, v)).exp()
         expected = expected + dist.Normal(mean, std).log_prob(u[t - 1]).sum(-1)
-        expected = expected - dist.Normal(process.sqrt_alphas[t - 1] * u[t - 1], process.betas[t - 1].sqrt()).log_prob(u[t]).sum(-1)
+        expected = expected - dist.Normal(process.sqrt_alphas[t - 1] * u[t - 1], process.betas[t - 1].sqrt()).log_prob(
+            u[t]
+        ).sum(-1)
     assert torch.allclose(log_density, expected, atol=1e-9)
 
 
@@ -135,7 +141,9 @@ def test_path_gradient_keeps_the_value_and_drops_only_the_score(standardize):
     noise = torch.randn(6, 4, 2, dtype=torch.float64)
 
     def bound_term(path_gradient):
-        q = DiffusionPosterior(loc, scale, net, process, ctx, variance="learned", standardize=standardize, path_gradient=path_gradient)
+        q = DiffusionPosterior(
+            loc, scale, net, process, ctx, variance="learned", standardize=standardize, path_gradient=path_gradient
+        )
         return q.rsample_and_log_density(noise=noise)
 
     (z, plain), (z2, path) = bound_term(False), bound_term(True)
@@ -169,7 +177,9 @@ def test_path_gradient_is_unbiased():
         torch.manual_seed(3)  # the same draws for both estimators
         rows = []
         for noise in torch.randn(n // 500, 5, 500, 2, dtype=torch.float64):
-            q = DiffusionPosterior(loc, scale, net, process, None, variance="learned", standardize=True, path_gradient=path_gradient)
+            q = DiffusionPosterior(
+                loc, scale, net, process, None, variance="learned", standardize=True, path_gradient=path_gradient
+            )
             z, log_density = q.rsample_and_log_density((500,), noise=noise)
             bound = target.log_prob(z).sum(-1) - log_density
             rows.append(torch.autograd.grad(bound.mean(), params[-1])[0])

@@ -114,7 +114,9 @@ def test_block_gibbs_matches_exact_moments(device):
 def test_gibbs_langevin_with_metropolis_matches_exact_moments(device):
     g = random_grbm(2, 3, device, seed=2)
     mean, cov = mixture_moments(g)
-    v = g.gibbs_langevin(g.initial_visible(torch.Size([2000, 2])), num_steps=25, step_size=0.1, langevin_steps=2, metropolis=True)
+    v = g.gibbs_langevin(
+        g.initial_visible(torch.Size([2000, 2])), num_steps=25, step_size=0.1, langevin_steps=2, metropolis=True
+    )
     se = v.std(0) / math.sqrt(v.shape[0])
     assert ((v.mean(0) - mean).abs() < 4 * se).all(), (v.mean(0), mean, se)
     se_var = (v - v.mean(0)).pow(2).std(0) / math.sqrt(v.shape[0])

@@ -70,7 +70,8 @@ def closed_form():
 def vaebm(energy=None):
     return VAEBM(linear_decoder(), energy if energy is not None else Quadratic(M, K), latent_dim=2, obs_dim=2)
 
-Z_GRID = default_latent_grid(num_points=240, half_width=8.0)  # h = 0.07 in z: the z-integrand N(x; A z + b, s^2) has width s / |A| ~ 0.4
+# h = 0.07 in z: the z-integrand N(x; A z + b, s^2) has width s / |A| ~ 0.4
+Z_GRID = default_latent_grid(num_points=240, half_width=8.0)
 
 Z_COARSE = default_latent_grid(num_points=120, half_width=8.0)  # h = 0.13, still spectrally accurate (error < 1e-9)
 

@@ -99,7 +99,9 @@ def closed_form_elbo(guide, x, weight, noise):
     # E_q ||x - W z||^2 = ||x - W m||^2 + sum_j ||W_:j||^2 s_j^2
     sq = ((x - loc @ weight.T) ** 2).sum(-1) + (scale**2 * (weight**2).sum(0)).sum(-1)
     dim_x, dim_z = weight.shape
-    loglik = -0.5 * sq / noise**2 - dim_x * (torch.log(torch.tensor(noise, dtype=x.dtype)) + 0.5 * torch.log(torch.tensor(2 * torch.pi)))
+    loglik = -0.5 * sq / noise**2 - dim_x * (
+        torch.log(torch.tensor(noise, dtype=x.dtype)) + 0.5 * torch.log(torch.tensor(2 * torch.pi))
+    )
     logprior = -0.5 * (loc**2 + scale**2).sum(-1) - 0.5 * dim_z * torch.log(torch.tensor(2 * torch.pi))
     entropy = (0.5 * torch.log(2 * torch.pi * torch.e * scale**2)).sum(-1)
     return (loglik + logprior + entropy).sum()

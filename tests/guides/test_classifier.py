@@ -66,7 +66,10 @@ def assert_enumerated_bound_equals_sum_by_hand(model, guide, x):
     """TraceEnum_ELBO's and DDVI_ELBO's bound of an unlabelled batch against sum_l q(l|x) (log p(x, z_l, l)
     - log q(z_l|x, l) - log q(l|x)) by hand, at the same draws (the models of this file: y or c, then z, x)."""
     elbos = {}
-    for name, objective in [("traceenum", TraceEnum_ELBO(max_plate_nesting=1)), ("ddvi", DDVI_ELBO(sleep="none", max_plate_nesting=1))]:
+    for name, objective in [
+        ("traceenum", TraceEnum_ELBO(max_plate_nesting=1)),
+        ("ddvi", DDVI_ELBO(sleep="none", max_plate_nesting=1)),
+    ]:
         pyro.set_rng_seed(1)
         elbos[name] = -objective.differentiable_loss(model, guide, x).item()
     pyro.set_rng_seed(1)

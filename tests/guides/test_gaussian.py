@@ -26,7 +26,9 @@ def test_head_starts_at_init_scale_and_density_is_exact():
     torch.testing.assert_close(scale, torch.full_like(scale, 0.3), atol=0.05, rtol=0)
     assert guide.exact_density
     z = torch.randn(5, 2)
-    torch.testing.assert_close(guide.posterior("z", guide.context(x)).log_prob(z), dist.Normal(loc, scale).log_prob(z).sum(-1))
+    torch.testing.assert_close(
+        guide.posterior("z", guide.context(x)).log_prob(z), dist.Normal(loc, scale).log_prob(z).sum(-1)
+    )
 
 
 class LocScale(nn.Module):

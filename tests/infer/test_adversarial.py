@@ -94,7 +94,10 @@ def _grads(weight):
         m.zero_grad()
     pyro.set_rng_seed(6)
     aae.loss_and_grads(model, guide, x)
-    grad = lambda m: torch.cat([p.grad.flatten() for p in m.parameters()])
+
+    def grad(module):
+        return torch.cat([p.grad.flatten() for p in module.parameters()])
+
     return grad(guide), grad(decoder), grad(aae.discriminators)
 
 

@@ -46,8 +46,18 @@ def test_sleep_only_training_matches_the_prior():
     prior = IsotropicGaussianMixture(CENTERS, 0.5)
     model = _model(prior)
     x = torch.zeros(256, 2)
-    guide = DiffusionGuide(model, "z", "x", num_steps=10, schedule="cosine", variance="posterior",
-                           conditional=False, standardize=False, encoder_hidden_dims=(8,), denoiser_hidden_dims=(64, 64))
+    guide = DiffusionGuide(
+        model,
+        "z",
+        "x",
+        num_steps=10,
+        schedule="cosine",
+        variance="posterior",
+        conditional=False,
+        standardize=False,
+        encoder_hidden_dims=(8,),
+        denoiser_hidden_dims=(64, 64),
+    )
     elbo = DDVI_ELBO(sleep="simplified")
     guide(x)
     optim = torch.optim.Adam(guide.denoisers.parameters(), lr=3e-3)
@@ -180,7 +190,9 @@ def test_simplified_sleep_does_not_run_the_likelihood():
             calls.append(1)
             pyro.sample("x", dist.Normal(z, 1.0).to_event(1), obs=x)
 
-    guide = DiffusionGuide(model, "z", "x", num_steps=3, standardize=False, encoder_hidden_dims=(16,), denoiser_hidden_dims=(16,))
+    guide = DiffusionGuide(
+        model, "z", "x", num_steps=3, standardize=False, encoder_hidden_dims=(16,), denoiser_hidden_dims=(16,)
+    )
     x = torch.randn(5, 2)
     guide(x)
     calls.clear()

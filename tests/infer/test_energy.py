@@ -205,7 +205,9 @@ def test_bad_input():
         EnergyPriorELBO(prior_objective=SlicedScoreMatchingLoss()).loss(normal_model, normal_guide, torch.zeros(3, 1))
 
 
-@pytest.mark.parametrize("objective", [SlicedScoreMatchingLoss, lambda: AdversarialCDLoss(num_transforms=1, hidden_dims=(8,))])
+@pytest.mark.parametrize(
+    "objective", [SlicedScoreMatchingLoss, lambda: AdversarialCDLoss(num_transforms=1, hidden_dims=(8,))]
+)
 def test_runs_on_device(device, objective):
     vae = Vae()
     for module in (vae.encoder, vae.decoder, vae.prior):

@@ -126,7 +126,9 @@ def test_no_import_cycles_between_modules_or_subpackages():
 
 
 def test_importing_the_distributions_loads_no_higher_layer():
-    code = "import sys, pyro_diffvi.distributions; print(' '.join(m for m in sys.modules if m.startswith('pyro_diffvi')))"
+    code = (
+        "import sys, pyro_diffvi.distributions; print(' '.join(m for m in sys.modules if m.startswith('pyro_diffvi')))"
+    )
     loaded = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True).stdout
     above = [m for m in loaded.split() if unit(m) in {"pyro_diffvi.guides", "pyro_diffvi.infer", "pyro_diffvi.metrics",
                                                       "pyro_diffvi.datasets", "pyro_diffvi.priors"}]
@@ -134,7 +136,9 @@ def test_importing_the_distributions_loads_no_higher_layer():
 
 
 def test_no_module_over_500_lines():
-    long = {name: n for name, path in package_modules().items() if (n := len(path.read_text().splitlines())) > MAX_LINES}
+    long = {
+        name: n for name, path in package_modules().items() if (n := len(path.read_text().splitlines())) > MAX_LINES
+    }
     assert not long, f"modules over {MAX_LINES} lines: {long}"
 
 
@@ -193,7 +197,9 @@ def test_docstrings_follow_one_style(name):
         lines = doc.splitlines()
         if ":returns:" in doc:
             bad.append(f"{owner}: ':returns:'")
-        bad += [f"{owner}: typed {line.strip()[:40]!r}" for line in lines if re.match(r"^\s*:param [^\s:]+ [^\s:]+:", line)]
+        bad += [
+            f"{owner}: typed {line.strip()[:40]!r}" for line in lines if re.match(r"^\s*:param [^\s:]+ [^\s:]+:", line)
+        ]
         for i, line in enumerate(lines):  # a literal block ("::") holding a doctest
             if line.rstrip().endswith("::"):
                 indent = len(line) - len(line.lstrip())

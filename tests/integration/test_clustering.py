@@ -44,7 +44,9 @@ def exact_cluster_posterior(x):
 def clustering_guide():
     guide = AutoGuideList(clustering)
     guide.append(ClassifierGuide(clustering, "c", "x", **SMALL))
-    guide.append(DiffusionGuide(clustering, "z", "x", condition_on="c", num_steps=4, denoiser_hidden_dims=(32, 32), **SMALL))
+    guide.append(
+        DiffusionGuide(clustering, "z", "x", condition_on="c", num_steps=4, denoiser_hidden_dims=(32, 32), **SMALL)
+    )
     return guide
 
 

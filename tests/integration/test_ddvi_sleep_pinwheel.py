@@ -57,8 +57,18 @@ def measure(n: int = 2000) -> dict:
     # cosine betas clipped at 0.5: the default clip 0.999 makes the first reverse step multiply y_T by
     # 1/sqrt(1 - 0.999) = 32, amplifying the noise predictor's error at t = T
     schedule = cosine_beta_schedule(NUM_STEPS, max_beta=0.5)
-    guide = DiffusionGuide(model, "z", "x", num_steps=NUM_STEPS, schedule=schedule, variance="posterior",
-                           conditional=False, standardize=False, encoder_hidden_dims=(8,), denoiser_hidden_dims=(128, 128, 128))
+    guide = DiffusionGuide(
+        model,
+        "z",
+        "x",
+        num_steps=NUM_STEPS,
+        schedule=schedule,
+        variance="posterior",
+        conditional=False,
+        standardize=False,
+        encoder_hidden_dims=(8,),
+        denoiser_hidden_dims=(128, 128, 128),
+    )
     x = torch.zeros(512, 2)  # observations are unused by the simplified sleep term
     guide(x)
     untrained = reverse_chain_samples(guide, n)

@@ -189,7 +189,9 @@ def test_ddp_gloo_equals_single_process_on_the_concatenated_batch(tmp_path):
                                            msg=f"{variant}: update of {name}")
         moved = sum((p - initial["params"][n]).norm() ** 2 for n, p in reference["params"].items()) ** 0.5
         assert moved > 1e-3, f"{variant}: the parameters hardly moved ({moved})"
-        torch.testing.assert_close(torch.tensor(ranks[0]["losses"]), torch.tensor(reference["losses"]), rtol=1e-9, atol=0)
+        torch.testing.assert_close(
+            torch.tensor(ranks[0]["losses"]), torch.tensor(reference["losses"]), rtol=1e-9, atol=0
+        )
         assert [r["training_steps"] for r in ranks] == [D.STEPS] * D.WORLD_SIZE, variant
         assert reference["training_steps"] == D.STEPS
 

@@ -87,7 +87,9 @@ def test_subsample_plate_scaling_and_devices(name, device):
     def model(x):
         with pyro.plate("data", num_data, subsample_size=batch) as idx:
             z = pyro.sample("z", dist.Normal(x.new_zeros(2), 1.0).to_event(1))
-            pyro.sample("x", dist.Normal(z.sum(-1, keepdim=True).expand(z.shape[:-1] + (3,)), 1.0).to_event(1), obs=x[idx])
+            pyro.sample(
+                "x", dist.Normal(z.sum(-1, keepdim=True).expand(z.shape[:-1] + (3,)), 1.0).to_event(1), obs=x[idx]
+            )
 
     guide = GUIDES[name](model)
     trace = poutine.trace(guide).get_trace(x)

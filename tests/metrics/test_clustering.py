@@ -72,7 +72,9 @@ def test_knn_matches_sklearn(device):
     clf = KNeighborsClassifier(n_neighbors=20).fit(train.numpy(), train_labels.numpy())
     expected = clf.score(test.numpy(), test_labels.numpy())
     train, train_labels, test = train.to(device), train_labels.to(device), test.to(device)
-    assert knn_accuracy(train, train_labels, test_latents=test, test_labels=test_labels, chunk_size=50) == pytest.approx(expected)
+    assert knn_accuracy(
+        train, train_labels, test_latents=test, test_labels=test_labels, chunk_size=50
+    ) == pytest.approx(expected)
 
 
 def test_input_validation():

@@ -39,7 +39,9 @@ def test_scott_bandwidth_matches_scipy_gaussian_kde():
     reference = gaussian_kde(points.numpy().T, bw_method="scott").logpdf(query.numpy().T)
     np.testing.assert_allclose(ours.numpy(), reference, rtol=1e-10, atol=1e-10)
     reference = gaussian_kde(points.numpy().T, bw_method="silverman").logpdf(query.numpy().T)
-    np.testing.assert_allclose(GaussianKDE(points, bandwidth="silverman").log_prob(query).numpy(), reference, rtol=1e-10)
+    np.testing.assert_allclose(
+        GaussianKDE(points, bandwidth="silverman").log_prob(query).numpy(), reference, rtol=1e-10
+    )
 
 
 def test_float_bandwidth_is_isotropic_gaussian_mixture():

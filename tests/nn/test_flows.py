@@ -9,7 +9,9 @@ from torch.distributions.transforms import AffineTransform
 from pyro_diffvi.nn import ConditionalFlow
 
 
-def _perturbed_flow(kind: str, dim: int, context_dim: int, scale: float = 0.2, num_transforms: int = 4) -> ConditionalFlow:
+def _perturbed_flow(
+    kind: str, dim: int, context_dim: int, scale: float = 0.2, num_transforms: int = 4
+) -> ConditionalFlow:
     """A flow far from its (near-identity) initialization, in float64."""
     flow = ConditionalFlow(dim, context_dim=context_dim, num_transforms=num_transforms, flow=kind).double()
     with torch.no_grad():

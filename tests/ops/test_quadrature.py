@@ -18,7 +18,9 @@ def standard_normal_2d(z):
     [
         QuadratureGrid(low=(-7.0, -7.0), high=(7.0, 7.0), num_points=(80, 80)),
         QuadratureGrid(low=(0.0, 0.0), high=(math.sqrt(7.0), 2 * math.pi), num_points=(60, 64), coordinates="polar"),
-        QuadratureGrid(low=(-7.0, -7.0), high=(7.0, 32.0), num_points=(100, 240), coordinates="parabolic", curvature=0.5),
+        QuadratureGrid(
+            low=(-7.0, -7.0), high=(7.0, 32.0), num_points=(100, 240), coordinates="parabolic", curvature=0.5
+        ),
     ],
     ids=["cartesian", "polar", "parabolic"],
 )

@@ -49,7 +49,9 @@ def test_structured_components_and_draws():
         shifted = draws[labels == k] - LOCS[k]
         reference = pinwheel.sample((20000,))
         assert torch.allclose(shifted.mean(0), reference.mean(0), atol=0.1)
-    assert torch.allclose(torch.bincount(labels, minlength=3).double() / 20000, torch.full((3,), 1 / 3, dtype=torch.float64), atol=0.02)
+    assert torch.allclose(
+        torch.bincount(labels, minlength=3).double() / 20000, torch.full((3,), 1 / 3, dtype=torch.float64), atol=0.02
+    )
 
 
 def test_locations_and_weights_are_trained_by_the_objective():

@@ -24,7 +24,9 @@ def grid_log_partition(energy, lo, hi, n=801, device=None):
 
 def test_ais_exact_when_base_equals_target(device):
     # E(z) = |z|^2 / 2 and base N(0, I): every weight equals Z = 2 pi (D = 2), so the SE is 0
-    log_z, se = ais_log_partition(lambda z: 0.5 * z.pow(2).sum(-1), std_normal_base(2, device), num_chains=16, num_steps=5)
+    log_z, se = ais_log_partition(
+        lambda z: 0.5 * z.pow(2).sum(-1), std_normal_base(2, device), num_chains=16, num_steps=5
+    )
     torch.testing.assert_close(log_z, torch.tensor(math.log(2 * math.pi), dtype=torch.float64, device=device))
     assert se.abs() < 1e-12
 

@@ -34,7 +34,9 @@ def test_ula_stationary_covariance_matches_exact_discretised_value(device):
     energy, P = gaussian_energy(device)
     h, s = 0.25, 0.7
     S = s**2 * torch.linalg.inv(P - 0.5 * h * P @ P)
-    z, rate = langevin(energy, torch.zeros(6000, 2, dtype=torch.float64, device=device), num_steps=150, step_size=h, noise_scale=s)
+    z, rate = langevin(
+        energy, torch.zeros(6000, 2, dtype=torch.float64, device=device), num_steps=150, step_size=h, noise_scale=s
+    )
     assert z.shape == (6000, 2) and torch.equal(rate, torch.ones(6000, dtype=torch.float64, device=device))
     se_mean = z.std(0) / math.sqrt(z.shape[0])
     assert ((z.mean(0) - MEAN.to(device)).abs() < 4 * se_mean).all()  # ULA has no mean bias for a Gaussian

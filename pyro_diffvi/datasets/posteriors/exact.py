@@ -73,7 +73,8 @@ def positive_log_px(x: torch.Tensor, concentration: float, rate: float) -> torch
 
 
 def linear_log_px(x: torch.Tensor, matrix: list, offset: list, noise: tuple) -> torch.Tensor:
-    """:math:`\\log\\mathcal N(x; b, AA^\\top + \\mathrm{diag}\\,\\sigma^2)`, the evidence of a linear-Gaussian model."""
+    """:math:`\\log\\mathcal N(x; b, AA^\\top + \\mathrm{diag}\\,\\sigma^2)`, the evidence of a
+    linear-Gaussian model."""
     a = x.new_tensor(matrix)
     cov = a @ a.T + torch.diag(x.new_tensor(noise) ** 2)
     return dist.MultivariateNormal(x.new_tensor(offset), cov).log_prob(x)

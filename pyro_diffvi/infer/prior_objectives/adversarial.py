@@ -145,7 +145,14 @@ class AdversarialCDLoss(PriorObjective):
         if self.flow is None:
             features = int(math.prod(self.event_shape))
             hidden = tuple(max(h, features) for h in self.hidden_dims)  # autoregressive masks need >= features
-            self.flow = ConditionalFlow(features, context_dim=0, num_transforms=self.num_transforms, flow="iaf", hidden_dims=hidden, stable=False)
+            self.flow = ConditionalFlow(
+                features,
+                context_dim=0,
+                num_transforms=self.num_transforms,
+                flow="iaf",
+                hidden_dims=hidden,
+                stable=False,
+            )
             self.flow.to(device=z.device, dtype=z.dtype)
 
     def flow_sample(self, n: int) -> tuple[Tensor, Tensor]:

@@ -63,7 +63,8 @@ def importance_weighted_log_partition(
 
 class ImportanceWeightedLogZLoss(PriorObjective):
     r"""Maximum likelihood of the energy on the samples with the importance-weighted :math:`\log Z`
-    (Eqs. 5 and 7 of the unnormalized-priors paper): loss :math:`\frac1N\sum_i E(z_i) + \log \hat Z`, with :math:`\hat Z`
+    (Eqs. 5 and 7 of the unnormalized-priors paper): loss :math:`\frac1N\sum_i E(z_i) + \log \hat Z`, with
+    :math:`\hat Z`
     from :func:`importance_weighted_log_partition` using the same samples and their proposal densities
     (in a VAE: :math:`z_i \sim q(z|x_i)`, ``log_q`` from the guide, pooled over the minibatch).
 

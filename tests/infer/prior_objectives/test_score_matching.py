@@ -33,7 +33,9 @@ def test_ssm_loss_matches_closed_form_for_a_gaussian():
     # Rademacher v: v^T P v = tr P + 2 v1 v2 P12; the VR loss is then exact up to the P12 term, whose
     # average over 500 signs has sd 2|P12|/sqrt(500).
     assert abs(vr.item() - exact.item()) < 5 * 2 * abs(P[0, 1].item()) / math.sqrt(500)
-    plain = SlicedScoreMatchingLoss(num_projections=200, projection="gaussian", variance_reduction=False).loss(energy, z)
+    plain = SlicedScoreMatchingLoss(num_projections=200, projection="gaussian", variance_reduction=False).loss(
+        energy, z
+    )
     assert abs(plain.item() - exact.item()) < 0.05 * abs(exact.item()) + 0.05
 
 
