@@ -25,7 +25,9 @@ demo: install data
 docs: install
 	$(BIN)/sphinx-build -E -W --keep-going -q -b html docs docs/_build/html
 
-# The docs build, then the test suite, every docstring example (--doctest-modules, set in
-# pyproject.toml) and the README's and user guide's code blocks (tests/integration/test_readme.py).
+# The docs build, ruff on the whole tree (its rules in pyproject.toml), then the test suite, every
+# docstring example (--doctest-modules, set in pyproject.toml), the README's and user guide's code
+# blocks (tests/integration/test_readme.py) and the layer rules (tests/integration/test_architecture.py).
 test: install data docs
+	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q tests pyro_diffvi
