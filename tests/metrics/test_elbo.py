@@ -13,11 +13,6 @@ from tests.metrics.linear_gaussian import LinearGaussian
 N = 40
 
 
-@pytest.fixture
-def lg(device):
-    return LinearGaussian(device=device)
-
-
 @pytest.mark.parametrize("num_particles", [1, 5, 64])
 def test_iwae_exact_posterior_equals_log_evidence(lg, num_particles):
     x = lg.data(N)

@@ -5,14 +5,8 @@ import math
 import pytest
 
 from pyro_diffvi.metrics import combine_estimates, elbo, iwae
-from tests.metrics.linear_gaussian import LinearGaussian
 
 N = 40
-
-
-@pytest.fixture
-def lg(device):
-    return LinearGaussian(device=device)
 
 
 def test_combine_estimates_over_batches(lg):

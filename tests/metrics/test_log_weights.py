@@ -9,14 +9,8 @@ import pytest
 import torch
 
 from pyro_diffvi.metrics import elbo, iwae, log_weights
-from tests.metrics.linear_gaussian import LinearGaussian
 
 N = 40
-
-
-@pytest.fixture
-def lg(device):
-    return LinearGaussian(device=device)
 
 
 def test_log_weights_shape_and_chunking(lg):

@@ -29,11 +29,6 @@ def backend(request, monkeypatch):
     return request.param
 
 
-@pytest.fixture
-def lg(device):
-    return LinearGaussian(device=device)
-
-
 def scaled_guide(lg, factor):
     """q(z | x) = N(posterior mean, factor^2 * posterior covariance)."""
 

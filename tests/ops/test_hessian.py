@@ -3,30 +3,12 @@
 import math
 
 import torch
-from torch.distributions import Independent, Normal
 
 from pyro_diffvi.ops import energy_grad_and_hessian_trace, energy_hessian
 from pyro_diffvi.samplers import (
     gradient_flow_log_prob,
 )
-
-D64 = torch.float64
-
-
-def standard_normal(dim=2):
-    return Independent(Normal(torch.zeros(dim, dtype=D64), 1.0), 1)
-
-
-def mlp_energy(dim: int, seed: int = 0, scale: float = 1.0):
-    """A fixed smooth non-quadratic energy (tanh MLP plus a confining quadratic)."""
-    gen = torch.Generator().manual_seed(seed)
-    w1 = torch.randn(dim, 16, generator=gen, dtype=D64)
-    w2 = torch.randn(16, generator=gen, dtype=D64) / 4
-
-    def energy(x):
-        return scale * (torch.tanh(x @ w1) @ w2 + 0.25 * x.pow(2).sum(-1))
-
-    return energy
+from tests.samplers.energies import D64, mlp_energy, standard_normal
 
 
 def test_hutchinson_trace_is_unbiased_within_its_standard_error():

@@ -1,25 +1,13 @@
 """The gradient-flow ODE: its log density (Eq. 5.7) matches the closed form of a quadratic energy."""
 
 import torch
-from torch.distributions import Independent, MultivariateNormal, Normal
+from torch.distributions import MultivariateNormal
 
 from pyro_diffvi.samplers import (
     gradient_flow,
     gradient_flow_log_prob,
 )
-
-D64 = torch.float64
-
-A = torch.tensor([[2.0, 0.6], [0.6, 1.0]], dtype=D64)  # symmetric positive definite
-
-
-def quadratic(x):
-    """E(z) = z^T A z / 2: grad E = A z, Hessian A."""
-    return 0.5 * ((x @ A) * x).sum(-1)
-
-
-def standard_normal(dim=2):
-    return Independent(Normal(torch.zeros(dim, dtype=D64), 1.0), 1)
+from tests.samplers.energies import D64, A, quadratic, standard_normal
 
 
 def test_ode_log_density_matches_the_closed_form_of_a_quadratic_energy():

@@ -1,11 +1,12 @@
-"""Noise-free Langevin dynamics and the gradient-flow ODE (Xiao 2022, Ch. 5): densities against closed forms
-and quadrature, RK4's convergence order, the Hutchinson estimator against the exact trace."""
+"""Noise-free Langevin dynamics (Xiao 2022, Ch. 5): densities against closed forms and quadrature, the sampler's
+draws and scores (RK4's convergence order is in tests/ops/test_ode.py, the Hutchinson estimator in
+tests/ops/test_hessian.py)."""
 
 import math
 
 import pytest
 import torch
-from torch.distributions import Independent, MultivariateNormal, Normal
+from torch.distributions import MultivariateNormal
 
 from pyro_diffvi.distributions import EnergyDistribution
 from pyro_diffvi.ops import odeint_fixed
@@ -16,30 +17,7 @@ from pyro_diffvi.samplers import (
     noise_free_langevin,
     noise_free_langevin_log_prob,
 )
-
-D64 = torch.float64
-A = torch.tensor([[2.0, 0.6], [0.6, 1.0]], dtype=D64)  # symmetric positive definite
-
-
-def quadratic(x):
-    """E(z) = z^T A z / 2: grad E = A z, Hessian A."""
-    return 0.5 * ((x @ A) * x).sum(-1)
-
-
-def standard_normal(dim=2):
-    return Independent(Normal(torch.zeros(dim, dtype=D64), 1.0), 1)
-
-
-def mlp_energy(dim: int, seed: int = 0, scale: float = 1.0):
-    """A fixed smooth non-quadratic energy (tanh MLP plus a confining quadratic)."""
-    gen = torch.Generator().manual_seed(seed)
-    w1 = torch.randn(dim, 16, generator=gen, dtype=D64)
-    w2 = torch.randn(16, generator=gen, dtype=D64) / 4
-
-    def energy(x):
-        return scale * (torch.tanh(x @ w1) @ w2 + 0.25 * x.pow(2).sum(-1))
-
-    return energy
+from tests.samplers.energies import D64, A, mlp_energy, quadratic, standard_normal
 
 
 def test_discrete_noise_free_density_matches_the_closed_form_of_a_quadratic_energy():
