@@ -46,7 +46,9 @@ from pyro_diffvi.metrics import elbo_gap, mode_mass_ratio
 from pyro_diffvi.util import set_seed
 
 GUIDES = ("gaussian", "iaf", "spline", "hierarchical", "ddvi", "ddvi_paper")
-PAPER_DDVI = dict(schedule="linear", variance="beta", standardize=False, path_gradient=False)
+PAPER_DDVI = dict(schedule="linear", variance="beta", standardize=False, path_gradient=False, selection="chain",
+                  averaging_decay=0.0)
+PAPER_DDVI_ELBO = dict(sleep="simplified", rws_weight=0.0, chain_elbo_weight=0.0)
 MIN_MODE_MASS = 0.02
 
 
@@ -62,7 +64,7 @@ def make_guide_and_loss(name: str, model):
     if name == "ddvi":
         return DiffusionGuide(model, latent="z", observed="x"), DDVI_ELBO()
     if name == "ddvi_paper":
-        return DiffusionGuide(model, latent="z", observed="x", **PAPER_DDVI), DDVI_ELBO(sleep="simplified")
+        return DiffusionGuide(model, latent="z", observed="x", **PAPER_DDVI), DDVI_ELBO(**PAPER_DDVI_ELBO)
     raise ValueError(f"guide must be one of {GUIDES}, got {name!r}")
 
 
@@ -74,16 +76,18 @@ def run_cell(cell: dict) -> dict:
     set_seed(cell["seed"])
     guide, loss = make_guide_and_loss(cell["guide"], problem.model)
     svi = SVI(problem.model, guide, Adam({"lr": cell["lr"]}), loss)
-    curve, seconds = [], 0.0
+    curve, choices, seconds = [], [], 0.0
     for step in range(1, cell["steps"] + 1):
         start = time.perf_counter()
         svi.step(problem.x)
         seconds += time.perf_counter() - start
         if cell["guide"].startswith("ddvi") and step % cell["curve_every"] == 0:
             curve.append(round(elbo_gap(problem, guide, num_particles=64)[0], 4))
+            choices.append(getattr(guide, "choice", "chain"))
     mean, stderr = elbo_gap(problem, guide, num_particles=cell["eval_particles"])
     record = {k: cell[k] for k in ("problem", "guide", "seed", "steps", "lr")}
     record.update(gap=mean, gap_se=stderr, ms_per_step=1e3 * seconds / cell["steps"], curve=curve,
+                  choices=choices, last_terms=dict(getattr(loss, "last_terms", {})),
                   kind=problem.kind, num_modes=problem.num_modes)
     if problem.mode_of is not None:
         record["mode_ratio"], record["mode_masses"] = mode_mass_ratio(

@@ -1,19 +1,23 @@
 """Every guide: amortized, model-aware posteriors (GaussianGuide, DiffusionGuide, FlowGuide, HierarchicalGuide,
-PathIntegralGuide), the label guide of semi-supervised models (ClassifierGuide), the deterministic encoder of the
-Generative Latent Flow (EncoderGuide), and the protocols objectives rely on (WakeSleepGuide, LabelGuide)."""
+PathIntegralGuide), the label guide of semi-supervised models (ClassifierGuide), the rule that picks a diffusion
+guide's posterior by its measured bound (BoundSelector), the deterministic encoder of the Generative Latent Flow
+(EncoderGuide), and the protocols objectives rely on (WakeSleepGuide, LabelGuide)."""
 
 from pyro_diffvi.guides.amortized import AmortizedGuide
 from pyro_diffvi.guides.classifier import ClassifierGuide
-from pyro_diffvi.guides.diffusion import DiffusionGuide
+from pyro_diffvi.guides.diffusion import Alternatives, DiffusionGuide
 from pyro_diffvi.guides.encoder import EncoderGuide
 from pyro_diffvi.guides.flow import FlowGuide
 from pyro_diffvi.guides.gaussian import GaussianGuide
 from pyro_diffvi.guides.hierarchical import HierarchicalGuide
 from pyro_diffvi.guides.pis import PathIntegralGuide
 from pyro_diffvi.guides.protocols import LabelGuide, WakeSleepGuide, guide_parts
+from pyro_diffvi.guides.selection import BoundSelector
 
 __all__: list[str] = [
+    "Alternatives",
     "AmortizedGuide",
+    "BoundSelector",
     "ClassifierGuide",
     "DiffusionGuide",
     "EncoderGuide",

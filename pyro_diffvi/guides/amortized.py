@@ -427,7 +427,11 @@ class AmortizedGuide(AutoGuide):
             indices = self._open_plates(stack, args, kwargs, observed)
             observed = [self._subsample(n, v, indices) for n, v in zip(self.observed_names, observed)]
             context = self.context(*observed, *self._condition_values())
+            self._on_context(context)
             return {name: pyro.sample(name, self._site_distribution(name, context)) for name in self.latent_names}
+
+    def _on_context(self, context) -> None:
+        """Called with each call's context before the sites are emitted (for objectives that need more of it)."""
 
     def _condition_values(self) -> list[torch.Tensor]:
         """This call's values of the ``condition_on`` labels, published by the ClassifierGuide before this guide."""
@@ -436,10 +440,7 @@ class AmortizedGuide(AutoGuide):
         published = published_labels(self.master())
         missing = [n for n in self.condition_names if n not in published]
         if missing:
-            raise RuntimeError(
-                f"no value of {missing} in this call: a ClassifierGuide for them must come before this guide in "
-                "the AutoGuideList"
-            )
+            raise RuntimeError(f"no value of {missing} in this call: a ClassifierGuide for them must come first")
         return [published[n] for n in self.condition_names]
 
     def _publish(self, name: str, value: torch.Tensor) -> None:
@@ -453,10 +454,7 @@ class AmortizedGuide(AutoGuide):
 
     def _ensure_setup(self, args: tuple, kwargs: dict) -> None:
         if self.model is None:
-            raise RuntimeError(
-                "this guide was unpickled without its model (the model could not be pickled); "
-                "set guide.model = model before using it"
-            )
+            raise RuntimeError("this guide was unpickled without its model: set guide.model = model before using it")
         if not self._is_setup:
             self._setup_prototype(*args, **kwargs)
 

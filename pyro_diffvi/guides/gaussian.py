@@ -51,11 +51,15 @@ class GaussianGuide(AmortizedGuide):
         self.init_scale = init_scale
 
     def _build_posteriors(self) -> None:
+        if self.context_dim is None and len(self.latent_names) != 1:
+            raise ValueError("an encoder returning (loc, scale) can serve only one latent site")
+        self.heads = self._gaussian_heads()
+
+    def _gaussian_heads(self) -> nn.ModuleList | None:
+        """One linear head per latent site on the context, initialized to a standard deviation of ``init_scale``
+        (``None`` for an encoder that returns ``(loc, scale)`` itself)."""
         if self.context_dim is None:
-            if len(self.latent_names) != 1:
-                raise ValueError("an encoder returning (loc, scale) can serve only one latent site")
-            self.heads = None
-            return
+            return None
         heads = []
         for name in self.latent_names:
             head = nn.Linear(self.context_dim, 2 * self.latent_dims[name])
@@ -65,7 +69,7 @@ class GaussianGuide(AmortizedGuide):
                 raw = torch.tensor(self.init_scale - self.min_scale).expm1().log()  # softplus^-1
                 head.bias[self.latent_dims[name]:] = raw
             heads.append(self._like_encoder(head))
-        self.heads = nn.ModuleList(heads)
+        return nn.ModuleList(heads)
 
     def loc_scale(self, name: str, context) -> tuple[torch.Tensor, torch.Tensor]:
         """Posterior mean and standard deviation of latent ``name`` (flattened) given the context."""

@@ -5,12 +5,14 @@ from __future__ import annotations
 import math
 
 import torch
+from pyro import poutine
 from pyro.infer import TraceEnum_ELBO
 from pyro.infer.enum import get_importance_trace
 from pyro.infer.util import is_validation_enabled
 from pyro.util import check_if_enumerated
 
 from pyro_diffvi.guides.protocols import LabelGuide, WakeSleepGuide, guide_parts
+from pyro_diffvi.infer.alternatives import AlternativeTerms, alternative_terms, plate_nesting
 from pyro_diffvi.infer.guard import GuardedObjective, check_on_nonfinite
 from pyro_diffvi.infer.wake_sleep import model_log_joint, sleep_draws
 from pyro_diffvi.util import check_positive_float, check_positive_int
@@ -83,8 +85,35 @@ class DDVI_ELBO(GuardedObjective):
     ``SVI.step``, the module of ``ELBO.__call__`` and any call of :meth:`differentiable_loss` with
     gradients enabled.
 
-    After each evaluation ``self.last_terms`` holds floats ``elbo`` (the Markovian ELBO estimate of this
-    batch, averaged over particles), ``rec``, ``reg``, ``sleep`` (the denoising loss) and ``loss``.
+    *Chain terms* (a :class:`~pyro_diffvi.guides.DiffusionGuide` with its default ``selection="measured"``;
+    the mechanism of docs/guide.md, "Safe by default"). The guide holds a Gaussian head and a chain that
+    starts exactly at it, and emits whichever its measured bound favours. In each call the guide also draws,
+    at the real :math:`x`, one draw of the head, one of the averaged chain and :math:`K` =
+    ``num_rws_particles`` draws :math:`y^k_{0:T}` of the trained chain; the model's log joint at all of them
+    takes one vectorized model call (:func:`~pyro_diffvi.infer.alternatives.local_log_joint`). From them:
+
+    * the head's own ELBO :math:`\mathbb E_{q_h}[\log p(x, z) - \log q_h(z|x)]`, added to the objective while
+      the chain is emitted, so that the fallback keeps training as a Gaussian guide would;
+    * the chain's log weights :math:`\log w_k = \log p(x, z^k) + \log r(y^k_{1:T}|z^k) - \log q(y^k_{0:T}|x)`:
+      their mean is the chain's Markovian bound (weight ``chain_elbo_weight``: reverse KL, sharpening at the
+      observed data), and their self-normalized exponentials :math:`\bar w_k` weight the denoising loss at
+      the chain's own draws (weight ``rws_weight``): the wake-phase :math:`q` update of reweighted wake-sleep
+      (Bornschein & Bengio 2015; Le et al. 2019, Sec. 3) on DDVI's extended space, a forward KL at the real
+      :math:`x` that covers modes where the reverse KL collapses them;
+    * the lead of the emitted chain's bound over the head's, per data point, recorded by the guide's
+      :class:`~pyro_diffvi.guides.BoundSelector` (its signal for the handover from head to chain).
+
+    The model's parameters learn only from the emitted posterior's bound (the other draws pass
+    :data:`~pyro_diffvi.infer.alternatives.MODEL_GRADIENT_SHARE` of their gradient to them). The number
+    reported as ``elbo`` is the bound of the emitted posterior, so it is a true ELBO whatever trains the
+    chain. ``rws_weight=0, chain_elbo_weight=0`` with ``DiffusionGuide(selection="chain")`` is the paper's
+    objective.
+
+    After each evaluation ``self.last_terms`` holds floats ``elbo`` (the ELBO estimate of this
+    batch for the emitted posterior, averaged over particles), ``rec``, ``reg``, ``sleep`` (the denoising
+    loss) and ``loss``; with chain terms also ``head`` and ``chain`` (the two bounds, summed over the batch),
+    ``rws`` (the reweighted loss), ``lead`` (nats per data point) and ``ess`` (the weights' effective sample
+    size, of :math:`K`).
     To evaluate the bound alone use ``-Trace_ELBO(num_particles=...).loss(model, guide, ...)`` on the
     same guide (or ``last_terms["elbo"]``).
 
@@ -102,6 +131,11 @@ class DDVI_ELBO(GuardedObjective):
         -0.7); on the main demo DDVI's lead over the Gaussian guide went from +0.45 to +1.00 nats (3 seeds);
         a step of the paper's MNIST VAE costs 3.1-3.4 Gaussian-guide steps against 2.7 with one draw.
         ``1`` is the paper's estimator.
+    :param rws_weight: weight of the reweighted wake-sleep term (``0`` leaves it out).
+    :param num_rws_particles: :math:`K`, the chain's draws per datum for the reweighted and chain-bound terms.
+    :param chain_elbo_weight: weight of the trained chain's own Markovian bound at its :math:`K` draws (the
+        emitted posterior's bound enters with weight 1; an emitted averaged chain has no trainable
+        parameters, so that term then trains the model alone).
     :param warmup_steps: number of initial training steps in which the guide learns from the sleep term
         alone and the model from :meth:`model_term` (needs a sleep term; counted by the guide's
         ``training_steps``; see *Warm-up* above).
@@ -130,7 +164,7 @@ class DDVI_ELBO(GuardedObjective):
     >>> svi = SVI(model, guide, Adam({"lr": 1e-3}), loss)
     >>> step_loss = svi.step(torch.randn(16, 2))
     >>> sorted(loss.last_terms)
-    ['classification', 'elbo', 'loss', 'rec', 'reg', 'sleep']
+    ['chain', 'classification', 'elbo', 'ess', 'head', 'lead', 'loss', 'rec', 'reg', 'rws', 'sleep']
     >>> all(math.isfinite(v) for v in loss.last_terms.values())
     True
 
@@ -147,6 +181,9 @@ class DDVI_ELBO(GuardedObjective):
         sleep_head: bool = True,
         num_particles: int = 1,
         num_sleep_particles: int = 8,
+        rws_weight: float = 1.0,
+        num_rws_particles: int = 8,
+        chain_elbo_weight: float = 0.3,
         warmup_steps: int = 0,
         classification_weight: float = 0.0,
         on_nonfinite: str = "raise",
@@ -161,6 +198,9 @@ class DDVI_ELBO(GuardedObjective):
         check_positive_int("warmup_steps", warmup_steps, minimum=0)
         check_positive_int("num_particles", num_particles)
         self.num_sleep_particles = check_positive_int("num_sleep_particles", num_sleep_particles)
+        self.rws_weight = check_positive_float("rws_weight", rws_weight, allow_zero=True)
+        self.num_rws_particles = check_positive_int("num_rws_particles", num_rws_particles)
+        self.chain_elbo_weight = check_positive_float("chain_elbo_weight", chain_elbo_weight, allow_zero=True)
         if warmup_steps and (sleep == "none" or sleep_weight == 0):
             raise ValueError(
                 "warmup_steps > 0 trains the sleep term alone: it needs sleep != 'none' and sleep_weight > 0"
@@ -199,9 +239,14 @@ class DDVI_ELBO(GuardedObjective):
 
     def wake_terms(self, model, guide, *args, **kwargs) -> tuple[torch.Tensor, torch.Tensor]:
         r"""Differentiable particle averages of :math:`\mathcal L_{\mathrm{rec}}` and
-        :math:`\mathcal L_{\mathrm{reg}}`."""
-        rec, reg = 0.0, 0.0
+        :math:`\mathcal L_{\mathrm{reg}}` for the posterior the guide emits."""
+        rec, reg, _ = self._wake(model, guide, args, kwargs)
+        return rec, reg
+
+    def _wake(self, model, guide, args: tuple, kwargs: dict):
+        rec, reg, first = 0.0, 0.0, None
         for model_trace, guide_trace in self._get_traces(model, guide, args, kwargs):
+            first = (guide_trace, plate_nesting(model_trace)) if first is None else first
             rec_p, reg_p = 0.0, 0.0
             for name, site in model_trace.nodes.items():
                 if site["type"] != "sample":
@@ -221,12 +266,15 @@ class DDVI_ELBO(GuardedObjective):
                 reg_p = reg_p - site["log_prob_sum"]
             rec = rec + rec_p / self.num_particles
             reg = reg + reg_p / self.num_particles
-        return torch.as_tensor(rec), torch.as_tensor(reg)
+        return torch.as_tensor(rec), torch.as_tensor(reg), first
 
     def sleep_term(self, model, guide, *args, **kwargs) -> torch.Tensor:
         r"""The denoising loss :math:`-\mathcal L_{\mathrm{diff}}` (Eq. 9) at draws from the model, summed over data
         with the data plates' scale, of every part of ``guide`` that follows
         :class:`~pyro_diffvi.guides.WakeSleepGuide`."""
+        return self._sleep(model, guide, args, kwargs)[0]
+
+    def _sleep(self, model, guide, args: tuple, kwargs: dict, *, gaussian_heads: bool = False):
         parts = self._sleep_parts(guide)
         use_observed = self.sleep == "wake-sleep"
         trace = sleep_draws(model, parts, args, kwargs, latents_only=not use_observed)
@@ -236,7 +284,9 @@ class DDVI_ELBO(GuardedObjective):
             )
             for part in parts
         ]
-        return torch.stack(losses).sum()
+        if gaussian_heads and use_observed:  # the warm-up: an emitted Gaussian head learns by its forward KL
+            losses += [-part.sleep_log_prob(trace) for part in parts if getattr(part, "exact_density", False)]
+        return torch.stack(losses).sum(), trace
 
     def model_term(self, model, guide, *args, **kwargs) -> torch.Tensor:
         r""":math:`\mathbb E_{q}[\log p_\theta(x, z)]` at draws :math:`z` of the guide held fixed (particle
@@ -271,28 +321,51 @@ class DDVI_ELBO(GuardedObjective):
         saves, so a resumed run continues the schedule where it stopped."""
         parts = guide_parts(guide, protocol=WakeSleepGuide)
         labels = guide_parts(guide, protocol=LabelGuide)
+        enumerated = any(part.enumerates(*args, **kwargs) for part in labels)
+        training = torch.is_grad_enabled()
         warm = bool(parts) and min(part.training_steps for part in parts) < self.warmup_steps
+        measured: dict[str, torch.Tensor] = {}
         if warm:
-            sleep = self._guarded("sleep", self.sleep_term, model, guide, *args, **kwargs)
+            sleep = self._guarded("sleep", lambda: self._sleep(model, guide, args, kwargs, gaussian_heads=True)[0])
             elbo = rec = reg = torch.full_like(sleep, math.nan)  # the bound is not evaluated in the warm-up
             loss = self.sleep_weight * sleep
             terms = {"sleep": sleep}
-            if not any(part.enumerates(*args, **kwargs) for part in labels):
+            if not enumerated:
                 terms["model"] = self._guarded("model", self.model_term, model, guide, *args, **kwargs)
                 loss = loss - terms["model"]
         else:
-            if any(part.enumerates(*args, **kwargs) for part in labels):
+            collectors = [] if enumerated else [part for part in parts if self._collects(part)]
+            for part in collectors if not self.vectorize_particles else []:
+                part.request_alternatives(self.num_rws_particles)
+            if enumerated:
                 elbo = self._guarded("elbo", self.enumerated_elbo, model, guide, *args, **kwargs)
                 rec = reg = torch.full_like(elbo, math.nan)  # the enumerated bound is not split
                 loss = -elbo
                 terms = {"elbo": elbo}
             else:
-                rec, reg = self._guarded(
-                    "rec/reg", self.wake_terms, model, guide, *args, nan=(torch.tensor(math.nan),) * 2, **kwargs
+                nan = torch.tensor(math.nan)
+                rec, reg, first = self._guarded(
+                    "rec/reg", self._wake, model, guide, args, kwargs, nan=(nan, nan, None)
                 )
                 elbo = rec + reg
                 loss = -(rec + self.reg_weight * reg)
                 terms = {"rec": rec, "reg": reg}
+                if collectors and self.vectorize_particles:
+                    first = self._unvectorized_trace(guide, collectors, args, kwargs)
+                for part in collectors:
+                    alternatives = part.take_alternatives()
+                    if alternatives is None or first is None:
+                        continue
+                    found = self._guarded(
+                        "alternatives", alternative_terms, model, first[0], part, alternatives, args, kwargs,
+                        max_plate_nesting=first[1],
+                    )
+                    if not isinstance(found, AlternativeTerms):  # a divergence skipped (on_nonfinite="skip")
+                        loss = loss + found
+                        continue
+                    loss = loss + self._alternative_loss(part, found, terms, measured)
+                    if training:
+                        part.record_lead(found.lead)
             sleep = torch.zeros_like(loss)
             if self.sleep != "none" and self.sleep_weight > 0:
                 sleep = self._guarded("sleep", self.sleep_term, model, guide, *args, **kwargs)
@@ -305,10 +378,43 @@ class DDVI_ELBO(GuardedObjective):
             terms["classification"] = classification
         values = torch.stack([elbo, rec, reg, sleep, classification, loss]).detach().tolist()  # one host sync
         self.last_terms = dict(zip(("elbo", "rec", "reg", "sleep", "classification", "loss"), values))
-        if torch.is_grad_enabled():
+        self.last_terms.update({key: float(value) for key, value in measured.items()})
+        if training:
             for part in parts:
                 part.training_steps += 1
+                if hasattr(part, "update_average"):
+                    part.update_average()
         return loss, terms
+
+    def _unvectorized_trace(self, guide, collectors: list, args: tuple, kwargs: dict):
+        """A guide trace outside the vectorized particle plate, which draws the collectors' alternatives (their
+        values cannot share the particle dimension of the wake term's trace)."""
+        for part in collectors:
+            part.request_alternatives(self.num_rws_particles)
+        return poutine.trace(guide).get_trace(*args, **kwargs), int(self.max_plate_nesting)
+
+    def _collects(self, part) -> bool:
+        """Whether ``part`` hands this objective draws of its posteriors (a DiffusionGuide with a head to train, a
+        choice to measure or a chain trained by the reweighted or bound terms)."""
+        if not hasattr(part, "request_alternatives"):
+            return False
+        return part.selection == "measured" or self.rws_weight > 0 or self.chain_elbo_weight > 0
+
+    def _alternative_loss(self, part, found, terms: dict, measured: dict) -> torch.Tensor:
+        """The loss terms of one part's alternatives: the head's bound when the head is not emitted, the chain's
+        share of its bound and its reweighted sleep loss."""
+        loss = self.rws_weight * found.reweighted_sleep - self.chain_elbo_weight * found.chain_elbo
+        terms["rws"] = terms.get("rws", 0.0) + found.reweighted_sleep
+        terms["chain"] = terms.get("chain", 0.0) + found.chain_elbo
+        if part.choice != "head":
+            loss = loss - found.head_elbo
+            terms["head"] = terms.get("head", 0.0) + found.head_elbo
+        measured["head"] = measured.get("head", 0.0) + found.head_elbo.detach()
+        measured["chain"] = measured.get("chain", 0.0) + found.chain_elbo.detach()
+        measured["rws"] = measured.get("rws", 0.0) + found.reweighted_sleep.detach()
+        measured["lead"] = torch.tensor(found.lead)
+        measured["ess"] = torch.tensor(found.effective_sample_size)
+        return loss
 
     def enumerated_elbo(self, model, guide, *args, **kwargs) -> torch.Tensor:
         r"""The ELBO with the guide's enumerated labels summed out exactly (:class:`~pyro.infer.TraceEnum_ELBO`),

@@ -1,6 +1,7 @@
 """Networks: multilayer perceptrons with time and context inputs, conditional normalizing flows, the Gaussian output
 head."""
 
+from pyro_diffvi.nn.averaging import AveragedCopy
 from pyro_diffvi.nn.flows import FLOW_TYPES, ConditionalFlow
 from pyro_diffvi.nn.heads import loc_scale
 from pyro_diffvi.nn.hierarchical import HierarchicalNetworks
@@ -9,6 +10,7 @@ from pyro_diffvi.nn.mlp import MLP, ConditionalMLP, SinusoidalTimeEmbedding, act
 __all__ = [
     "FLOW_TYPES",
     "MLP",
+    "AveragedCopy",
     "ConditionalFlow",
     "ConditionalMLP",
     "HierarchicalNetworks",

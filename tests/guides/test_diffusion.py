@@ -89,7 +89,9 @@ def test_subsampling_particles_renyi_predictive_two_latents(vectorize):
     elbo = DDVI_ELBO(sleep="wake-sleep", num_particles=3, vectorize_particles=vectorize, max_plate_nesting=1)
     svi = SVI(two_latent_model, guide, Adam({"lr": 1e-3}), elbo)
     loss = svi.step(x)
-    assert math.isfinite(loss) and set(elbo.last_terms) == {"elbo", "rec", "reg", "sleep", "classification", "loss"}
+    terms = {"elbo", "rec", "reg", "sleep", "classification", "loss", "head", "chain", "rws", "lead", "ess"}
+    assert math.isfinite(loss) and set(elbo.last_terms) == terms
+    assert all(math.isfinite(value) for value in elbo.last_terms.values())
     # minibatch scale 10/4 reaches the sleep term too: it is a sum over the (virtual) full data
     assert elbo.last_terms["sleep"] > 0
     assert math.isfinite(RenyiELBO(alpha=0, num_particles=3, max_plate_nesting=1).loss(two_latent_model, guide, x))
@@ -123,7 +125,7 @@ def test_clear_errors():
     guide(x)
     with pytest.raises(ValueError, match="context must have trailing dimension"):
         guide.denoisers[0].context_dim += 1  # a denoiser expecting a wider context than the encoder gives
-        guide.posterior("z", torch.zeros(5, guide.context_dim))
+        guide.chain_posterior("z", torch.zeros(5, guide.context_dim))
     with pytest.raises(ValueError, match="variance must be one of"):
         DiffusionGuide(linear_model, "z", "x", variance="fixed")
     with pytest.raises(ValueError, match="num_steps"):
@@ -182,3 +184,67 @@ def test_sleep_loss_particles_average_noise_draws_with_the_closed_form_mean():
     assert spreads[1] < 0.5 * spreads[0], spreads  # 1/sqrt(8) = 0.35 of it in expectation
     with pytest.raises(ValueError, match="num_particles"):
         guide.site_sleep_loss("z", z, context, num_particles=0)
+
+
+# ---- the head, the chain and the choice between them -----------------------------------------
+
+
+def test_a_new_guide_is_the_gaussian_guide_it_contains():
+    from pyro_diffvi.guides import GaussianGuide
+
+    x = torch.randn(6, 3)
+    pyro.set_rng_seed(4)
+    gaussian = GaussianGuide(linear_model, "z", "x", encoder_hidden_dims=(32, 32))
+    gaussian.setup(x)
+    pyro.set_rng_seed(4)
+    guide = DiffusionGuide(linear_model, "z", "x", num_steps=3, **SMALL)
+    guide.setup(x)
+    assert guide.choice == "head" and guide.exact_density
+    z = torch.randn(6, 2)
+    with torch.no_grad():
+        ours = guide.posterior("z", guide.context(x)).log_prob(z)
+        theirs = gaussian.posterior("z", gaussian.context(x)).log_prob(z)
+        chain_loc, chain_scale = guide.chain_loc_scale("z", guide.context(x))
+        loc, scale = guide.loc_scale("z", guide.context(x))
+    assert torch.allclose(ours, theirs)  # same initialization: the same posterior
+    assert torch.equal(chain_loc, loc) and torch.equal(chain_scale, scale)  # the chain starts at the head
+
+
+def test_the_chosen_chain_is_emitted_averaged_and_restored_from_the_state_dict():
+    x = dist.MultivariateNormal(B, A @ A.T + S**2 * torch.eye(3)).sample((32,))
+    guide = DiffusionGuide(linear_model, "z", "x", num_steps=3, averaging_decay=0.9, **SMALL)
+    svi = SVI(linear_model, guide, Adam({"lr": 1e-2}), DDVI_ELBO())
+    for _ in range(5):
+        svi.step(x)
+    assert int(guide.averaged.num_updates) == 5  # one average step per training step
+    guide.selector.choice = "chain"
+    context = guide.context(x)
+    emitted, trained = guide.posterior("z", context), guide.chain_posterior("z", context)
+    averaged = guide.chain_posterior("z", context, averaged=True)
+    pyro.set_rng_seed(0)
+    z = emitted.sample()
+    pyro.set_rng_seed(0)
+    assert torch.equal(z, averaged.sample())
+    pyro.set_rng_seed(0)
+    assert not torch.equal(z, trained.sample())  # five steps moved the trained chain off its average
+    # the number Trace_ELBO reports is the bound of the emitted chain: below exact log p(x) within 3 SE
+    with torch.no_grad():
+        w = torch.stack([per_datum_bounds(linear_model, guide, x)[0] for _ in range(200)])
+    assert w.mean(0).sum() <= linear_log_px(x).sum() + 3 * (w.var(0).sum() / 200).sqrt()
+    state = guide.state_dict()
+    pyro.clear_param_store()
+    restored = DiffusionGuide(linear_model, "z", "x", num_steps=3, averaging_decay=0.9, **SMALL)
+    restored.setup(x)
+    restored.load_state_dict(state)
+    assert restored.choice == "chain" and restored.selector.count == guide.selector.count
+    pyro.set_rng_seed(0)
+    assert torch.equal(restored.posterior("z", restored.context(x)).sample(), z)
+
+
+def test_bad_selection_options():
+    with pytest.raises(ValueError, match="selection must be one of"):
+        DiffusionGuide(linear_model, "z", "x", selection="best")
+    with pytest.raises(ValueError, match="averaging_decay"):
+        DiffusionGuide(linear_model, "z", "x", averaging_decay=1.0)
+    with pytest.raises(ValueError, match="decay must be a number"):
+        DiffusionGuide(linear_model, "z", "x", selection_decay=0.0)

@@ -28,15 +28,18 @@ def _model(prior):
 
 def test_wake_terms_sum_to_trace_elbo():
     model = _model(dist.Normal(torch.zeros(2), 1.0).to_event(1))
-    guide = DiffusionGuide(model, "z", "x", num_steps=3, encoder_hidden_dims=(16,), denoiser_hidden_dims=(16,))
+    guide = DiffusionGuide(
+        model, "z", "x", num_steps=3, encoder_hidden_dims=(16,), denoiser_hidden_dims=(16,), selection="chain"
+    )
     x = torch.randn(7, 2)
-    elbo = DDVI_ELBO(sleep="none")
+    elbo = DDVI_ELBO(sleep="none", rws_weight=0.0, chain_elbo_weight=0.0)
     guide(x)  # set-up traces the model (a prior draw): before seeding
     pyro.set_rng_seed(1)
     loss = elbo.loss(model, guide, x)
     pyro.set_rng_seed(1)
     reference = Trace_ELBO().loss(model, guide, x)
-    # same draws: sleep="none", reg_weight=1 is exactly the Markovian ELBO of Trace_ELBO
+    # same draws: the chain emitted, with sleep="none", reg_weight=1 and no reweighted or chain-bound terms, the
+    # loss is exactly the Markovian ELBO of Trace_ELBO
     assert loss == pytest.approx(reference, abs=1e-4)
     assert elbo.last_terms["elbo"] == pytest.approx(-reference, abs=1e-4)
     assert elbo.last_terms["rec"] + elbo.last_terms["reg"] == pytest.approx(-reference, abs=1e-4)
@@ -94,11 +97,13 @@ def _decoder_model(decoder):
     return model
 
 
-def _small_run(warmup_steps=2):
+def _small_run(warmup_steps=2, selection="measured"):
     """A linear-decoder model, a small DiffusionGuide, DDVI_ELBO with a warm-up and its SVI."""
     decoder = torch.nn.Linear(2, 2)
     model = _decoder_model(decoder)
-    guide = DiffusionGuide(model, "z", "x", num_steps=3, encoder_hidden_dims=(16,), denoiser_hidden_dims=(16,))
+    guide = DiffusionGuide(
+        model, "z", "x", num_steps=3, encoder_hidden_dims=(16,), denoiser_hidden_dims=(16,), selection=selection
+    )
     elbo = DDVI_ELBO(warmup_steps=warmup_steps)
     svi = pyro.infer.SVI(model, guide, pyro.optim.Adam({"lr": 1e-2}), elbo)
     return decoder, model, guide, torch.randn(5, 2), elbo, svi
@@ -112,7 +117,7 @@ def _grads(loss, named):
 
 
 def test_warmup_trains_the_guide_by_the_sleep_term_and_the_model_by_the_wake_term():
-    decoder, model, guide, x, elbo, svi = _small_run()
+    decoder, model, guide, x, elbo, svi = _small_run(selection="chain")  # the chain emitted: no head term
     guide(x)
     guide_params = dict(guide.named_parameters())
     decoder_params = dict(decoder.named_parameters())
@@ -135,6 +140,14 @@ def test_warmup_trains_the_guide_by_the_sleep_term_and_the_model_by_the_wake_ter
     assert math.isfinite(elbo.last_terms["elbo"])
 
 
+def test_warmup_trains_an_emitted_head_by_its_forward_kl():
+    _, model, guide, x, elbo, _ = _small_run()  # selection="measured": the Gaussian head is emitted
+    guide(x)
+    heads = {k: p for k, p in guide.named_parameters() if k.startswith("heads.")}
+    grads = _grads(elbo.differentiable_loss(model, guide, x), heads)
+    assert grads.keys() == heads.keys() and all(g.abs().sum() > 0 for g in grads.values())
+
+
 def test_training_steps_count_gradient_evaluations_on_every_route():
     _, model, guide, x, elbo, svi = _small_run()
     svi.step(x)
@@ -144,7 +157,7 @@ def test_training_steps_count_gradient_evaluations_on_every_route():
     module = elbo(model, guide)  # Pyro's ELBOModule, for plain torch optimizers and Lightning
     module(x).backward()
     assert guide.training_steps == 2
-    assert guide.state_dict()["_extra_state"] == {"training_steps": 2}
+    assert guide.state_dict()["_extra_state"]["training_steps"] == 2
 
 
 def _train(state=None, steps=4, seed=0):
@@ -174,7 +187,8 @@ def test_interrupted_and_resumed_run_equals_the_uninterrupted_run():
     whole = _train(steps=6)
     first = _train(steps=2)  # stops inside the warm-up (3 steps)
     resumed = _train(state=first, steps=4)
-    assert resumed["guide"]["_extra_state"] == whole["guide"]["_extra_state"] == {"training_steps": 6}
+    assert resumed["guide"]["_extra_state"] == whole["guide"]["_extra_state"]  # the selector's record included
+    assert whole["guide"]["_extra_state"]["training_steps"] == 6
     for part in ("guide", "decoder"):
         for name, value in whole[part].items():
             if torch.is_tensor(value):
