@@ -22,9 +22,10 @@ class BoundSelector:
     * to the chain when :math:`m > \tau\, \mathrm{se}`;
     * back to the head when :math:`m < -\tau\, \mathrm{se}`,
 
-    and only once the average spans its window, after :math:`1/(1-\delta)` estimates. Between the two thresholds
-    the current choice stays, so a tie keeps whichever is in use, and a change needs the lead to be :math:`\tau` standard errors away from zero over the last :math:`\sim 1/(1-\delta)`
-    steps. The state (``choice``, the moments, the count) is plain data for a ``state_dict``.
+    and only once the average spans its window, after :math:`1/(1-\delta)` estimates. Between the two thresholds the
+    current choice stays, so a tie keeps whichever is in use, and a change needs the lead to be :math:`\tau`
+    standard errors away from zero over the last :math:`\sim 1/(1-\delta)` steps. The state (``choice``, the
+    moments, the count) is plain data for a ``state_dict``.
 
     Example:
 
