@@ -52,16 +52,11 @@ ENCODER_KWARGS = dict(encoder_hidden_dims=(1000, 1000), encoder_activation="leak
 PRIOR_KWARGS = dict(radius=10.0, radial_scale=3.0, tangential_scale=0.5)
 """The demo's pinwheel: Johnson et al.'s size (see the module docstring for why not unit radius)."""
 
-DIFFUSION_KWARGS = dict(
-    num_steps=20, schedule="linear", variance="beta", standardize=False, path_gradient=False, selection="chain",
-    averaging_decay=0.0,
-)
-"""The DDVI guide's chain: the paper's T = 20 and linear schedule, in the latent's own coordinates, always
-emitted and not averaged (the paper's guide)."""
+DIFFUSION_KWARGS = dict(num_steps=20, schedule="linear", variance="beta", standardize=False, path_gradient=False)
+"""The DDVI guide's chain: the paper's T = 20 and linear schedule, in the latent's own coordinates."""
 
-DDVI_KWARGS = dict(sleep="wake-sleep", sleep_head=False, rws_weight=0.0, chain_elbo_weight=0.0)
-"""The DDVI objective: wake-sleep denoiser training without the head's KL term (see the module docstring) and
-without the reweighted and chain-bound terms of the library's defaults (the paper's objective)."""
+DDVI_KWARGS = dict(sleep="wake-sleep", sleep_head=False)
+"""The DDVI objective: wake-sleep denoiser training without the head's KL term (see the module docstring)."""
 
 
 def make_decoder(

@@ -23,6 +23,8 @@ from pyro_diffvi.util import check_positive_int, check_widths
 __all__ = ["SELECTIONS", "Alternatives", "DiffusionGuide"]
 
 SELECTIONS = ("measured", "chain")
+MEASURED_AVERAGING_DECAY = 0.995
+"""The default ``averaging_decay`` of a measuring guide (``selection="measured"``)."""
 
 
 @dataclass
@@ -45,32 +47,26 @@ class Alternatives:
 
 
 class DiffusionGuide(DenoisingLosses, GaussianGuide):
-    r"""Amortized diffusion posterior :math:`q_\phi(z|x)` for every latent site of a Pyro model, never measurably
-    worse than the Gaussian guide it contains.
+    r"""Amortized diffusion posterior :math:`q_\phi(z|x)` for every latent site of a Pyro model: DDVI's reverse
+    diffusion chain (a :class:`~pyro_diffvi.distributions.DiffusionPosterior`), a Gaussian start and ``num_steps``
+    learned Gaussian denoising steps with the noise predictor :math:`\epsilon_\phi(u_t, t, c)` on the encoder's
+    context :math:`c = \mathrm{enc}_\phi(x)`; its site density is the bound term of the Markovian ELBO (Eq. 5),
+    so ``Trace_ELBO`` on the guide is a lower bound on :math:`\log p(x)`.
 
-    The guide holds two posteriors on one encoder context :math:`c = \mathrm{enc}_\phi(x)`:
-
-    * the **head**, the diagonal Gaussian :math:`\mathcal N(\mu_\phi(c), \sigma_\phi(c)^2)` of
-      :class:`GaussianGuide` (same encoder, same linear head, same initialization), trained by its own ELBO
-      exactly as a Gaussian guide is;
-    * the **chain**, DDVI's reverse diffusion (a :class:`~pyro_diffvi.distributions.DiffusionPosterior`): a
-      Gaussian start of its own and ``num_steps`` learned Gaussian denoising steps with the noise predictor
-      :math:`\epsilon_\phi(u_t, t, c)`; its site density is the bound term of the Markovian ELBO (Eq. 5).
-      :class:`~pyro_diffvi.infer.DDVI_ELBO` trains it by forward KLs (DDVI's sleep term on the model's
-      draws and its reweighted form at the observed data) plus a share of its bound.
-
-    The guide *emits* one of them (``choice``): the head, until the chain's bound is measurably higher, then
-    the chain, with its parameters averaged over the recent steps (:class:`~pyro_diffvi.nn.AveragedCopy`),
-    and back to the head if the chain falls measurably behind. ``DDVI_ELBO`` measures both bounds on every
-    training batch and decides by :class:`~pyro_diffvi.guides.BoundSelector` (an exponential average of the
-    lead with hysteresis at two standard errors). So a new guide is a Gaussian guide, training only adds the
-    chain where it wins, and the number ``Trace_ELBO`` reports for the guide is always a valid bound of the
-    posterior it emits. The standardized chain starts exactly at its head, which starts as a copy of the
-    Gaussian head.
-
-    Other objectives than ``DDVI_ELBO`` (``Trace_ELBO``, ``RenyiELBO``) train the emitted posterior as it is:
-    the head, unless ``DDVI_ELBO`` chose the chain; ``selection="chain", averaging_decay=0`` emits the trained
-    chain itself, the DDVI paper's guide, which those objectives then train by its Markovian bound.
+    With ``selection="measured"`` the guide also holds a **Gaussian head**, the diagonal Gaussian
+    :math:`\mathcal N(\mu_\phi(c), \sigma_\phi(c)^2)` of :class:`GaussianGuide` (same encoder, same linear head,
+    same initialization), trained by its own ELBO, and the chain starts at a copy of it. The guide then
+    *emits* one of the two (``choice``): the head, until the chain's bound is measurably higher, then the chain
+    with its parameters averaged over the recent steps (``averaging_decay``, default 0.995 for a measuring
+    guide; :class:`~pyro_diffvi.nn.AveragedCopy`), and back to the head if the chain falls measurably behind.
+    :class:`~pyro_diffvi.infer.DDVI_ELBO` measures both bounds on every training batch, decides by
+    :class:`~pyro_diffvi.guides.BoundSelector` (an exponential average of the lead with hysteresis at two
+    standard errors), and trains the chain by its sleep term, its reweighted wake-sleep term at the observed
+    data and a share of its own bound (docs/guide.md, "Safe by default"). On the 2-D posterior suite this
+    beat the default chain on every multimodal and curved problem measured (docs/results.md); on the README's
+    MNIST VAE its head, which shares the encoder with the chain's training, fell behind a Gaussian guide
+    (measured there), which is why it is not yet the default. With other objectives than ``DDVI_ELBO``
+    (``Trace_ELBO``, ``RenyiELBO``) only the emitted posterior learns.
 
     Defaults (measured on :mod:`pyro_diffvi.datasets.posteriors`, docs/results.md):
 
@@ -82,11 +78,10 @@ class DiffusionGuide(DenoisingLosses, GaussianGuide):
     * ``schedule="cosine"`` (:math:`\bar\alpha_T \approx 0`: the chain can build multimodality from noise),
       ``variance="learned"``;
     * ``path_gradient=True``: the path-derivative gradient of the chain's bound;
-    * ``averaging_decay=0.995`` and ``selection="measured"``.
+    * ``selection="chain"``: the chain is the posterior (no head, no averaging).
 
     The paper's guide is ``DiffusionGuide(..., schedule="linear", variance="beta", standardize=False,
-    path_gradient=False, selection="chain", averaging_decay=0)`` with ``DDVI_ELBO(rws_weight=0,
-    chain_elbo_weight=0)``.
+    path_gradient=False)`` with ``DDVI_ELBO(sleep="simplified")``.
 
     Example:
 
@@ -98,7 +93,7 @@ class DiffusionGuide(DenoisingLosses, GaussianGuide):
     >>> from pyro.optim import Adam
     >>> from pyro_diffvi.guides import DiffusionGuide
     >>> from pyro_diffvi.infer import DDVI_ELBO
-    >>> guide = DiffusionGuide(model, latent="z", observed="x", num_steps=5)
+    >>> guide = DiffusionGuide(model, latent="z", observed="x", num_steps=5, selection="measured")
     >>> svi = SVI(model, guide, Adam({"lr": 1e-3}), loss=DDVI_ELBO())
     >>> losses = [svi.step(x) for _ in range(3)]
     >>> guide.choice   # the Gaussian head, until the chain is measurably ahead
@@ -120,9 +115,10 @@ class DiffusionGuide(DenoisingLosses, GaussianGuide):
     :param time_dim: width of the denoiser's time embedding.
     :param denoiser_activation: hidden activation of the denoiser.
     :param averaging_decay: decay of the average of the chain's parameters that is emitted (0: the chain
-        itself is emitted, and the emitted chain is trainable by any objective).
-    :param selection: ``"measured"`` (emit the head or the chain by their measured bounds) or ``"chain"``
-        (always the chain).
+        itself is emitted, and the emitted chain is trainable by any objective); default 0.995 with
+        ``selection="measured"``, else 0.
+    :param selection: ``"chain"`` (the chain is the posterior; default) or ``"measured"`` (emit the Gaussian
+        head or the chain by their measured bounds, see above).
     :param selection_decay: decay of the selector's average of the chain's lead (0.99: about 100 steps).
     :param selection_threshold: standard errors the averaged lead must clear to switch.
 
@@ -147,8 +143,8 @@ class DiffusionGuide(DenoisingLosses, GaussianGuide):
         denoiser_hidden_dims: Sequence[int] = (128, 128, 128, 128),
         time_dim: int = 32,
         denoiser_activation: str = "silu",
-        averaging_decay: float = 0.995,
-        selection: str = "measured",
+        averaging_decay: float | None = None,
+        selection: str = "chain",
         selection_decay: float = 0.99,
         selection_threshold: float = 2.0,
         **kwargs,
@@ -157,6 +153,8 @@ class DiffusionGuide(DenoisingLosses, GaussianGuide):
             raise ValueError(f"variance must be one of {REVERSE_VARIANCES}, got {variance!r}")
         if selection not in SELECTIONS:
             raise ValueError(f"selection must be one of {SELECTIONS}, got {selection!r}")
+        if averaging_decay is None:
+            averaging_decay = MEASURED_AVERAGING_DECAY if selection == "measured" else 0.0
         if not (isinstance(averaging_decay, (int, float)) and 0.0 <= averaging_decay < 1.0):
             raise ValueError(f"averaging_decay must be a number in [0, 1), got {averaging_decay!r}")
         check_positive_int("num_steps", num_steps)
@@ -185,7 +183,8 @@ class DiffusionGuide(DenoisingLosses, GaussianGuide):
 
     def _build_posteriors(self) -> None:
         super()._build_posteriors()
-        self.chain_heads = copy.deepcopy(self.heads)  # the chain starts exactly at the Gaussian head
+        # a measuring guide's chain starts at a copy of the Gaussian head; otherwise the chain starts at the head
+        self.chain_heads = copy.deepcopy(self.heads) if self.selection == "measured" else None
         param = next(self.encoder.parameters())
         # built in the parameters' dtype from the float64 schedule (a cast would round twice)
         self.process = GaussianDiffusion(self.num_steps, schedule=self._schedule, dtype=param.dtype).to(param.device)
@@ -206,8 +205,9 @@ class DiffusionGuide(DenoisingLosses, GaussianGuide):
 
     def _chain_modules(self) -> nn.ModuleDict:
         modules = {"denoisers": self.denoisers}
-        if self.chain_heads is not None:
-            modules["chain_heads"] = self.chain_heads
+        heads = self.heads if self.chain_heads is None else self.chain_heads
+        if heads is not None:
+            modules["chain_heads"] = heads
         return nn.ModuleDict(modules)
 
     def _denoiser_context_dim(self, name: str) -> int:
@@ -240,9 +240,11 @@ class DiffusionGuide(DenoisingLosses, GaussianGuide):
 
     def chain_loc_scale(self, name: str, context, *, averaged: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
         """Mean and standard deviation of the chain's Gaussian start for latent ``name`` (flattened)."""
-        heads = self.averaged.module["chain_heads"] if averaged else self.chain_heads
-        if heads is None:  # an encoder returning (loc, scale): the chain starts from it
+        if not averaged and self.chain_heads is None:  # the chain starts at the head (or a (loc, scale) encoder)
             return self.loc_scale(name, context)
+        if averaged and "chain_heads" not in self.averaged.module:  # an encoder returning (loc, scale)
+            return self.loc_scale(name, context)
+        heads = self.averaged.module["chain_heads"] if averaged else self.chain_heads
         return loc_scale(heads[self.latent_names.index(name)](context), self.min_scale)
 
     def chain_posterior(self, name: str, context, *, averaged: bool = False) -> DiffusionPosterior:

@@ -18,6 +18,9 @@ from pyro_diffvi.infer.wake_sleep import model_log_joint, sleep_draws
 from pyro_diffvi.util import check_positive_float, check_positive_int
 
 SLEEP_VARIANTS = ("simplified", "wake-sleep", "none")
+MEASURED_CHAIN_WEIGHTS = (1.0, 0.3)
+"""The default ``(rws_weight, chain_elbo_weight)`` for a measuring ``DiffusionGuide`` (``selection="measured"``)."""
+
 _SLEEP_HINT = (
     "The sleep term trains on the model's own draws of the latents: a prior whose draws overflow the dtype "
     "(e.g. LogNormal(0, 30)) makes it non-finite; use a tighter prior, float64, or sleep='none'."
@@ -85,8 +88,8 @@ class DDVI_ELBO(GuardedObjective):
     ``SVI.step``, the module of ``ELBO.__call__`` and any call of :meth:`differentiable_loss` with
     gradients enabled.
 
-    *Chain terms* (a :class:`~pyro_diffvi.guides.DiffusionGuide` with its default ``selection="measured"``;
-    the mechanism of docs/guide.md, "Safe by default"). The guide holds a Gaussian head and a chain that
+    *Chain terms* (a :class:`~pyro_diffvi.guides.DiffusionGuide` with ``selection="measured"``; the
+    mechanism of docs/guide.md, "Safe by default"). The guide holds a Gaussian head and a chain that
     starts exactly at it, and emits whichever its measured bound favours. In each call the guide also draws,
     at the real :math:`x`, one draw of the head, one of the averaged chain and :math:`K` =
     ``num_rws_particles`` draws :math:`y^k_{0:T}` of the trained chain; the model's log joint at all of them
@@ -106,8 +109,8 @@ class DDVI_ELBO(GuardedObjective):
     The model's parameters learn only from the emitted posterior's bound (the other draws pass
     :data:`~pyro_diffvi.infer.alternatives.MODEL_GRADIENT_SHARE` of their gradient to them). The number
     reported as ``elbo`` is the bound of the emitted posterior, so it is a true ELBO whatever trains the
-    chain. ``rws_weight=0, chain_elbo_weight=0`` with ``DiffusionGuide(selection="chain")`` is the paper's
-    objective.
+    chain. For a guide with ``selection="chain"`` (the default) these terms are off unless ``rws_weight`` or
+    ``chain_elbo_weight`` is set.
 
     After each evaluation ``self.last_terms`` holds floats ``elbo`` (the ELBO estimate of this
     batch for the emitted posterior, averaged over particles), ``rec``, ``reg``, ``sleep`` (the denoising
@@ -131,11 +134,12 @@ class DDVI_ELBO(GuardedObjective):
         -0.7); on the main demo DDVI's lead over the Gaussian guide went from +0.45 to +1.00 nats (3 seeds);
         a step of the paper's MNIST VAE costs 3.1-3.4 Gaussian-guide steps against 2.7 with one draw.
         ``1`` is the paper's estimator.
-    :param rws_weight: weight of the reweighted wake-sleep term (``0`` leaves it out).
+    :param rws_weight: weight of the reweighted wake-sleep term (``0`` leaves it out); by default 1 for a
+        measuring guide (``selection="measured"``) and 0 otherwise (:data:`MEASURED_CHAIN_WEIGHTS`).
     :param num_rws_particles: :math:`K`, the chain's draws per datum for the reweighted and chain-bound terms.
     :param chain_elbo_weight: weight of the trained chain's own Markovian bound at its :math:`K` draws (the
         emitted posterior's bound enters with weight 1; an emitted averaged chain has no trainable
-        parameters, so that term then trains the model alone).
+        parameters, so that term then trains the model alone); by default 0.3 for a measuring guide, else 0.
     :param warmup_steps: number of initial training steps in which the guide learns from the sleep term
         alone and the model from :meth:`model_term` (needs a sleep term; counted by the guide's
         ``training_steps``; see *Warm-up* above).
@@ -164,7 +168,7 @@ class DDVI_ELBO(GuardedObjective):
     >>> svi = SVI(model, guide, Adam({"lr": 1e-3}), loss)
     >>> step_loss = svi.step(torch.randn(16, 2))
     >>> sorted(loss.last_terms)
-    ['chain', 'classification', 'elbo', 'ess', 'head', 'lead', 'loss', 'rec', 'reg', 'rws', 'sleep']
+    ['classification', 'elbo', 'loss', 'rec', 'reg', 'sleep']
     >>> all(math.isfinite(v) for v in loss.last_terms.values())
     True
 
@@ -181,9 +185,9 @@ class DDVI_ELBO(GuardedObjective):
         sleep_head: bool = True,
         num_particles: int = 1,
         num_sleep_particles: int = 8,
-        rws_weight: float = 1.0,
+        rws_weight: float | None = None,
         num_rws_particles: int = 8,
-        chain_elbo_weight: float = 0.3,
+        chain_elbo_weight: float | None = None,
         warmup_steps: int = 0,
         classification_weight: float = 0.0,
         on_nonfinite: str = "raise",
@@ -198,9 +202,14 @@ class DDVI_ELBO(GuardedObjective):
         check_positive_int("warmup_steps", warmup_steps, minimum=0)
         check_positive_int("num_particles", num_particles)
         self.num_sleep_particles = check_positive_int("num_sleep_particles", num_sleep_particles)
-        self.rws_weight = check_positive_float("rws_weight", rws_weight, allow_zero=True)
+        self.rws_weight = (
+            None if rws_weight is None else check_positive_float("rws_weight", rws_weight, allow_zero=True)
+        )
         self.num_rws_particles = check_positive_int("num_rws_particles", num_rws_particles)
-        self.chain_elbo_weight = check_positive_float("chain_elbo_weight", chain_elbo_weight, allow_zero=True)
+        self.chain_elbo_weight = (
+            None if chain_elbo_weight is None
+            else check_positive_float("chain_elbo_weight", chain_elbo_weight, allow_zero=True)
+        )
         if warmup_steps and (sleep == "none" or sleep_weight == 0):
             raise ValueError(
                 "warmup_steps > 0 trains the sleep term alone: it needs sleep != 'none' and sleep_weight > 0"
@@ -398,15 +407,22 @@ class DDVI_ELBO(GuardedObjective):
         choice to measure or a chain trained by the reweighted or bound terms)."""
         if not hasattr(part, "request_alternatives"):
             return False
-        return part.selection == "measured" or self.rws_weight > 0 or self.chain_elbo_weight > 0
+        return part.selection == "measured" or any(weight > 0 for weight in self._chain_weights(part))
+
+    def _chain_weights(self, part) -> tuple[float, float]:
+        """``rws_weight`` and ``chain_elbo_weight`` for ``part``, their defaults following its ``selection``."""
+        rws, chain = MEASURED_CHAIN_WEIGHTS if part.selection == "measured" else (0.0, 0.0)
+        return (rws if self.rws_weight is None else self.rws_weight,
+                chain if self.chain_elbo_weight is None else self.chain_elbo_weight)
 
     def _alternative_loss(self, part, found, terms: dict, measured: dict) -> torch.Tensor:
         """The loss terms of one part's alternatives: the head's bound when the head is not emitted, the chain's
         share of its bound and its reweighted sleep loss."""
-        loss = self.rws_weight * found.reweighted_sleep - self.chain_elbo_weight * found.chain_elbo
+        rws_weight, chain_elbo_weight = self._chain_weights(part)
+        loss = rws_weight * found.reweighted_sleep - chain_elbo_weight * found.chain_elbo
         terms["rws"] = terms.get("rws", 0.0) + found.reweighted_sleep
         terms["chain"] = terms.get("chain", 0.0) + found.chain_elbo
-        if part.choice != "head":
+        if part.selection == "measured" and part.choice != "head":  # keep training the fallback
             loss = loss - found.head_elbo
             terms["head"] = terms.get("head", 0.0) + found.head_elbo
         measured["head"] = measured.get("head", 0.0) + found.head_elbo.detach()

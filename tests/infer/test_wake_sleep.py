@@ -110,9 +110,7 @@ def test_bad_arguments_and_guides_without_an_exact_density_raise():
         WakeSleepStartLoss(objective="Trace_ELBO")
     pyro.clear_param_store()
     model, x = linear_model(), torch.randn(4, 3)
-    guide = DiffusionGuide(  # a guide emitting its chain (a bound term, not a density)
-        model, "z", "x", num_steps=3, encoder_hidden_dims=(8,), denoiser_hidden_dims=(8,), selection="chain"
-    )
+    guide = DiffusionGuide(model, "z", "x", num_steps=3, encoder_hidden_dims=(8,), denoiser_hidden_dims=(8,))
     with pytest.raises(TypeError, match="DDVI_ELBO"):
         WakeSleepStartLoss().differentiable_loss(model, guide, x)
     assert math.isfinite(WakeSleepStartLoss(warmup_steps=0).loss(model, guide, x))  # no start: any guide

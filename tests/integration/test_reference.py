@@ -36,17 +36,14 @@ def test_pyro_loss_equals_reference(sleep, variance, conditional):
     x = torch.randn(6, X, dtype=dtype)
     model, decoder = _vae(dtype)
     # the reference implements the paper's chain (in the latent's own coordinates)
-    # (the chain always emitted and trained by the paper's objective alone)
     guide = DiffusionGuide(model, "z", "x", num_steps=4, schedule="cosine", variance=variance, standardize=False,
-                           conditional=conditional, encoder_hidden_dims=(16, 8), denoiser_hidden_dims=(16, 16),
-                           selection="chain", averaging_decay=0.0)
+                           conditional=conditional, encoder_hidden_dims=(16, 8), denoiser_hidden_dims=(16, 16))
     guide(x)  # set-up traces the model once (it draws from the prior): do it before seeding
-    elbo = DDVI_ELBO(reg_weight=0.7, sleep_weight=1.3, sleep=sleep, num_sleep_particles=1, rws_weight=0.0,
-                     chain_elbo_weight=0.0)
+    elbo = DDVI_ELBO(reg_weight=0.7, sleep_weight=1.3, sleep=sleep, num_sleep_particles=1)
     set_seed(3)
     pyro_loss = elbo.differentiable_loss(model, guide, x)
 
-    head = guide.chain_heads[0]
+    head = guide.heads[0]
     zeros = x.new_zeros(x.shape[0], D)
 
     def loc_scale(c):
