@@ -1,6 +1,7 @@
 """Networks: multilayer perceptrons with time and context inputs, conditional normalizing flows, the Gaussian output
-head."""
+head, the generator and discriminator of a denoising diffusion GAN."""
 
+from pyro_diffvi.nn.denoising_gan import DenoisingDiscriminator, DenoisingGenerator
 from pyro_diffvi.nn.flows import FLOW_TYPES, ConditionalFlow
 from pyro_diffvi.nn.heads import loc_scale
 from pyro_diffvi.nn.hierarchical import HierarchicalNetworks
@@ -11,6 +12,8 @@ __all__ = [
     "MLP",
     "ConditionalFlow",
     "ConditionalMLP",
+    "DenoisingDiscriminator",
+    "DenoisingGenerator",
     "HierarchicalNetworks",
     "SinusoidalTimeEmbedding",
     "activation",
