@@ -1,0 +1,151 @@
+r"""The Gaussian-step baseline of denoising diffusion GANs: DDPM's noise-prediction loss (Ho et al. 2020).
+
+A network :math:`\epsilon_\theta(x_t, t)` is trained on
+
+.. math::
+
+    \mathcal L = \mathbb E_{t \sim U\{1..T\},\, x_0,\, \epsilon \sim \mathcal N(0, I)}
+        \big\lVert \epsilon - \epsilon_\theta(x_t, t) \big\rVert^2, \qquad
+        x_t = \sqrt{\bar\alpha_t}\, x_0 + \sqrt{1 - \bar\alpha_t}\,\epsilon
+
+(the "simple" loss, Ho et al. 2020, Eq. 14) and sampled with Gaussian steps
+:math:`q(x_{t-1}|x_t, x_0 = \hat x_0)`, :math:`\hat x_0` from Eq. 6.9 of Xiao (2022) (the DDPM sampler with
+the posterior variance; Eqs. 6.6-6.11 show the two readings agree). The network is a
+:class:`~pyro_diffvi.nn.DenoisingGenerator` with ``noise_dim=0``: the generator of a denoising diffusion GAN
+without its latent, so that the comparison of the two isolates the multimodal denoiser (Xiao 2022, Sec. 6.1:
+a Gaussian step is accurate only for small steps).
+
+References: J. Ho, A. Jain, P. Abbeel. *Denoising Diffusion Probabilistic Models*. NeurIPS, 2020; Z. Xiao.
+*Designing Deep Generative Models with Symbiotic Composition*. PhD dissertation, University of Chicago, 2022,
+Sec. 6.3.1.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+from torch import nn
+
+from pyro_diffvi.diffusion import GaussianDiffusion
+from pyro_diffvi.distributions import ImplicitDiffusion
+from pyro_diffvi.infer.generator_training import GeneratorEMA, check_batch, guarded_update
+from pyro_diffvi.infer.guard import check_on_nonfinite
+from pyro_diffvi.util import check_positive_int
+
+__all__ = ["DDPMLoss"]
+
+
+class DDPMLoss:
+    r"""DDPM's noise-prediction loss for a network ``eps(x_t, z, t)`` without latent (``noise_dim = 0``),
+    with an EMA of the network for sampling (see the module docstring).
+
+    Loop::
+
+        ddpm = DDPMLoss(DenoisingGenerator(2, noise_dim=0), num_steps=1000)
+        opt = torch.optim.Adam(ddpm.network.parameters(), lr=1e-4)
+        for x in batches:
+            ddpm.step(x, opt)
+        samples = ddpm.distribution().sample((1000,))   # T network evaluations per draw
+
+    **Divergence guard** and **checkpoints** as :class:`~pyro_diffvi.infer.DDGANLoss` (term ``"ddpm"``;
+    :meth:`state_dict` holds the network, its EMA and the update count).
+
+    :param network: :math:`\epsilon_\theta(x_t, z, t)` with ``dim`` and ``noise_dim = 0`` attributes.
+    :param num_steps: :math:`T \ge 1`.
+    :param schedule: betas: ``"vp"`` (Eqs. 6.14-6.15 of Xiao 2022), another name or ``num_steps`` betas.
+    :param ema_decay: decay of the network's EMA (:class:`~pyro_diffvi.infer.generator_training.GeneratorEMA`).
+    :param on_nonfinite: ``"raise"`` or ``"skip"``.
+
+    >>> import torch
+    >>> from pyro_diffvi.infer import DDPMLoss
+    >>> from pyro_diffvi.nn import DenoisingGenerator
+    >>> ddpm = DDPMLoss(DenoisingGenerator(2, noise_dim=0, hidden_dims=(32,)), num_steps=4)
+    >>> opt = torch.optim.Adam(ddpm.network.parameters(), lr=1e-3)
+    >>> sorted(ddpm.step(torch.randn(64, 2), opt)), ddpm.distribution().sample((3,)).shape
+    (['ddpm'], torch.Size([3, 2]))
+    """
+
+    def __init__(
+        self,
+        network: nn.Module,
+        *,
+        num_steps: int = 1000,
+        schedule: str | Sequence[float] | torch.Tensor = "vp",
+        ema_decay: float = 0.999,
+        on_nonfinite: str = "raise",
+    ) -> None:
+        if not isinstance(network, nn.Module) or not isinstance(getattr(network, "dim", None), int):
+            raise TypeError("network must be a torch.nn.Module with an int attribute dim (see DenoisingGenerator)")
+        if getattr(network, "noise_dim", 0) != 0:
+            raise ValueError(f"network.noise_dim must be 0 (a deterministic noise predictor), got {network.noise_dim}")
+        check_positive_int("num_steps", num_steps)
+        self.network = network
+        ref = next(network.parameters(), None)
+        dtype = ref.dtype if ref is not None else torch.get_default_dtype()
+        self.process = GaussianDiffusion(num_steps, schedule, dtype)
+        if ref is not None:
+            self.process.to(ref.device)
+        self.ema = GeneratorEMA(network, ema_decay)
+        self.on_nonfinite = check_on_nonfinite(on_nonfinite)
+
+    @property
+    def num_steps(self) -> int:
+        """:math:`T`."""
+        return self.process.num_steps
+
+    @property
+    def num_updates(self) -> int:
+        """Completed updates."""
+        return self.ema.num_updates
+
+    def loss(self, x0: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        r"""The noise-prediction loss on a data batch: the batch mean of :math:`\lVert\epsilon - \hat\epsilon\rVert^2`.
+
+        :param x0: data, shape ``(N, dim)``.
+        :return: ``(loss, {"ddpm": loss})``.
+        """
+        x0 = check_batch("x", x0, self.network.dim, next(self.network.parameters(), None))
+        t = torch.randint(1, self.num_steps + 1, x0.shape[:1], device=x0.device)
+        eps = torch.randn_like(x0)
+        x_t = self.process.q_sample(x0, t, eps)
+        pred = self.network(x_t, x0.new_zeros(x0.shape[:1] + (0,)), t)
+        loss = (eps - pred).pow(2).sum(-1).mean()
+        return loss, {"ddpm": loss}
+
+    def step(self, x0: torch.Tensor, optimizer: torch.optim.Optimizer) -> dict[str, float]:
+        """One guarded update on the batch ``x0``, then one EMA update.
+
+        :param x0: data, shape ``(N, dim)``.
+        :param optimizer: optimizer of the network's parameters.
+        :return: ``{"ddpm": value}``.
+        """
+        loss, terms = self.loss(x0)
+        params = dict(self.network.named_parameters())
+        if guarded_update(type(self).__name__, loss, terms, optimizer, params, self.on_nonfinite):
+            self.ema.update(self.network)
+        return {k: float(v.detach()) for k, v in terms.items()}
+
+    def distribution(self, *, ema: bool = True) -> ImplicitDiffusion:
+        """The model's distribution of :math:`x_0` (Gaussian steps, ``T`` network evaluations per draw).
+
+        :param ema: use the EMA network (default) or the trained one.
+        """
+        return ImplicitDiffusion(self.ema.network if ema else self.network, self.process, prediction="eps")
+
+    def state_dict(self) -> dict:
+        """The network's and its EMA's ``state_dict()`` and the update count."""
+        return {"network": self.network.state_dict(), "ema": self.ema.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore what :meth:`state_dict` saved.
+
+        :param state: a dict from :meth:`state_dict`.
+        """
+        if not isinstance(state, dict) or set(state) != {"network", "ema"}:
+            raise ValueError("state must be a dict with keys ['ema', 'network'] (from DDPMLoss.state_dict())")
+        self.network.load_state_dict(state["network"])
+        self.ema.load_state_dict(state["ema"])
+
+    def __repr__(self) -> str:
+        return f"DDPMLoss(num_steps={self.num_steps}, ema_decay={self.ema.decay}, on_nonfinite={self.on_nonfinite!r})"
