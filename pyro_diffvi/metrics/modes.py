@@ -40,6 +40,8 @@ class ModeCoverage(NamedTuple):
     r"""the reverse KL :math:`\mathrm{KL}(\hat p\,\|\,\pi)` of all samples' mode assignments, in nats"""
     counts: torch.Tensor
     """the number of samples assigned to each mode, shape ``(K,)``"""
+    high_quality_counts: torch.Tensor
+    """the number of high-quality samples assigned to each mode, shape ``(K,)``"""
 
 
 def mode_coverage(
@@ -86,7 +88,7 @@ def mode_coverage(
     good = torch.bincount(labels[high_quality], minlength=num_modes)
     p_hat = counts.double() / n
     kl = torch.where(p_hat > 0, p_hat * (p_hat / probs).log(), torch.zeros_like(p_hat)).sum()
-    return ModeCoverage(int((good >= min_count).sum()), high_quality.double().mean().item(), kl.item(), counts)
+    return ModeCoverage(int((good >= min_count).sum()), high_quality.double().mean().item(), kl.item(), counts, good)
 
 
 def nearest_modes(samples: torch.Tensor, centers: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -26,6 +26,7 @@ def test_counts_modes_and_reverse_kl_by_hand():
     assert result.modes == 2 and result.high_quality == pytest.approx(0.5) and result.kl == pytest.approx(
         mode_coverage(labels, 4).kl
     )
+    assert result.high_quality_counts.tolist() == [1, 0, 2, 0]
     # the exact distribution has KL 0
     assert mode_coverage(torch.arange(8) % 4, 4).kl == 0.0
 
