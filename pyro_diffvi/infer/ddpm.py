@@ -10,7 +10,11 @@ A network :math:`\epsilon_\theta(x_t, t)` is trained on
 
 (the "simple" loss, Ho et al. 2020, Eq. 14) and sampled with Gaussian steps
 :math:`q(x_{t-1}|x_t, x_0 = \hat x_0)`, :math:`\hat x_0` from Eq. 6.9 of Xiao (2022) (the DDPM sampler with
-the posterior variance; Eqs. 6.6-6.11 show the two readings agree). The network is a
+the posterior variance; Eqs. 6.6-6.11 show the two readings agree). With ``prediction="x0"`` the network predicts
+:math:`\hat x_0 = f_\theta(x_t, t)` itself (Eq. 6.6) on the loss :math:`\mathbb E\lVert x_0 - f_\theta(x_t,
+t)\rVert^2`, whose minimizer :math:`\mathbb E[x_0|x_t]` is the same Gaussian step; an MLP narrower than its input
+cannot pass a noise of the input's width through (it can predict the structured :math:`x_0`), so this is the
+reading for wide data such as images. The network is a
 :class:`~pyro_diffvi.nn.DenoisingGenerator` with ``noise_dim=0``: the generator of a denoising diffusion GAN
 without its latent, so that the comparison of the two isolates the multimodal denoiser (Xiao 2022, Sec. 6.1:
 a Gaussian step is accurate only for small steps).
@@ -27,7 +31,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from pyro_diffvi.diffusion import GaussianDiffusion
+from pyro_diffvi.diffusion import PREDICTIONS, GaussianDiffusion
 from pyro_diffvi.distributions import ImplicitDiffusion
 from pyro_diffvi.infer.generator_training import GeneratorEMA, check_batch, guarded_update
 from pyro_diffvi.infer.guard import check_on_nonfinite
@@ -54,6 +58,7 @@ class DDPMLoss:
     :param network: :math:`\epsilon_\theta(x_t, z, t)` with ``dim`` and ``noise_dim = 0`` attributes.
     :param num_steps: :math:`T \ge 1`.
     :param schedule: betas: ``"vp"`` (Eqs. 6.14-6.15 of Xiao 2022), another name or ``num_steps`` betas.
+    :param prediction: the network's output: ``"eps"`` (the noise, Ho et al.'s loss) or ``"x0"`` (the clean state).
     :param ema_decay: decay of the network's EMA (:class:`~pyro_diffvi.infer.generator_training.GeneratorEMA`).
     :param on_nonfinite: ``"raise"`` or ``"skip"``.
 
@@ -72,6 +77,7 @@ class DDPMLoss:
         *,
         num_steps: int = 1000,
         schedule: str | Sequence[float] | torch.Tensor = "vp",
+        prediction: str = "eps",
         ema_decay: float = 0.999,
         on_nonfinite: str = "raise",
     ) -> None:
@@ -80,6 +86,9 @@ class DDPMLoss:
         if getattr(network, "noise_dim", 0) != 0:
             raise ValueError(f"network.noise_dim must be 0 (a deterministic noise predictor), got {network.noise_dim}")
         check_positive_int("num_steps", num_steps)
+        if prediction not in PREDICTIONS:
+            raise ValueError(f"prediction must be one of {PREDICTIONS}, got {prediction!r}")
+        self.prediction = prediction
         self.network = network
         ref = next(network.parameters(), None)
         dtype = ref.dtype if ref is not None else torch.get_default_dtype()
@@ -100,7 +109,8 @@ class DDPMLoss:
         return self.ema.num_updates
 
     def loss(self, x0: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        r"""The noise-prediction loss on a data batch: the batch mean of :math:`\lVert\epsilon - \hat\epsilon\rVert^2`.
+        r"""The loss on a data batch: the batch mean of :math:`\lVert\epsilon - \hat\epsilon\rVert^2` (or of
+        :math:`\lVert x_0 - \hat x_0\rVert^2` with ``prediction="x0"``).
 
         :param x0: data, shape ``(N, dim)``.
         :return: ``(loss, {"ddpm": loss})``.
@@ -110,7 +120,8 @@ class DDPMLoss:
         eps = torch.randn_like(x0)
         x_t = self.process.q_sample(x0, t, eps)
         pred = self.network(x_t, x0.new_zeros(x0.shape[:1] + (0,)), t)
-        loss = (eps - pred).pow(2).sum(-1).mean()
+        target = eps if self.prediction == "eps" else x0
+        loss = (target - pred).pow(2).sum(-1).mean()
         return loss, {"ddpm": loss}
 
     def step(self, x0: torch.Tensor, optimizer: torch.optim.Optimizer) -> dict[str, float]:
@@ -131,7 +142,7 @@ class DDPMLoss:
 
         :param ema: use the EMA network (default) or the trained one.
         """
-        return ImplicitDiffusion(self.ema.network if ema else self.network, self.process, prediction="eps")
+        return ImplicitDiffusion(self.ema.network if ema else self.network, self.process, prediction=self.prediction)
 
     def state_dict(self) -> dict:
         """The network's and its EMA's ``state_dict()`` and the update count."""
@@ -148,4 +159,5 @@ class DDPMLoss:
         self.ema.load_state_dict(state["ema"])
 
     def __repr__(self) -> str:
-        return f"DDPMLoss(num_steps={self.num_steps}, ema_decay={self.ema.decay}, on_nonfinite={self.on_nonfinite!r})"
+        return (f"DDPMLoss(num_steps={self.num_steps}, prediction={self.prediction!r}, ema_decay={self.ema.decay}, "
+                f"on_nonfinite={self.on_nonfinite!r})")

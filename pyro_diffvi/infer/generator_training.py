@@ -83,7 +83,7 @@ class GeneratorEMA:
     :math:`\bar\theta \leftarrow \lambda_n \bar\theta + (1 - \lambda_n)\theta` after update :math:`n = 0, 1, \dots`,
     with the warm-up :math:`\lambda_n = \min(\lambda, \frac{1 + n}{10 + n})` (so that the average forgets the
     initialization within the first updates, as TensorFlow's ``ExponentialMovingAverage(num_updates=...)``);
-    buffers are copied.
+    buffers are copied. The average follows the trained network's device when that is moved.
 
     :param network: the network to average (copied now).
     :param decay: :math:`\lambda \in [0, 1)`; 0 keeps a plain copy of the latest parameters.
@@ -114,6 +114,9 @@ class GeneratorEMA:
         """
         n = self.num_updates
         decay = min(self.decay, (1 + n) / (10 + n))
+        ref = next(network.parameters(), None)
+        if ref is not None:  # the trained network was moved (module.to(device)) after the copy: follow it
+            self.network.to(device=ref.device)
         for avg, new in zip(self.network.parameters(), network.parameters()):
             avg.lerp_(new.detach(), 1.0 - decay)
         for avg, new in zip(self.network.buffers(), network.buffers()):

@@ -45,6 +45,27 @@ def test_the_loss_at_the_exact_predictor_is_the_residual_variance():
     assert abs(ddpm.network.scale.grad.item()) < 5 * se
 
 
+def test_the_x0_loss_at_the_exact_predictor_is_the_posterior_variance():
+    """With prediction="x0" and E[x_0 | x_t] = sqrt(abar_t) x_t (N(0, I) data): E||x_0 - E[x_0|x_t]||^2 is
+    d (1 - abar_t), averaged over t; the per-point loss is (1 - abar) chi^2_3, of variance
+    15 E[(1 - abar)^2] - (3 E[1 - abar])^2."""
+    T, n = 4, 200_000
+    abar = torch.cumprod(1 - vp_beta_schedule(T, dtype=torch.float64), 0)
+
+    class ExactMean(ExactNoisePredictor):
+        def forward(self, x_t, z, t):
+            return self.scale * self.abar[t - 1].sqrt().unsqueeze(-1) * x_t
+
+    ddpm = DDPMLoss(ExactMean(T), num_steps=T, prediction="x0")
+    loss, _ = ddpm.loss(torch.randn(n, 3, dtype=torch.float64))
+    expected = 3 * (1 - abar).mean().item()
+    sd = math.sqrt((15 * (1 - abar) ** 2).mean().item() - expected**2)
+    assert abs(loss.item() - expected) < 5 * sd / math.sqrt(n)
+    assert ddpm.distribution().prediction == "x0"
+    with pytest.raises(ValueError, match="prediction must be one of"):
+        DDPMLoss(ExactMean(T), num_steps=T, prediction="v")
+
+
 def build(init_seed: int, **kwargs):
     set_seed(init_seed)
     net = DenoisingGenerator(2, noise_dim=0, hidden_dims=(16, 16))
