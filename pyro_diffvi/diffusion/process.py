@@ -169,6 +169,8 @@ class GaussianDiffusion(nn.Module):
         :param noise: standard normal draws :math:`\epsilon`, ``batch + (d,)``.
         :return: :math:`y_{t-1}`, ``batch + (d,)``.
 
+        Example:
+
         >>> import torch
         >>> from pyro_diffvi.diffusion import GaussianDiffusion
         >>> diffusion = GaussianDiffusion(4, "vp")
@@ -195,6 +197,8 @@ class GaussianDiffusion(nn.Module):
         :param t: an int or an integer tensor of times in ``1..T``.
         :param eps: the predicted noise :math:`\hat\epsilon`, ``batch + (d,)``.
         :return: :math:`\hat y_0`, ``batch + (d,)``.
+
+        Example:
 
         >>> import torch
         >>> from pyro_diffvi.diffusion import GaussianDiffusion

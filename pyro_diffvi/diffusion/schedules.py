@@ -140,6 +140,8 @@ def vp_beta_schedule(
     :raises ValueError: naming ``num_steps``, ``beta_min`` or ``beta_max`` when out of range, or when a beta
         rounds to 0 or 1 in ``dtype`` (e.g. ``T = 1`` with ``beta_max = 40`` in float32).
 
+    Example:
+
     >>> import torch
     >>> from pyro_diffvi.diffusion import vp_beta_schedule
     >>> vp_beta_schedule(4)  # the dissertation's T = 4: large steps

@@ -48,6 +48,8 @@ class ImplicitDiffusion(TorchDistribution):
     :param prediction: ``"x0"`` or ``"eps"``, what the generator outputs.
     :param batch_shape: batch shape of independent copies (default none).
 
+    Example:
+
     >>> import torch
     >>> from pyro_diffvi.diffusion import GaussianDiffusion
     >>> from pyro_diffvi.distributions import ImplicitDiffusion
@@ -96,7 +98,7 @@ class ImplicitDiffusion(TorchDistribution):
         """Generator evaluations per draw (:math:`T`)."""
         return self.process.num_steps
 
-    def expand(self, batch_shape, _instance=None) -> "ImplicitDiffusion":
+    def expand(self, batch_shape, _instance=None) -> ImplicitDiffusion:
         new = self._get_checked_instance(ImplicitDiffusion, _instance)
         new.generator, new.process, new.prediction = self.generator, self.process, self.prediction
         super(ImplicitDiffusion, new).__init__(torch.Size(batch_shape), self.event_shape, validate_args=False)

@@ -34,7 +34,8 @@ References
 
 from __future__ import annotations
 
-from typing import NamedTuple, Sequence
+from collections.abc import Sequence
+from typing import NamedTuple
 
 import torch
 from torch import nn
@@ -111,6 +112,8 @@ class DDGANLoss:
     :param on_nonfinite: ``"raise"`` (default) or ``"skip"``, see above.
     :raises ValueError: naming ``num_steps``, ``schedule``, ``r1_weight``, ``ema_decay`` or the networks'
         ``dim`` when out of range or inconsistent.
+
+    Example:
 
     >>> import torch
     >>> from pyro_diffvi.infer import DDGANLoss

@@ -26,7 +26,7 @@ Sec. 6.3.1.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import nn
@@ -61,6 +61,8 @@ class DDPMLoss:
     :param prediction: the network's output: ``"eps"`` (the noise, Ho et al.'s loss) or ``"x0"`` (the clean state).
     :param ema_decay: decay of the network's EMA (:class:`~pyro_diffvi.infer.generator_training.GeneratorEMA`).
     :param on_nonfinite: ``"raise"`` or ``"skip"``.
+
+    Example:
 
     >>> import torch
     >>> from pyro_diffvi.infer import DDPMLoss

@@ -24,6 +24,8 @@ def check_batch(name: str, x: torch.Tensor, dim: int, like: torch.Tensor | None)
     :param dim: the width the network expects.
     :param like: a parameter of the network, or ``None`` to skip the device and dtype checks.
 
+    Example:
+
     >>> import torch
     >>> from pyro_diffvi.infer.generator_training import check_batch
     >>> check_batch("x", torch.zeros(4, 3), 2, None)
@@ -87,6 +89,8 @@ class GeneratorEMA:
 
     :param network: the network to average (copied now).
     :param decay: :math:`\lambda \in [0, 1)`; 0 keeps a plain copy of the latest parameters.
+
+    Example:
 
     >>> from torch import nn
     >>> from pyro_diffvi.infer.generator_training import GeneratorEMA

@@ -61,6 +61,8 @@ def mode_coverage(
     :param min_count: high-quality samples a mode needs to count as covered.
     :return: :class:`ModeCoverage`.
 
+    Example:
+
     >>> import torch
     >>> from pyro_diffvi.metrics import mode_coverage
     >>> result = mode_coverage(torch.tensor([0, 0, 1, 1]), 4)  # half the modes, evenly
@@ -98,6 +100,8 @@ def nearest_modes(samples: torch.Tensor, centers: torch.Tensor) -> tuple[torch.T
     :param centers: shape ``(K, D)``.
     :return: ``(labels, distances)``, each of shape ``(N,)``.
 
+    Example:
+
     >>> import torch
     >>> from pyro_diffvi.metrics import nearest_modes
     >>> nearest_modes(torch.tensor([[0.9, 0.0], [0.0, -2.0]]), torch.tensor([[0.0, 0.0], [1.0, 0.0]]))
@@ -132,6 +136,8 @@ def mixture_mode_coverage(
     :param num_sds: the high-quality radius in standard deviations.
     :param min_count: high-quality samples a mode needs to count as covered.
     :return: :class:`ModeCoverage`.
+
+    Example:
 
     >>> import torch
     >>> from pyro_diffvi.metrics import mixture_mode_coverage

@@ -21,7 +21,7 @@ with Denoising Diffusion GANs*. ICLR, 2022).
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import nn
@@ -54,6 +54,8 @@ class DenoisingGenerator(nn.Module):
     :param hidden_dims: hidden widths (the dissertation's 25-Gaussians network: three of 512).
     :param time_dim: width of the sinusoidal embedding of :math:`t` (followed by a linear layer).
     :param activation: hidden activation (``"leaky_relu"``: negative slope 0.2, as in the dissertation).
+
+    Example:
 
     >>> import torch
     >>> from pyro_diffvi.nn import DenoisingGenerator
@@ -103,6 +105,8 @@ class DenoisingDiscriminator(nn.Module):
     :param hidden_dims: hidden widths (the dissertation's 25-Gaussians network: three of 512).
     :param time_dim: width of the sinusoidal embedding of :math:`t` (followed by a linear layer).
     :param activation: hidden activation (``"leaky_relu"``: negative slope 0.2, as in the dissertation).
+
+    Example:
 
     >>> import torch
     >>> from pyro_diffvi.nn import DenoisingDiscriminator
