@@ -71,7 +71,7 @@ def posterior_sampling_step(
 
     >>> import torch
     >>> from pyro_diffvi.diffusion import GaussianDiffusion, posterior_sampling_step
-    >>> process = GaussianDiffusion(4, "vp", dtype=torch.float64)
+    >>> process = GaussianDiffusion(4, schedule="vp", dtype=torch.float64)
     >>> x0 = torch.tensor([0.5, -1.0], dtype=torch.float64).expand(100000, 2)
     >>> x_t = process.q_sample(x0, 3, torch.randn_like(x0))
     >>> step = posterior_sampling_step(process, lambda x_t, z, t: x0, x_t, 3)

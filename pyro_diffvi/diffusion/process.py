@@ -173,7 +173,7 @@ class GaussianDiffusion(nn.Module):
 
         >>> import torch
         >>> from pyro_diffvi.diffusion import GaussianDiffusion
-        >>> diffusion = GaussianDiffusion(4, "vp")
+        >>> diffusion = GaussianDiffusion(4, schedule="vp")
         >>> y_t, y0, noise = torch.randn(3, 2), torch.randn(3, 2), torch.randn(3, 2)
         >>> torch.equal(diffusion.posterior_sample(y_t, y0, 1, noise), y0)  # t = 1: the point mass at y_0
         True
@@ -202,7 +202,7 @@ class GaussianDiffusion(nn.Module):
 
         >>> import torch
         >>> from pyro_diffvi.diffusion import GaussianDiffusion
-        >>> diffusion = GaussianDiffusion(4, "vp", dtype=torch.float64)
+        >>> diffusion = GaussianDiffusion(4, schedule="vp", dtype=torch.float64)
         >>> y0, eps = torch.randn(3, 2, dtype=torch.float64), torch.randn(3, 2, dtype=torch.float64)
         >>> torch.allclose(diffusion.predict_y0(diffusion.q_sample(y0, 2, eps), 2, eps), y0)
         True

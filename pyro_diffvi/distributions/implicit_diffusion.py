@@ -54,7 +54,7 @@ class ImplicitDiffusion(TorchDistribution):
     >>> from pyro_diffvi.diffusion import GaussianDiffusion
     >>> from pyro_diffvi.distributions import ImplicitDiffusion
     >>> from pyro_diffvi.nn import DenoisingGenerator
-    >>> p = ImplicitDiffusion(DenoisingGenerator(2, hidden_dims=(32,)), GaussianDiffusion(4, "vp"))
+    >>> p = ImplicitDiffusion(DenoisingGenerator(2, hidden_dims=(32,)), GaussianDiffusion(4, schedule="vp"))
     >>> p.sample((1000,)).shape, p.event_shape, p.nfe
     (torch.Size([1000, 2]), torch.Size([2]), 4)
     >>> p.log_prob(torch.zeros(2))  # doctest: +ELLIPSIS

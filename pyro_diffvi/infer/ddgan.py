@@ -88,7 +88,7 @@ class DDGANLoss:
     **Divergence guard**: each update is guarded as the other objectives are
     (:func:`~pyro_diffvi.infer.generator_training.guarded_update`): a NaN or infinite term (``"real"``,
     ``"fake"``, ``"r1"``; ``"generator"``) or gradient raises
-    :class:`~pyro_diffvi.infer.DivergenceError` naming it before that update's optimizer step (with
+    :class:`~pyro_diffvi.errors.DivergenceError` naming it before that update's optimizer step (with
     ``on_nonfinite="skip"``: a warning and the update is skipped). A divergence of the discriminator's update
     stops the iteration before any parameter changes; one of the generator's update leaves the generator and
     its EMA untouched, after the discriminator's update of that iteration.
@@ -153,7 +153,7 @@ class DDGANLoss:
         self.discriminator = discriminator
         ref = _first_parameter(generator)
         dtype = ref.dtype if ref is not None else torch.get_default_dtype()
-        self.process = GaussianDiffusion(num_steps, schedule, dtype)
+        self.process = GaussianDiffusion(num_steps, schedule=schedule, dtype=dtype)
         if ref is not None:
             self.process.to(ref.device)
         self.r1_weight = check_positive_float("r1_weight", r1_weight, allow_zero=True)

@@ -94,7 +94,7 @@ class DDPMLoss:
         self.network = network
         ref = next(network.parameters(), None)
         dtype = ref.dtype if ref is not None else torch.get_default_dtype()
-        self.process = GaussianDiffusion(num_steps, schedule, dtype)
+        self.process = GaussianDiffusion(num_steps, schedule=schedule, dtype=dtype)
         if ref is not None:
             self.process.to(ref.device)
         self.ema = GeneratorEMA(network, ema_decay)

@@ -55,7 +55,7 @@ def guarded_update(
 ) -> bool:
     """One optimizer update of ``params`` on ``loss`` behind the divergence guard of
     :mod:`pyro_diffvi.infer.guard`: a non-finite term (before the backward pass) or gradient (after it) raises
-    :class:`~pyro_diffvi.infer.DivergenceError` naming it, or with ``on_nonfinite="skip"`` warns and skips
+    :class:`~pyro_diffvi.errors.DivergenceError` naming it, or with ``on_nonfinite="skip"`` warns and skips
     the update; either way before the optimizer touches ``params``.
 
     :param objective: the objective's name, for the message.
@@ -85,7 +85,7 @@ class GeneratorEMA:
     :math:`\bar\theta \leftarrow \lambda_n \bar\theta + (1 - \lambda_n)\theta` after update :math:`n = 0, 1, \dots`,
     with the warm-up :math:`\lambda_n = \min(\lambda, \frac{1 + n}{10 + n})` (so that the average forgets the
     initialization within the first updates, as TensorFlow's ``ExponentialMovingAverage(num_updates=...)``);
-    buffers are copied. The average follows the trained network's device when that is moved.
+    buffers are copied. The average follows the trained network's device and dtype when that is moved.
 
     :param network: the network to average (copied now).
     :param decay: :math:`\lambda \in [0, 1)`; 0 keeps a plain copy of the latest parameters.
@@ -119,8 +119,8 @@ class GeneratorEMA:
         n = self.num_updates
         decay = min(self.decay, (1 + n) / (10 + n))
         ref = next(network.parameters(), None)
-        if ref is not None:  # the trained network was moved (module.to(device)) after the copy: follow it
-            self.network.to(device=ref.device)
+        if ref is not None:  # the trained network was moved (module.to(...)) after the copy: follow it
+            self.network.to(device=ref.device, dtype=ref.dtype)
         for avg, new in zip(self.network.parameters(), network.parameters()):
             avg.lerp_(new.detach(), 1.0 - decay)
         for avg, new in zip(self.network.buffers(), network.buffers()):

@@ -38,7 +38,7 @@ def true_x0(x0: torch.Tensor):
 
 @pytest.mark.parametrize("t", [2, 3, 4])
 def test_a_generator_of_the_true_x0_reproduces_the_forward_posterior(t, device):
-    process = GaussianDiffusion(4, "vp", dtype=torch.float64).to(device)
+    process = GaussianDiffusion(4, schedule="vp", dtype=torch.float64).to(device)
     x0 = torch.tensor([0.5, -1.0], dtype=torch.float64, device=device).expand(N, 2)
     x_t = torch.tensor([1.2, 0.3], dtype=torch.float64, device=device).expand(N, 2)
     step = posterior_sampling_step(process, true_x0(x0), x_t, t)
@@ -52,7 +52,7 @@ def test_a_generator_of_the_true_x0_reproduces_the_forward_posterior(t, device):
 def test_the_step_composes_with_the_forward_marginal(device):
     """x_t ~ q(x_t | x_0), then x_{t-1} ~ q(x_{t-1} | x_t, x_0): x_{t-1} ~ q(x_{t-1} | x_0), which is
     N(sqrt(abar) x_0, 1 - abar)."""
-    process = GaussianDiffusion(4, "vp", dtype=torch.float64).to(device)
+    process = GaussianDiffusion(4, schedule="vp", dtype=torch.float64).to(device)
     abar = torch.cumprod(1 - vp_beta_schedule(4, dtype=torch.float64), 0).tolist()
     x0 = torch.linspace(-2, 2, N, dtype=torch.float64, device=device).unsqueeze(-1)
     t = torch.randint(2, 5, (N,), device=device)
@@ -65,7 +65,7 @@ def test_the_step_composes_with_the_forward_marginal(device):
 
 
 def test_the_last_step_returns_the_prediction_exactly():
-    process = GaussianDiffusion(4, "vp")
+    process = GaussianDiffusion(4, schedule="vp")
     x_t, x0 = torch.randn(7, 2), torch.randn(7, 2)
     assert torch.equal(posterior_sampling_step(process, lambda *a: x0, x_t, 1).x_prev, x0)
     t = torch.tensor([1, 2, 1, 3, 4, 1, 2])
@@ -75,7 +75,7 @@ def test_the_last_step_returns_the_prediction_exactly():
 
 def test_noise_prediction_reads_as_the_same_posterior():
     """prediction="eps" with the true noise of x_t is the x_0 prediction with the true x_0 (Eq. 6.9)."""
-    process = GaussianDiffusion(4, "vp", dtype=torch.float64)
+    process = GaussianDiffusion(4, schedule="vp", dtype=torch.float64)
     x0, eps, noise = (torch.randn(50, 3, dtype=torch.float64) for _ in range(3))
     t = torch.randint(1, 5, (50,))
     x_t = process.q_sample(x0, t, eps)
@@ -85,7 +85,7 @@ def test_noise_prediction_reads_as_the_same_posterior():
 
 
 def test_gradients_reach_the_generator():
-    process = GaussianDiffusion(4, "vp")
+    process = GaussianDiffusion(4, schedule="vp")
     shift = torch.zeros(2, requires_grad=True)
     step = posterior_sampling_step(process, lambda x_t, z, t: x_t + shift, torch.randn(5, 2), 3)
     step.x_prev.sum().backward()
@@ -103,7 +103,7 @@ def test_gradients_reach_the_generator():
     ],
 )
 def test_bad_arguments_are_named(kwargs, match):
-    process = GaussianDiffusion(4, "vp")
+    process = GaussianDiffusion(4, schedule="vp")
     t = kwargs.pop("t")
     with pytest.raises(ValueError, match=match):
         posterior_sampling_step(process, lambda *a: torch.zeros(5, 2), torch.zeros(5, 2), t, **kwargs)

@@ -51,7 +51,8 @@ def expected_moments(m, s, betas):
 def test_algorithm_2_with_an_exact_denoiser_draws_the_composed_reverse_chain(num_steps, device):
     m, s = [1.0, -2.0], [0.5, 2.0]
     betas = vp_beta_schedule(num_steps, dtype=torch.float64)
-    p = ImplicitDiffusion(ExactDenoiser(m, s, betas).to(device), GaussianDiffusion(num_steps, "vp", torch.float64))
+    process = GaussianDiffusion(num_steps, schedule="vp", dtype=torch.float64)
+    p = ImplicitDiffusion(ExactDenoiser(m, s, betas).to(device), process)
     x = p.sample((N,))
     assert x.shape == (N, 2) and x.dtype == torch.float64 and x.device.type == device.type
     mean, var = expected_moments(m, s, betas)
@@ -68,7 +69,7 @@ def test_a_noise_predictor_with_gaussian_steps_draws_the_linear_gaussian_recursi
     is smaller than the exact reverse variance beta_t of a Gaussian step)."""
     betas = vp_beta_schedule(4, dtype=torch.float64)
     net = ExactDenoiser([0.0, 0.0], [1.0, 1.0], betas, prediction="eps")
-    x = ImplicitDiffusion(net, GaussianDiffusion(4, "vp", torch.float64), prediction="eps").sample((N,))
+    x = ImplicitDiffusion(net, GaussianDiffusion(4, schedule="vp", dtype=torch.float64), prediction="eps").sample((N,))
     abar = torch.cumprod(1 - betas, 0).tolist()
     var = 1.0
     for t in range(4, 1, -1):
@@ -85,7 +86,7 @@ def test_a_noise_predictor_with_gaussian_steps_draws_the_linear_gaussian_recursi
 def test_shapes_batch_shape_and_gradients():
     torch.manual_seed(0)
     generator = DenoisingGenerator(3, noise_dim=2, hidden_dims=(8,))
-    p = ImplicitDiffusion(generator, GaussianDiffusion(4, "vp"))
+    p = ImplicitDiffusion(generator, GaussianDiffusion(4, schedule="vp"))
     assert p.sample().shape == (3,) and p.sample((2, 5)).shape == (2, 5, 3)
     q = p.expand((4,))
     assert q.batch_shape == (4,) and q.sample((2,)).shape == (2, 4, 3) and q.nfe == 4
@@ -93,15 +94,16 @@ def test_shapes_batch_shape_and_gradients():
     p.rsample((16,)).pow(2).sum().backward()
     assert all(w.grad is not None and torch.isfinite(w.grad).all() for w in generator.parameters())
     # the chain follows the generator's dtype
-    assert ImplicitDiffusion(generator.double(), GaussianDiffusion(4, "vp")).sample((2,)).dtype == torch.float64
+    double = ImplicitDiffusion(generator.double(), GaussianDiffusion(4, schedule="vp"))
+    assert double.sample((2,)).dtype == torch.float64
 
 
 def test_it_is_documented_and_enforced_as_implicit():
-    p = ImplicitDiffusion(DenoisingGenerator(2, hidden_dims=(8,)), GaussianDiffusion(4, "vp"))
+    p = ImplicitDiffusion(DenoisingGenerator(2, hidden_dims=(8,)), GaussianDiffusion(4, schedule="vp"))
     with pytest.raises(NotImplementedError, match="implicit model"):
         p.log_prob(torch.zeros(2))
     assert "implicit model" in ImplicitDiffusion.__doc__
     with pytest.raises(ValueError, match="prediction must be one of"):
-        ImplicitDiffusion(DenoisingGenerator(2, hidden_dims=(8,)), GaussianDiffusion(4, "vp"), prediction="v")
+        ImplicitDiffusion(DenoisingGenerator(2, hidden_dims=(8,)), GaussianDiffusion(4, schedule="vp"), prediction="v")
     with pytest.raises(TypeError, match="process must be a GaussianDiffusion"):
         ImplicitDiffusion(DenoisingGenerator(2, hidden_dims=(8,)), 4)

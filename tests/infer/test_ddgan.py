@@ -12,7 +12,8 @@ import torch
 from torch import nn
 
 from pyro_diffvi.diffusion import vp_beta_schedule
-from pyro_diffvi.infer import DDGANLoss, DivergenceError
+from pyro_diffvi.errors import DivergenceError
+from pyro_diffvi.infer import DDGANLoss
 from pyro_diffvi.nn import DenoisingDiscriminator, DenoisingGenerator
 from pyro_diffvi.util import set_seed
 

@@ -8,7 +8,8 @@ import torch
 from torch import nn
 
 from pyro_diffvi.diffusion import vp_beta_schedule
-from pyro_diffvi.infer import DDPMLoss, DivergenceError
+from pyro_diffvi.errors import DivergenceError
+from pyro_diffvi.infer import DDPMLoss
 from pyro_diffvi.nn import DenoisingGenerator
 from pyro_diffvi.util import set_seed
 
