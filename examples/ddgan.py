@@ -38,9 +38,10 @@ The dissertation's settings (the default without ``--quick``; ``--device cuda`` 
 with generator and discriminator of 3 fully connected layers of 512 units, LeakyReLU 0.2, Adam :math:`10^{-4}`,
 batch 512, 50,000 iterations, ``T = 4``. Its StackedMNIST networks are the CIFAR-10 U-Net and ResNet (150,000
 iterations); here both networks are MLPs on the 2,352 pixels (3 hidden layers of 1024), which the dissertation
-does not test, so its numbers are a reference for direction only. ``--quick`` (2 CPU cores, about 40 minutes)
-reduces, on 25-Gaussians, the widths to 128, the batch to 256 and the iterations to 20,000 with the learning rate
-raised to :math:`3 \cdot 10^{-4}` (at :math:`10^{-4}` nothing was learned in 6,000 iterations at this width); on
+does not test, so its numbers are a reference for direction only. ``--quick`` (2 CPU cores, one thread: about
+7 minutes per seed on an idle machine, 44 minutes for 3 seeds at a load average of 4-7) reduces, on
+25-Gaussians, the widths to 128, the batch to 256 and the iterations to 20,000 with the learning rate raised to
+:math:`3 \cdot 10^{-4}` (at :math:`10^{-4}` nothing was learned in 6,000 iterations at this width); on
 StackedMNIST the networks to 2 layers of 256, the batch to 64, the iterations to 1,500, the classifier to 2
 epochs, and it drops the 1000-step baseline there (1000 network evaluations for each of 26,000 images).
 

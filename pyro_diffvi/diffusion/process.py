@@ -52,8 +52,10 @@ class GaussianDiffusion(nn.Module):
     All tensors are buffers, so ``module.to(device)`` moves them and they are precomputed once.
 
     :param num_steps: :math:`T`.
-    :param schedule: ``"linear"`` (DDPM, :math:`10^{-4}..0.02`), ``"cosine"`` or explicit betas.
+    :param schedule: ``"linear"`` (DDPM, :math:`10^{-4}..0.02`), ``"cosine"``, ``"vp"`` or explicit betas.
     :param dtype: dtype of the buffers.
+    :raises ValueError: naming ``schedule`` and ``dtype`` when a beta rounds to 0 or 1 in ``dtype``, or when
+        :math:`\bar\alpha_t` underflows to 0 in it (the chain would divide by :math:`\sqrt{\bar\alpha_t}`).
 
     Example:
 
@@ -85,6 +87,13 @@ class GaussianDiffusion(nn.Module):
         check_betas_representable(betas, dtype)
         alphas = 1 - betas
         abar = torch.cumprod(alphas, 0)
+        if not (abar.to(dtype) > 0).all():
+            t = int((abar.to(dtype) > 0).sum()) + 1
+            raise ValueError(
+                f"schedule's alpha_bar_t = prod(1 - beta_s, s <= t) underflows to 0 in {dtype} from t = {t} "
+                f"(alpha_bar_{t} = {abar[t - 1].item():.3g}): the dtype cannot represent this schedule; use "
+                "smaller betas, fewer steps or a wider dtype"
+            )
         abar_prev = torch.cat([abar.new_ones(1), abar[:-1]])
         post_var = (1 - abar_prev) / (1 - abar) * betas
         # tilde-beta_1 = 0: the last reverse step borrows tilde-beta_2 (or beta_1 when T = 1) so that

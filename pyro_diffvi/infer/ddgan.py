@@ -42,10 +42,9 @@ from torch import nn
 from torch.func import functional_call
 from torch.nn.functional import softplus
 
-from pyro_diffvi.diffusion import GaussianDiffusion, posterior_sampling_step
+from pyro_diffvi.diffusion import posterior_sampling_step
 from pyro_diffvi.distributions import ImplicitDiffusion
-from pyro_diffvi.infer.generator_training import GeneratorEMA, check_batch, guarded_update
-from pyro_diffvi.infer.guard import check_on_nonfinite
+from pyro_diffvi.infer.generator_training import GeneratorTrainer, check_batch, first_parameter, guarded_update
 from pyro_diffvi.util import check_positive_float, check_positive_int
 
 __all__ = ["AdversarialPairs", "DDGANLoss"]
@@ -64,11 +63,7 @@ class AdversarialPairs(NamedTuple):
     r"""fake :math:`x_{t-1}' \sim q(x_{t-1}|x_t, x_0 = G(x_t, z, t))`, differentiable in the generator"""
 
 
-def _first_parameter(module: nn.Module) -> torch.Tensor | None:
-    return next((p for p in module.parameters() if p.is_floating_point()), None)
-
-
-class DDGANLoss:
+class DDGANLoss(GeneratorTrainer):
     r"""The training objective of a denoising diffusion GAN (see the module docstring): the discriminator's
     non-saturating loss with the R1 penalty, the generator's non-saturating loss, the generator's EMA.
 
@@ -107,8 +102,8 @@ class DDGANLoss:
         betas; checked to be representable in the generator's dtype.
     :param r1_weight: :math:`\gamma \ge 0` of Eq. 6.16 (the penalty is :math:`\gamma/2` times the mean squared
         gradient norm; the dissertation uses 0.05 on CIFAR-10 and StackedMNIST, 1 on 256-pixel images).
-    :param ema_decay: decay :math:`\lambda \in [0, 1)` of the generator's EMA (:class:`GeneratorEMA`; the
-        dissertation: 0.9999 on CIFAR-10, 0.999 on 256-pixel images).
+    :param ema_decay: decay :math:`\lambda \in [0, 1)` of the generator's EMA
+        (:class:`~pyro_diffvi.nn.GeneratorEMA`; the dissertation: 0.9999 on CIFAR-10, 0.999 on 256-pixel images).
     :param on_nonfinite: ``"raise"`` (default) or ``"skip"``, see above.
     :raises ValueError: naming ``num_steps``, ``schedule``, ``r1_weight``, ``ema_decay`` or the networks'
         ``dim`` when out of range or inconsistent.
@@ -151,24 +146,10 @@ class DDGANLoss:
         check_positive_int("num_steps", num_steps)
         self.generator = generator
         self.discriminator = discriminator
-        ref = _first_parameter(generator)
-        dtype = ref.dtype if ref is not None else torch.get_default_dtype()
-        self.process = GaussianDiffusion(num_steps, schedule=schedule, dtype=dtype)
-        if ref is not None:
-            self.process.to(ref.device)
         self.r1_weight = check_positive_float("r1_weight", r1_weight, allow_zero=True)
-        self.ema = GeneratorEMA(generator, ema_decay)
-        self.on_nonfinite = check_on_nonfinite(on_nonfinite)
-
-    @property
-    def num_steps(self) -> int:
-        """:math:`T`."""
-        return self.process.num_steps
-
-    @property
-    def num_updates(self) -> int:
-        """Completed training iterations (EMA updates)."""
-        return self.ema.num_updates
+        super().__init__(
+            generator, num_steps=num_steps, schedule=schedule, ema_decay=ema_decay, on_nonfinite=on_nonfinite
+        )
 
     # ---- the parts of one iteration -------------------------------------------------------------------
 
@@ -178,7 +159,7 @@ class DDGANLoss:
         :param x0: data, shape ``(N, dim)``.
         :return: :class:`AdversarialPairs` ``(t, x_prev, x_t, fake)``.
         """
-        x0 = check_batch("x", x0, self.generator.dim, _first_parameter(self.generator))
+        x0 = check_batch("x", x0, self.generator.dim, first_parameter(self.generator))
         t = torch.randint(1, self.num_steps + 1, x0.shape[:1], device=x0.device)
         abar = self.process.at("alphas_cumprod", t, x0)
         alpha = self.process.at("alphas", t, x0)

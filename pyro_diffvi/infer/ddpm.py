@@ -31,16 +31,15 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from pyro_diffvi.diffusion import PREDICTIONS, GaussianDiffusion
+from pyro_diffvi.diffusion import PREDICTIONS
 from pyro_diffvi.distributions import ImplicitDiffusion
-from pyro_diffvi.infer.generator_training import GeneratorEMA, check_batch, guarded_update
-from pyro_diffvi.infer.guard import check_on_nonfinite
+from pyro_diffvi.infer.generator_training import GeneratorTrainer, check_batch, first_parameter, guarded_update
 from pyro_diffvi.util import check_positive_int
 
 __all__ = ["DDPMLoss"]
 
 
-class DDPMLoss:
+class DDPMLoss(GeneratorTrainer):
     r"""DDPM's noise-prediction loss for a network ``eps(x_t, z, t)`` without latent (``noise_dim = 0``),
     with an EMA of the network for sampling (see the module docstring).
 
@@ -59,7 +58,7 @@ class DDPMLoss:
     :param num_steps: :math:`T \ge 1`.
     :param schedule: betas: ``"vp"`` (Eqs. 6.14-6.15 of Xiao 2022), another name or ``num_steps`` betas.
     :param prediction: the network's output: ``"eps"`` (the noise, Ho et al.'s loss) or ``"x0"`` (the clean state).
-    :param ema_decay: decay of the network's EMA (:class:`~pyro_diffvi.infer.generator_training.GeneratorEMA`).
+    :param ema_decay: decay of the network's EMA (:class:`~pyro_diffvi.nn.GeneratorEMA`).
     :param on_nonfinite: ``"raise"`` or ``"skip"``.
 
     Example:
@@ -92,23 +91,9 @@ class DDPMLoss:
             raise ValueError(f"prediction must be one of {PREDICTIONS}, got {prediction!r}")
         self.prediction = prediction
         self.network = network
-        ref = next(network.parameters(), None)
-        dtype = ref.dtype if ref is not None else torch.get_default_dtype()
-        self.process = GaussianDiffusion(num_steps, schedule=schedule, dtype=dtype)
-        if ref is not None:
-            self.process.to(ref.device)
-        self.ema = GeneratorEMA(network, ema_decay)
-        self.on_nonfinite = check_on_nonfinite(on_nonfinite)
-
-    @property
-    def num_steps(self) -> int:
-        """:math:`T`."""
-        return self.process.num_steps
-
-    @property
-    def num_updates(self) -> int:
-        """Completed updates."""
-        return self.ema.num_updates
+        super().__init__(
+            network, num_steps=num_steps, schedule=schedule, ema_decay=ema_decay, on_nonfinite=on_nonfinite
+        )
 
     def loss(self, x0: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         r"""The loss on a data batch: the batch mean of :math:`\lVert\epsilon - \hat\epsilon\rVert^2` (or of
@@ -117,7 +102,7 @@ class DDPMLoss:
         :param x0: data, shape ``(N, dim)``.
         :return: ``(loss, {"ddpm": loss})``.
         """
-        x0 = check_batch("x", x0, self.network.dim, next(self.network.parameters(), None))
+        x0 = check_batch("x", x0, self.network.dim, first_parameter(self.network))
         t = torch.randint(1, self.num_steps + 1, x0.shape[:1], device=x0.device)
         eps = torch.randn_like(x0)
         x_t = self.process.q_sample(x0, t, eps)

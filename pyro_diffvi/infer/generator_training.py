@@ -1,18 +1,55 @@
-"""What the trainers of diffusion generators share: input checks, the guarded optimizer update and the
-generator's exponential moving average (used by :class:`~pyro_diffvi.infer.DDGANLoss` and
-:class:`~pyro_diffvi.infer.DDPMLoss`)."""
+"""What the trainers of diffusion generators share: the forward process in the network's dtype and device, input
+checks and the guarded optimizer update (used by
+:class:`~pyro_diffvi.infer.DDGANLoss` and :class:`~pyro_diffvi.infer.DDPMLoss`; their generator EMA is
+:class:`~pyro_diffvi.nn.GeneratorEMA`)."""
 
 from __future__ import annotations
 
-import copy
+from collections.abc import Sequence
 
 import torch
 from torch import nn
 
-from pyro_diffvi.infer.guard import check_terms, guard_gradients, nonfinite_terms, skip_or_raise
+from pyro_diffvi.diffusion import GaussianDiffusion
+from pyro_diffvi.infer.guard import check_on_nonfinite, check_terms, guard_gradients, nonfinite_terms, skip_or_raise
+from pyro_diffvi.nn.ema import GeneratorEMA, check_decay
 from pyro_diffvi.util import check_finite
 
-__all__ = ["GeneratorEMA", "check_batch", "guarded_update"]
+__all__ = ["GeneratorTrainer", "check_batch", "first_parameter", "guarded_update", "process_like"]
+
+
+def first_parameter(network: nn.Module) -> torch.Tensor | None:
+    """The first floating-point parameter of ``network`` (its dtype and device stand for the network's), or
+    ``None`` for a network without one.
+
+    :param network: a module.
+    """
+    return next((p for p in network.parameters() if p.is_floating_point()), None)
+
+
+def process_like(
+    network: nn.Module, num_steps: int, schedule: str | Sequence[float] | torch.Tensor
+) -> GaussianDiffusion:
+    """The forward process :class:`~pyro_diffvi.diffusion.GaussianDiffusion` with ``num_steps`` steps on
+    ``schedule``, in the dtype and on the device of ``network``'s parameters (torch's default dtype on the CPU for
+    a network without parameters); the schedule is checked to be representable in that dtype.
+
+    :param network: the network the process is trained with.
+    :param num_steps: :math:`T \\ge 1`.
+    :param schedule: a schedule name or explicit betas (see :func:`~pyro_diffvi.diffusion.make_schedule`).
+    :return: the process.
+
+    Example:
+
+    >>> import torch
+    >>> from pyro_diffvi.infer.generator_training import process_like
+    >>> process_like(torch.nn.Linear(2, 2).double(), 4, "vp").betas.dtype
+    torch.float64
+    """
+    ref = first_parameter(network)
+    dtype = ref.dtype if ref is not None else torch.get_default_dtype()
+    process = GaussianDiffusion(num_steps, schedule=schedule, dtype=dtype)
+    return process if ref is None else process.to(ref.device)
 
 
 def check_batch(name: str, x: torch.Tensor, dim: int, like: torch.Tensor | None) -> torch.Tensor:
@@ -80,63 +117,38 @@ def guarded_update(
     return True
 
 
-class GeneratorEMA:
-    r"""An exponential moving average of a network's parameters (a copy of the network without gradients),
-    :math:`\bar\theta \leftarrow \lambda_n \bar\theta + (1 - \lambda_n)\theta` after update :math:`n = 0, 1, \dots`,
-    with the warm-up :math:`\lambda_n = \min(\lambda, \frac{1 + n}{10 + n})` (so that the average forgets the
-    initialization within the first updates, as TensorFlow's ``ExponentialMovingAverage(num_updates=...)``);
-    buffers are copied. The average follows the trained network's device and dtype when that is moved.
+class GeneratorTrainer:
+    """What :class:`~pyro_diffvi.infer.DDGANLoss` and :class:`~pyro_diffvi.infer.DDPMLoss` hold in common: the
+    forward process in the network's dtype and on its device (:func:`process_like`), the network's EMA
+    (:class:`~pyro_diffvi.nn.GeneratorEMA`, which counts the completed updates) and the divergence guard's
+    setting.
 
-    :param network: the network to average (copied now).
-    :param decay: :math:`\lambda \in [0, 1)`; 0 keeps a plain copy of the latest parameters.
-
-    Example:
-
-    >>> from torch import nn
-    >>> from pyro_diffvi.infer.generator_training import GeneratorEMA
-    >>> net = nn.Linear(1, 1, bias=False)
-    >>> _ = nn.init.zeros_(net.weight)
-    >>> ema = GeneratorEMA(net, 0.5)
-    >>> _ = nn.init.ones_(net.weight)
-    >>> ema.update(net); ema.update(net)  # lambda_0 = 0.1, lambda_1 = 2/11
-    >>> round(ema.network.weight.item(), 4), ema.num_updates
-    (0.9818, 2)
+    :param network: the trained network (the generator).
+    :param num_steps: :math:`T \\ge 1`.
+    :param schedule: a schedule name or explicit betas.
+    :param ema_decay: decay of the network's EMA, in [0, 1).
+    :param on_nonfinite: ``"raise"`` or ``"skip"``.
     """
 
-    def __init__(self, network: nn.Module, decay: float) -> None:
-        if isinstance(decay, bool) or not isinstance(decay, (int, float)) or not 0.0 <= decay < 1.0:
-            raise ValueError(f"ema_decay must be a number in [0, 1), got {decay!r}")
-        self.decay = float(decay)
-        self.network = copy.deepcopy(network).requires_grad_(False)
-        self.num_updates = 0
+    def __init__(
+        self,
+        network: nn.Module,
+        *,
+        num_steps: int,
+        schedule: str | Sequence[float] | torch.Tensor,
+        ema_decay: float,
+        on_nonfinite: str,
+    ) -> None:
+        self.process = process_like(network, num_steps, schedule)
+        self.ema = GeneratorEMA(network, decay=check_decay("ema_decay", ema_decay))
+        self.on_nonfinite = check_on_nonfinite(on_nonfinite)
 
-    @torch.no_grad()
-    def update(self, network: nn.Module) -> None:
-        """Move the average towards ``network``'s current parameters (one update).
+    @property
+    def num_steps(self) -> int:
+        """:math:`T`."""
+        return self.process.num_steps
 
-        :param network: the trained network (the one copied at construction).
-        """
-        n = self.num_updates
-        decay = min(self.decay, (1 + n) / (10 + n))
-        ref = next(network.parameters(), None)
-        if ref is not None:  # the trained network was moved (module.to(...)) after the copy: follow it
-            self.network.to(device=ref.device, dtype=ref.dtype)
-        for avg, new in zip(self.network.parameters(), network.parameters()):
-            avg.lerp_(new.detach(), 1.0 - decay)
-        for avg, new in zip(self.network.buffers(), network.buffers()):
-            avg.copy_(new)
-        self.num_updates += 1
-
-    def state_dict(self) -> dict:
-        """The averaged network's ``state_dict()`` and the update count."""
-        return {"network": self.network.state_dict(), "num_updates": self.num_updates}
-
-    def load_state_dict(self, state: dict) -> None:
-        """Restore what :meth:`state_dict` saved.
-
-        :param state: a dict from :meth:`state_dict`.
-        """
-        if not isinstance(state, dict) or set(state) != {"network", "num_updates"}:
-            raise ValueError("the EMA state must be a dict with keys ['network', 'num_updates']")
-        self.network.load_state_dict(state["network"])
-        self.num_updates = int(state["num_updates"])
+    @property
+    def num_updates(self) -> int:
+        """Completed updates of the network (and of its EMA)."""
+        return self.ema.num_updates

@@ -16,6 +16,7 @@ from pyro_diffvi.errors import DivergenceError
 from pyro_diffvi.infer import DDGANLoss
 from pyro_diffvi.nn import DenoisingDiscriminator, DenoisingGenerator
 from pyro_diffvi.util import set_seed
+from tests.common import flat_state, state_differences
 
 
 def softplus(x: torch.Tensor) -> torch.Tensor:
@@ -205,24 +206,7 @@ def test_the_ema_follows_its_recursion():
 
 
 def everything(ddgan, g_opt, d_opt) -> dict:
-    out = {}
-
-    def walk(prefix, value):
-        if torch.is_tensor(value):
-            out[prefix] = value.detach().clone()
-        elif isinstance(value, dict):
-            for k, v in value.items():
-                walk(f"{prefix}.{k}", v)
-        elif isinstance(value, list):
-            for i, v in enumerate(value):
-                walk(f"{prefix}.{i}", v)
-        else:
-            out[prefix] = value
-
-    walk("loss", ddgan.state_dict())
-    walk("g_opt", g_opt.state_dict())
-    walk("d_opt", d_opt.state_dict())
-    return out
+    return flat_state({"loss": ddgan.state_dict(), "g_opt": g_opt.state_dict(), "d_opt": d_opt.state_dict()})
 
 
 def test_a_resumed_run_equals_the_uninterrupted_run_bit_for_bit():
@@ -251,11 +235,7 @@ def test_a_resumed_run_equals_the_uninterrupted_run_bit_for_bit():
     terms += [ddgan.step(x, g_opt, d_opt) for _ in range(steps)]
 
     assert terms == reference_terms
-    resumed = everything(ddgan, g_opt, d_opt)
-    assert resumed.keys() == reference.keys()
-    different = [k for k in reference if not (torch.equal(reference[k], resumed[k]) if torch.is_tensor(reference[k])
-                                               else reference[k] == resumed[k])]
-    assert different == []
+    assert state_differences(reference, everything(ddgan, g_opt, d_opt)) == []
     assert reference["loss.ema.num_updates"] == 2 * steps
 
 

@@ -1,4 +1,5 @@
-"""The pieces the diffusion-generator trainers share: the batch checks, the guarded update, the EMA."""
+"""The pieces the diffusion-generator trainers share: the process in the network's dtype, the batch checks and the
+guarded update."""
 
 import warnings
 
@@ -7,7 +8,7 @@ import torch
 from torch import nn
 
 from pyro_diffvi.errors import DivergenceError
-from pyro_diffvi.infer.generator_training import GeneratorEMA, check_batch, guarded_update
+from pyro_diffvi.infer.generator_training import check_batch, guarded_update
 
 
 def test_check_batch_names_what_is_wrong():
@@ -55,31 +56,15 @@ def test_guarded_update_applies_a_finite_step_and_refuses_a_nonfinite_one():
     assert "the step was skipped" in str(caught[0].message)
 
 
-def test_the_ema_warm_up_state_and_device():
-    net = nn.Linear(2, 1)
-    with torch.no_grad():
-        net.weight.zero_()
-        net.bias.zero_()
-    ema = GeneratorEMA(net, 0.99)
-    values = []
-    for n in range(30):
-        with torch.no_grad():
-            net.weight.fill_(float(n + 1))
-        ema.update(net)
-        values.append(n + 1)
-    expected = 0.0
-    for n, v in enumerate(values):
-        decay = min(0.99, (1 + n) / (10 + n))
-        expected = decay * expected + (1 - decay) * v
-    assert ema.network.weight[0, 0].item() == pytest.approx(expected, rel=1e-6) and ema.num_updates == 30
-    assert not ema.network.weight.requires_grad
-    restored = GeneratorEMA(net, 0.99)
-    restored.load_state_dict(ema.state_dict())
-    assert torch.equal(restored.network.weight, ema.network.weight) and restored.num_updates == 30
-    with pytest.raises(ValueError, match=r"keys \['network', 'num_updates'\]"):
-        restored.load_state_dict({"network": {}})
-    with pytest.raises(ValueError, match=r"ema_decay must be a number in \[0, 1\)"):
-        GeneratorEMA(net, 1.0)
-    # the trained network moved after the copy (here to float64): the average follows it
-    ema.update(net.double())
-    assert ema.network.weight.dtype == torch.float64 and ema.network.weight.device == net.weight.device
+def test_the_process_follows_the_networks_dtype():
+    from pyro_diffvi.diffusion import vp_beta_schedule
+    from pyro_diffvi.infer.generator_training import first_parameter, process_like
+
+    net = nn.Linear(2, 2).double()
+    process = process_like(net, 4, "vp")
+    assert first_parameter(net) is net.weight and process.betas.dtype == torch.float64
+    assert torch.equal(process.betas, vp_beta_schedule(4, dtype=torch.float64))
+    assert first_parameter(nn.Identity()) is None
+    assert process_like(nn.Identity(), 4, "vp").betas.dtype == torch.get_default_dtype()
+    with pytest.raises(ValueError, match="num_steps must be an integer >= 1, got 0"):
+        process_like(net, 0, "vp")
