@@ -52,8 +52,10 @@ class GaussianDiffusion(nn.Module):
     All tensors are buffers, so ``module.to(device)`` moves them and they are precomputed once.
 
     :param num_steps: :math:`T`.
-    :param schedule: ``"linear"`` (DDPM, :math:`10^{-4}..0.02`), ``"cosine"`` or explicit betas.
+    :param schedule: ``"linear"`` (DDPM, :math:`10^{-4}..0.02`), ``"cosine"``, ``"vp"`` or explicit betas.
     :param dtype: dtype of the buffers.
+    :raises ValueError: naming ``schedule`` and ``dtype`` when a beta rounds to 0 or 1 in ``dtype``, or when
+        :math:`\bar\alpha_t` underflows to 0 in it (the chain would divide by :math:`\sqrt{\bar\alpha_t}`).
 
     Example:
 
@@ -85,6 +87,13 @@ class GaussianDiffusion(nn.Module):
         check_betas_representable(betas, dtype)
         alphas = 1 - betas
         abar = torch.cumprod(alphas, 0)
+        if not (abar.to(dtype) > 0).all():
+            t = int((abar.to(dtype) > 0).sum()) + 1
+            raise ValueError(
+                f"schedule's alpha_bar_t = prod(1 - beta_s, s <= t) underflows to 0 in {dtype} from t = {t} "
+                f"(alpha_bar_{t} = {abar[t - 1].item():.3g}): the dtype cannot represent this schedule; use "
+                "smaller betas, fewer steps or a wider dtype"
+            )
         abar_prev = torch.cat([abar.new_ones(1), abar[:-1]])
         post_var = (1 - abar_prev) / (1 - abar) * betas
         # tilde-beta_1 = 0: the last reverse step borrows tilde-beta_2 (or beta_1 when T = 1) so that
@@ -155,6 +164,59 @@ class GaussianDiffusion(nn.Module):
             raise ValueError("posterior r(y_{t-1}|y_t, y_0) needs t >= 2: at t = 1 it is a point mass at y_0")
         loc = self.at("posterior_coef_y0", t, y0) * y0 + self.at("posterior_coef_yt", t, y0) * y_t
         return dist.Normal(loc, self.at("posterior_variance", t, y0).sqrt().expand_as(loc))
+
+    def posterior_sample(
+        self, y_t: torch.Tensor, y0: torch.Tensor, t: int | torch.Tensor, noise: torch.Tensor
+    ) -> torch.Tensor:
+        r"""A reparameterized draw :math:`\tilde\mu_t(y_t, y_0) + \sqrt{\tilde\beta_t}\,\epsilon` of the posterior
+        :math:`r(y_{t-1}|y_t, y_0)` of :meth:`posterior`, for every :math:`t \ge 1`: at :math:`t = 1` the posterior
+        is the point mass at :math:`y_0` (:math:`\tilde\beta_1 = 0`) and the draw is :math:`y_0`.
+
+        :param y_t: the noisier state, ``batch + (d,)``.
+        :param y0: the clean state (or a prediction of it), ``batch + (d,)``.
+        :param t: an int or an integer tensor of times in ``1..T`` (broadcast against the batch).
+        :param noise: standard normal draws :math:`\epsilon`, ``batch + (d,)``.
+        :return: :math:`y_{t-1}`, ``batch + (d,)``.
+
+        Example:
+
+        >>> import torch
+        >>> from pyro_diffvi.diffusion import GaussianDiffusion
+        >>> diffusion = GaussianDiffusion(4, schedule="vp")
+        >>> y_t, y0, noise = torch.randn(3, 2), torch.randn(3, 2), torch.randn(3, 2)
+        >>> torch.equal(diffusion.posterior_sample(y_t, y0, 1, noise), y0)  # t = 1: the point mass at y_0
+        True
+        >>> q = diffusion.posterior(y_t, y0, 3)
+        >>> torch.allclose(diffusion.posterior_sample(y_t, y0, 3, noise), q.loc + q.scale * noise)
+        True
+        """
+        if isinstance(t, int) and t == 1:
+            return y0 + 0 * y_t  # exactly y_0 (and the batch shape of both)
+        loc = self.at("posterior_coef_y0", t, y0) * y0 + self.at("posterior_coef_yt", t, y0) * y_t
+        out = loc + self.at("posterior_variance", t, y0).sqrt() * noise
+        if isinstance(t, int):
+            return out
+        return torch.where((t == 1).unsqueeze(-1), y0 + 0 * y_t, out)
+
+    def predict_y0(self, y_t: torch.Tensor, t: int | torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
+        r"""The clean state implied by a noise prediction, :math:`\hat y_0 = (y_t - \sqrt{1-\bar\alpha_t}\,\hat\epsilon)
+        / \sqrt{\bar\alpha_t}` (Xiao 2022, Eq. 6.9; inverts :meth:`q_sample`).
+
+        :param y_t: the noisy state, ``batch + (d,)``.
+        :param t: an int or an integer tensor of times in ``1..T``.
+        :param eps: the predicted noise :math:`\hat\epsilon`, ``batch + (d,)``.
+        :return: :math:`\hat y_0`, ``batch + (d,)``.
+
+        Example:
+
+        >>> import torch
+        >>> from pyro_diffvi.diffusion import GaussianDiffusion
+        >>> diffusion = GaussianDiffusion(4, schedule="vp", dtype=torch.float64)
+        >>> y0, eps = torch.randn(3, 2, dtype=torch.float64), torch.randn(3, 2, dtype=torch.float64)
+        >>> torch.allclose(diffusion.predict_y0(diffusion.q_sample(y0, 2, eps), 2, eps), y0)
+        True
+        """
+        return (y_t - self.at("sqrt_one_minus_alphas_cumprod", t, y_t) * eps) / self.at("sqrt_alphas_cumprod", t, y_t)
 
     def mean_from_eps(self, y_t: torch.Tensor, t: int | torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
         r"""The reverse mean :math:`\big(y_t - \frac{\beta_t}{\sqrt{1-\bar\alpha_t}}\hat\epsilon\big)/\sqrt{\alpha_t}`

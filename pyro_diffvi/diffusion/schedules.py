@@ -5,7 +5,8 @@ DDVI's experiments use the linear DDPM schedule :math:`\beta_t` from :math:`10^{
 (``T = 20``) this schedule destroys little of :math:`z` (:math:`\bar\alpha_T \approx 0.82`), so the
 Gaussian head :math:`q(y_T|x)` does most of the work and the chain refines it; the cosine schedule
 (Nichol & Dhariwal 2021) drives :math:`\bar\alpha_T` to about zero and lets the chain create
-multimodality from a near-standard-normal :math:`y_T`.
+multimodality from a near-standard-normal :math:`y_T`. The ``"vp"`` schedule discretizes the variance-preserving
+SDE so that few large steps (denoising diffusion GANs, ``T = 4``) end at pure noise (Xiao 2022, Eqs. 6.14-6.15).
 
 References:
 
@@ -13,6 +14,10 @@ References:
   as Expressive Variational Posteriors*. arXiv:2401.02739, 2024.
 - J. Ho, A. Jain, P. Abbeel. *Denoising Diffusion Probabilistic Models*. NeurIPS, 2020.
 - A. Q. Nichol, P. Dhariwal. *Improved Denoising Diffusion Probabilistic Models*. ICML, 2021.
+- Y. Song, J. Sohl-Dickstein, D. P. Kingma, A. Kumar, S. Ermon, B. Poole. *Score-Based Generative Modeling
+  through Stochastic Differential Equations*. ICLR, 2021 (the VP SDE).
+- Z. Xiao. *Designing Deep Generative Models with Symbiotic Composition*. PhD dissertation, University of
+  Chicago, 2022, Sec. 6.3.3.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ import torch
 
 from pyro_diffvi.util import check_positive_float, check_positive_int
 
-SCHEDULES = ("linear", "cosine")
+SCHEDULES = ("linear", "cosine", "vp")
 
 
 def linear_beta_schedule(
@@ -104,6 +109,64 @@ def cosine_beta_schedule(
     return betas.to(dtype=dtype, device=device)
 
 
+def vp_beta_schedule(
+    num_steps: int,
+    *,
+    beta_min: float = 0.1,
+    beta_max: float = 20.0,
+    dtype: torch.dtype = torch.float32,
+    device: torch.device | str | None = None,
+) -> torch.Tensor:
+    r"""The discretized variance-preserving SDE of denoising diffusion GANs (Xiao 2022, Eqs. 6.14-6.15).
+
+    With the normalized time :math:`t' = t/T`, the VP SDE's marginal variance is
+    :math:`\sigma^2(t') = 1 - e^{-\beta_{\min} t' - \frac12(\beta_{\max} - \beta_{\min}) t'^2}` (Eq. 6.14);
+    solving :math:`1 - \bar\alpha_t = \sigma^2(t/T)` gives
+
+    .. math::
+
+        \beta_t = 1 - \frac{\bar\alpha_t}{\bar\alpha_{t-1}}
+                = 1 - e^{-\beta_{\min}/T - \frac12(\beta_{\max} - \beta_{\min})(2t - 1)/T^2} \quad (6.15),
+
+    so :math:`\bar\alpha_T = e^{-\beta_{\min} - (\beta_{\max} - \beta_{\min})/2}` (:math:`4.3 \cdot 10^{-5}`
+    with the defaults) for every ``T``: the same continuous process, cut into ``T`` steps.
+
+    :param num_steps: :math:`T \ge 1`.
+    :param beta_min: :math:`\beta_{\min} \ge 0` (0.1 in the dissertation).
+    :param beta_max: :math:`\beta_{\max} \ge \beta_{\min}`, not both zero (20 in the dissertation).
+    :param dtype: dtype of the result; the betas must lie in (0, 1) after rounding to it.
+    :param device: device of the result (default: torch's default device).
+    :return: tensor of shape ``(T,)``.
+    :raises ValueError: naming ``num_steps``, ``beta_min`` or ``beta_max`` when out of range, or when a beta
+        rounds to 0 or 1 in ``dtype`` (e.g. ``T = 1`` with ``beta_max = 40`` in float32).
+
+    Example:
+
+    >>> import torch
+    >>> from pyro_diffvi.diffusion import vp_beta_schedule
+    >>> vp_beta_schedule(4)  # the dissertation's T = 4: large steps
+    tensor([0.4763, 0.8490, 0.9565, 0.9875])
+    >>> f"{torch.prod(1 - vp_beta_schedule(4, dtype=torch.float64)).item():.3g}"  # x_T is nearly pure noise
+    '4.32e-05'
+    """
+    check_positive_int("num_steps", num_steps)
+    beta_min = check_positive_float("beta_min", beta_min, allow_zero=True)
+    beta_max = check_positive_float("beta_max", beta_max, allow_zero=True)
+    if beta_max < beta_min or beta_max == 0:
+        raise ValueError(f"beta_max must be >= beta_min = {beta_min} and > 0, got {beta_max}")
+    t = torch.arange(1, num_steps + 1, dtype=torch.float64)
+    log_alphas = -beta_min / num_steps - 0.5 * (beta_max - beta_min) * (2 * t - 1) / num_steps**2
+    betas = -torch.expm1(log_alphas)
+    rounded = betas.to(dtype)
+    if not ((rounded > 0) & (rounded < 1)).all():
+        raise ValueError(
+            f"vp_beta_schedule(num_steps={num_steps}, beta_min={beta_min}, beta_max={beta_max}) has betas from "
+            f"{betas.min().item():.17g} to {betas.max().item():.17g}, which {dtype} rounds to 0 or 1 (it cannot "
+            "represent this schedule): use more steps, a smaller beta_max, a larger beta_min, or a wider dtype"
+        )
+    return betas.to(dtype=dtype, device=device)
+
+
 def make_schedule(
     schedule: str | Sequence[float] | torch.Tensor,
     num_steps: int,
@@ -111,7 +174,7 @@ def make_schedule(
     dtype: torch.dtype = torch.float32,
     device: torch.device | str | None = None,
 ) -> torch.Tensor:
-    """Resolve a schedule given by name (``"linear"``, ``"cosine"``) or as explicit betas.
+    """Resolve a schedule given by name (``"linear"``, ``"cosine"``, ``"vp"``) or as explicit betas.
 
     :param schedule: a name in :data:`SCHEDULES` or a sequence of ``num_steps`` betas in (0, 1).
     :param num_steps: :math:`T`.
@@ -132,6 +195,8 @@ def make_schedule(
             return linear_beta_schedule(num_steps, dtype=dtype, device=device)
         if schedule == "cosine":
             return cosine_beta_schedule(num_steps, dtype=dtype, device=device)
+        if schedule == "vp":
+            return vp_beta_schedule(num_steps, dtype=dtype, device=device)
         raise ValueError(f"schedule must be one of {SCHEDULES} or a tensor of betas, got {schedule!r}")
     check_positive_int("num_steps", num_steps)
     betas = torch.as_tensor(schedule, dtype=dtype, device=device)

@@ -1,11 +1,13 @@
 """Distribution classes: the diffusion, path-integral and hierarchical posteriors (auxiliary-variable bounds),
-unnormalized energy distributions and the GRBM, and the VAEBM's tilted density."""
+unnormalized energy distributions and the GRBM, the VAEBM's tilted density, and the implicit distribution of a
+denoising diffusion GAN."""
 
 from pyro_diffvi.distributions.auxiliary import AuxiliaryBoundDistribution
 from pyro_diffvi.distributions.diffusion import DiffusionPosterior
 from pyro_diffvi.distributions.energy import EnergyDistribution, find_energy_distribution, prior_gradients
 from pyro_diffvi.distributions.grbm import GRBM
 from pyro_diffvi.distributions.hierarchical import HierarchicalPosterior
+from pyro_diffvi.distributions.implicit_diffusion import ImplicitDiffusion
 from pyro_diffvi.distributions.path import PathIntegralPosterior
 from pyro_diffvi.distributions.vaebm import VAEBM
 
@@ -16,6 +18,7 @@ __all__: list[str] = [
     "DiffusionPosterior",
     "EnergyDistribution",
     "HierarchicalPosterior",
+    "ImplicitDiffusion",
     "PathIntegralPosterior",
     "find_energy_distribution",
     "prior_gradients",

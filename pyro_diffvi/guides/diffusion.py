@@ -17,7 +17,7 @@ from pyro_diffvi.guides.denoising import DenoisingLosses
 from pyro_diffvi.guides.gaussian import GaussianGuide
 from pyro_diffvi.guides.selection import BoundSelector
 from pyro_diffvi.guides.structure import constrained
-from pyro_diffvi.nn import AveragedCopy, loc_scale
+from pyro_diffvi.nn import GeneratorEMA, loc_scale
 from pyro_diffvi.util import check_positive_int, check_widths
 
 __all__ = ["SELECTIONS", "Alternatives", "DiffusionGuide"]
@@ -58,7 +58,7 @@ class DiffusionGuide(DenoisingLosses, GaussianGuide):
     same initialization), trained by its own ELBO, and the chain starts at a copy of it. The guide then
     *emits* one of the two (``choice``): the head, until the chain's bound is measurably higher, then the chain
     with its parameters averaged over the recent steps (``averaging_decay``, default 0.995 for a measuring
-    guide; :class:`~pyro_diffvi.nn.AveragedCopy`), and back to the head if the chain falls measurably behind.
+    guide; :class:`~pyro_diffvi.nn.GeneratorEMA`), and back to the head if the chain falls measurably behind.
     :class:`~pyro_diffvi.infer.DDVI_ELBO` measures both bounds on every training batch, decides by
     :class:`~pyro_diffvi.guides.BoundSelector` (an exponential average of the lead with hysteresis at two
     standard errors), and trains the chain by its sleep term, its reweighted wake-sleep term at the observed
@@ -200,7 +200,7 @@ class DiffusionGuide(DenoisingLosses, GaussianGuide):
         ]
         self.denoisers = self._like_encoder(nn.ModuleList(denoisers))
         self.averaged = (
-            AveragedCopy(self._chain_modules(), decay=self.averaging_decay) if self.averaging_decay > 0 else None
+            GeneratorEMA(self._chain_modules(), decay=self.averaging_decay) if self.averaging_decay > 0 else None
         )
 
     def _chain_modules(self) -> nn.ModuleDict:
@@ -242,14 +242,14 @@ class DiffusionGuide(DenoisingLosses, GaussianGuide):
         """Mean and standard deviation of the chain's Gaussian start for latent ``name`` (flattened)."""
         if not averaged and self.chain_heads is None:  # the chain starts at the head (or a (loc, scale) encoder)
             return self.loc_scale(name, context)
-        if averaged and "chain_heads" not in self.averaged.module:  # an encoder returning (loc, scale)
+        if averaged and "chain_heads" not in self._averaged_network():  # an encoder returning (loc, scale)
             return self.loc_scale(name, context)
-        heads = self.averaged.module["chain_heads"] if averaged else self.chain_heads
+        heads = self._averaged_network()["chain_heads"] if averaged else self.chain_heads
         return loc_scale(heads[self.latent_names.index(name)](context), self.min_scale)
 
     def chain_posterior(self, name: str, context, *, averaged: bool = False) -> DiffusionPosterior:
         """The chain of latent ``name``: the trained one, or with ``averaged`` its averaged parameters."""
-        denoisers = self.averaged.module["denoisers"] if averaged else self.denoisers
+        denoisers = self._averaged_network()["denoisers"] if averaged else self.denoisers
         loc, scale = self.chain_loc_scale(name, context, averaged=averaged)
         return DiffusionPosterior(
             loc,
@@ -269,6 +269,13 @@ class DiffusionGuide(DenoisingLosses, GaussianGuide):
         if self.averaged is None:
             return self.chain_posterior(name, context)
         return self.chain_posterior(name, _detached(context), averaged=True)
+
+    def _averaged_network(self) -> nn.ModuleDict:
+        """The averaged chain modules, on the trained chain's device and dtype (the guide may have been moved)."""
+        network, param = self.averaged.network, next(self.denoisers.parameters())
+        if next(network.parameters()).device != param.device or next(network.parameters()).dtype != param.dtype:
+            network.to(device=param.device, dtype=param.dtype)
+        return network
 
     def update_average(self) -> None:
         """One step of the average of the chain's parameters (called by the objective after each training step)."""
@@ -314,12 +321,17 @@ class DiffusionGuide(DenoisingLosses, GaussianGuide):
         return value, fn.log_prob(value)
 
     def get_extra_state(self) -> dict:
-        return {"training_steps": self.training_steps, "selector": self.selector.state_dict()}
+        state = {"training_steps": self.training_steps, "selector": self.selector.state_dict()}
+        if getattr(self, "averaged", None) is not None:
+            state["averaged"] = self.averaged.state_dict()
+        return state
 
     def set_extra_state(self, state: dict) -> None:
         self.training_steps = int(state["training_steps"])
         if "selector" in state:
             self.selector.load_state_dict(state["selector"])
+        if "averaged" in state and getattr(self, "averaged", None) is not None:
+            self.averaged.load_state_dict(state["averaged"])
 
 
 def _detached(context):

@@ -1,8 +1,10 @@
 """Objectives: DDVI_ELBO (with its wake-sleep regularizer), the wake-sleep start for other guides, the energy-prior
-ELBO and its prior objectives, the Generative Latent Flow, adversarial autoencoders, and GuardedObjective, the base
-class of an objective with a divergence guard."""
+ELBO and its prior objectives, the Generative Latent Flow, adversarial autoencoders, denoising diffusion GANs and
+their Gaussian-step baseline, and GuardedObjective, the base class of an objective with a divergence guard."""
 
 from pyro_diffvi.infer.adversarial import AdversarialAutoencoderLoss
+from pyro_diffvi.infer.ddgan import AdversarialPairs, DDGANLoss
+from pyro_diffvi.infer.ddpm import DDPMLoss
 from pyro_diffvi.infer.ddvi import DDVI_ELBO
 from pyro_diffvi.infer.energy import EnergyPriorELBO
 from pyro_diffvi.infer.glf import GLFLoss
@@ -22,7 +24,10 @@ __all__: list[str] = [
     "DDVI_ELBO",
     "AdversarialAutoencoderLoss",
     "AdversarialCDLoss",
+    "AdversarialPairs",
     "ContrastiveDivergenceLoss",
+    "DDGANLoss",
+    "DDPMLoss",
     "EnergyPriorELBO",
     "GLFLoss",
     "GradientFlowNLLLoss",

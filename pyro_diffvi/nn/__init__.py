@@ -1,7 +1,9 @@
 """Networks: multilayer perceptrons with time and context inputs, conditional normalizing flows, the Gaussian output
-head."""
+head, the generator and discriminator of a denoising diffusion GAN, an exponential moving average of a network's
+parameters."""
 
-from pyro_diffvi.nn.averaging import AveragedCopy
+from pyro_diffvi.nn.denoising_gan import DenoisingDiscriminator, DenoisingGenerator
+from pyro_diffvi.nn.ema import GeneratorEMA
 from pyro_diffvi.nn.flows import FLOW_TYPES, ConditionalFlow
 from pyro_diffvi.nn.heads import loc_scale
 from pyro_diffvi.nn.hierarchical import HierarchicalNetworks
@@ -10,9 +12,11 @@ from pyro_diffvi.nn.mlp import MLP, ConditionalMLP, SinusoidalTimeEmbedding, act
 __all__ = [
     "FLOW_TYPES",
     "MLP",
-    "AveragedCopy",
     "ConditionalFlow",
     "ConditionalMLP",
+    "DenoisingDiscriminator",
+    "DenoisingGenerator",
+    "GeneratorEMA",
     "HierarchicalNetworks",
     "SinusoidalTimeEmbedding",
     "activation",

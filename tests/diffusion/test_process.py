@@ -77,3 +77,13 @@ def test_time_out_of_range():
     process = GaussianDiffusion(5)
     with pytest.raises(ValueError, match="t must be in 1..5"):
         process.marginal(torch.zeros(2), 6)
+
+
+def test_a_schedule_whose_alpha_bar_underflows_in_the_dtype_is_refused():
+    # 16 steps of beta = 1 - 2e-7 (each representable in float32): alpha_bar_t = (2e-7)^t, which float32
+    # (smallest subnormal 1.4e-45) holds up to t = 6 (6.4e-41) and rounds to 0 from t = 7 (1.3e-47)
+    betas = torch.full((16,), 1 - 2e-7, dtype=torch.float64)
+    with pytest.raises(ValueError, match=r"underflows to 0 in torch.float32 from t = 7 \(alpha_bar_7 = 1.28e-47\)"):
+        GaussianDiffusion(16, schedule=betas)
+    process = GaussianDiffusion(16, schedule=betas, dtype=torch.float64)  # float64 holds it
+    assert process.sqrt_alphas_cumprod[-1].item() == pytest.approx(2e-7**8, rel=1e-6)

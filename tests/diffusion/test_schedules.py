@@ -5,7 +5,13 @@ import math
 import pytest
 import torch
 
-from pyro_diffvi.diffusion import GaussianDiffusion, cosine_beta_schedule, linear_beta_schedule, make_schedule
+from pyro_diffvi.diffusion import (
+    GaussianDiffusion,
+    cosine_beta_schedule,
+    linear_beta_schedule,
+    make_schedule,
+    vp_beta_schedule,
+)
 
 
 def test_linear_schedule_endpoints_and_spacing():
@@ -60,3 +66,34 @@ def test_explicit_betas_are_checked_in_the_dtype_they_are_used_in():
         make_schedule(betas, 2, dtype=torch.float32)
     with pytest.raises(ValueError, match=r"in torch.float32"):
         GaussianDiffusion(2, schedule=betas, dtype=torch.float32)
+
+
+def test_vp_schedule_matches_the_vp_sde_variance_at_every_step():
+    """Eq. 6.15's betas give 1 - abar_t = sigma^2(t/T) of Eq. 6.14 at every step, for every T."""
+    beta_min, beta_max = 0.1, 20.0
+    for T in (1, 2, 4, 8, 1000):
+        betas = vp_beta_schedule(T, dtype=torch.float64)
+        abar = torch.cumprod(1 - betas, 0)
+        for t in sorted({1, T // 2 or 1, T}):
+            s = t / T
+            sigma2 = 1 - math.exp(-beta_min * s - 0.5 * (beta_max - beta_min) * s**2)
+            assert 1 - abar[t - 1].item() == pytest.approx(sigma2, rel=1e-12)
+    # T = 4, the dissertation's setting: large steps ending at nearly pure noise
+    betas = vp_beta_schedule(4, dtype=torch.float64)
+    assert betas[0].item() == pytest.approx(1 - math.exp(-0.1 / 4 - 0.5 * 19.9 / 16), rel=1e-12)
+    assert torch.equal(make_schedule("vp", 4, dtype=torch.float64), betas)
+
+
+def test_vp_schedule_errors_name_the_argument():
+    with pytest.raises(ValueError, match="num_steps must be an integer >= 1, got 0"):
+        vp_beta_schedule(0)
+    with pytest.raises(ValueError, match="beta_max must be >= beta_min"):
+        vp_beta_schedule(4, beta_min=1.0, beta_max=0.5)
+    with pytest.raises(ValueError, match="beta_min must be finite and >= 0"):
+        vp_beta_schedule(4, beta_min=-0.1)
+    # one step of beta_max = 40: beta = 1 - 2e-9, exactly 1 in float32 (a chain would divide by zero)
+    with pytest.raises(ValueError, match=r"torch.float32 rounds to 0 or 1 \(it cannot represent this schedule\)"):
+        vp_beta_schedule(1, beta_max=40.0)
+    assert vp_beta_schedule(1, beta_max=40.0, dtype=torch.float64).item() < 1
+    with pytest.raises(ValueError, match="in torch.float32"):  # through GaussianDiffusion too
+        GaussianDiffusion(1, schedule=vp_beta_schedule(1, beta_max=40.0, dtype=torch.float64), dtype=torch.float32)

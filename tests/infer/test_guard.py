@@ -11,6 +11,7 @@ from pyro_diffvi.errors import DivergenceError
 from pyro_diffvi.infer import AdversarialAutoencoderLoss
 from pyro_diffvi.infer.energy import EnergyPriorELBO
 from pyro_diffvi.infer.prior_objectives import PriorObjective, energy_function
+from tests.common import state_differences
 from tests.integration.test_objective_state import OBJECTIVES, all_tensors, build, data
 
 GUARDED = ["ssm", "cd_replay", "adversarial_cd", "aae"]
@@ -34,8 +35,7 @@ def trained(kind: str, mode: str = "raise", steps: int = 2):
 
 
 def assert_unchanged(before: dict, after: dict) -> None:
-    assert after.keys() == before.keys()
-    assert [k for k in before if not torch.equal(before[k], after[k])] == []
+    assert state_differences(before, after) == []
 
 
 def nan_data() -> torch.Tensor:
