@@ -8,6 +8,9 @@ embedding, T = 20, batch 128, random binary data of MNIST shape (timing only). R
 * ``DDVI defaults``: ``DiffusionGuide`` + ``DDVI_ELBO()`` with their defaults in ``SVI`` (target <= 2x
   the Gaussian guide), and the same with ``path_gradient=False`` (the cost of the path-derivative pass)
   and with ``num_sleep_particles=1`` (the cost of the sleep term's 8 noise draws);
+* ``DDVI measured``: ``DiffusionGuide(selection="measured")`` + ``DDVI_ELBO()`` (the Gaussian head, the
+  averaged chain and ``num_rws_particles`` chain draws per datum, one vectorized model call), and the same
+  with 2 reweighted draws;
 * ``Pyro DDVI, paper chain (<sleep>)``: the paper's chain (linear schedule, fixed variances, latent
   coordinates) with ``DDVI_ELBO(sleep=...)``;
 * ``PyTorch reference (<sleep>)``: that chain's networks, objective and arithmetic in plain PyTorch
@@ -92,7 +95,13 @@ def main() -> None:
     runs["DDVI defaults, num_sleep_particles=1"] = pyro_step(
         DiffusionGuide, DDVI_ELBO(num_sleep_particles=1), x, device, 9
     )
-    baselines = {name: BASELINE for name in runs if name.startswith("DDVI defaults")}
+    runs["DDVI measured (selection='measured')"] = pyro_step(
+        DiffusionGuide, DDVI_ELBO(), x, device, 11, selection="measured"
+    )
+    runs["DDVI measured, num_rws_particles=2"] = pyro_step(
+        DiffusionGuide, DDVI_ELBO(num_rws_particles=2), x, device, 12, selection="measured"
+    )
+    baselines = {name: BASELINE for name in runs if name.startswith(("DDVI defaults", "DDVI measured"))}
     for i, sleep in enumerate(SLEEPS):
         pyro_name, ref_name = f"Pyro DDVI, paper chain ({sleep})", f"PyTorch reference ({sleep})"
         runs[pyro_name] = pyro_step(
