@@ -1,18 +1,24 @@
 """Networks: multilayer perceptrons with time and context inputs, conditional normalizing flows, the Gaussian output
-head."""
+head, the DDPM U-Net, time-dependent Gaussian encoders and their latent score."""
 
 from pyro_diffvi.nn.flows import FLOW_TYPES, ConditionalFlow
 from pyro_diffvi.nn.heads import loc_scale
 from pyro_diffvi.nn.hierarchical import HierarchicalNetworks
 from pyro_diffvi.nn.mlp import MLP, ConditionalMLP, SinusoidalTimeEmbedding, activation
+from pyro_diffvi.nn.time_encoder import ConvGaussianTimeEncoder, GaussianTimeEncoder, encoder_score
+from pyro_diffvi.nn.unet import UNet
 
 __all__ = [
     "FLOW_TYPES",
     "MLP",
     "ConditionalFlow",
     "ConditionalMLP",
+    "ConvGaussianTimeEncoder",
+    "GaussianTimeEncoder",
     "HierarchicalNetworks",
     "SinusoidalTimeEmbedding",
+    "UNet",
     "activation",
+    "encoder_score",
     "loc_scale",
 ]
