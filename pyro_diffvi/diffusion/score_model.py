@@ -73,12 +73,19 @@ class ScoreModel(nn.Module):
     :param data_shape: the event shape of the data, e.g. ``(784,)``.
     :param context_dim: width :math:`K` of the conditioning latent (0: unconditional).
     :param network: ``"mlp"``, ``"unet"``, or an ``nn.Module`` called as ``network(x, 1000 t, context)`` on
-        states of shape ``(N,) + data_shape`` (such a model saves with ``torch.save(model)``, not :meth:`save`).
+        states of shape ``(N,) + data_shape`` (such a model saves with ``torch.save(model)``, not :meth:`save`;
+        ``gaussian_skip`` applies to it too).
     :param network_options: keyword arguments of the network: for ``"mlp"`` ``hidden_dims`` (default
         ``[512, 512, 512]``), ``time_dim`` (128), ``activation`` (``"silu"``); for ``"unet"`` ``image_shape``
         (``(C, H, W)``, required for flat data) and :class:`~pyro_diffvi.nn.UNet`'s options.
     :param sde: the forward SDE (default :class:`~pyro_diffvi.diffusion.VPSDE`'s defaults).
     :param zero_init: start the network's output layer at zero (a ScoreVAE+ corrector starts as no correction).
+    :param gaussian_skip: (default) predict the noise as :math:`\hat\epsilon = \sigma(t)\, x_t + \text{network}`, the network
+        learning the residual from :math:`\sigma(t) x_t`, the exact noise prediction for standard-normal data (the
+        skip of :class:`~pyro_diffvi.diffusion.Denoiser`); with ``zero_init`` the untrained model is then the
+        exact score of :math:`\mathcal N(0, I)`. Without it an MLP must learn the identity map of high noise
+        levels through its hidden layers: measured on MNIST (3 x 512 units, 1,500 steps), its noise error at
+        :math:`t = 1` stayed at 0.51 per pixel where :math:`\sigma x_t` has 0.0, and the reverse SDE diverged.
 
     Example (save a model and load it back, as another process would):
 
@@ -103,6 +110,7 @@ class ScoreModel(nn.Module):
         network_options: dict | None = None,
         sde: VPSDE | None = None,
         zero_init: bool = False,
+        gaussian_skip: bool = True,
     ) -> None:
         super().__init__()
         self.data_shape = tuple(check_positive_int("each entry of data_shape", int(s)) for s in data_shape)
@@ -124,6 +132,7 @@ class ScoreModel(nn.Module):
             self.network = _build_network(network, self.data_shape, context_dim, self.network_options)
             self._input_shape = (math.prod(self.data_shape),) if network == "mlp" else self.network.image_shape
         self.zero_init = bool(zero_init)
+        self.gaussian_skip = bool(gaussian_skip)
         if self.zero_init:
             layer = _output_layer(self.network)
             with torch.no_grad():
@@ -164,7 +173,10 @@ class ScoreModel(nn.Module):
             if context is not None:
                 raise ValueError("context must be None: this score model is unconditional (context_dim = 0)")
             out = self.network(flat, TIME_SCALE * t, None)
-        return out.reshape(x_t.shape)
+        out = out.reshape(x_t.shape)
+        if self.gaussian_skip:
+            out = out + _expand(self.sde.marginal_coefficients(t.reshape(batch_shape))[1], x_t) * x_t
+        return out
 
     def forward(self, x_t: Tensor, t: Tensor, context: Tensor | None = None) -> Tensor:
         r"""The score :math:`s_\theta(x_t, t[, z]) = -\hat\epsilon_\theta/\sigma(t)` (arguments as for :meth:`noise`)."""
@@ -184,6 +196,7 @@ class ScoreModel(nn.Module):
         return {
             "data_shape": list(self.data_shape), "context_dim": self.context_dim, "network": self.network_name,
             "network_options": _plain(self.network_options), "sde": self.sde.config(), "zero_init": self.zero_init,
+            "gaussian_skip": self.gaussian_skip,
         }
 
     @classmethod

@@ -65,7 +65,8 @@ class DiffusionLikelihood(TorchDistribution):
         not allowed with a conditional one.
     :param corrector: ScoreVAE+'s corrector :math:`c_\psi`, a conditional
         :class:`~pyro_diffvi.diffusion.ScoreModel` whose noise prediction is added (its score is
-        :math:`-\hat c_\psi/\sigma`); build it with ``zero_init=True`` so that it starts as no correction.
+        :math:`-\hat c_\psi/\sigma`); build it with ``zero_init=True, gaussian_skip=False`` so that it starts as no
+        correction.
     :param num_time_samples: draws of :math:`(t, \epsilon)` per data point in :meth:`log_prob`.
     :param sampler: ``"sde"`` or ``"ode"``, the decoder of :meth:`sample`.
     :param num_steps: solver steps of :meth:`sample`.
@@ -121,6 +122,8 @@ class DiffusionLikelihood(TorchDistribution):
         if corrector is not None:
             if not isinstance(corrector, ScoreModel) or corrector.context_dim != k:
                 raise ValueError(f"corrector must be a conditional ScoreModel with context_dim={k} (the latent width)")
+            if corrector.gaussian_skip:
+                raise ValueError("corrector must be built with gaussian_skip=False: it adds a correction, not a score")
             if corrector.data_shape != score_model.data_shape:
                 raise ValueError(
                     f"corrector has data_shape {corrector.data_shape}, the score model {score_model.data_shape}"

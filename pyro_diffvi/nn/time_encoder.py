@@ -223,6 +223,8 @@ def encoder_score(encoder: Encoder, z: Tensor, x_t: Tensor, t: Tensor, *, create
         x_t = x_t.detach().requires_grad_(True)
         loc, scale = encoder(x_t, t)
         log_q = gaussian_log_prob(z, loc, scale)
+        if not log_q.requires_grad:  # an encoder that ignores x_t
+            return torch.zeros_like(x_t)
         (grad,) = torch.autograd.grad(log_q.sum(), x_t, create_graph=create_graph, allow_unused=True)
     if grad is None:  # an encoder that ignores x_t
         return torch.zeros_like(x_t)
