@@ -117,8 +117,9 @@ def build(method: str, prior: ScoreModel | None, args, device):
     if method in ("scorevae", "scorevae+"):
         corrector = None
         if method == "scorevae+":
-            corrector = ScoreModel((D,), context_dim=k, network="mlp", zero_init=True, gaussian_skip=False, sde=prior.sde,
-                                   network_options={"hidden_dims": list(args.hidden), "time_dim": 128}).to(device)
+            corrector = ScoreModel((D,), context_dim=k, network="mlp", zero_init=True, gaussian_skip=False,
+                                   sde=prior.sde, network_options={"hidden_dims": list(args.hidden), "time_dim": 128})
+            corrector = corrector.to(device)
             modules["corrector"] = corrector
 
         def model(x):
@@ -195,7 +196,8 @@ def evaluate(method: str, model, guide, modules: dict, prior, data: dict, args) 
                                                     test_labels=data["y_test"], k=20),
     }
     if method != "vae" and args.ode_metrics:
-        record["ssim_ode"] = ssim(decode(method, modules, prior, z_test, args, "ode"), x_test, image_shape=(28, 28)).mean().item()
+        ode = decode(method, modules, prior, z_test, args, "ode")
+        record["ssim_ode"] = ssim(ode, x_test, image_shape=(28, 28)).mean().item()
     n = args.bound_size
     est = elbo(model, guide, data["v_test"][:n], num_particles=args.bound_particles)
     record.update(bound_nats=est.mean + LOG_JACOBIAN, bound_se=est.stderr)
@@ -271,7 +273,8 @@ def plot(records: list[dict], cells: CellStore, x_test: torch.Tensor, path: str)
     for method, beta in GRID:
         images = cells.tensors(cell_key(method, beta, seed))
         if images is not None:
-            panels += [(f"{method} b={beta:g} recon", images["recon"]), (f"{method} b={beta:g} samples", images["samples"])]
+            label = f"{method} b={beta:g}"
+            panels += [(f"{label} recon", images["recon"]), (f"{label} samples", images["samples"])]
     fig, axes = plt.subplots(len(panels), 1, figsize=(6, 0.9 * len(panels)))
     for ax, (title, images) in zip(axes, panels):
         plot_image_grid(ax, images, nrow=8)
@@ -283,16 +286,19 @@ def plot(records: list[dict], cells: CellStore, x_test: torch.Tensor, path: str)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="CPU minutes: MLP networks, short training (see above)")
-    parser.add_argument("--methods", nargs="+", default=sorted({m for m, _ in GRID}), choices=sorted({m for m, _ in GRID}))
+    methods = sorted({m for m, _ in GRID})
+    parser.add_argument("--methods", nargs="+", default=methods, choices=methods)
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--train-size", type=int, default=60000)
     parser.add_argument("--test-size", type=int, default=1000, help="test images for the reconstruction metrics")
     parser.add_argument("--bound-size", type=int, default=1000, help="test images for the likelihood bound")
     parser.add_argument("--bound-particles", type=int, default=4)
     parser.add_argument("--latent", type=int, default=16)
-    parser.add_argument("--network", default=None, choices=["mlp", "unet"], help="score networks (default: unet on cuda)")
+    parser.add_argument("--network", default=None, choices=["mlp", "unet"],
+                        help="score networks (default: unet on cuda)")
     parser.add_argument("--encoder", default=None, choices=["mlp", "conv"], help="encoder (default: conv on cuda)")
     parser.add_argument("--score-hidden", type=int, nargs="+", default=[512, 512, 512], help="MLP score net widths")
     parser.add_argument("--unet-channels", type=int, default=128)

@@ -4,9 +4,11 @@ r"""A linear-Gaussian data distribution whose every diffusion quantity is known 
 columns of :math:`W`. Under the VP SDE, :math:`x_t = \alpha x + \sigma\epsilon`:
 
 * :math:`p_t(x_t) = \mathcal N(\alpha b, \alpha^2(WW^\top + \sigma_x^2 I) + \sigma^2 I)` (the unconditional score);
-* :math:`p_t(x_t|z) = \mathcal N(\alpha(Wz + b), v_t I)`, :math:`v_t = \alpha^2\sigma_x^2 + \sigma^2` (the conditional score);
-* :math:`p_t(z|x_t) = \mathcal N(P_t^{-1}\alpha W^\top(x_t - \alpha b)/v_t, P_t^{-1})`, :math:`P_t = I + \alpha^2 W^\top W/v_t`,
-  diagonal because :math:`W^\top W` is: the time-dependent Gaussian encoder's family holds it at every time.
+* :math:`p_t(x_t|z) = \mathcal N(\alpha(Wz + b), v_t I)`, :math:`v_t = \alpha^2\sigma_x^2 + \sigma^2`
+  (the conditional score);
+* :math:`p_t(z|x_t) = \mathcal N(P_t^{-1}\alpha W^\top(x_t - \alpha b)/v_t, P_t^{-1})`,
+  :math:`P_t = I + \alpha^2 W^\top W/v_t`, diagonal because :math:`W^\top W` is: the time-dependent Gaussian
+  encoder's family holds it at every time.
 """
 
 from __future__ import annotations

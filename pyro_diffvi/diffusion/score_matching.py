@@ -10,8 +10,9 @@ The weighted DSM objective (ScoreVAE paper, Eq. 7; Vincent 2011; Song et al. 202
 
 with :math:`x_t = \alpha(t) x_0 + \sigma(t)\epsilon` and :math:`s_\theta = -\hat\epsilon_\theta/\sigma`. Two weightings:
 
-* ``"simple"``, :math:`\lambda(t) = \sigma(t)^2`: the noise-prediction loss :math:`\tfrac12\|\epsilon - \hat\epsilon\|^2` of DDPM,
-  with which the ScoreVAE paper pretrains its diffusion models (Appendix B.1);
+* ``"simple"``, :math:`\lambda(t) = \sigma(t)^2`: the noise-prediction loss
+  :math:`\tfrac12\|\epsilon - \hat\epsilon\|^2` of DDPM, with which the ScoreVAE paper pretrains its diffusion models
+  (Appendix B.1);
 * ``"likelihood"``, :math:`\lambda(t) = g(t)^2 = \beta(t)`: the weighting whose objective, plus
   :math:`\mathrm{KL}(p_T\|\pi)`, bounds :math:`\mathrm{KL}(p\|p_\theta^{SDE})` (Eq. 8; Song et al. 2021). Its
   integrand diverges as :math:`t \to 0`, so :math:`t` is importance-sampled uniformly in log-SNR

@@ -41,7 +41,8 @@ def _build_network(network: str, data_shape: tuple[int, ...], context_dim: int, 
     if network == "mlp":
         options = {**_MLP_DEFAULTS, **options}
         d = math.prod(data_shape)
-        return ConditionalMLP(d, d, context_dim, options["time_dim"], tuple(options["hidden_dims"]), options["activation"])
+        hidden, activation = tuple(options["hidden_dims"]), options["activation"]
+        return ConditionalMLP(d, d, context_dim, options["time_dim"], hidden, activation)
     if network == "unet":
         options = dict(options)
         image_shape = tuple(options.pop("image_shape", data_shape))
@@ -64,7 +65,8 @@ def _output_layer(network: nn.Module) -> nn.Module:
 
 
 class ScoreModel(nn.Module):
-    r"""A score model :math:`s_\theta(x_t, t[, z]) = -\hat\epsilon_\theta(x_t, t[, z])/\sigma(t)` on data of shape ``data_shape``.
+    r"""A score model :math:`s_\theta(x_t, t[, z]) = -\hat\epsilon_\theta(x_t, t[, z])/\sigma(t)` on data of shape
+    ``data_shape``.
 
     The network reads the states batch-flattened, of shape ``(N, D)`` for ``"mlp"`` (a
     :class:`~pyro_diffvi.nn.ConditionalMLP`; ``D`` the product of ``data_shape``) or ``(N,) + image_shape`` for
@@ -80,9 +82,9 @@ class ScoreModel(nn.Module):
         (``(C, H, W)``, required for flat data) and :class:`~pyro_diffvi.nn.UNet`'s options.
     :param sde: the forward SDE (default :class:`~pyro_diffvi.diffusion.VPSDE`'s defaults).
     :param zero_init: start the network's output layer at zero (a ScoreVAE+ corrector starts as no correction).
-    :param gaussian_skip: (default) predict the noise as :math:`\hat\epsilon = \sigma(t)\, x_t + \text{network}`, the network
-        learning the residual from :math:`\sigma(t) x_t`, the exact noise prediction for standard-normal data (the
-        skip of :class:`~pyro_diffvi.diffusion.Denoiser`); with ``zero_init`` the untrained model is then the
+    :param gaussian_skip: (default) predict the noise as :math:`\hat\epsilon = \sigma(t)\, x_t + \text{network}`, the
+        network learning the residual from :math:`\sigma(t) x_t`, the exact noise prediction for standard-normal data
+        (the skip of :class:`~pyro_diffvi.diffusion.Denoiser`); with ``zero_init`` the untrained model is then the
         exact score of :math:`\mathcal N(0, I)`. Without it an MLP must learn the identity map of high noise
         levels through its hidden layers: measured on MNIST (3 x 512 units, 1,500 steps), its noise error at
         :math:`t = 1` stayed at 0.51 per pixel where :math:`\sigma x_t` has 0.0, and the reverse SDE diverged.
@@ -179,7 +181,7 @@ class ScoreModel(nn.Module):
         return out
 
     def forward(self, x_t: Tensor, t: Tensor, context: Tensor | None = None) -> Tensor:
-        r"""The score :math:`s_\theta(x_t, t[, z]) = -\hat\epsilon_\theta/\sigma(t)` (arguments as for :meth:`noise`)."""
+        r"""The score :math:`s_\theta(x_t, t[, z]) = -\hat\epsilon_\theta/\sigma(t)` (arguments of :meth:`noise`)."""
         t = torch.as_tensor(t, dtype=x_t.dtype, device=x_t.device).expand(x_t.shape[: x_t.dim() - self.event_dim])
         _, sigma = self.sde.marginal_coefficients(t)
         return -self.noise(x_t, t, context) / _expand(sigma, x_t)

@@ -3,8 +3,9 @@ r"""A lower bound on :math:`\log p(x_0)` for the reverse-time VP SDE driven by a
 For a score :math:`s(x_t, t)` (possibly conditional, e.g. ScoreVAE's combined score
 :math:`s_\theta(x_t, t) + \nabla_{x_t}\log q_{t,\phi}(z|x_t)`), the model draws :math:`x_T \sim \pi = \mathcal N(0, I)`,
 runs the reverse SDE :math:`dx = [f(x, t) - g(t)^2 s(x, t)]\, dt + g(t)\, d\bar w` from :math:`T` down to
-:math:`t_{\min}`, and decodes :math:`x_0 \sim \mathcal N(x_{t_{\min}}/\alpha_{\min}, (\sigma_{\min}/\alpha_{\min})^2 I)` (the
-inverse of the forward scaling, with :math:`\alpha_{\min} = \alpha(t_{\min})`, :math:`\sigma_{\min} = \sigma(t_{\min})`).
+:math:`t_{\min}`, and decodes :math:`x_0 \sim \mathcal N(x_{t_{\min}}/\alpha_{\min}, (\sigma_{\min}/\alpha_{\min})^2 I)`
+(the inverse of the forward scaling, with :math:`\alpha_{\min} = \alpha(t_{\min})`,
+:math:`\sigma_{\min} = \sigma(t_{\min})`).
 By Song et al. (2021, Theorem 3; the ScoreVAE paper's Eq. 14, Appendix A.1), truncated at :math:`t_{\min}` as
 in their likelihood computations,
 
@@ -23,8 +24,8 @@ process from :math:`x_0` and :math:`P` the model's reverse process (Girsanov); t
 add up to :math:`-\mathrm{KL}(p_{0T}(\cdot|x_0)\|\pi) - H(p_{0t_{\min}}(\cdot|x_0))` and the decoder's expected
 log density is :math:`-H(p_{0t_{\min}}(\cdot|x_0)) + d\log\alpha_{\min}`, whence the truncation term
 (:math:`\approx -d\,\beta_{\min} t_{\min}/2`, :math:`-4\cdot 10^{-4}` nats for MNIST). For the VP SDE
-(:math:`\nabla_{x_t}\log p_{0t} = -\epsilon/\sigma`, :math:`\nabla\cdot f = -\tfrac12\beta d`, :math:`\sigma^{2\prime} = \beta\alpha^2`)
-the first two terms are closed forms, used here (exact, no Monte-Carlo noise):
+(:math:`\nabla_{x_t}\log p_{0t} = -\epsilon/\sigma`, :math:`\nabla\cdot f = -\tfrac12\beta d`,
+:math:`\sigma^{2\prime} = \beta\alpha^2`) the first two terms are closed forms, used here (exact, no Monte-Carlo noise):
 
 .. math::
 
@@ -34,7 +35,8 @@ the first two terms are closed forms, used here (exact, no Monte-Carlo noise):
 The DSM term is estimated by importance sampling :math:`t` uniformly in log-SNR
 (:meth:`~pyro_diffvi.diffusion.VPSDE.sample_time`, weights :math:`w(t) = 1/p(t)`): with the score written as
 a noise prediction, :math:`s = -\hat\epsilon/\sigma`, the integrand is
-:math:`\tfrac12 w(t)\,\beta(t)\,\|\epsilon - \hat\epsilon(x_t, t)\|^2/\sigma(t)^2 = \tfrac Z2 \|\epsilon - \hat\epsilon\|^2`,
+:math:`\tfrac12 w(t)\,\beta(t)\,\|\epsilon - \hat\epsilon(x_t, t)\|^2/\sigma(t)^2
+= \tfrac Z2 \|\epsilon - \hat\epsilon\|^2`,
 :math:`x_t = \alpha x_0 + \sigma\epsilon`. Where the data are not resolved by the noise level the residual is
 about :math:`\|\epsilon\|^2` and varies with :math:`t` from :math:`d` to 0, so the plain estimate has a standard
 deviation of thousands of nats for MNIST. The estimate therefore carries the control variate

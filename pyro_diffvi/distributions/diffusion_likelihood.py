@@ -105,7 +105,8 @@ class DiffusionLikelihood(TorchDistribution):
         if not isinstance(score_model, ScoreModel):
             raise TypeError(f"score_model must be a pyro_diffvi.diffusion.ScoreModel, got {type(score_model).__name__}")
         if not torch.is_tensor(z) or z.dim() < 1 or not z.is_floating_point():
-            raise ValueError(f"z must be a floating-point tensor of shape batch_shape + (K,), got {getattr(z, 'shape', z)!r}")
+            got = getattr(z, "shape", z)
+            raise ValueError(f"z must be a floating-point tensor of shape batch_shape + (K,), got {got!r}")
         k = z.shape[-1]
         if score_model.context_dim == 0 and encoder is None:
             raise ValueError(

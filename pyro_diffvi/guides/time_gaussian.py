@@ -77,6 +77,8 @@ class TimeDependentGaussianGuide(GaussianGuide):
         :param t: the times in :math:`[0, T]`, broadcast against the batch shape.
         """
         if not self._is_setup:
-            raise RuntimeError("TimeDependentGaussianGuide.time_posterior: call the guide once (or guide.setup(...)) first")
+            raise RuntimeError(
+                "TimeDependentGaussianGuide.time_posterior: call the guide once (or guide.setup(...)) first"
+            )
         loc, scale = self.loc_scale(self.latent_names[0], self.encoder(x_t, t))
         return dist.Normal(loc, scale).to_event(1)

@@ -154,7 +154,8 @@ class ScoreVAE_ELBO(GuardedObjective):
         if self.train_corrector and not any(fn.corrector is not None for fn in diffusion_sites):
             raise ValueError(
                 "train_corrector=True trains a DiffusionLikelihood's corrector, but the model's observed sites have "
-                "none: pass corrector=ScoreModel(data_shape, context_dim=K, zero_init=True, gaussian_skip=False) to the likelihood"
+                "none: pass corrector=ScoreModel(data_shape, context_dim=K, zero_init=True, gaussian_skip=False) "
+                "to the likelihood"
             )
         return {k: torch.as_tensor(v) for k, v in {"likelihood": likelihood, "kl": kl, **parts}.items()}
 

@@ -39,7 +39,9 @@ def _as_images(name: str, value: Tensor, image_shape: Sequence[int] | None) -> T
     if image_shape is not None:
         h, w = (int(s) for s in image_shape)
         if value.shape[-1] != h * w:
-            raise ValueError(f"{name} must have a last dimension of {h * w} (image_shape {h}x{w}), got {tuple(value.shape)}")
+            raise ValueError(
+                f"{name} must have a last dimension of {h * w} (image_shape {h}x{w}), got {tuple(value.shape)}"
+            )
         value = value.reshape(value.shape[:-1] + (h, w))
     if value.dim() < 2:
         raise ValueError(f"{name} must have shape batch_shape + (H, W), got {tuple(value.shape)}")

@@ -1,5 +1,6 @@
-r"""Time-dependent Gaussian encoders :math:`q_{t,\phi}(z|x_t) = \mathcal N(\mu_\phi(x_t, t), \mathrm{diag}\,\sigma_\phi(x_t, t)^2)`
-and the score of their density in :math:`x_t` (ScoreVAE paper, Sec. 3.4, Eq. 12).
+r"""Time-dependent Gaussian encoders
+:math:`q_{t,\phi}(z|x_t) = \mathcal N(\mu_\phi(x_t, t), \mathrm{diag}\,\sigma_\phi(x_t, t)^2)` and the score of their
+density in :math:`x_t` (ScoreVAE paper, Sec. 3.4, Eq. 12).
 
 An encoder here is any module called as ``encoder(x, t)`` on data ``x`` of shape ``batch_shape + (D,)`` and
 times ``t`` in :math:`[0, T]` (broadcast against ``batch_shape``; ``t = None`` means :math:`t = 0`) that returns
@@ -36,7 +37,8 @@ Encoder = Callable[[Tensor, Tensor], "tuple[Tensor, Tensor]"]
 
 def _times(t: Tensor | float | None, x: Tensor, event_dim: int) -> Tensor:
     batch_shape = x.shape[: x.dim() - event_dim]
-    t = torch.zeros((), dtype=x.dtype, device=x.device) if t is None else torch.as_tensor(t, dtype=x.dtype, device=x.device)
+    t = 0.0 if t is None else t
+    t = torch.as_tensor(t, dtype=x.dtype, device=x.device)
     return t.expand(batch_shape)
 
 
@@ -55,7 +57,8 @@ def _check_scales(min_scale: float, init_scale: float) -> None:
 
 
 class GaussianTimeEncoder(nn.Module):
-    r"""An MLP time-dependent Gaussian encoder: :math:`(\mu, \sigma)(x_t, t) = \mathrm{head}(\mathrm{MLP}([x_t, e(1000 t)]))`,
+    r"""An MLP time-dependent Gaussian encoder:
+    :math:`(\mu, \sigma)(x_t, t) = \mathrm{head}(\mathrm{MLP}([x_t, e(1000 t)]))`,
     :math:`\sigma = \mathrm{softplus}(\cdot) + \sigma_{\min}` (:func:`~pyro_diffvi.nn.heads.loc_scale`).
 
     :param in_features: width :math:`D` of the (flattened) data.

@@ -136,9 +136,11 @@ class UNet(nn.Module):
                 self.down.append(nn.ModuleList([nn.Conv2d(width, width, 3, stride=2, padding=1)]))
                 widths.append(width)
                 size = (size + 1) // 2
-        self.middle = nn.ModuleList(
-            [_ResBlock(width, width, emb_dim, dropout), _AttentionBlock(width), _ResBlock(width, width, emb_dim, dropout)]
-        )
+        self.middle = nn.ModuleList([
+            _ResBlock(width, width, emb_dim, dropout),
+            _AttentionBlock(width),
+            _ResBlock(width, width, emb_dim, dropout),
+        ])
         self.up = nn.ModuleList()
         for level, mult in reversed(list(enumerate(mults))):
             for _ in range(num_res_blocks + 1):

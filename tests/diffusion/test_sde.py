@@ -48,7 +48,8 @@ def test_sample_time_weights_integrate(proposal):
     torch.manual_seed(1)
     t, w = sde.sample_time((400000,), proposal=proposal, like=torch.zeros((), dtype=F64))
     assert t.min() >= sde.t_min and t.max() <= sde.t_max
-    for h, exact in ((lambda s: s**2, (1 - sde.t_min**3) / 3), (lambda s: torch.cos(3 * s), (math.sin(3) - math.sin(3e-5)) / 3)):
+    cases = ((lambda s: s**2, (1 - sde.t_min**3) / 3), (lambda s: torch.cos(3 * s), (math.sin(3) - math.sin(3e-5)) / 3))
+    for h, exact in cases:
         values = w * h(t)
         assert abs(values.mean().item() - exact) < 4 * values.std().item() / math.sqrt(len(t))
     if proposal == "likelihood":  # lambda(t) is uniform: its quartiles are those of a uniform

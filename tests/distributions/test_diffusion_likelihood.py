@@ -71,7 +71,7 @@ def test_bad_input_gets_clear_errors():
     score_model = ScoreModel((6,), network_options={"hidden_dims": [8]})
     encoder = GaussianTimeEncoder(6, 2, hidden_dims=(8,))
     likelihood = DiffusionLikelihood(score_model, torch.zeros(4, 2), encoder=encoder)
-    with pytest.raises(ValueError, match=r"observed x must have shape batch_shape \+ \(6,\), the data shape of the score"):
+    with pytest.raises(ValueError, match=r"observed x must have shape batch_shape \+ \(6,\), the data shape"):
         likelihood.log_prob(torch.zeros(4, 5))
     with pytest.raises(ValueError, match="non-finite"):
         likelihood.log_prob(torch.full((4, 6), float("inf")))

@@ -36,7 +36,8 @@ def test_bound_with_the_exact_score_and_posterior_is_log_p_x(case):
     est = elbo(model, guide, x, num_particles=16)
     exact = case.log_prob(x).mean().item()
     assert est.stderr < 0.1
-    assert abs(est.mean - exact) < 3 * est.stderr + 0.01, (est.mean, exact)  # + O(t_min) and O(alpha_T^2) of the truncations
+    # + 0.01 for the O(t_min) and O(alpha_T^2) of the truncations
+    assert abs(est.mean - exact) < 3 * est.stderr + 0.01, (est.mean, exact)
 
 
 def test_bound_after_training_the_encoder_from_a_poor_start(case):

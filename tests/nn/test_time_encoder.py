@@ -12,7 +12,8 @@ from pyro_diffvi.nn.time_encoder import gaussian_log_prob
 def test_encoder_score_equals_finite_differences(make):
     torch.manual_seed(0)
     encoder = make().double()
-    x, t, z = torch.rand(5, 12, dtype=torch.float64), torch.rand(5, dtype=torch.float64), torch.randn(5, 3, dtype=torch.float64)
+    f64 = torch.float64
+    x, t, z = torch.rand(5, 12, dtype=f64), torch.rand(5, dtype=f64), torch.randn(5, 3, dtype=f64)
     score = encoder_score(encoder, z, x, t)
     h, fd = 1e-6, torch.zeros_like(x)
     for j in range(12):
