@@ -36,8 +36,11 @@ Maruyama steps; ``ssim_ode`` by the probability-flow ODE), ``vae`` by :math:`\mu
 reconstructions and samples :math:`z \sim \mathcal N(0, I)`). Finished cells are saved in ``--out``/cells, and a
 rerun resumes.
 
-Scales. ``--quick`` (CPU, about 10 minutes for 3 seeds on 2 cores): an MLP score network (3 x 512) trained
-3,000 steps, encoders 1,500 steps, 100 sampler steps, 256 test images. The paper's setting is far larger:
+Scales. ``--quick`` (CPU; about 20 minutes per seed on 2 shared cores, 10 of them CPU time): MLP score networks
+(:class:`~pyro_diffvi.nn.ScoreMLP`, 2 x 512 units and a (16, 16) per-pixel branch), the prior trained 2,000 steps
+(learning rate 1e-3, EMA rate 0.995), encoders and the VAE 2,000 steps, DiffDecoder 4,000 (the prior's and the
+encoder's budgets together), the corrector 300, one (t, eps) draw per image and step, 100 sampler steps, 256
+test images. The paper's setting is far larger:
 a DDPM U-Net prior (``--network unet``, 128 base channels, attention at 14x14 here for 28x28 images) trained to
 convergence, convolutional encoders (``--encoder conv``) trained 1.4M (CIFAR-10) or 300K (CelebA) iterations,
 1,000-step samplers, and 32x32 / 64x64 colour images. ``--device cuda`` without ``--quick`` selects that
@@ -97,7 +100,7 @@ def to_pixels(v: torch.Tensor) -> torch.Tensor:
 def network_options(args) -> dict:
     if args.network == "unet":
         return {"image_shape": [1, 28, 28], "base_channels": args.unet_channels, "dropout": 0.1}
-    return {"hidden_dims": list(args.score_hidden), "time_dim": 128}
+    return {"hidden_dims": list(args.score_hidden), "pixel_hidden_dims": list(args.pixel_hidden)}
 
 
 def make_encoder(args, device) -> nn.Module:
@@ -118,7 +121,8 @@ def build(method: str, prior: ScoreModel | None, args, device):
         corrector = None
         if method == "scorevae+":
             corrector = ScoreModel((D,), context_dim=k, network="mlp", zero_init=True, gaussian_skip=False,
-                                   sde=prior.sde, network_options={"hidden_dims": list(args.hidden), "time_dim": 128})
+                                   sde=prior.sde, network_options={"hidden_dims": list(args.hidden),
+                                                                   "pixel_hidden_dims": list(args.pixel_hidden)})
             corrector = corrector.to(device)
             modules["corrector"] = corrector
 
@@ -237,7 +241,23 @@ def cell_key(method: str, beta: float, seed: int) -> str:
     return f"{method.replace('+', 'plus')}_beta{beta:g}_seed{seed}"
 
 
-def pretrain_prior(seed: int, x_train: torch.Tensor, cells: CellStore, args, device) -> None:
+PRIOR_TIMES = (0.01, 0.1, 0.3, 0.6)
+
+
+@torch.no_grad()
+def noise_errors(score_model: ScoreModel, v: torch.Tensor) -> dict:
+    """The prior's noise-prediction error per pixel, E|eps - eps_hat(x_t, t)|^2 / 784, at a few times (1 for the
+    trivial prediction 0 at small t; how far the prior resolves the images' fine detail)."""
+    errors = {}
+    for t in PRIOR_TIMES:
+        times = torch.full(v.shape[:1], t, device=v.device)
+        noise = torch.randn_like(v)
+        eps_hat = score_model.noise(score_model.sde.perturb(v, times, noise), times)
+        errors[f"noise_mse_t{t:g}"] = (noise - eps_hat).pow(2).mean().item()
+    return errors
+
+
+def pretrain_prior(seed: int, x_train: torch.Tensor, v_test: torch.Tensor, cells: CellStore, args, device) -> None:
     """Train the unconditional score model (simple weighting, EMA) and save its checkpoint file."""
     key = f"prior_seed{seed}"
     if cells.done(key) and os.path.exists(prior_path(args, seed)):
@@ -251,7 +271,8 @@ def pretrain_prior(seed: int, x_train: torch.Tensor, cells: CellStore, args, dev
         rows = torch.randint(0, x_train.shape[0], (args.batch_size,), device=device)
         losses.append(trainer.step(dequantize(x_train[rows])))
     trainer.averaged_model.save(prior_path(args, seed))
-    cells.save(key, {"seed": seed, "seconds": time.time() - start, "final_loss": sum(losses[-50:]) / 50})
+    record = {"seed": seed, "seconds": time.time() - start, "final_loss": sum(losses[-50:]) / len(losses[-50:])}
+    cells.save(key, {**record, **noise_errors(trainer.averaged_model, v_test)})
 
 
 def summarize(records: list[dict]) -> str:
@@ -265,6 +286,16 @@ def summarize(records: list[dict]) -> str:
                 (("l2", 3), ("ssim", 3), ("ssim_ode", 3), ("bound_nats", 1), ("knn_acc", 3), ("seconds", 1))]
         lines.append(f"| {method} | {beta:g} | {len(rows)} | " + " | ".join(cols) + f" | {rows[0]['num_params']:,} |")
     return "\n".join(lines)
+
+
+def prior_summary(priors: list[dict]) -> str:
+    if not priors:
+        return ""
+    cols = " | ".join(mean_sd([r[f"noise_mse_t{t:g}"] for r in priors]) for t in PRIOR_TIMES)
+    return ("\n\nThe pretrained prior's noise-prediction error per pixel (0 predicts the noise of clean images' pixels "
+            "perfectly, 1 is no better than predicting 0 at small t):\n\n| "
+            + " | ".join(f"t = {t:g}" for t in PRIOR_TIMES) + " | train s |\n|" + "---|" * (len(PRIOR_TIMES) + 1)
+            + f"\n| {cols} | {mean_sd([r['seconds'] for r in priors], 0)} |")
 
 
 def plot(records: list[dict], cells: CellStore, x_test: torch.Tensor, path: str) -> None:
@@ -301,6 +332,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="score networks (default: unet on cuda)")
     parser.add_argument("--encoder", default=None, choices=["mlp", "conv"], help="encoder (default: conv on cuda)")
     parser.add_argument("--score-hidden", type=int, nargs="+", default=[512, 512, 512], help="MLP score net widths")
+    parser.add_argument("--pixel-hidden", type=int, nargs="*", default=[32, 32],
+                        help="widths of the MLP score net's per-pixel branch (none: no branch)")
     parser.add_argument("--unet-channels", type=int, default=128)
     parser.add_argument("--hidden", type=int, nargs="+", default=[256, 256], help="MLP encoder widths")
     parser.add_argument("--prior-steps", type=int, default=100000)
@@ -321,11 +354,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     args.network = args.network or ("unet" if on_cuda else "mlp")
     args.encoder = args.encoder or ("conv" if on_cuda else "mlp")
     if args.quick:
-        args.prior_steps, args.steps, args.corrector_steps, args.sample_steps = 2000, 1000, 300, 100
+        args.prior_steps, args.steps, args.corrector_steps, args.sample_steps = 2000, 2000, 300, 100
         args.lr = args.prior_lr = 1e-3
-        args.ema_rate, args.time_samples = 0.995, 2
+        args.ema_rate, args.time_samples = 0.995, 1
+        args.score_hidden, args.pixel_hidden = [512, 512], [16, 16]
         args.test_size, args.bound_size, args.train_size = 256, 256, 60000
     args.hidden, args.score_hidden = tuple(args.hidden), tuple(args.score_hidden)
+    args.pixel_hidden = tuple(args.pixel_hidden)
     return args
 
 
@@ -344,7 +379,7 @@ def main(argv=None) -> list[dict]:
     start = time.time()
     for seed in args.seeds:
         if any(m.startswith("scorevae") for m in args.methods):
-            pretrain_prior(seed, x_train, cells, args, device)
+            pretrain_prior(seed, x_train, v_test, cells, args, device)
         for method, beta in GRID:
             key = cell_key(method, beta, seed)
             if method not in args.methods or cells.done(key):
@@ -355,8 +390,9 @@ def main(argv=None) -> list[dict]:
             cells.save(key, record, images)
             print(json.dumps(record), flush=True)
     records = [r for r in cells.records(lambda key: not key.startswith("prior")) if r["seed"] in args.seeds]
+    priors = [r for r in cells.records(lambda key: key.startswith("prior")) if r["seed"] in args.seeds]
     plot(records, cells, data["x_test"], os.path.join(args.out, "reconstructions.png"))
-    table = summarize(records)
+    table = summarize(records) + prior_summary(priors)
     settings = dict(vars(args), seconds=round(time.time() - start, 1))
     write_results(args.out, records, table, settings)
     print(f"total {time.time() - start:.0f} s; mean ± sd over seeds {args.seeds}")

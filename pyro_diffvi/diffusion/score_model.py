@@ -28,21 +28,17 @@ import torch
 from torch import Tensor, nn
 
 from pyro_diffvi.diffusion.sde import VPSDE, _expand
-from pyro_diffvi.nn import ConditionalMLP, UNet
+from pyro_diffvi.nn import ConditionalMLP, ScoreMLP, UNet
 from pyro_diffvi.nn.time_encoder import TIME_SCALE
 from pyro_diffvi.util import check_positive_int
 
 NETWORKS = ("mlp", "unet")
 CHECKPOINT_FORMAT = "pyro_diffvi.ScoreModel/1"
-_MLP_DEFAULTS = {"hidden_dims": [512, 512, 512], "time_dim": 128, "activation": "silu"}
 
 
 def _build_network(network: str, data_shape: tuple[int, ...], context_dim: int, options: dict) -> nn.Module:
     if network == "mlp":
-        options = {**_MLP_DEFAULTS, **options}
-        d = math.prod(data_shape)
-        hidden, activation = tuple(options["hidden_dims"]), options["activation"]
-        return ConditionalMLP(d, d, context_dim, options["time_dim"], hidden, activation)
+        return ScoreMLP(math.prod(data_shape), context_dim=context_dim, **options)
     if network == "unet":
         options = dict(options)
         image_shape = tuple(options.pop("image_shape", data_shape))
@@ -55,13 +51,14 @@ def _build_network(network: str, data_shape: tuple[int, ...], context_dim: int, 
     raise ValueError(f"network must be one of {NETWORKS} or an nn.Module, got {network!r}")
 
 
-def _output_layer(network: nn.Module) -> nn.Module:
+def _output_layers(network: nn.Module) -> list[nn.Module]:
     if isinstance(network, ConditionalMLP):
-        return network.net[-1]
-    layer = getattr(network, "output_layer", None)
-    if layer is None:
-        raise TypeError(f"zero_init needs a network with an output_layer attribute, got {type(network).__name__}")
-    return layer
+        return [network.net[-1]]
+    if hasattr(network, "output_layers"):
+        return list(network.output_layers)
+    if hasattr(network, "output_layer"):
+        return [network.output_layer]
+    raise TypeError(f"zero_init needs a network with an output_layer(s) attribute, got {type(network).__name__}")
 
 
 class ScoreModel(nn.Module):
@@ -69,7 +66,7 @@ class ScoreModel(nn.Module):
     ``data_shape``.
 
     The network reads the states batch-flattened, of shape ``(N, D)`` for ``"mlp"`` (a
-    :class:`~pyro_diffvi.nn.ConditionalMLP`; ``D`` the product of ``data_shape``) or ``(N,) + image_shape`` for
+    :class:`~pyro_diffvi.nn.ScoreMLP`; ``D`` the product of ``data_shape``) or ``(N,) + image_shape`` for
     ``"unet"`` (a :class:`~pyro_diffvi.nn.UNet`), the time as :math:`1000\,t`, and the context ``(N, K)``.
 
     :param data_shape: the event shape of the data, e.g. ``(784,)``.
@@ -77,11 +74,12 @@ class ScoreModel(nn.Module):
     :param network: ``"mlp"``, ``"unet"``, or an ``nn.Module`` called as ``network(x, 1000 t, context)`` on
         states of shape ``(N,) + data_shape`` (such a model saves with ``torch.save(model)``, not :meth:`save`;
         ``gaussian_skip`` applies to it too).
-    :param network_options: keyword arguments of the network: for ``"mlp"`` ``hidden_dims`` (default
-        ``[512, 512, 512]``), ``time_dim`` (128), ``activation`` (``"silu"``); for ``"unet"`` ``image_shape``
+    :param network_options: keyword arguments of the network: for ``"mlp"`` those of
+        :class:`~pyro_diffvi.nn.ScoreMLP` (``hidden_dims``, default ``(512, 512, 512)``, ``pixel_hidden_dims``,
+        default ``(32, 32)``, ``time_dim``, ``activation``); for ``"unet"`` ``image_shape``
         (``(C, H, W)``, required for flat data) and :class:`~pyro_diffvi.nn.UNet`'s options.
     :param sde: the forward SDE (default :class:`~pyro_diffvi.diffusion.VPSDE`'s defaults).
-    :param zero_init: start the network's output layer at zero (a ScoreVAE+ corrector starts as no correction).
+    :param zero_init: start the network's output layers at zero (a ScoreVAE+ corrector starts as no correction).
     :param gaussian_skip: (default) predict the noise as :math:`\hat\epsilon = \sigma(t)\, x_t + \text{network}`, the
         network learning the residual from :math:`\sigma(t) x_t`, the exact noise prediction for standard-normal data
         (the skip of :class:`~pyro_diffvi.diffusion.Denoiser`); with ``zero_init`` the untrained model is then the
@@ -136,10 +134,10 @@ class ScoreModel(nn.Module):
         self.zero_init = bool(zero_init)
         self.gaussian_skip = bool(gaussian_skip)
         if self.zero_init:
-            layer = _output_layer(self.network)
             with torch.no_grad():
-                for param in layer.parameters():
-                    param.zero_()
+                for layer in _output_layers(self.network):
+                    for param in layer.parameters():
+                        param.zero_()
 
     @property
     def event_dim(self) -> int:

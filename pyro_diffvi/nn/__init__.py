@@ -1,10 +1,12 @@
 """Networks: multilayer perceptrons with time and context inputs, conditional normalizing flows, the Gaussian output
-head, the DDPM U-Net, time-dependent Gaussian encoders and their latent score."""
+head, score networks (an MLP with a per-pixel branch, the DDPM U-Net), time-dependent Gaussian encoders and their
+latent score."""
 
 from pyro_diffvi.nn.flows import FLOW_TYPES, ConditionalFlow
 from pyro_diffvi.nn.heads import loc_scale
 from pyro_diffvi.nn.hierarchical import HierarchicalNetworks
 from pyro_diffvi.nn.mlp import MLP, ConditionalMLP, SinusoidalTimeEmbedding, activation
+from pyro_diffvi.nn.score_mlp import ScoreMLP
 from pyro_diffvi.nn.time_encoder import ConvGaussianTimeEncoder, GaussianTimeEncoder, encoder_score
 from pyro_diffvi.nn.unet import UNet
 
@@ -16,6 +18,7 @@ __all__ = [
     "ConvGaussianTimeEncoder",
     "GaussianTimeEncoder",
     "HierarchicalNetworks",
+    "ScoreMLP",
     "SinusoidalTimeEmbedding",
     "UNet",
     "activation",

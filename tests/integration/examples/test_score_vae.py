@@ -10,7 +10,7 @@ from tests.common import load_example
 
 TINY = ["--seeds", "0", "--train-size", "256", "--test-size", "24", "--bound-size", "16", "--bound-particles", "2",
         "--latent", "4", "--prior-steps", "6", "--steps", "4", "--corrector-steps", "2", "--sample-steps", "3",
-        "--score-hidden", "16", "--hidden", "16", "--batch-size", "16", "--time-samples", "1"]
+        "--score-hidden", "16", "--pixel-hidden", "4", "--hidden", "16", "--batch-size", "16", "--time-samples", "1"]
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +40,7 @@ def test_tiny_run_writes_records_checkpoint_figure_and_resumes(example, tmp_path
 
 def test_quick_and_device_settings(example):
     quick = example.parse_args(["--quick"])
-    assert (quick.network, quick.encoder, quick.prior_steps, quick.steps) == ("mlp", "mlp", 2000, 1000)
+    assert (quick.network, quick.encoder, quick.prior_steps, quick.steps) == ("mlp", "mlp", 2000, 2000)
     paper = example.parse_args(["--device", "cuda"])
     assert (paper.network, paper.encoder, paper.sample_steps) == ("unet", "conv", 1000)
     assert example.parse_args(["--device", "cuda", "--quick"]).network == "mlp"
