@@ -100,7 +100,7 @@ def to_pixels(v: torch.Tensor) -> torch.Tensor:
 def network_options(args) -> dict:
     if args.network == "unet":
         return {"image_shape": [1, 28, 28], "base_channels": args.unet_channels, "dropout": 0.1}
-    return {"hidden_dims": list(args.score_hidden), "pixel_hidden_dims": list(args.pixel_hidden)}
+    return {"global_hidden_dims": list(args.score_hidden), "pixel_hidden_dims": list(args.pixel_hidden)}
 
 
 def make_encoder(args, device) -> nn.Module:
@@ -121,7 +121,7 @@ def build(method: str, prior: ScoreModel | None, args, device):
         corrector = None
         if method == "scorevae+":
             corrector = ScoreModel((D,), context_dim=k, network="mlp", zero_init=True, gaussian_skip=False,
-                                   sde=prior.sde, network_options={"hidden_dims": list(args.hidden),
+                                   sde=prior.sde, network_options={"global_hidden_dims": list(args.hidden),
                                                                    "pixel_hidden_dims": list(args.pixel_hidden)})
             corrector = corrector.to(device)
             modules["corrector"] = corrector
@@ -218,10 +218,10 @@ def run_cell(method: str, beta: float, seed: int, data: dict, cells: CellStore, 
     start = time.time()
     if method == "scorevae+":  # the scorevae encoder of the same beta, frozen; the corrector learns
         modules["encoder"].load_state_dict(cells.tensors(cell_key("scorevae", beta, seed))["encoder"])
-        steps, objective = args.corrector_steps, ScoreVAE_ELBO(beta=beta, train_corrector=True)
+        steps, objective = args.corrector_steps, ScoreVAE_ELBO(kl_weight=beta, train_corrector=True)
     else:
         steps = args.steps + (args.prior_steps if method == "diffdecoder" else 0)
-        objective = ScoreVAE_ELBO(beta=beta)
+        objective = ScoreVAE_ELBO(kl_weight=beta)
     losses = train_svi(model, guide, objective, data["x_train"], steps, args, f"{method} beta={beta} seed {seed}")
     train_seconds = time.time() - start
     record, images = evaluate(method, model, guide, modules, prior, data, args)

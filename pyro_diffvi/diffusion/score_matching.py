@@ -54,7 +54,7 @@ class DenoisingScoreMatchingLoss:
 
     >>> import torch
     >>> from pyro_diffvi.diffusion import DenoisingScoreMatchingLoss, ScoreModel
-    >>> model = ScoreModel((2,), network_options={"hidden_dims": [16]})
+    >>> model = ScoreModel((2,), network_options={"global_hidden_dims": [16]})
     >>> loss = DenoisingScoreMatchingLoss(weighting="simple")(model, torch.randn(8, 2))
     >>> loss.shape, bool(loss > 0)
     (torch.Size([]), True)
@@ -106,7 +106,8 @@ class ScoreModelTrainer:
     >>> import torch
     >>> from pyro_diffvi.diffusion import ScoreModel, ScoreModelTrainer
     >>> _ = torch.manual_seed(0)
-    >>> trainer = ScoreModelTrainer(ScoreModel((2,), network_options={"hidden_dims": [32]}), lr=1e-3, ema_rate=0.9)
+    >>> model = ScoreModel((2,), network_options={"global_hidden_dims": [32]})
+    >>> trainer = ScoreModelTrainer(model, lr=1e-3, ema_rate=0.9)
     >>> losses = trainer.fit(torch.randn(256, 2), num_steps=50, batch_size=64)
     >>> len(losses), trainer.num_steps
     (50, 50)

@@ -75,7 +75,7 @@ class ScoreModel(nn.Module):
         states of shape ``(N,) + data_shape`` (such a model saves with ``torch.save(model)``, not :meth:`save`;
         ``gaussian_skip`` applies to it too).
     :param network_options: keyword arguments of the network: for ``"mlp"`` those of
-        :class:`~pyro_diffvi.nn.ScoreMLP` (``hidden_dims``, default ``(512, 512, 512)``, ``pixel_hidden_dims``,
+        :class:`~pyro_diffvi.nn.ScoreMLP` (``global_hidden_dims``, default ``(512, 512, 512)``, ``pixel_hidden_dims``,
         default ``(32, 32)``, ``time_dim``, ``activation``); for ``"unet"`` ``image_shape``
         (``(C, H, W)``, required for flat data) and :class:`~pyro_diffvi.nn.UNet`'s options.
     :param sde: the forward SDE (default :class:`~pyro_diffvi.diffusion.VPSDE`'s defaults).
@@ -91,7 +91,7 @@ class ScoreModel(nn.Module):
 
     >>> import os, tempfile, torch
     >>> from pyro_diffvi.diffusion import ScoreModel
-    >>> model = ScoreModel((4,), network_options={"hidden_dims": [16]})
+    >>> model = ScoreModel((4,), network_options={"global_hidden_dims": [16]})
     >>> x_t, t = torch.randn(3, 4), torch.rand(3)
     >>> model(x_t, t).shape
     torch.Size([3, 4])

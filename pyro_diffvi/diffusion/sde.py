@@ -192,6 +192,8 @@ class VPSDE:
         :param like: a tensor giving device and dtype.
         :return: ``(t, weight)``, each of shape ``shape``.
 
+        Example:
+
         >>> import torch
         >>> from pyro_diffvi.diffusion import VPSDE
         >>> sde = VPSDE()

@@ -93,8 +93,10 @@ def sde_bound_terms(
         and minus the DSM integral (estimated, with the control variate); their sum is an unbiased estimate
         of the bound.
 
-    Example (standard-normal data, whose exact score is :math:`-x` at every time: the bound is
-    :math:`\log \mathcal N(x_0; 0, I)` up to :math:`O(t_{\min})` and the Monte-Carlo error):
+    Standard-normal data have the exact score :math:`-x` at every time, and their bound is
+    :math:`\log \mathcal N(x_0; 0, I)` up to :math:`O(t_{\min})` and the Monte-Carlo error.
+
+    Example:
 
     >>> import math, torch
     >>> from pyro_diffvi.diffusion import VPSDE, sde_bound_terms

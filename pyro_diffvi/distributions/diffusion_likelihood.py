@@ -77,7 +77,7 @@ class DiffusionLikelihood(TorchDistribution):
     >>> from pyro_diffvi.diffusion import ScoreModel
     >>> from pyro_diffvi.distributions import DiffusionLikelihood
     >>> from pyro_diffvi.nn import GaussianTimeEncoder
-    >>> score_model = ScoreModel((6,), network_options={"hidden_dims": [32]})
+    >>> score_model = ScoreModel((6,), network_options={"global_hidden_dims": [32]})
     >>> encoder = GaussianTimeEncoder(6, 2, hidden_dims=(32,))
     >>> likelihood = DiffusionLikelihood(score_model, torch.randn(5, 2), encoder=encoder, num_steps=20)
     >>> likelihood.batch_shape, likelihood.event_shape

@@ -37,7 +37,7 @@ class TimeDependentGaussianGuide(GaussianGuide):
     >>> from pyro_diffvi.distributions import DiffusionLikelihood
     >>> from pyro_diffvi.guides import TimeDependentGaussianGuide
     >>> from pyro_diffvi.nn import GaussianTimeEncoder
-    >>> score_model = ScoreModel((6,), network_options={"hidden_dims": [32]})    # ScoreModel.load(path)
+    >>> score_model = ScoreModel((6,), network_options={"global_hidden_dims": [32]})    # ScoreModel.load(path)
     >>> encoder = GaussianTimeEncoder(6, 2, hidden_dims=(32,))
     >>> def model(x):
     ...     with pyro.plate("data", x.shape[0]):

@@ -53,7 +53,8 @@ def _sum(log_p: Tensor, site: dict) -> Tensor:
 
 
 class ScoreVAE_ELBO(GuardedObjective):
-    r"""Minus the ScoreVAE bound with the KL weighted by ``beta`` (module docstring), for an ordinary ``SVI`` loop.
+    r"""Minus the ScoreVAE bound with the KL weighted by ``kl_weight`` (the paper's :math:`\beta`; module docstring),
+    for an ordinary ``SVI`` loop.
 
     .. math::
 
@@ -63,11 +64,11 @@ class ScoreVAE_ELBO(GuardedObjective):
     summed over the data with the plates' scales, like :class:`~pyro.infer.Trace_ELBO`: the KL is estimated at
     the guide's draw, and each :class:`~pyro_diffvi.distributions.DiffusionLikelihood` site contributes its
     bound :meth:`~pyro_diffvi.distributions.DiffusionLikelihood.bound_terms` (other observed sites their
-    ``log_prob``, so a Gaussian decoder gives the :math:`\beta`-VAE). With ``beta=1`` the loss is an unbiased
+    ``log_prob``, so a Gaussian decoder gives the :math:`\beta`-VAE). With ``kl_weight=1`` the loss is an unbiased
     estimate of minus a lower bound on :math:`\log p(x)`, equal to ``Trace_ELBO``'s at the same draws; the
     bound itself is evaluated with :func:`pyro_diffvi.metrics.elbo` (with its standard error).
 
-    ``beta`` keeps the paper's name of the KL weight (:math:`\beta \in [0, 1]`; the paper trains with 0.01).
+    ``kl_weight`` is the paper's :math:`\beta \in [0, 1]` (it trains with 0.01).
 
     What learns: the encoder (through the latent score and the reparameterized :math:`z`), and a conditional
     score model (DiffDecoder). A frozen score model never gets a gradient. ScoreVAE+ (Sec. 3.6) is a second
@@ -75,7 +76,7 @@ class ScoreVAE_ELBO(GuardedObjective):
     likelihood's ``corrector`` learns, by the same objective; in the first stage (default) a corrector, if
     present, is held fixed.
 
-    :param beta: the KL weight :math:`\beta \ge 0`.
+    :param kl_weight: the KL weight :math:`\beta \ge 0`.
     :param train_corrector: train ScoreVAE+'s corrector only (the encoder frozen).
     :param on_nonfinite: ``"raise"`` a :class:`~pyro_diffvi.infer.DivergenceError` on a non-finite term or
         gradient, or ``"skip"`` the step (:mod:`pyro_diffvi.infer.guard`).
@@ -90,7 +91,7 @@ class ScoreVAE_ELBO(GuardedObjective):
     >>> from pyro_diffvi.guides import TimeDependentGaussianGuide
     >>> from pyro_diffvi.infer import ScoreVAE_ELBO
     >>> from pyro_diffvi.nn import GaussianTimeEncoder
-    >>> score_model = ScoreModel((6,), network_options={"hidden_dims": [32]})    # a pretrained prior
+    >>> score_model = ScoreModel((6,), network_options={"global_hidden_dims": [32]})    # a pretrained prior
     >>> encoder = GaussianTimeEncoder(6, 2, hidden_dims=(32,))
     >>> def model(x):
     ...     with pyro.plate("data", x.shape[0]):
@@ -98,16 +99,16 @@ class ScoreVAE_ELBO(GuardedObjective):
     ...         pyro.sample("x", DiffusionLikelihood(score_model, z, encoder=encoder), obs=x)
     >>> pyro.clear_param_store()
     >>> guide = TimeDependentGaussianGuide(model, "z", "x", encoder=encoder)
-    >>> objective = ScoreVAE_ELBO(beta=0.01)
+    >>> objective = ScoreVAE_ELBO(kl_weight=0.01)
     >>> svi = SVI(model, guide, Adam({"lr": 1e-3}), objective)
     >>> loss = svi.step(torch.randn(8, 6))
     >>> sorted(objective.last_terms)
     ['divergence', 'dsm', 'kl', 'likelihood', 'prior', 'truncation']
     """
 
-    def __init__(self, *, beta: float = 1.0, train_corrector: bool = False, on_nonfinite: str = "raise") -> None:
+    def __init__(self, *, kl_weight: float = 1.0, train_corrector: bool = False, on_nonfinite: str = "raise") -> None:
         super().__init__(num_particles=1)
-        self.beta = check_positive_float("beta", beta, allow_zero=True)
+        self.kl_weight = check_positive_float("kl_weight", kl_weight, allow_zero=True)
         if not isinstance(train_corrector, bool):
             raise TypeError(f"train_corrector must be a bool, got {type(train_corrector).__name__}")
         self.train_corrector = train_corrector
@@ -173,7 +174,7 @@ class ScoreVAE_ELBO(GuardedObjective):
         names = ("likelihood", "kl", "prior", "divergence", "dsm", "truncation")
         terms = self._guarded("likelihood", self.terms, model, guide, *args, nan={k: nan for k in names}, **kwargs)
         self.last_terms = {k: torch_item(v) for k, v in terms.items()}
-        loss = -(terms["likelihood"] - self.beta * terms["kl"])
+        loss = -(terms["likelihood"] - self.kl_weight * terms["kl"])
         return loss, {"likelihood": terms["likelihood"], "kl": terms["kl"]}
 
     def _get_trace(self, model, guide, args, kwargs):  # ELBO's abstract hook; not used by this objective

@@ -122,6 +122,8 @@ def l2_distance(x: Tensor, y: Tensor, *, event_dim: int = 1) -> Tensor:
     :param event_dim: the number of trailing dimensions of one data point.
     :return: shape ``batch_shape``.
 
+    Example:
+
     >>> import torch
     >>> from pyro_diffvi.metrics import l2_distance
     >>> l2_distance(torch.zeros(2, 4), torch.ones(2, 4))

@@ -31,7 +31,7 @@ class ScoreMLP(nn.Module):
 
     :param dim: width :math:`D` of the (flattened) data.
     :param context_dim: width of the context (0 for none).
-    :param hidden_dims: hidden widths of the global MLP.
+    :param global_hidden_dims: hidden widths of the global MLP.
     :param pixel_hidden_dims: hidden widths of the per-coordinate branch (empty: no branch).
     :param time_dim: width of the global MLP's time embedding.
     :param activation: hidden activation.
@@ -40,7 +40,7 @@ class ScoreMLP(nn.Module):
 
     >>> import torch
     >>> from pyro_diffvi.nn import ScoreMLP
-    >>> net = ScoreMLP(784, context_dim=4, hidden_dims=(64,), pixel_hidden_dims=(8,))
+    >>> net = ScoreMLP(784, context_dim=4, global_hidden_dims=(64,), pixel_hidden_dims=(8,))
     >>> net(torch.randn(3, 784), torch.tensor([1.0, 50.0, 900.0]), torch.randn(3, 4)).shape
     torch.Size([3, 784])
     """
@@ -50,7 +50,7 @@ class ScoreMLP(nn.Module):
         dim: int,
         *,
         context_dim: int = 0,
-        hidden_dims: Sequence[int] = (512, 512, 512),
+        global_hidden_dims: Sequence[int] = (512, 512, 512),
         pixel_hidden_dims: Sequence[int] = (32, 32),
         time_dim: int = 128,
         activation: str = "silu",
@@ -58,8 +58,9 @@ class ScoreMLP(nn.Module):
         super().__init__()
         self.dim = check_positive_int("dim", dim)
         self.context_dim = int(context_dim)
-        self.mlp = ConditionalMLP(dim, dim, context_dim, check_positive_int("time_dim", time_dim),
-                                  check_widths("hidden_dims", hidden_dims), activation)
+        self.mlp = ConditionalMLP(dim, dim, context_dim=context_dim, time_dim=check_positive_int("time_dim", time_dim),
+                                  hidden_dims=check_widths("global_hidden_dims", global_hidden_dims),
+                                  activation=activation)
         widths = check_widths("pixel_hidden_dims", pixel_hidden_dims, allow_empty=True)
         self.pixel_layers = nn.ModuleList()
         self.pixel_time = None

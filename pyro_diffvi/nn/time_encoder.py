@@ -42,12 +42,12 @@ def _times(t: Tensor | float | None, x: Tensor, event_dim: int) -> Tensor:
     return t.expand(batch_shape)
 
 
-def _init_head(layer: nn.Linear, out_features: int, min_scale: float, init_scale: float) -> None:
+def _init_head(layer: nn.Linear, out_dim: int, min_scale: float, init_scale: float) -> None:
     """A Gaussian head near :math:`\\mathcal N(0, \\text{init_scale}^2)` at initialization (as GaussianGuide's)."""
     with torch.no_grad():
         layer.weight.mul_(0.1)
         layer.bias.zero_()
-        layer.bias[out_features:] = torch.tensor(init_scale - min_scale).expm1().log()  # softplus^-1
+        layer.bias[out_dim:] = torch.tensor(init_scale - min_scale).expm1().log()  # softplus^-1
 
 
 def _check_scales(min_scale: float, init_scale: float) -> None:
@@ -61,8 +61,8 @@ class GaussianTimeEncoder(nn.Module):
     :math:`(\mu, \sigma)(x_t, t) = \mathrm{head}(\mathrm{MLP}([x_t, e(1000 t)]))`,
     :math:`\sigma = \mathrm{softplus}(\cdot) + \sigma_{\min}` (:func:`~pyro_diffvi.nn.heads.loc_scale`).
 
-    :param in_features: width :math:`D` of the (flattened) data.
-    :param out_features: latent width :math:`K`.
+    :param dim: width :math:`D` of the (flattened) data.
+    :param out_dim: latent width :math:`K`.
     :param hidden_dims: hidden widths of the MLP.
     :param time_dim: width of the time embedding.
     :param activation: hidden activation (smooth by default: the encoder's input gradient is trained).
@@ -84,8 +84,8 @@ class GaussianTimeEncoder(nn.Module):
 
     def __init__(
         self,
-        in_features: int,
-        out_features: int,
+        dim: int,
+        out_dim: int,
         *,
         hidden_dims: Sequence[int] = (256, 256),
         time_dim: int = 32,
@@ -94,24 +94,24 @@ class GaussianTimeEncoder(nn.Module):
         init_scale: float = 1.0,
     ) -> None:
         super().__init__()
-        self.in_features = check_positive_int("in_features", in_features)
-        self.out_features = check_positive_int("out_features", out_features)
+        self.dim = check_positive_int("dim", dim)
+        self.out_dim = check_positive_int("out_dim", out_dim)
         _check_scales(min_scale, init_scale)
         self.min_scale = min_scale
         self.net = ConditionalMLP(
-            in_features, 2 * out_features, time_dim=check_positive_int("time_dim", time_dim),
+            dim, 2 * out_dim, time_dim=check_positive_int("time_dim", time_dim),
             hidden_dims=check_widths("hidden_dims", hidden_dims), activation=activation,
         )
-        _init_head(self.net.net[-1], out_features, min_scale, init_scale)
+        _init_head(self.net.net[-1], out_dim, min_scale, init_scale)
 
     def forward(self, x: Tensor, t: Tensor | float | None = None) -> tuple[Tensor, Tensor]:
-        """``(loc, scale)`` of :math:`q_t(z|x_t)` for ``x`` of shape ``batch_shape + (in_features,)``.
+        """``(loc, scale)`` of :math:`q_t(z|x_t)` for ``x`` of shape ``batch_shape + (dim,)``.
 
         :param x: the (noisy) data :math:`x_t`.
         :param t: the time(s) in :math:`[0, T]`, broadcast against ``batch_shape``; ``None`` for :math:`t = 0`.
         """
-        if x.shape[-1:] != (self.in_features,):
-            raise ValueError(f"x must have shape batch_shape + ({self.in_features},), got {tuple(x.shape)}")
+        if x.shape[-1:] != (self.dim,):
+            raise ValueError(f"x must have shape batch_shape + ({self.dim},), got {tuple(x.shape)}")
         return loc_scale(self.net(x, TIME_SCALE * _times(t, x, 1)), self.min_scale)
 
 
@@ -123,7 +123,7 @@ class ConvGaussianTimeEncoder(nn.Module):
     It reads flattened images, ``batch_shape + (C * H * W,)``, like the package's MNIST loader's.
 
     :param image_shape: ``(channels, height, width)``.
-    :param out_features: latent width :math:`K`.
+    :param out_dim: latent width :math:`K`.
     :param channels: output channels of the convolution blocks.
     :param time_dim: width of the time embedding.
     :param min_scale: floor of the standard deviation.
@@ -142,7 +142,7 @@ class ConvGaussianTimeEncoder(nn.Module):
     def __init__(
         self,
         image_shape: Sequence[int],
-        out_features: int,
+        out_dim: int,
         *,
         channels: Sequence[int] = (32, 64, 128),
         time_dim: int = 32,
@@ -153,8 +153,8 @@ class ConvGaussianTimeEncoder(nn.Module):
         if len(image_shape) != 3:
             raise ValueError(f"image_shape must be (channels, height, width), got {tuple(image_shape)}")
         self.image_shape = tuple(int(s) for s in image_shape)
-        self.in_features = math.prod(self.image_shape)
-        self.out_features = check_positive_int("out_features", out_features)
+        self.dim = math.prod(self.image_shape)
+        self.out_dim = check_positive_int("out_dim", out_dim)
         _check_scales(min_scale, init_scale)
         self.min_scale = min_scale
         layers: list[nn.Module] = []
@@ -164,8 +164,8 @@ class ConvGaussianTimeEncoder(nn.Module):
             width, size = c, [(s + 1) // 2 for s in size]
         self.conv = nn.Sequential(*layers, nn.Flatten())
         self.time_embedding = nn.Sequential(SinusoidalTimeEmbedding(time_dim), nn.Linear(time_dim, time_dim))
-        self.head = nn.Linear(width * math.prod(size) + time_dim, 2 * out_features)
-        _init_head(self.head, out_features, min_scale, init_scale)
+        self.head = nn.Linear(width * math.prod(size) + time_dim, 2 * out_dim)
+        _init_head(self.head, out_dim, min_scale, init_scale)
 
     def forward(self, x: Tensor, t: Tensor | float | None = None) -> tuple[Tensor, Tensor]:
         """``(loc, scale)`` of :math:`q_t(z|x_t)` for flattened images ``x``.
@@ -173,13 +173,13 @@ class ConvGaussianTimeEncoder(nn.Module):
         :param x: shape ``batch_shape + (C * H * W,)``.
         :param t: the time(s), broadcast against ``batch_shape``; ``None`` for :math:`t = 0`.
         """
-        if x.shape[-1:] != (self.in_features,):
-            raise ValueError(f"x must have shape batch_shape + ({self.in_features},), got {tuple(x.shape)}")
+        if x.shape[-1:] != (self.dim,):
+            raise ValueError(f"x must have shape batch_shape + ({self.dim},), got {tuple(x.shape)}")
         batch_shape = x.shape[:-1]
         t = _times(t, x, 1).reshape(-1)
         h = self.conv(x.reshape((-1,) + self.image_shape))
         params = self.head(torch.cat([h, self.time_embedding(TIME_SCALE * t)], dim=-1))
-        return loc_scale(params.reshape(batch_shape + (2 * self.out_features,)), self.min_scale)
+        return loc_scale(params.reshape(batch_shape + (2 * self.out_dim,)), self.min_scale)
 
 
 def gaussian_log_prob(z: Tensor, loc: Tensor, scale: Tensor) -> Tensor:
@@ -188,6 +188,8 @@ def gaussian_log_prob(z: Tensor, loc: Tensor, scale: Tensor) -> Tensor:
     :param z: values.
     :param loc: means.
     :param scale: standard deviations.
+
+    Example:
 
     >>> import torch
     >>> from pyro_diffvi.nn.time_encoder import gaussian_log_prob

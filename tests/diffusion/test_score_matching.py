@@ -17,7 +17,7 @@ def test_loss_with_the_exact_score_of_standard_normal_data_matches_its_closed_fo
     # 1/2 E_t[lambda / sigma^2 alpha^2 d], t ~ U(t_min, T): d/2 mean(alpha^2) (simple) and
     # d/2 log(sigma_T^2 / sigma_min^2) / (T - t_min) (likelihood, beta alpha^2 / sigma^2 = d log sigma^2 / dt)
     d = 3
-    model = ScoreModel((d,), network_options={"hidden_dims": [4]}, zero_init=True).double()  # exactly sigma x_t
+    model = ScoreModel((d,), network_options={"global_hidden_dims": [4]}, zero_init=True).double()  # exactly sigma x_t
     sde = model.sde
     t = torch.linspace(sde.t_min, sde.t_max, 200001, dtype=F64)
     alpha, sigma = sde.marginal_coefficients(t)
@@ -35,7 +35,7 @@ def test_trainer_learns_the_score_of_a_gaussian_and_keeps_an_ema():
     torch.manual_seed(0)
     scale = 0.5  # data N(1, 0.25): the exact score at time t is -(x - alpha) / (alpha^2 / 4 + sigma^2)
     data = 1.0 + scale * torch.randn(4096, 1)
-    model = ScoreModel((1,), network_options={"hidden_dims": [64, 64], "time_dim": 16}, zero_init=True)
+    model = ScoreModel((1,), network_options={"global_hidden_dims": [64, 64], "time_dim": 16}, zero_init=True)
     trainer = ScoreModelTrainer(model, lr=3e-3, ema_rate=0.99)
     trainer.fit(data, num_steps=1500, batch_size=256)
     x, t = torch.linspace(-1.0, 3.0, 41)[:, None], torch.full((41,), 0.5)
@@ -53,13 +53,14 @@ def test_interrupted_training_resumed_equals_uninterrupted():
     def run(split: bool):
         torch.manual_seed(1)
         data = torch.randn(512, 2)
-        trainer = ScoreModelTrainer(ScoreModel((2,), network_options={"hidden_dims": [16]}), lr=1e-3, ema_rate=0.9)
+        options = {"global_hidden_dims": [16]}
+        trainer = ScoreModelTrainer(ScoreModel((2,), network_options=options), lr=1e-3, ema_rate=0.9)
         torch.manual_seed(2)
         trainer.fit(data, num_steps=10, batch_size=32)
         if split:
             state = {k: v for k, v in trainer.state_dict().items()}
             rng = torch.get_rng_state()
-            trainer = ScoreModelTrainer(ScoreModel((2,), network_options={"hidden_dims": [16]}), lr=1e-3, ema_rate=0.9)
+            trainer = ScoreModelTrainer(ScoreModel((2,), network_options=options), lr=1e-3, ema_rate=0.9)
             trainer.load_state_dict(state)
             torch.set_rng_state(rng)
         trainer.fit(data, num_steps=10, batch_size=32)
@@ -72,7 +73,7 @@ def test_interrupted_training_resumed_equals_uninterrupted():
 
 
 def test_trainer_errors():
-    trainer = ScoreModelTrainer(ScoreModel((2,), network_options={"hidden_dims": [8]}))
+    trainer = ScoreModelTrainer(ScoreModel((2,), network_options={"global_hidden_dims": [8]}))
     with pytest.raises(ValueError, match=r"data must have shape \(N,\) \+ \(2,\)"):
         trainer.fit(torch.zeros(10, 3), num_steps=1)
     with pytest.raises(ValueError, match="non-finite"):

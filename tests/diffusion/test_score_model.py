@@ -12,20 +12,20 @@ from pyro_diffvi.diffusion import VPSDE, ScoreModel
 
 
 def test_score_is_minus_noise_over_sigma_with_the_gaussian_skip():
-    model = ScoreModel((3,), network_options={"hidden_dims": [8]}, zero_init=True)
+    model = ScoreModel((3,), network_options={"global_hidden_dims": [8]}, zero_init=True)
     x, t = torch.randn(5, 3), torch.rand(5)
     _, sigma = model.sde.marginal_coefficients(t)
     # zero network + skip: the exact score of N(0, I) data at every time, -x
     assert torch.allclose(model.noise(x, t), sigma[:, None] * x)
     assert torch.allclose(model(x, t), -x, atol=1e-6)
-    plain = ScoreModel((3,), network_options={"hidden_dims": [8]}, zero_init=True, gaussian_skip=False)
+    plain = ScoreModel((3,), network_options={"global_hidden_dims": [8]}, zero_init=True, gaussian_skip=False)
     assert torch.equal(plain.noise(x, t), torch.zeros(5, 3))
 
 
 def test_checkpoint_loaded_by_another_process_gives_identical_scores(tmp_path):
     torch.manual_seed(0)
     sde = VPSDE(beta_min=0.2, beta_max=15.0)
-    model = ScoreModel((2, 3), context_dim=2, network_options={"hidden_dims": [16, 16], "time_dim": 8}, sde=sde)
+    model = ScoreModel((2, 3), context_dim=2, network_options={"global_hidden_dims": [16, 16], "time_dim": 8}, sde=sde)
     with torch.no_grad():
         for p in model.parameters():
             p.add_(0.1 * torch.randn_like(p))  # not the initialization: the file must carry the weights
@@ -63,19 +63,19 @@ def test_unet_score_model_and_config_roundtrip(tmp_path):
 
 
 def test_float64_and_batch_shapes():
-    model = ScoreModel((4,), context_dim=2, network_options={"hidden_dims": [8]}).double()
+    model = ScoreModel((4,), context_dim=2, network_options={"global_hidden_dims": [8]}).double()
     x, t, z = torch.randn(2, 3, 4, dtype=torch.float64), torch.rand(2, 3, dtype=torch.float64), torch.randn(3, 2)
     out = model(x, t, z.double())  # the context broadcast against the batch
     assert out.shape == (2, 3, 4) and out.dtype == torch.float64
 
 
 def test_errors_name_the_argument():
-    model = ScoreModel((4,), network_options={"hidden_dims": [8]})
+    model = ScoreModel((4,), network_options={"global_hidden_dims": [8]})
     with pytest.raises(ValueError, match=r"x_t must have shape batch_shape \+ \(4,\)"):
         model(torch.zeros(2, 5), torch.zeros(2))
     with pytest.raises(ValueError, match="context must be None"):
         model(torch.zeros(2, 4), torch.zeros(2), torch.zeros(2, 3))
-    conditional = ScoreModel((4,), context_dim=3, network_options={"hidden_dims": [8]})
+    conditional = ScoreModel((4,), context_dim=3, network_options={"global_hidden_dims": [8]})
     with pytest.raises(ValueError, match=r"context must have shape batch_shape \+ \(3,\)"):
         conditional(torch.zeros(2, 4), torch.zeros(2))
     with pytest.raises(ValueError, match="network must be one of"):

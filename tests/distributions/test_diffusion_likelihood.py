@@ -43,14 +43,14 @@ def test_decoding_with_exact_scores_draws_the_conditional(sampler):
 
 def test_frozen_score_model_gets_no_gradient_and_the_encoder_does():
     torch.manual_seed(0)
-    score_model = ScoreModel((6,), network_options={"hidden_dims": [16]})
+    score_model = ScoreModel((6,), network_options={"global_hidden_dims": [16]})
     encoder = GaussianTimeEncoder(6, 2, hidden_dims=(16,))
     z = torch.randn(4, 2, requires_grad=True)
     DiffusionLikelihood(score_model, z, encoder=encoder).log_prob(torch.randn(4, 6)).sum().backward()
     assert all(p.grad is None for p in score_model.parameters())
     assert all(p.grad is not None for p in encoder.parameters()) and z.grad is not None
     # DiffDecoder: a conditional score model is trained
-    conditional = ScoreModel((6,), context_dim=2, network_options={"hidden_dims": [16]})
+    conditional = ScoreModel((6,), context_dim=2, network_options={"global_hidden_dims": [16]})
     DiffusionLikelihood(conditional, z).log_prob(torch.randn(4, 6)).sum().backward()
     assert all(p.grad is not None for p in conditional.parameters())
 
@@ -68,7 +68,7 @@ def test_shapes_expand_and_particles():
 
 
 def test_bad_input_gets_clear_errors():
-    score_model = ScoreModel((6,), network_options={"hidden_dims": [8]})
+    score_model = ScoreModel((6,), network_options={"global_hidden_dims": [8]})
     encoder = GaussianTimeEncoder(6, 2, hidden_dims=(8,))
     likelihood = DiffusionLikelihood(score_model, torch.zeros(4, 2), encoder=encoder)
     with pytest.raises(ValueError, match=r"observed x must have shape batch_shape \+ \(6,\), the data shape"):
@@ -77,7 +77,7 @@ def test_bad_input_gets_clear_errors():
         likelihood.log_prob(torch.full((4, 6), float("inf")))
     with pytest.raises(ValueError, match="encoder is required with an unconditional score model"):
         DiffusionLikelihood(score_model, torch.zeros(4, 2))
-    conditional = ScoreModel((6,), context_dim=2, network_options={"hidden_dims": [8]})
+    conditional = ScoreModel((6,), context_dim=2, network_options={"global_hidden_dims": [8]})
     with pytest.raises(ValueError, match="encoder must be None with a conditional score model"):
         DiffusionLikelihood(conditional, torch.zeros(4, 2), encoder=encoder)
     with pytest.raises(ValueError, match="context_dim=2, but z has width 3"):

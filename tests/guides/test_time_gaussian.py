@@ -13,7 +13,7 @@ from pyro_diffvi.nn import GaussianTimeEncoder
 
 
 def make(latent="z"):
-    score_model = ScoreModel((6,), network_options={"hidden_dims": [8]})
+    score_model = ScoreModel((6,), network_options={"global_hidden_dims": [8]})
     encoder = GaussianTimeEncoder(6, 2, hidden_dims=(8,))
 
     def model(x):

@@ -73,7 +73,7 @@ def test_beta_one_is_trace_elbo_and_beta_weights_the_kl(case):
     pyro.set_rng_seed(3)
     theirs = Trace_ELBO().loss(model, guide, x)
     assert math.isclose(ours, theirs, rel_tol=1e-9)
-    objective = ScoreVAE_ELBO(beta=0.01)
+    objective = ScoreVAE_ELBO(kl_weight=0.01)
     pyro.set_rng_seed(3)
     loss = objective.loss(model, guide, x)
     terms = objective.last_terms
@@ -84,7 +84,7 @@ def test_beta_one_is_trace_elbo_and_beta_weights_the_kl(case):
 
 
 def scorevae(case, corrector=None):
-    score_model = ScoreModel((case.dim,), network_options={"hidden_dims": [16]}).double()
+    score_model = ScoreModel((case.dim,), network_options={"global_hidden_dims": [16]}).double()
     encoder = GaussianTimeEncoder(case.dim, case.latent_dim, hidden_dims=(16,)).double()
     model = case.model(score_model, encoder, corrector=corrector)
     return score_model, encoder, model, TimeDependentGaussianGuide(model, "z", "x", encoder=encoder)
@@ -103,7 +103,7 @@ def test_the_encoder_objective_leaves_the_score_model_untouched(case):
     x, _ = case.sample(32, torch.Generator().manual_seed(4))
     guide(x)
     before, enc_before = snapshot(score_model), snapshot(encoder)
-    svi = SVI(model, guide, Adam({"lr": 1e-2}), ScoreVAE_ELBO(beta=0.01))
+    svi = SVI(model, guide, Adam({"lr": 1e-2}), ScoreVAE_ELBO(kl_weight=0.01))
     for _ in range(3):
         svi.step(x)
     assert not any(changed(score_model, before)) and all(p.grad is None for p in score_model.parameters())
@@ -111,7 +111,7 @@ def test_the_encoder_objective_leaves_the_score_model_untouched(case):
 
 
 def test_scorevae_plus_trains_only_the_corrector_in_its_stage(case):
-    corrector = ScoreModel((case.dim,), context_dim=case.latent_dim, network_options={"hidden_dims": [16]},
+    corrector = ScoreModel((case.dim,), context_dim=case.latent_dim, network_options={"global_hidden_dims": [16]},
                            zero_init=True, gaussian_skip=False).double()
     score_model, encoder, model, guide = scorevae(case, corrector)
     x, _ = case.sample(32, torch.Generator().manual_seed(5))
@@ -130,7 +130,8 @@ def test_scorevae_plus_trains_only_the_corrector_in_its_stage(case):
 
 
 def test_diffdecoder_trains_its_conditional_score_model_with_the_encoder(case):
-    decoder = ScoreModel((case.dim,), context_dim=case.latent_dim, network_options={"hidden_dims": [16]}).double()
+    options = {"global_hidden_dims": [16]}
+    decoder = ScoreModel((case.dim,), context_dim=case.latent_dim, network_options=options).double()
 
     def model(x):
         pyro.module("decoder", decoder)
@@ -142,7 +143,7 @@ def test_diffdecoder_trains_its_conditional_score_model_with_the_encoder(case):
     x, _ = case.sample(32, torch.Generator().manual_seed(6))
     guide(x)
     before, enc_before = snapshot(decoder), snapshot(guide.encoder)
-    SVI(model, guide, Adam({"lr": 1e-2}), ScoreVAE_ELBO(beta=0.0)).step(x)
+    SVI(model, guide, Adam({"lr": 1e-2}), ScoreVAE_ELBO(kl_weight=0.0)).step(x)
     assert all(changed(decoder, before)) and all(changed(guide.encoder, enc_before))
 
 
@@ -168,5 +169,5 @@ def test_bad_input_is_refused_before_any_training_step(case):
     with pytest.raises(ValueError, match="train_corrector=True trains a DiffusionLikelihood's corrector"):
         SVI(model, guide, Adam({"lr": 1e-2}), ScoreVAE_ELBO(train_corrector=True)).step(x)
     assert not any(changed(encoder, before))
-    with pytest.raises(ValueError, match="beta must be finite and >= 0"):
-        ScoreVAE_ELBO(beta=-1.0)
+    with pytest.raises(ValueError, match="kl_weight must be finite and >= 0"):
+        ScoreVAE_ELBO(kl_weight=-1.0)
