@@ -99,7 +99,8 @@ def to_pixels(v: torch.Tensor) -> torch.Tensor:
 
 def network_options(args) -> dict:
     if args.network == "unet":
-        return {"image_shape": [1, 28, 28], "base_channels": args.unet_channels, "dropout": 0.1}
+        return {"image_shape": [1, 28, 28], "base_channels": args.unet_channels, "num_res_blocks": args.unet_res_blocks,
+                "dropout": 0.1}
     return {"global_hidden_dims": list(args.score_hidden), "pixel_hidden_dims": list(args.pixel_hidden)}
 
 
@@ -107,6 +108,24 @@ def make_encoder(args, device) -> nn.Module:
     if args.encoder == "conv":
         return ConvGaussianTimeEncoder((1, 28, 28), args.latent, channels=(32, 64, 128)).to(device)
     return GaussianTimeEncoder(D, args.latent, hidden_dims=args.hidden).to(device)
+
+
+class ConvDecoder(nn.Module):
+    """The beta-VAE's decoder mirroring :class:`~pyro_diffvi.nn.ConvGaussianTimeEncoder` (Appendix B.2): a linear map
+    to 128 x 4 x 4, then stride-2 transposed convolutions with GELU to 64 x 7 x 7, 32 x 14 x 14 and 1 x 28 x 28."""
+
+    def __init__(self, latent_dim: int) -> None:
+        super().__init__()
+        self.linear = nn.Linear(latent_dim, 128 * 4 * 4)
+        self.deconv = nn.Sequential(
+            nn.GELU(), nn.ConvTranspose2d(128, 64, 3, stride=2, padding=1),                    # 4 -> 7
+            nn.GELU(), nn.ConvTranspose2d(64, 32, 3, stride=2, padding=1, output_padding=1),  # 7 -> 14
+            nn.GELU(), nn.ConvTranspose2d(32, 1, 3, stride=2, padding=1, output_padding=1),   # 14 -> 28
+        )
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        h = self.linear(z.reshape(-1, z.shape[-1])).reshape(-1, 128, 4, 4)
+        return self.deconv(h).reshape(z.shape[:-1] + (D,))
 
 
 def standard_normal(like: torch.Tensor, k: int) -> dist.Distribution:
@@ -137,7 +156,10 @@ def build(method: str, prior: ScoreModel | None, args, device):
 
         return model, TimeDependentGaussianGuide(model, "z", "x", encoder=encoder), modules
     if method == "vae":
-        decoder = MLP(k, D, args.score_hidden, "silu").to(device)
+        if args.encoder == "conv":
+            decoder = ConvDecoder(k).to(device)
+        else:
+            decoder = MLP(k, D, hidden_dims=args.score_hidden, activation="silu").to(device)
         log_sigma = nn.Parameter(torch.zeros((), device=device))
         modules.update(decoder=decoder, log_sigma=log_sigma)
 
@@ -335,6 +357,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--pixel-hidden", type=int, nargs="*", default=[32, 32],
                         help="widths of the MLP score net's per-pixel branch (none: no branch)")
     parser.add_argument("--unet-channels", type=int, default=128)
+    parser.add_argument("--unet-res-blocks", type=int, default=2)
     parser.add_argument("--hidden", type=int, nargs="+", default=[256, 256], help="MLP encoder widths")
     parser.add_argument("--prior-steps", type=int, default=100000)
     parser.add_argument("--steps", type=int, default=100000, help="encoder / VAE steps (DiffDecoder: + prior steps)")

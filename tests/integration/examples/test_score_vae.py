@@ -38,6 +38,16 @@ def test_tiny_run_writes_records_checkpoint_figure_and_resumes(example, tmp_path
     assert example.main(TINY + ["--out", str(tmp_path)]) == records and cell.stat().st_mtime_ns == mtime
 
 
+def test_tiny_run_of_the_paper_architecture(example, tmp_path):
+    # the --device cuda networks at toy width on CPU: U-Net score models, the convolutional encoder, its mirror decoder
+    args = TINY + ["--network", "unet", "--encoder", "conv", "--unet-channels", "4", "--unet-res-blocks", "1",
+                   "--no-ode-metrics", "--prior-steps", "2", "--steps", "2", "--test-size", "8", "--bound-size", "4",
+                   "--methods", "scorevae", "vae", "diffdecoder", "--out", str(tmp_path)]
+    records = example.main(args)
+    assert {r["method"] for r in records} == {"scorevae", "vae", "diffdecoder"}
+    assert all(math.isfinite(r["bound_nats"]) and -1 <= r["ssim"] <= 1 for r in records)
+
+
 def test_quick_and_device_settings(example):
     quick = example.parse_args(["--quick"])
     assert (quick.network, quick.encoder, quick.prior_steps, quick.steps) == ("mlp", "mlp", 2000, 2000)
