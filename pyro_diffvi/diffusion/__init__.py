@@ -3,14 +3,14 @@ VP SDE, data-space score models, their training, likelihood bound and samplers (
 
 from pyro_diffvi.diffusion.denoiser import Denoiser
 from pyro_diffvi.diffusion.process import REVERSE_VARIANCES, GaussianDiffusion
-from pyro_diffvi.diffusion.score_matching import DenoisingScoreMatchingLoss, ScoreModelTrainer
-from pyro_diffvi.diffusion.score_model import ScoreModel
 from pyro_diffvi.diffusion.schedules import (
     SCHEDULES,
     cosine_beta_schedule,
     linear_beta_schedule,
     make_schedule,
 )
+from pyro_diffvi.diffusion.score_matching import DenoisingScoreMatchingLoss, ScoreModelTrainer
+from pyro_diffvi.diffusion.score_model import ScoreModel
 from pyro_diffvi.diffusion.sde import VPSDE
 from pyro_diffvi.diffusion.sde_bound import sde_bound_terms
 from pyro_diffvi.diffusion.sde_sampling import probability_flow_sample, reverse_sde_sample

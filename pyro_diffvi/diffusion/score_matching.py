@@ -38,6 +38,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm import tqdm
 
 from pyro_diffvi.diffusion.score_model import ScoreModel
+from pyro_diffvi.errors import DivergenceError
 from pyro_diffvi.util import check_finite, check_positive_float, check_positive_int
 
 WEIGHTINGS = ("simple", "likelihood")
@@ -143,7 +144,7 @@ class ScoreModelTrainer:
 
     def step(self, x0: Tensor, context: Tensor | None = None) -> float:
         """One optimizer step on the batch ``x0``; returns the loss. A non-finite loss or gradient raises
-        ``FloatingPointError`` before any parameter is updated.
+        :class:`~pyro_diffvi.errors.DivergenceError` before any parameter is updated.
 
         :param x0: a batch of data, ``batch_shape + data_shape``.
         :param context: latents of a conditional model.
@@ -152,12 +153,12 @@ class ScoreModelTrainer:
         self.optimizer.zero_grad(set_to_none=True)
         loss = self.loss(self.score_model, x0, context)
         if not torch.isfinite(loss):
-            raise FloatingPointError(f"DenoisingScoreMatchingLoss is {loss.item()} at step {self.num_steps}; "
+            raise DivergenceError(f"DenoisingScoreMatchingLoss is {loss.item()} at step {self.num_steps}; "
                                      "no parameter was updated. Lower the learning rate or check the data.")
         loss.backward()
         grads = [p.grad for p in self.score_model.parameters() if p.grad is not None]
         if grads and not bool(torch.stack([torch.isfinite(g).all() for g in grads]).all()):
-            raise FloatingPointError(f"non-finite gradient of the score model at step {self.num_steps}; "
+            raise DivergenceError(f"non-finite gradient of the score model at step {self.num_steps}; "
                                      "no parameter was updated. Lower the learning rate or clip gradients.")
         if self.clip_norm is not None:
             torch.nn.utils.clip_grad_norm_(self.score_model.parameters(), self.clip_norm)

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import math
 import os
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn
@@ -200,7 +200,7 @@ class ScoreModel(nn.Module):
         }
 
     @classmethod
-    def from_config(cls, config: dict) -> "ScoreModel":
+    def from_config(cls, config: dict) -> ScoreModel:
         """A new (untrained) model of the configuration ``config`` (:meth:`config`'s output).
 
         :param config: the configuration.
@@ -218,7 +218,7 @@ class ScoreModel(nn.Module):
         torch.save({"format": CHECKPOINT_FORMAT, "config": self.config(), "state_dict": self.state_dict()}, path)
 
     @classmethod
-    def load(cls, path: str | os.PathLike, *, map_location: str | torch.device | None = None) -> "ScoreModel":
+    def load(cls, path: str | os.PathLike, *, map_location: str | torch.device | None = None) -> ScoreModel:
         """The model saved by :meth:`save` at ``path``, in evaluation mode.
 
         :param path: the checkpoint file.

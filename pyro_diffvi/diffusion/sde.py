@@ -42,6 +42,7 @@ import math
 import torch
 from torch import Tensor
 
+from pyro_diffvi.ops import LOG_2PI
 from pyro_diffvi.util import check_positive_float
 
 TIME_PROPOSALS = ("likelihood", "uniform")
@@ -171,7 +172,7 @@ class VPSDE:
         """
         dims = tuple(range(x.dim() - event_dim, x.dim()))
         d = math.prod(x.shape[x.dim() - event_dim :])
-        return -0.5 * x.pow(2).sum(dims) - 0.5 * d * math.log(2 * math.pi)
+        return -0.5 * x.pow(2).sum(dims) - 0.5 * d * LOG_2PI
 
     # ---- time sampling ------------------------------------------------------------------------------
 

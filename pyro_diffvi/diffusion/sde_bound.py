@@ -58,12 +58,13 @@ References:
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import Tensor
 
 from pyro_diffvi.diffusion.sde import VPSDE
+from pyro_diffvi.ops import LOG_2PI
 from pyro_diffvi.util import check_positive_int
 
 NoiseFn = Callable[[Tensor, Tensor], Tensor]
@@ -118,7 +119,7 @@ def sde_bound_terms(
     lo, hi = (torch.tensor(v, dtype=torch.float64) for v in (sde.t_min, sde.t_max))
     (alpha_lo, sigma_lo), (alpha_hi, sigma_hi) = sde.marginal_coefficients(lo), sde.marginal_coefficients(hi)
     sq_norm = x0.pow(2).sum(event_dims)
-    prior = -0.5 * d * math.log(2 * math.pi) - 0.5 * (alpha_hi.item() ** 2 * sq_norm + sigma_hi.item() ** 2 * d)
+    prior = -0.5 * d * LOG_2PI - 0.5 * (alpha_hi.item() ** 2 * sq_norm + sigma_hi.item() ** 2 * d)
     divergence = torch.full_like(sq_norm, d * math.log(sigma_hi.item() / sigma_lo.item()))
     truncation = torch.full_like(sq_norm, d * math.log(alpha_lo.item()))
     t, weight = sde.sample_time((num_time_samples,) + batch_shape, proposal=proposal, like=x0)

@@ -8,7 +8,7 @@ For a score :math:`s(x, t) = -\hat\epsilon(x, t)/\sigma(t)` (a noise prediction,
   :math:`x \leftarrow x + [\tfrac12\beta x + \beta s]\Delta + \sqrt{\beta\Delta}\,\xi`, the last step without noise
   (Song et al.'s denoised last step);
 * probability-flow ODE, :math:`dx/dt = f(x, t) - \tfrac12 g(t)^2 s(x, t) = -\tfrac12\beta(t)(x + s(x, t))`, whose
-  marginals equal the SDE's, by :func:`~pyro_diffvi.samplers.odeint_fixed` (deterministic given
+  marginals equal the SDE's, by :func:`~pyro_diffvi.ops.odeint_fixed` (deterministic given
   :math:`x_T`).
 
 Both end with the mean :math:`x_{t_{\min}}/\alpha(t_{\min})` of the decoder of the likelihood bound
@@ -28,7 +28,7 @@ from torch import Tensor
 
 from pyro_diffvi.diffusion.sde import VPSDE, _expand
 from pyro_diffvi.diffusion.sde_bound import NoiseFn
-from pyro_diffvi.samplers.noise_free import odeint_fixed
+from pyro_diffvi.ops import odeint_fixed
 from pyro_diffvi.util import check_positive_int
 
 ODE_METHODS = ("euler", "rk4")

@@ -146,7 +146,7 @@ class DiffusionLikelihood(TorchDistribution):
         """Whether the score model is held fixed (an unconditional, pretrained prior) or trained (DiffDecoder)."""
         return self.score_model.context_dim == 0
 
-    def expand(self, batch_shape, _instance=None) -> "DiffusionLikelihood":
+    def expand(self, batch_shape, _instance=None) -> DiffusionLikelihood:
         batch_shape = torch.Size(batch_shape)
         return DiffusionLikelihood(
             self.score_model, self.z.expand(batch_shape + self.z.shape[-1:]), encoder=self.encoder,

@@ -60,7 +60,7 @@ class TimeDependentGaussianGuide(GaussianGuide):
             )
         if not isinstance(latent, str) or not isinstance(observed, str):
             raise ValueError("TimeDependentGaussianGuide covers one latent site and reads one observed site")
-        for option in ("hidden_dims", "activation", "min_scale", "init_scale", "condition_on"):
+        for option in ("encoder_hidden_dims", "encoder_activation", "min_scale", "init_scale", "condition_on"):
             if option in kwargs:
                 raise TypeError(f"{option} belongs to the encoder (or is not supported) here, not to the guide")
         super().__init__(model, latent, observed, encoder=encoder, **kwargs)

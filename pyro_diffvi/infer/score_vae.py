@@ -78,7 +78,7 @@ class ScoreVAE_ELBO(GuardedObjective):
 
     :param kl_weight: the KL weight :math:`\beta \ge 0`.
     :param train_corrector: train ScoreVAE+'s corrector only (the encoder frozen).
-    :param on_nonfinite: ``"raise"`` a :class:`~pyro_diffvi.infer.DivergenceError` on a non-finite term or
+    :param on_nonfinite: ``"raise"`` a :class:`~pyro_diffvi.errors.DivergenceError` on a non-finite term or
         gradient, or ``"skip"`` the step (:mod:`pyro_diffvi.infer.guard`).
 
     Example:

@@ -22,7 +22,7 @@ Visibility to Structural Similarity*. IEEE Transactions on Image Processing 13(4
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor

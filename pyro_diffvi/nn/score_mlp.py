@@ -16,7 +16,7 @@ model): the noise-prediction error per pixel at :math:`t = 0.01, 0.1` was 0.99 a
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn

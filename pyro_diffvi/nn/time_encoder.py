@@ -18,21 +18,20 @@ Extraction from Pre-trained Diffusion Models*. arXiv:2304.12141, 2023 (Secs. 3.4
 from __future__ import annotations
 
 import math
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import Tensor, nn
 
 from pyro_diffvi.nn.heads import loc_scale
 from pyro_diffvi.nn.mlp import ConditionalMLP, SinusoidalTimeEmbedding
+from pyro_diffvi.ops import LOG_2PI
 from pyro_diffvi.util import check_positive_float, check_positive_int, check_widths
 
 TIME_SCALE = 1000.0
 """The factor between a diffusion time :math:`t \\in [0, 1]` and the time a network's sinusoidal embedding reads."""
 
-_HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
-
-Encoder = Callable[[Tensor, Tensor], "tuple[Tensor, Tensor]"]
+Encoder = Callable[[Tensor, Tensor], tuple[Tensor, Tensor]]
 
 
 def _times(t: Tensor | float | None, x: Tensor, event_dim: int) -> Tensor:
@@ -198,7 +197,7 @@ def gaussian_log_prob(z: Tensor, loc: Tensor, scale: Tensor) -> Tensor:
     >>> torch.allclose(gaussian_log_prob(z, loc, scale), expected)
     True
     """
-    return (-0.5 * ((z - loc) / scale).pow(2) - scale.log() - _HALF_LOG_2PI).sum(-1)
+    return (-0.5 * ((z - loc) / scale).pow(2) - scale.log() - 0.5 * LOG_2PI).sum(-1)
 
 
 def encoder_score(encoder: Encoder, z: Tensor, x_t: Tensor, t: Tensor, *, create_graph: bool = False) -> Tensor:

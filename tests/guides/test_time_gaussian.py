@@ -49,7 +49,7 @@ def test_errors():
     with pytest.raises(TypeError, match="time-dependent encoder module"):
         TimeDependentGaussianGuide(model, "z", "x", encoder=None)
     with pytest.raises(TypeError, match="belongs to the encoder"):
-        TimeDependentGaussianGuide(model, "z", "x", encoder=encoder, hidden_dims=(4,))
+        TimeDependentGaussianGuide(model, "z", "x", encoder=encoder, encoder_hidden_dims=(4,))
     with pytest.raises(ValueError, match="one latent site"):
         TimeDependentGaussianGuide(model, ("z", "w"), "x", encoder=encoder)
     pyro.clear_param_store()

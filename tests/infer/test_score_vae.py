@@ -139,7 +139,7 @@ def test_diffdecoder_trains_its_conditional_score_model_with_the_encoder(case):
             z = pyro.sample("z", dist.Normal(x.new_zeros(case.latent_dim), 1.0).to_event(1))
             pyro.sample("x", DiffusionLikelihood(decoder, z), obs=x)
 
-    guide = GaussianGuide(model, "z", "x", hidden_dims=(16,))
+    guide = GaussianGuide(model, "z", "x", encoder_hidden_dims=(16,))
     x, _ = case.sample(32, torch.Generator().manual_seed(6))
     guide(x)
     before, enc_before = snapshot(decoder), snapshot(guide.encoder)
