@@ -36,15 +36,19 @@ Maruyama steps; ``ssim_ode`` by the probability-flow ODE), ``vae`` by :math:`\mu
 reconstructions and samples :math:`z \sim \mathcal N(0, I)`). Finished cells are saved in ``--out``/cells, and a
 rerun resumes.
 
-Scales. ``--quick`` (CPU; about 20 minutes per seed on 2 shared cores, 10 of them CPU time): MLP score networks
-(:class:`~pyro_diffvi.nn.ScoreMLP`, 2 x 512 units and a (16, 16) per-pixel branch), the prior trained 2,000 steps
-(learning rate 1e-3, EMA rate 0.995), encoders and the VAE 2,000 steps, DiffDecoder 4,000 (the prior's and the
-encoder's budgets together), the corrector 300, one (t, eps) draw per image and step, 100 sampler steps, 256
-test images. The paper's setting is far larger:
-a DDPM U-Net prior (``--network unet``, 128 base channels, attention at 14x14 here for 28x28 images) trained to
-convergence, convolutional encoders (``--encoder conv``) trained 1.4M (CIFAR-10) or 300K (CelebA) iterations,
-1,000-step samplers, and 32x32 / 64x64 colour images. ``--device cuda`` without ``--quick`` selects that
-architecture with 100,000-step budgets (``--prior-steps``, ``--steps``).
+Scales. ``--quick`` (one thread: about 5 minutes of CPU time per seed for all eight cells, more wall time on
+shared cores; the per-cell wall and CPU seconds are in results.json, their per-seed sums in table.md). Against the
+paper's setting it reduces: the networks (MLP score networks, :class:`~pyro_diffvi.nn.ScoreMLP` with 2 x 512 units
+and a (16, 16) per-pixel branch, and MLP encoders, where the paper has a DDPM U-Net prior and convolutional
+encoders); the training (the prior 2,000 steps at learning rate 1e-3 with EMA rate 0.995, where the paper trains it
+to convergence; encoders, the VAE and DiffDecoder 1,000 steps each, where the paper trains 1.4M (CIFAR-10) or 300K
+(CelebA) iterations; the corrector 200; one (t, eps) draw per image and step); the evaluation (100 reverse-SDE
+steps instead of 1,000, 256 test images for the metrics and the bound, no probability-flow ODE metric:
+``ssim_ode`` is left out, ``--ode-metrics`` puts it back); and the data (28x28 greyscale digits instead of 32x32 /
+64x64 colour images). Every quick value is a default that an explicit option overrides. ``--device cuda`` without
+``--quick`` selects the paper's architecture (``--network unet``, 128 base channels, attention at 14x14 here for
+28x28 images; ``--encoder conv``) with 100,000-step budgets (``--prior-steps``, ``--steps``; DiffDecoder, which has
+no pretrained prior, their sum) and 1,000 sampler steps.
 """
 
 from __future__ import annotations
@@ -242,7 +246,7 @@ def run_cell(method: str, beta: float, seed: int, data: dict, cells: CellStore, 
         modules["encoder"].load_state_dict(cells.tensors(cell_key("scorevae", beta, seed))["encoder"])
         steps, objective = args.corrector_steps, ScoreVAE_ELBO(kl_weight=beta, train_corrector=True)
     else:
-        steps = args.steps + (args.prior_steps if method == "diffdecoder" else 0)
+        steps = args.diffdecoder_steps if method == "diffdecoder" else args.steps
         objective = ScoreVAE_ELBO(kl_weight=beta)
     losses = train_svi(model, guide, objective, data["x_train"], steps, args, f"{method} beta={beta} seed {seed}")
     train_seconds = time.time() - start
@@ -287,13 +291,14 @@ def pretrain_prior(seed: int, x_train: torch.Tensor, v_test: torch.Tensor, cells
     set_seed(seed)
     model = ScoreModel((D,), network=args.network, network_options=network_options(args), zero_init=True).to(device)
     trainer = ScoreModelTrainer(model, lr=args.prior_lr, weighting="simple", ema_rate=args.ema_rate)
-    start = time.time()
+    start, cpu = time.time(), time.process_time()
     losses = []
     for _ in tqdm(range(args.prior_steps), desc=f"prior seed {seed}", leave=False, disable=None):
         rows = torch.randint(0, x_train.shape[0], (args.batch_size,), device=device)
         losses.append(trainer.step(dequantize(x_train[rows])))
     trainer.averaged_model.save(prior_path(args, seed))
-    record = {"seed": seed, "seconds": time.time() - start, "final_loss": sum(losses[-50:]) / len(losses[-50:])}
+    record = {"seed": seed, "seconds": time.time() - start, "cpu_seconds": time.process_time() - cpu,
+              "final_loss": sum(losses[-50:]) / len(losses[-50:])}
     cells.save(key, {**record, **noise_errors(trainer.averaged_model, v_test)})
 
 
@@ -320,6 +325,22 @@ def prior_summary(priors: list[dict]) -> str:
             + f"\n| {cols} | {mean_sd([r['seconds'] for r in priors], 0)} |")
 
 
+def seed_times(records: list[dict], priors: list[dict]) -> str:
+    """The wall and CPU seconds of one seed's cells and its prior, over the seeds that have all of them."""
+    rows = []
+    for seed in sorted({r["seed"] for r in records}):
+        cells = [r for r in records if r["seed"] == seed and "cell_cpu_seconds" in r]
+        prior = [r for r in priors if r["seed"] == seed and "cpu_seconds" in r]
+        if len(cells) == len(GRID) and prior:
+            rows.append((sum(r["cell_seconds"] for r in cells) + prior[0]["seconds"],
+                         sum(r["cell_cpu_seconds"] for r in cells) + prior[0]["cpu_seconds"]))
+    if not rows:
+        return ""
+    wall, cpu = zip(*rows)
+    return (f"\n\nOne seed of all cells (the prior's training included), over {len(rows)} seeds: "
+            f"{mean_sd(list(wall), 0)} s wall, {mean_sd(list(cpu), 0)} s CPU.")
+
+
 def plot(records: list[dict], cells: CellStore, x_test: torch.Tensor, path: str) -> None:
     seed = min(r["seed"] for r in records)
     panels = [("test images", x_test[:8].cpu())]
@@ -338,10 +359,17 @@ def plot(records: list[dict], cells: CellStore, x_test: torch.Tensor, path: str)
     plt.close(fig)
 
 
+QUICK = dict(prior_steps=2000, steps=1000, diffdecoder_steps=1000, corrector_steps=200, sample_steps=100, lr=1e-3,
+             prior_lr=1e-3, ema_rate=0.995, time_samples=1, score_hidden=[512, 512], pixel_hidden=[16, 16],
+             test_size=256, bound_size=256, ode_metrics=False)
+"""``--quick``'s defaults (module docstring, Scales)."""
+
+
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0],
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0], epilog=__doc__[__doc__.index("Scales."):],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="CPU minutes: MLP networks, short training (see above)")
+    parser.add_argument("--quick", action="store_true",
+                        help="CPU minutes: MLP networks, short training, a cheaper evaluation (see Scales above)")
     methods = sorted({m for m, _ in GRID})
     parser.add_argument("--methods", nargs="+", default=methods, choices=methods)
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
@@ -361,6 +389,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--hidden", type=int, nargs="+", default=[256, 256], help="MLP encoder widths")
     parser.add_argument("--prior-steps", type=int, default=100000)
     parser.add_argument("--steps", type=int, default=100000, help="encoder / VAE steps (DiffDecoder: + prior steps)")
+    parser.add_argument("--diffdecoder-steps", type=int, default=None,
+                        help="DiffDecoder steps (default: --prior-steps + --steps)")
     parser.add_argument("--corrector-steps", type=int, default=20000)
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--lr", type=float, default=2e-4)
@@ -368,20 +398,19 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--ema-rate", type=float, default=0.999)
     parser.add_argument("--time-samples", type=int, default=4, help="(t, eps) draws per image in the objective")
     parser.add_argument("--sample-steps", type=int, default=1000, help="reverse-SDE / ODE steps")
-    parser.add_argument("--no-ode-metrics", dest="ode_metrics", action="store_false", help="skip ssim_ode")
+    parser.add_argument("--ode-metrics", action=argparse.BooleanOptionalAction, default=True,
+                        help="ssim_ode, reconstructions by the probability-flow ODE (default: on, off with --quick)")
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 or auto")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", default="results/score_vae")
+    if parser.parse_known_args(argv)[0].quick:  # the quick scale as defaults: explicit options still win
+        parser.set_defaults(**QUICK)
     args = parser.parse_args(argv)
     on_cuda = args.device.startswith("cuda") and not args.quick
     args.network = args.network or ("unet" if on_cuda else "mlp")
     args.encoder = args.encoder or ("conv" if on_cuda else "mlp")
-    if args.quick:
-        args.prior_steps, args.steps, args.corrector_steps, args.sample_steps = 2000, 2000, 300, 100
-        args.lr = args.prior_lr = 1e-3
-        args.ema_rate, args.time_samples = 0.995, 1
-        args.score_hidden, args.pixel_hidden = [512, 512], [16, 16]
-        args.test_size, args.bound_size, args.train_size = 256, 256, 60000
+    if args.diffdecoder_steps is None:
+        args.diffdecoder_steps = args.prior_steps + args.steps
     args.hidden, args.score_hidden = tuple(args.hidden), tuple(args.score_hidden)
     args.pixel_hidden = tuple(args.pixel_hidden)
     return args
@@ -409,13 +438,15 @@ def main(argv=None) -> list[dict]:
                 continue
             if method == "scorevae+" and not cells.done(cell_key("scorevae", beta, seed)):
                 continue  # needs the scorevae encoder of the same beta
+            wall, cpu = time.time(), time.process_time()
             record, images = run_cell(method, beta, seed, data, cells, args, device)
+            record.update(cell_seconds=time.time() - wall, cell_cpu_seconds=time.process_time() - cpu)
             cells.save(key, record, images)
             print(json.dumps(record), flush=True)
     records = [r for r in cells.records(lambda key: not key.startswith("prior")) if r["seed"] in args.seeds]
     priors = [r for r in cells.records(lambda key: key.startswith("prior")) if r["seed"] in args.seeds]
     plot(records, cells, data["x_test"], os.path.join(args.out, "reconstructions.png"))
-    table = summarize(records) + prior_summary(priors)
+    table = summarize(records) + prior_summary(priors) + seed_times(records, priors)
     settings = dict(vars(args), seconds=round(time.time() - start, 1))
     write_results(args.out, records, table, settings)
     print(f"total {time.time() - start:.0f} s; mean ± sd over seeds {args.seeds}")

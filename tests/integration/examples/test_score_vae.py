@@ -50,10 +50,23 @@ def test_tiny_run_of_the_paper_architecture(example, tmp_path):
 
 def test_quick_and_device_settings(example):
     quick = example.parse_args(["--quick"])
-    assert (quick.network, quick.encoder, quick.prior_steps, quick.steps) == ("mlp", "mlp", 2000, 2000)
+    assert (quick.network, quick.encoder, quick.prior_steps, quick.steps, quick.diffdecoder_steps) == (
+        "mlp", "mlp", 2000, 1000, 1000)
+    assert (quick.sample_steps, quick.test_size, quick.ode_metrics) == (100, 256, False)
+    # the quick scale is a set of defaults: an explicit option wins
+    assert example.parse_args(["--quick", "--steps", "3000", "--ode-metrics"]).steps == 3000
+    assert example.parse_args(["--quick", "--ode-metrics"]).ode_metrics
     paper = example.parse_args(["--device", "cuda"])
-    assert (paper.network, paper.encoder, paper.sample_steps) == ("unet", "conv", 1000)
+    assert (paper.network, paper.encoder, paper.sample_steps, paper.ode_metrics) == ("unet", "conv", 1000, True)
+    assert paper.diffdecoder_steps == paper.prior_steps + paper.steps
     assert example.parse_args(["--device", "cuda", "--quick"]).network == "mlp"
+
+
+def test_help_says_what_quick_reduces(example, capsys):
+    with pytest.raises(SystemExit):
+        example.parse_args(["--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "Against the paper's setting it reduces" in text and "100 reverse-SDE steps instead of 1,000" in text
 
 
 def test_dequantization_stays_in_the_cells():
