@@ -43,8 +43,14 @@ def _decoder_mean(sde: VPSDE, x: Tensor) -> Tensor:
     return x / alpha.item()
 
 
-def reverse_sde_sample(sde: VPSDE, noise_fn: NoiseFn, init: Tensor, *, event_dim: int, num_steps: int = 500) -> Tensor:
+def reverse_sde_sample(
+    sde: VPSDE, noise_fn: NoiseFn, init: Tensor, *, event_dim: int, num_steps: int = 500, t_start: float | None = None
+) -> Tensor:
     r"""Draw :math:`x_0` by the reverse-time SDE from ``init`` :math:`= x_T` (Euler-Maruyama, module docstring).
+
+    With ``t_start`` :math:`= s < T` the SDE runs from ``init`` :math:`= x_s` instead: for a datum noised to time
+    :math:`s`, :math:`x_s = \alpha(s) x_0 + \sigma(s)\epsilon`, the draw is a reconstruction of :math:`x_0` from
+    that noise level (SDEdit, Meng et al. 2022), a probe of how much of a datum the score restores.
 
     :param sde: the forward SDE.
     :param noise_fn: ``noise_fn(x_t, t)``, the noise prediction :math:`-\sigma(t) s(x_t, t)` for states of shape
@@ -52,6 +58,7 @@ def reverse_sde_sample(sde: VPSDE, noise_fn: NoiseFn, init: Tensor, *, event_dim
     :param init: :math:`x_T`, usually a draw of :math:`\pi = \mathcal N(0, I)`.
     :param event_dim: number of event dimensions of the states.
     :param num_steps: Euler-Maruyama steps.
+    :param t_start: the time of ``init``, in :math:`(t_{\min}, T]` (default :math:`T`).
     :return: :math:`x_0`, the shape of ``init``.
 
     Example (standard-normal data, exact score :math:`-x`: the draws stay standard normal):
@@ -66,11 +73,14 @@ def reverse_sde_sample(sde: VPSDE, noise_fn: NoiseFn, init: Tensor, *, event_dim
     1.0
     """
     num_steps = check_positive_int("num_steps", num_steps)
+    t_start = sde.t_max if t_start is None else float(t_start)
+    if not sde.t_min < t_start <= sde.t_max:
+        raise ValueError(f"t_start must be in (t_min, t_max] = ({sde.t_min}, {sde.t_max}], got {t_start}")
     batch_shape = init.shape[: init.dim() - event_dim]
-    dt = (sde.t_max - sde.t_min) / num_steps
+    dt = (t_start - sde.t_min) / num_steps
     x = init
     for i in range(num_steps):
-        t = _times(sde.t_max - i * dt, batch_shape, init)
+        t = _times(t_start - i * dt, batch_shape, init)
         _, sigma = sde.marginal_coefficients(t)
         beta = _expand(sde.beta(t), x)
         score = -noise_fn(x, t) / _expand(sigma, x)
