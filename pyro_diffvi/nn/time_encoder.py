@@ -26,7 +26,7 @@ from torch import Tensor, nn
 from pyro_diffvi.nn.heads import loc_scale
 from pyro_diffvi.nn.mlp import ConditionalMLP, SinusoidalTimeEmbedding
 from pyro_diffvi.ops import LOG_2PI
-from pyro_diffvi.util import check_positive_float, check_positive_int, check_widths
+from pyro_diffvi.util import check_image_shape, check_positive_float, check_positive_int, check_widths
 
 TIME_SCALE = 1000.0
 """The factor between a diffusion time :math:`t \\in [0, 1]` and the time a network's sinusoidal embedding reads."""
@@ -149,9 +149,7 @@ class ConvGaussianTimeEncoder(nn.Module):
         init_scale: float = 1.0,
     ) -> None:
         super().__init__()
-        if len(image_shape) != 3:
-            raise ValueError(f"image_shape must be (channels, height, width), got {tuple(image_shape)}")
-        self.image_shape = tuple(int(s) for s in image_shape)
+        self.image_shape = check_image_shape("image_shape", image_shape)
         self.dim = math.prod(self.image_shape)
         self.out_dim = check_positive_int("out_dim", out_dim)
         _check_scales(min_scale, init_scale)

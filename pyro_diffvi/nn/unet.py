@@ -30,7 +30,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from pyro_diffvi.nn.mlp import SinusoidalTimeEmbedding
-from pyro_diffvi.util import check_positive_int, check_widths
+from pyro_diffvi.util import check_image_shape, check_positive_int, check_widths
 
 
 def _norm(channels: int) -> nn.GroupNorm:
@@ -104,9 +104,7 @@ class UNet(nn.Module):
         dropout: float = 0.1,
     ) -> None:
         super().__init__()
-        if len(image_shape) != 3:
-            raise ValueError(f"image_shape must be (channels, height, width), got {tuple(image_shape)}")
-        self.image_shape = tuple(int(s) for s in image_shape)
+        self.image_shape = check_image_shape("image_shape", image_shape)
         channels, height, _ = self.image_shape
         check_positive_int("base_channels", base_channels)
         mults = check_widths("channel_mults", channel_mults)
