@@ -26,7 +26,7 @@ def test_ssim_of_one_window_equals_the_formula_by_hand():
 
 
 def test_ssim_reflect_padding_equals_torchmetrics():
-    from torchmetrics.functional import structural_similarity_index_measure
+    from torchmetrics.functional.image import structural_similarity_index_measure
 
     torch.manual_seed(1)
     x = torch.rand(6, 1, 28, 28, dtype=F64)
