@@ -107,6 +107,26 @@ def check_widths(name: str, widths: Any, *, allow_empty: bool = False) -> tuple[
     return tuple(widths)
 
 
+def check_image_shape(name: str, shape: Any) -> tuple[int, int, int]:
+    """Return an image shape ``(channels, height, width)`` as a tuple of ints, raising ``ValueError`` unless it has
+    three entries, each an int ``>= 1``.
+
+    :param name: the argument's name, for the error message.
+    :param shape: the shape.
+
+    Example:
+
+    >>> from pyro_diffvi.util import check_image_shape
+    >>> check_image_shape("image_shape", [1, 28, 28])
+    (1, 28, 28)
+    """
+    if isinstance(shape, (str, bytes)) or not isinstance(shape, Sequence) or len(shape) != 3:
+        raise ValueError(f"{name} must be (channels, height, width), got {shape!r}")
+    for size in shape:
+        check_positive_int(f"each size of {name}", size)
+    return tuple(int(s) for s in shape)
+
+
 def check_finite(name: str, value: torch.Tensor) -> torch.Tensor:
     """Raise ``ValueError`` naming ``name`` if ``value`` has NaN or infinite entries; return ``value``.
 

@@ -8,6 +8,7 @@ import torch
 from pyro_diffvi.util import (
     check_event_shape,
     check_finite,
+    check_image_shape,
     check_module_name,
     check_positive_float,
     check_positive_int,
@@ -38,6 +39,11 @@ def test_numeric_checks_name_the_argument():
     assert check_widths("hidden_dims", [4, 5]) == (4, 5) and check_widths("w", (), allow_empty=True) == ()
     with pytest.raises(ValueError, match="each width of hidden_dims"):
         check_widths("hidden_dims", [4, 0])
+    assert check_image_shape("image_shape", [1, 28, 28]) == (1, 28, 28)
+    with pytest.raises(ValueError, match=r"image_shape must be \(channels, height, width\), got \(28, 28\)"):
+        check_image_shape("image_shape", (28, 28))
+    with pytest.raises(ValueError, match="each size of image_shape"):
+        check_image_shape("image_shape", (1, 0, 28))
 
 
 def test_tensor_checks_name_the_argument():

@@ -1,9 +1,10 @@
 """Distribution classes: the diffusion, path-integral and hierarchical posteriors (auxiliary-variable bounds),
-unnormalized energy distributions and the GRBM, the VAEBM's tilted density, and the implicit distribution of a
-denoising diffusion GAN."""
+unnormalized energy distributions and the GRBM, the VAEBM's tilted density, the implicit distribution of a
+denoising diffusion GAN, and the diffusion-model likelihood of ScoreVAE and DiffDecoder."""
 
 from pyro_diffvi.distributions.auxiliary import AuxiliaryBoundDistribution
 from pyro_diffvi.distributions.diffusion import DiffusionPosterior
+from pyro_diffvi.distributions.diffusion_likelihood import DiffusionLikelihood
 from pyro_diffvi.distributions.energy import EnergyDistribution, find_energy_distribution, prior_gradients
 from pyro_diffvi.distributions.grbm import GRBM
 from pyro_diffvi.distributions.hierarchical import HierarchicalPosterior
@@ -15,6 +16,7 @@ __all__: list[str] = [
     "GRBM",
     "VAEBM",
     "AuxiliaryBoundDistribution",
+    "DiffusionLikelihood",
     "DiffusionPosterior",
     "EnergyDistribution",
     "HierarchicalPosterior",

@@ -1,7 +1,8 @@
 """Every guide: amortized, model-aware posteriors (GaussianGuide, DiffusionGuide, FlowGuide, HierarchicalGuide,
 PathIntegralGuide), the label guide of semi-supervised models (ClassifierGuide), the rule that picks a diffusion
 guide's posterior by its measured bound (BoundSelector), the deterministic encoder of the Generative Latent Flow
-(EncoderGuide), and the protocols objectives rely on (WakeSleepGuide, LabelGuide)."""
+(EncoderGuide), ScoreVAE's time-dependent Gaussian encoder (TimeDependentGaussianGuide), and the protocols
+objectives rely on (WakeSleepGuide, LabelGuide)."""
 
 from pyro_diffvi.guides.amortized import AmortizedGuide
 from pyro_diffvi.guides.classifier import ClassifierGuide
@@ -13,6 +14,7 @@ from pyro_diffvi.guides.hierarchical import HierarchicalGuide
 from pyro_diffvi.guides.pis import PathIntegralGuide
 from pyro_diffvi.guides.protocols import LabelGuide, WakeSleepGuide, guide_parts
 from pyro_diffvi.guides.selection import BoundSelector
+from pyro_diffvi.guides.time_gaussian import TimeDependentGaussianGuide
 
 __all__: list[str] = [
     "Alternatives",
@@ -26,6 +28,7 @@ __all__: list[str] = [
     "HierarchicalGuide",
     "LabelGuide",
     "PathIntegralGuide",
+    "TimeDependentGaussianGuide",
     "WakeSleepGuide",
     "guide_parts",
 ]

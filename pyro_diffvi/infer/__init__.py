@@ -1,6 +1,7 @@
 """Objectives: DDVI_ELBO (with its wake-sleep regularizer), the wake-sleep start for other guides, the energy-prior
 ELBO and its prior objectives, the Generative Latent Flow, adversarial autoencoders, denoising diffusion GANs and
-their Gaussian-step baseline, and GuardedObjective, the base class of an objective with a divergence guard."""
+their Gaussian-step baseline, the ScoreVAE objective, and GuardedObjective, the base class of an objective with a
+divergence guard."""
 
 from pyro_diffvi.infer.adversarial import AdversarialAutoencoderLoss
 from pyro_diffvi.infer.ddgan import AdversarialPairs, DDGANLoss
@@ -17,11 +18,13 @@ from pyro_diffvi.infer.prior_objectives import (
     PriorObjective,
     SlicedScoreMatchingLoss,
 )
+from pyro_diffvi.infer.score_vae import ScoreVAE_ELBO
 from pyro_diffvi.infer.vaebm import VAEBMContrastiveLoss
 from pyro_diffvi.infer.wake_sleep import WakeSleepStartLoss
 
 __all__: list[str] = [
     "DDVI_ELBO",
+    "ScoreVAE_ELBO",
     "AdversarialAutoencoderLoss",
     "AdversarialCDLoss",
     "AdversarialPairs",

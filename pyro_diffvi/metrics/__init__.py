@@ -1,6 +1,6 @@
 """Evaluation: ELBO / IWAE and their log importance weights, the energy-prior log-likelihood, MMD, latent NLL, kNN
-accuracy, clustering scores, PSIS k-hat, the scoring of a guide against a posterior test problem's exact answers, and
-the mode coverage of a generative model's samples."""
+accuracy, clustering scores, PSIS k-hat, image SSIM and L2, the scoring of a guide against a posterior test
+problem's exact answers, and the mode coverage of a generative model's samples."""
 
 from pyro_diffvi.metrics.clustering import (
     cluster_completeness,
@@ -14,6 +14,7 @@ from pyro_diffvi.metrics.clustering import (
 from pyro_diffvi.metrics.elbo import elbo, iwae
 from pyro_diffvi.metrics.energy import EnergyLogLikelihood, energy_prior_log_likelihood
 from pyro_diffvi.metrics.estimates import Estimate, combine_estimates
+from pyro_diffvi.metrics.images import l2_distance, ssim
 from pyro_diffvi.metrics.latent import GaussianKDE, latent_nll
 from pyro_diffvi.metrics.log_weights import LogWeights, log_weights
 from pyro_diffvi.metrics.mmd import DDVI_MMD_SIGMAS, mmd, mmd2, rbf_mixture_kernel
@@ -40,6 +41,7 @@ __all__: list[str] = [
     "gmm_clusters",
     "iwae",
     "knn_accuracy",
+    "l2_distance",
     "latent_nll",
     "log_weights",
     "mmd",
@@ -51,4 +53,5 @@ __all__: list[str] = [
     "psis_khat",
     "psis_khat_from_log_weights",
     "rbf_mixture_kernel",
+    "ssim",
 ]
