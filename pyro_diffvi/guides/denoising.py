@@ -29,8 +29,8 @@ class DenoisingLosses:
       the data, so the chain learns the posterior where it is used while keeping the modes its draws visit.
 
     The host class provides ``latent_names``, ``num_steps``, ``process``, ``variance``, ``standardize``,
-    ``denoisers``, ``chain_loc_scale``, ``denoiser_context``, ``flatten_latent``, ``simulated_context`` and
-    ``call_in_context``.
+    ``denoisers``, ``chain_loc_scale``, ``chain_context``, ``denoiser_context``, ``flatten_latent``,
+    ``simulated_context`` and ``call_in_context``.
     """
 
     def sleep_loss(
@@ -56,7 +56,7 @@ class DenoisingLosses:
         self, model_trace: poutine.Trace, use_observed: bool, head: bool, num_particles: int
     ) -> torch.Tensor:
         sites = model_trace.nodes
-        context = self.simulated_context(model_trace) if use_observed else None
+        context = self.chain_context(self.simulated_context(model_trace)) if use_observed else None
         total = 0.0
         for name in self.latent_names:
             z = sites[name]["value"].detach()

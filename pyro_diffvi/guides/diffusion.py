@@ -62,10 +62,10 @@ class DiffusionGuide(DenoisingLosses, GaussianGuide):
     :class:`~pyro_diffvi.infer.DDVI_ELBO` measures both bounds on every training batch, decides by
     :class:`~pyro_diffvi.guides.BoundSelector` (an exponential average of the lead with hysteresis at two
     standard errors), and trains the chain by its sleep term, its reweighted wake-sleep term at the observed
-    data and a share of its own bound (docs/guide.md, "Safe by default"). On the 2-D posterior suite this
-    beat the default chain on every multimodal and curved problem measured (docs/results.md); on the README's
-    MNIST VAE its head, which shares the encoder with the chain's training, fell behind a Gaussian guide
-    (measured there), which is why it is not yet the default. With other objectives than ``DDVI_ELBO``
+    data and a share of its own bound (docs/guide.md, "Safe by default"). While the head is emitted the chain's
+    terms read the encoder's context cut from its graph (:meth:`chain_context`), so the encoder and the head
+    learn from the head's bound alone, as a :class:`GaussianGuide` does. Measured in docs/results.md; it is
+    opt-in until measured on the VAEs of the examples. With other objectives than ``DDVI_ELBO``
     (``Trace_ELBO``, ``RenyiELBO``) only the emitted posterior learns.
 
     Defaults (measured on :mod:`pyro_diffvi.datasets.posteriors`, docs/results.md):
@@ -270,6 +270,14 @@ class DiffusionGuide(DenoisingLosses, GaussianGuide):
             return self.chain_posterior(name, context)
         return self.chain_posterior(name, _detached(context), averaged=True)
 
+    def chain_context(self, context):
+        """The context the chain's training terms read: a measuring guide's, cut from the encoder's graph while its
+        head is emitted, so that the encoder and the head then learn from the head's bound alone, as a
+        :class:`GaussianGuide` does."""
+        if self.selection == "measured" and self.choice == "head":
+            return _detached(context)
+        return context
+
     def _averaged_network(self) -> nn.ModuleDict:
         """The averaged chain modules, on the trained chain's device and dtype (the guide may have been moved)."""
         network, param = self.averaged.network, next(self.denoisers.parameters())
@@ -305,10 +313,11 @@ class DiffusionGuide(DenoisingLosses, GaussianGuide):
         if self._requested is None:
             return
         num, self._requested = self._requested, None
+        head_context, context = context, self.chain_context(context)
         head, averaged, chain = {}, ({} if self.averaged is not None else None), {}
         for name in self.latent_names:
             with torch.set_grad_enabled(torch.is_grad_enabled() and self.choice != "head"):
-                head[name] = self._draw(name, self.head_posterior(name, context))
+                head[name] = self._draw(name, self.head_posterior(name, head_context))
             if averaged is not None:
                 with torch.no_grad():
                     averaged[name] = self._draw(name, self.chain_posterior(name, context, averaged=True))

@@ -252,3 +252,21 @@ def test_bad_selection_options():
         DiffusionGuide(linear_model, "z", "x", averaging_decay=1.0)
     with pytest.raises(ValueError, match="decay must be a number"):
         DiffusionGuide(linear_model, "z", "x", selection_decay=0.0)
+
+
+def test_while_the_head_is_emitted_the_chain_does_not_train_the_encoder():
+    x = torch.randn(8, 3)
+    guide = DiffusionGuide(linear_model, "z", "x", num_steps=3, selection="measured", **SMALL)
+    guide.setup(x)
+    elbo = DDVI_ELBO()
+
+    def encoder_grads_of_the_chain_terms():
+        for p in guide.parameters():
+            p.grad = None
+        (elbo.sleep_term(linear_model, guide, x) + 0.0).backward()
+        return [p.grad for p in guide.encoder.parameters()]
+
+    # the head emitted: the encoder learns from the head's bound alone, as a GaussianGuide's does
+    assert all(g is None or g.abs().sum() == 0 for g in encoder_grads_of_the_chain_terms())
+    guide.selector.choice = "chain"  # once the chain is emitted its terms train the encoder too
+    assert any(g is not None and g.abs().sum() > 0 for g in encoder_grads_of_the_chain_terms())
