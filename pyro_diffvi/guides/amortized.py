@@ -139,7 +139,7 @@ class AmortizedGuide(AutoGuide):
         if create_plates is not None and not callable(create_plates):
             raise TypeError(f"create_plates must be callable, got {type(create_plates).__name__}")
         check_widths("encoder_hidden_dims", encoder_hidden_dims)
-        make_activation(encoder_activation)  # validates the name now rather than at the first call
+        make_activation(encoder_activation, argument="encoder_activation")  # now rather than at the first call
         super().__init__(model, create_plates=create_plates)
         if name is not None:
             set_pyro_name(self, name)

@@ -20,10 +20,12 @@ _ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
 }
 
 
-def activation(name: str) -> nn.Module:
+def activation(name: str, *, argument: str = "activation") -> nn.Module:
     """Build an activation module by name (``relu``, ``leaky_relu``, ``elu``, ``silu``, ``tanh``, ``softplus``).
 
     :param name: the activation's name; ``leaky_relu`` has negative slope 0.2.
+    :param argument: the caller's argument that gave ``name``, for the error message
+        (e.g. ``"denoiser_activation"``).
 
     Example:
 
@@ -33,9 +35,9 @@ def activation(name: str) -> nn.Module:
     """
     try:
         return _ACTIVATIONS[name]()
-    except KeyError:
+    except (KeyError, TypeError):
         raise ValueError(
-            f"activation must be one of {sorted(_ACTIVATIONS)}, got {name!r}"
+            f"{argument} must be one of {sorted(_ACTIVATIONS)}, got {name!r}"
         ) from None
 
 
