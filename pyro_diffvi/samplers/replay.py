@@ -82,6 +82,11 @@ class ReplayBuffer:
         if self._states is None:
             self.last_reinit_mask = torch.ones(n, dtype=torch.bool, device=fresh.device)
             return fresh
+        if fresh.shape[1:] != self._states.shape[1:]:
+            raise ValueError(
+                f"init_fn({n}) must return states of the stored event shape {tuple(self._states.shape[1:])}, "
+                f"got shape {tuple(fresh.shape)}"
+            )
         idx = torch.randint(len(self), (n,), device=self._states.device)
         stored = self._states[idx].to(fresh.device)
         reinit = torch.rand(n, device=fresh.device) < self.reinit_prob
