@@ -84,6 +84,27 @@ def check_positive_float(name: str, value: Any, *, allow_zero: bool = False) -> 
     return value
 
 
+def check_probability(name: str, value: Any) -> float:
+    """Return ``value`` as a float, raising ``ValueError`` unless it is a real number in ``[0, 1]``.
+
+    :param name: the argument's name, for the error message.
+    :param value: the value to check.
+
+    Example:
+
+    >>> from pyro_diffvi.util import check_probability
+    >>> check_probability("reinit_prob", 0.05)
+    0.05
+    >>> check_probability("reinit_prob", 2.0)
+    Traceback (most recent call last):
+    ...
+    ValueError: reinit_prob must be a probability in [0, 1], got 2.0
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
+        raise ValueError(f"{name} must be a probability in [0, 1], got {value!r}")
+    return float(value)
+
+
 def check_widths(name: str, widths: Any, *, allow_empty: bool = False) -> tuple[int, ...]:
     """Return hidden-layer ``widths`` as a tuple of ints, raising ``ValueError`` unless each is an int
     ``>= 1`` (and, unless ``allow_empty``, there is at least one).
