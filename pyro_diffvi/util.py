@@ -250,6 +250,47 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
     return device
 
 
+def tensor_device(device: str | torch.device | None) -> torch.device:
+    """The device tensors created with ``device=device`` land on: torch's default device for ``None``,
+    otherwise :func:`resolve_device`'s (with its clear error for CUDA where there is none).
+
+    :param device: ``None``, ``"auto"``, a device name or a :class:`torch.device`.
+
+    Example:
+
+    >>> import torch
+    >>> from pyro_diffvi.util import tensor_device
+    >>> tensor_device(None) == torch.empty(0).device, tensor_device("cpu")
+    (True, device(type='cpu'))
+    """
+    return torch.empty(0, device=None if device is None else resolve_device(device)).device
+
+
+class CheckedDevice:
+    """Mixin for a :class:`torch.nn.Module` whose ``.to(device)`` and ``.cuda()`` give :func:`resolve_device`'s
+    clear error where CUDA is asked for but absent (rather than torch's "Torch not compiled with CUDA enabled").
+
+    Example:
+
+    >>> import torch
+    >>> from pyro_diffvi.util import CheckedDevice
+    >>> class Net(CheckedDevice, torch.nn.Linear):
+    ...     pass
+    >>> Net(2, 1).to("cpu").weight.device
+    device(type='cpu')
+    """
+
+    def to(self, *args, **kwargs):
+        device = kwargs.get("device", args[0] if args and isinstance(args[0], (str, torch.device)) else None)
+        if device is not None:
+            resolve_device(device)
+        return super().to(*args, **kwargs)
+
+    def cuda(self, device=None):
+        resolve_device("cuda" if device is None or isinstance(device, int) else device)
+        return super().cuda(device)
+
+
 class _SitesSeen(Exception):
     pass
 

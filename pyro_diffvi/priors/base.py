@@ -26,7 +26,7 @@ import torch
 from pyro.distributions import TorchDistribution, constraints
 
 from pyro_diffvi.ops.constants import LOG_2PI
-from pyro_diffvi.util import check_positive_int
+from pyro_diffvi.util import check_positive_int, tensor_device
 
 
 def normal_log_prob(x: torch.Tensor, loc: float | torch.Tensor, scale: float) -> torch.Tensor:
@@ -161,7 +161,7 @@ class StructuredPrior(TorchDistribution):
         if dtype is not None and not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
             raise ValueError(f"dtype must be a floating torch.dtype, got {dtype!r}")
         self._dtype = dtype or torch.get_default_dtype()
-        self._device = torch.empty(0, device=device).device
+        self._device = tensor_device(device)
         self._cache: dict = {}
         super().__init__(torch.Size(batch_shape), torch.Size((self.dim,)), validate_args=validate_args)
 

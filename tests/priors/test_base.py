@@ -237,3 +237,13 @@ def test_sample_with_labels_accepts_an_int(name):
         prior.sample_with_labels("5")
     with pytest.raises(ValueError, match="sample_shape"):
         prior.sample_with_labels(-1)
+
+
+def test_cuda_without_cuda_is_the_librarys_clear_error():
+    # Issue 25, smaller: Pinwheel(device="cuda") without CUDA was torch's "Torch not compiled with CUDA enabled".
+    if torch.cuda.is_available():
+        assert Pinwheel(device="cuda").sample((3,)).is_cuda
+    else:
+        with pytest.raises(ValueError, match="device='cuda' requested but CUDA is not available"):
+            Pinwheel(device="cuda")
+    assert Pinwheel(device=None).sample((3,)).device == torch.empty(0).device
