@@ -40,6 +40,7 @@ from pyro_diffvi.guides.structure import (
     plain_support,
     plate_specs,
     select,
+    site_bijection,
     user_plates,
 )
 from pyro_diffvi.nn import MLP
@@ -252,7 +253,7 @@ class AmortizedGuide(AutoGuide):
         self.latent_event_shapes = {n: sites[n]["fn"].event_shape for n in self.latent_names}
         self._latent_supports = {n: plain_support(sites[n]["fn"].support) for n in self.latent_names}
         self._unconstrained_shapes = {
-            n: torch.Size(biject_to(self._latent_supports[n]).inverse_shape(self.latent_event_shapes[n]))
+            n: torch.Size(site_bijection(n, self._latent_supports[n]).inverse_shape(self.latent_event_shapes[n]))
             for n in self.latent_names
         }
         self.latent_dims = {n: math.prod(s) for n, s in self._unconstrained_shapes.items()}

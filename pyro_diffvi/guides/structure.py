@@ -130,6 +130,23 @@ def plain_support(support: constraints.Constraint) -> constraints.Constraint:
     return support
 
 
+def site_bijection(name: str, support: constraints.Constraint):
+    """``biject_to(support)`` for latent site ``name``, raising ``ValueError`` naming the site when torch has no
+    bijection from unconstrained space onto its support (a positive-definite matrix, say).
+
+    :param name: the latent site.
+    :param support: its support.
+    """
+    try:
+        return biject_to(support)
+    except NotImplementedError:
+        raise ValueError(
+            f"latent site {name!r} has support {support}, which torch.distributions.biject_to cannot map from "
+            "unconstrained space; write the model with a site the guide can reach (e.g. a Cholesky factor, "
+            "dist.LKJCholesky, or unconstrained entries transformed inside the model)"
+        ) from None
+
+
 def broadcasts_to(shape: torch.Size, target: torch.Size) -> bool:
     """Whether ``shape`` broadcasts to exactly ``target``.
 
