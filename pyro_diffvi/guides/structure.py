@@ -198,13 +198,17 @@ def check_sites(sites: dict, latent_names: Sequence[str], observed_names: Sequen
                 f"latent site '{name}' is discrete ({type(site['fn']).__name__}); amortized continuous "
                 "guides need continuous latents: enumerate it out with TraceEnum_ELBO or guide it separately"
             )
+        sequential = [f.name for f in site["cond_indep_stack"] if not f.vectorized]
+        if sequential:  # checked first: a site of a sequential loop is in no vectorized plate, yet it is local
+            raise NotImplementedError(
+                f"latent site '{name}' is in the sequential plate(s) {sequential} (a `for i in pyro.plate(...)` "
+                "loop); an amortized guide needs vectorized plates: `with pyro.plate(...)` over the data"
+            )
         if not any(f.vectorized for f in site["cond_indep_stack"]):
             raise ValueError(
                 f"latent site '{name}' is global (outside every plate); an amortized guide covers local "
                 "latents only: guide global sites with an AutoGuide and combine them with AutoGuideList"
             )
-        if any(not f.vectorized for f in site["cond_indep_stack"]):
-            raise NotImplementedError(f"latent site '{name}' is in a sequential plate; use vectorized plates")
     for name in observed_names:
         if name not in samples or not sites[name]["is_observed"]:
             observed = sorted(n for n in samples if sites[n]["is_observed"])

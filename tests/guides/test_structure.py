@@ -12,6 +12,7 @@ from pyro_diffvi.guides.structure import (
     ObservedSource,
     as_names,
     check_observed_values,
+    check_sites,
     constrained,
     encoder_features,
     find_source,
@@ -79,3 +80,23 @@ def test_constrained_sites_are_mapped_to_their_support():
     assert constrained(base, 3, torch.Size([3]), constraints.real_vector) is base
     positive = constrained(base, 3, torch.Size([3]), constraints.independent(constraints.positive, 1))
     assert bool((positive.sample((10,)) > 0).all())
+
+
+def test_a_sequential_plate_is_named_as_such_not_as_global():
+    # Issue 25 case 15: a site of a `for i in pyro.plate(...)` loop was refused as "global" (outside every plate).
+    def loop(x):
+        for i in pyro.plate("data", x.shape[0]):
+            z = pyro.sample(f"z_{i}", dist.Normal(torch.zeros(2), 1.0).to_event(1))
+            pyro.sample(f"x_{i}", dist.Normal(z, 1.0).to_event(1), obs=x[i])
+
+    sites = poutine.trace(loop).get_trace(torch.zeros(3, 2)).nodes
+    with pytest.raises(NotImplementedError, match=r"latent site 'z_0' is in the sequential plate\(s\) \['data'\]"):
+        check_sites(sites, ["z_0"], ["x_0"])
+
+    def global_model(x):
+        z = pyro.sample("z", dist.Normal(torch.zeros(2), 1.0).to_event(1))
+        with pyro.plate("data", x.shape[0]):
+            pyro.sample("x", dist.Normal(z, 1.0).to_event(1), obs=x)
+
+    with pytest.raises(ValueError, match="latent site 'z' is global"):  # a truly global site is still named global
+        check_sites(poutine.trace(global_model).get_trace(torch.zeros(3, 2)).nodes, ["z"], ["x"])
