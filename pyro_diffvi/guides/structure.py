@@ -316,6 +316,7 @@ def call_plates(
     """
     for p in specs:
         if p.name in given:
+            _check_given_plate_size(p, given[p.name], observed)
             continue
         size = p.size
         if p.size_source is not None:
@@ -324,6 +325,21 @@ def call_plates(
         subsample_size = None if p.subsample_size is None else min(p.subsample_size, size)
         given[p.name] = pyro.plate(p.name, size, subsample_size=subsample_size, dim=p.dim)
     return given
+
+
+def _check_given_plate_size(spec: PlateSpec, plate: pyro.plate, observed: list[torch.Tensor]) -> None:
+    """Raise unless a given plate whose size the data set has the size of this call's full-size observed value."""
+    if spec.size_source is None:
+        return
+    index, dim = spec.size_source
+    size = observed[index].shape[dim]
+    if plate.size != size:
+        raise ValueError(
+            f"plate '{spec.name}' given to the guide has size {plate.size}, but this call's observed values have "
+            f"{size} rows along it (a smaller last batch, say); an AutoGuideList fixes its plates at its first call "
+            f"unless it has create_plates: AutoGuideList(model, create_plates=lambda x, *args, **kwargs: "
+            f"pyro.plate('{spec.name}', x.shape[0])) (with the model's own arguments and plate options)"
+        )
 
 
 def user_plates(create_plates: Callable | None, args: tuple, kwargs: dict) -> dict[str, pyro.plate]:
