@@ -32,6 +32,8 @@ from dataclasses import dataclass
 
 import torch
 
+from pyro_diffvi.util import check_event_shape
+
 __all__ = ["DensityGrid", "density_grid", "plot_latents", "plot_latent_panels", "plot_image_grid"]
 
 HPD_MASSES: tuple[float, ...] = (0.5, 0.9, 0.99)
@@ -190,7 +192,15 @@ def plot_latents(
     (1.0, 10)
     >>> plt.close(fig)
     """
+    latents = torch.as_tensor(latents)
+    check_event_shape("latents", latents, (2,))
     latents = latents.detach().double().cpu().reshape(-1, 2)
+    if labels is not None:
+        labels = torch.as_tensor(labels).cpu().reshape(-1)
+        if labels.numel() != latents.shape[0]:
+            raise ValueError(
+                f"labels must hold one label per latent: got {labels.numel()} labels for {latents.shape[0]} latents"
+            )
     if grid is None and prior is not None:
         grid = density_grid(prior, resolution=resolution, points=latents)
     if grid is not None:
@@ -207,7 +217,6 @@ def plot_latents(
     if labels is None:
         ax.scatter(latents[:, 0], latents[:, 1], s=point_size, c="tab:blue", linewidths=0)
     else:
-        labels = torch.as_tensor(labels).cpu()
         cmap = _tab10()
         for value in labels.unique().tolist():
             mask = labels == value

@@ -84,6 +84,27 @@ def check_positive_float(name: str, value: Any, *, allow_zero: bool = False) -> 
     return value
 
 
+def check_probability(name: str, value: Any) -> float:
+    """Return ``value`` as a float, raising ``ValueError`` unless it is a real number in ``[0, 1]``.
+
+    :param name: the argument's name, for the error message.
+    :param value: the value to check.
+
+    Example:
+
+    >>> from pyro_diffvi.util import check_probability
+    >>> check_probability("reinit_prob", 0.05)
+    0.05
+    >>> check_probability("reinit_prob", 2.0)
+    Traceback (most recent call last):
+    ...
+    ValueError: reinit_prob must be a probability in [0, 1], got 2.0
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
+        raise ValueError(f"{name} must be a probability in [0, 1], got {value!r}")
+    return float(value)
+
+
 def check_widths(name: str, widths: Any, *, allow_empty: bool = False) -> tuple[int, ...]:
     """Return hidden-layer ``widths`` as a tuple of ints, raising ``ValueError`` unless each is an int
     ``>= 1`` (and, unless ``allow_empty``, there is at least one).
@@ -227,6 +248,47 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device={str(device)!r} requested but CUDA is not available")
     return device
+
+
+def tensor_device(device: str | torch.device | None) -> torch.device:
+    """The device tensors created with ``device=device`` land on: torch's default device for ``None``,
+    otherwise :func:`resolve_device`'s (with its clear error for CUDA where there is none).
+
+    :param device: ``None``, ``"auto"``, a device name or a :class:`torch.device`.
+
+    Example:
+
+    >>> import torch
+    >>> from pyro_diffvi.util import tensor_device
+    >>> tensor_device(None) == torch.empty(0).device, tensor_device("cpu")
+    (True, device(type='cpu'))
+    """
+    return torch.empty(0, device=None if device is None else resolve_device(device)).device
+
+
+class CheckedDevice:
+    """Mixin for a :class:`torch.nn.Module` whose ``.to(device)`` and ``.cuda()`` give :func:`resolve_device`'s
+    clear error where CUDA is asked for but absent (rather than torch's "Torch not compiled with CUDA enabled").
+
+    Example:
+
+    >>> import torch
+    >>> from pyro_diffvi.util import CheckedDevice
+    >>> class Net(CheckedDevice, torch.nn.Linear):
+    ...     pass
+    >>> Net(2, 1).to("cpu").weight.device
+    device(type='cpu')
+    """
+
+    def to(self, *args, **kwargs):
+        device = kwargs.get("device", args[0] if args and isinstance(args[0], (str, torch.device)) else None)
+        if device is not None:
+            resolve_device(device)
+        return super().to(*args, **kwargs)
+
+    def cuda(self, device=None):
+        resolve_device("cuda" if device is None or isinstance(device, int) else device)
+        return super().cuda(device)
 
 
 class _SitesSeen(Exception):

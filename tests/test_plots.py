@@ -54,3 +54,17 @@ def test_figures_are_written(tmp_path):
     canvas = plot_image_grid(ax, torch.rand(7, 784), nrow=3)
     assert canvas.shape == (3 * 28, 3 * 28)
     plt.close(fig)
+
+
+def test_plot_latents_refuses_mismatched_labels():
+    # Issue 25 case 5: 10 latents and 7 labels is a clear error naming both, not an IndexError inside the library.
+    fig, ax = plt.subplots()
+    try:
+        with pytest.raises(ValueError, match="7 labels for 10 latents"):
+            plot_latents(ax, torch.randn(10, 2), torch.arange(7))
+        with pytest.raises(ValueError, match=r"latents must have trailing shape \(2,\)"):
+            plot_latents(ax, torch.randn(10, 3))
+        plot_latents(ax, torch.randn(10, 2), torch.arange(10) % 3)  # matched counts still draw, one colour a label
+        assert [t.get_text() for t in ax.get_legend().get_texts()] == ["0", "1", "2"]
+    finally:
+        plt.close(fig)

@@ -12,6 +12,7 @@ from pyro_diffvi.util import (
     check_module_name,
     check_positive_float,
     check_positive_int,
+    check_probability,
     check_widths,
     resolve_device,
     set_seed,
@@ -77,3 +78,10 @@ def test_trace_until_stops_at_the_sites_and_names_a_missing_one():
 
     with pytest.raises(ValueError, match=r"never sampled site\(s\) \['c'\]"):
         trace_until(short, ["a", "c"])
+
+
+def test_check_probability_accepts_the_closed_unit_interval():
+    assert check_probability("p", 0) == 0.0 and check_probability("p", 1) == 1.0
+    for bad in (-0.1, 1.5, float("nan"), True, "0.5", None):
+        with pytest.raises(ValueError, match="p must be a probability in \\[0, 1\\]"):
+            check_probability("p", bad)

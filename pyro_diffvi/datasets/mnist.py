@@ -92,7 +92,17 @@ def binarize_images(images: torch.Tensor, *, generator: torch.Generator | None =
     ([0.0, 1.0], 0.5)
     """
     if not torch.is_tensor(images) or not images.is_floating_point():
-        raise TypeError("images must be a floating-point torch.Tensor of grey levels in [0, 1]")
+        got = f"dtype {images.dtype}" if torch.is_tensor(images) else type(images).__name__
+        raise TypeError(
+            f"images must be a floating-point torch.Tensor of grey levels in [0, 1], got {got} "
+            "(for 0-255 grey levels pass images / 255)"
+        )
+    if images.numel() and not ((images >= 0) & (images <= 1)).all():
+        low, high = images.min().item(), images.max().item()
+        raise ValueError(
+            f"images must be grey levels in [0, 1], got values in [{low:g}, {high:g}]"
+            + (" (for 0-255 grey levels pass images / 255)" if high > 1 else "")
+        )
     return torch.bernoulli(images, generator=generator)
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import torch
 
 from pyro_diffvi.datasets.mnist import SPLITS, load_mnist
-from pyro_diffvi.util import check_positive_int
+from pyro_diffvi.util import check_positive_int, tensor_device
 
 __all__ = ["STACKED_MNIST_MODES", "load_stacked_mnist", "stacked_label"]
 
@@ -76,5 +76,5 @@ def load_stacked_mnist(
     picks = torch.randint(mnist.shape[0], (n, 3), generator=torch.Generator().manual_seed(seed))
     images = mnist[picks].reshape(n, 3 * mnist.shape[1])
     labels = stacked_label(digits[picks])
-    target = torch.empty(0, device=device).device
+    target = tensor_device(device)
     return images.to(target), labels.to(target)

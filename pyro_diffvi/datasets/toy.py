@@ -56,7 +56,7 @@ from collections.abc import Callable
 import torch
 
 from pyro_diffvi.priors import GaussianGrid, GaussianRing, SwissRoll
-from pyro_diffvi.util import check_event_shape, check_positive_int
+from pyro_diffvi.util import check_event_shape, check_positive_int, tensor_device
 
 TOY_DATASETS: tuple[str, ...] = ("8gaussians", "25gaussians", "checkerboard", "2spirals", "swissroll")
 POTENTIALS: tuple[str, ...] = ("U1", "U2", "U3", "U4")
@@ -127,7 +127,7 @@ def sample_toy(
     check_positive_int("num_samples", num_samples)
     if seed is not None and generator is not None:
         raise ValueError("pass at most one of seed and generator")
-    device = torch.empty(0, device=device).device
+    device = tensor_device(device)
     dtype = dtype or torch.get_default_dtype()
     if seed is not None:
         generator = torch.Generator(device=device).manual_seed(seed)

@@ -204,6 +204,12 @@ class DiffusionPosterior(AuxiliaryBoundDistribution):
         al. (2017). Its expected score :math:`\mathbb E_q[\nabla_\phi \log q_\phi]` is zero, so dropping it
         keeps the ELBO gradient unbiased and removes its variance, which vanishes as q approaches the
         target. All T steps are scored in one batched network call."""
+        if torch.jit.is_tracing():
+            raise RuntimeError(
+                "path_gradient=True (the path-derivative log q, a torch.func.functional_call) cannot be compiled by "
+                "torch.jit, as JitTrace_ELBO does: build the DiffusionGuide with path_gradient=False for a JIT "
+                "objective, or use Trace_ELBO / DDVI_ELBO"
+            )
         T, d, process = self.num_steps, self.event_shape[0], self.process
         params = {k: v.detach() for k, v in self.denoiser.named_parameters()}
         buffers = dict(self.denoiser.named_buffers())

@@ -40,6 +40,7 @@ from pyro_diffvi.guides.structure import (
     plain_support,
     plate_specs,
     select,
+    site_bijection,
     user_plates,
 )
 from pyro_diffvi.nn import MLP
@@ -139,7 +140,7 @@ class AmortizedGuide(AutoGuide):
         if create_plates is not None and not callable(create_plates):
             raise TypeError(f"create_plates must be callable, got {type(create_plates).__name__}")
         check_widths("encoder_hidden_dims", encoder_hidden_dims)
-        make_activation(encoder_activation)  # validates the name now rather than at the first call
+        make_activation(encoder_activation, argument="encoder_activation")  # now rather than at the first call
         super().__init__(model, create_plates=create_plates)
         if name is not None:
             set_pyro_name(self, name)
@@ -252,7 +253,7 @@ class AmortizedGuide(AutoGuide):
         self.latent_event_shapes = {n: sites[n]["fn"].event_shape for n in self.latent_names}
         self._latent_supports = {n: plain_support(sites[n]["fn"].support) for n in self.latent_names}
         self._unconstrained_shapes = {
-            n: torch.Size(biject_to(self._latent_supports[n]).inverse_shape(self.latent_event_shapes[n]))
+            n: torch.Size(site_bijection(n, self._latent_supports[n]).inverse_shape(self.latent_event_shapes[n]))
             for n in self.latent_names
         }
         self.latent_dims = {n: math.prod(s) for n, s in self._unconstrained_shapes.items()}

@@ -35,6 +35,7 @@ from torch import nn
 
 from pyro_diffvi.guides.amortized import AmortizedGuide
 from pyro_diffvi.guides.structure import ObservedSource, find_source, num_classes, select
+from pyro_diffvi.util import trace_until
 
 
 class ClassifierGuide(AmortizedGuide):
@@ -100,6 +101,22 @@ class ClassifierGuide(AmortizedGuide):
         return self.latent_names[0]
 
     # ---- set-up ---------------------------------------------------------------------------------
+
+    def _ensure_setup(self, args: tuple, kwargs: dict) -> None:
+        if not self._is_setup and self.model is not None:
+            self._check_first_labels(args, kwargs)
+        super()._ensure_setup(args, kwargs)
+
+    def _check_first_labels(self, args: tuple, kwargs: dict) -> None:
+        """Before the first call's full trace of the model: its observed labels against its Categorical's number of
+        classes, since a label out of range fails inside the model (an index or ``one_hot`` error) otherwise."""
+        try:
+            site = trace_until(self.model, [self.label_name], *args, **kwargs).nodes.get(self.label_name)
+        except Exception:  # noqa: BLE001 - the full trace that follows reports the model's own errors
+            return
+        k = None if site is None or site["type"] != "sample" else num_classes(site["fn"])
+        if k is not None and site["is_observed"]:
+            self._check_labels(site["value"], k)
 
     def _check_sites(self, sites: dict) -> None:
         name = self.label_name
@@ -176,7 +193,12 @@ class ClassifierGuide(AmortizedGuide):
     # ---- per call -------------------------------------------------------------------------------
 
     def labels(self, *args, **kwargs) -> torch.Tensor | None:
-        """This call's full-size labels, or ``None`` for an unlabelled call."""
+        """This call's full-size labels, or ``None`` for an unlabelled call; labels outside
+        ``[0, num_classes)`` raise ``ValueError`` naming the label site."""
+        labels = self._find_labels(args, kwargs)
+        return None if labels is None else self._check_labels(labels, self.num_classes)
+
+    def _find_labels(self, args: tuple, kwargs: dict) -> torch.Tensor | None:
         self._ensure_setup(args, kwargs)
         if self._label_fn is not None:
             return self._label_fn(*args, **kwargs)
@@ -189,6 +211,23 @@ class ClassifierGuide(AmortizedGuide):
             return kwargs[position]
         index = self._label_index
         return args[index] if index is not None and index < len(args) else None
+
+    def _check_labels(self, labels, k: int) -> torch.Tensor:
+        """``labels``, raising unless they are a tensor of whole numbers in ``[0, k)`` (one host sync)."""
+        site = self.label_name
+        if not torch.is_tensor(labels) or labels.is_complex() or labels.dtype == torch.bool:
+            got = f"dtype {labels.dtype}" if torch.is_tensor(labels) else type(labels).__name__
+            raise TypeError(f"labels of site {site!r} must be an integer tensor of classes in [0, {k}), got {got}")
+        if labels.numel() == 0:
+            return labels
+        whole = labels == labels.floor() if labels.is_floating_point() else True
+        if not bool((whole & (labels >= 0) & (labels < k)).all()):
+            bad = labels[~(whole & (labels >= 0) & (labels < k))]
+            raise ValueError(
+                f"labels of site {site!r} must be classes in [0, {k}) (num_classes={k} from the model's "
+                f"Categorical), got {bad.numel()} value(s) outside it, e.g. {bad.flatten()[0].item()!r}"
+            )
+        return labels
 
     def enumerates(self, *args, **kwargs) -> bool:
         """Whether this call is unlabelled, so that the guide emits the label for enumeration."""

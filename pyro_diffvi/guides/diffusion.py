@@ -18,6 +18,7 @@ from pyro_diffvi.guides.gaussian import GaussianGuide
 from pyro_diffvi.guides.selection import BoundSelector
 from pyro_diffvi.guides.structure import constrained
 from pyro_diffvi.nn import GeneratorEMA, loc_scale
+from pyro_diffvi.nn import activation as make_activation
 from pyro_diffvi.util import check_positive_int, check_widths
 
 __all__ = ["SELECTIONS", "Alternatives", "DiffusionGuide"]
@@ -159,6 +160,7 @@ class DiffusionGuide(DenoisingLosses, GaussianGuide):
             raise ValueError(f"averaging_decay must be a number in [0, 1), got {averaging_decay!r}")
         check_positive_int("num_steps", num_steps)
         check_widths("denoiser_hidden_dims", denoiser_hidden_dims)
+        make_activation(denoiser_activation, argument="denoiser_activation")  # now rather than at the first call
         check_positive_int("time_dim", time_dim)
         selector = BoundSelector(
             decay=selection_decay, threshold=selection_threshold, choice="head" if selection == "measured" else "chain"

@@ -24,7 +24,7 @@ from torch import nn
 
 from pyro_diffvi.guides.amortized import AmortizedGuide
 from pyro_diffvi.nn.flows import FLOW_TYPES, ConditionalFlow
-from pyro_diffvi.util import check_positive_int
+from pyro_diffvi.util import check_positive_int, check_widths
 
 
 class FlowGuide(AmortizedGuide):
@@ -77,6 +77,8 @@ class FlowGuide(AmortizedGuide):
         if flow not in FLOW_TYPES:
             raise ValueError(f"flow must be one of {FLOW_TYPES}, got {flow!r}")
         check_positive_int("count_bins", count_bins)
+        if flow_hidden_dims is not None:
+            check_widths("flow_hidden_dims", flow_hidden_dims)
         if not bound > 0:
             raise ValueError(f"bound must be positive, got {bound!r}")
         super().__init__(model, latent, observed, **kwargs)
@@ -88,6 +90,13 @@ class FlowGuide(AmortizedGuide):
 
     def _build_posteriors(self) -> None:
         self._require_context_tensor()
+        for name in self.latent_names:
+            width = self.latent_dims[name]
+            if self.flow_hidden_dims is not None and min(self.flow_hidden_dims) < width:
+                raise ValueError(
+                    f"flow_hidden_dims must be widths >= the dimension {width} of latent site {name!r} "
+                    f"(autoregressive masks need it), got {self.flow_hidden_dims!r}"
+                )
         self.flows = nn.ModuleList(
             self._like_encoder(ConditionalFlow(
                 self.latent_dims[name],

@@ -130,6 +130,23 @@ def plain_support(support: constraints.Constraint) -> constraints.Constraint:
     return support
 
 
+def site_bijection(name: str, support: constraints.Constraint):
+    """``biject_to(support)`` for latent site ``name``, raising ``ValueError`` naming the site when torch has no
+    bijection from unconstrained space onto its support (a positive-definite matrix, say).
+
+    :param name: the latent site.
+    :param support: its support.
+    """
+    try:
+        return biject_to(support)
+    except NotImplementedError:
+        raise ValueError(
+            f"latent site {name!r} has support {support}, which torch.distributions.biject_to cannot map from "
+            "unconstrained space; write the model with a site the guide can reach (e.g. a Cholesky factor, "
+            "dist.LKJCholesky, or unconstrained entries transformed inside the model)"
+        ) from None
+
+
 def broadcasts_to(shape: torch.Size, target: torch.Size) -> bool:
     """Whether ``shape`` broadcasts to exactly ``target``.
 
@@ -181,13 +198,17 @@ def check_sites(sites: dict, latent_names: Sequence[str], observed_names: Sequen
                 f"latent site '{name}' is discrete ({type(site['fn']).__name__}); amortized continuous "
                 "guides need continuous latents: enumerate it out with TraceEnum_ELBO or guide it separately"
             )
+        sequential = [f.name for f in site["cond_indep_stack"] if not f.vectorized]
+        if sequential:  # checked first: a site of a sequential loop is in no vectorized plate, yet it is local
+            raise NotImplementedError(
+                f"latent site '{name}' is in the sequential plate(s) {sequential} (a `for i in pyro.plate(...)` "
+                "loop); an amortized guide needs vectorized plates: `with pyro.plate(...)` over the data"
+            )
         if not any(f.vectorized for f in site["cond_indep_stack"]):
             raise ValueError(
                 f"latent site '{name}' is global (outside every plate); an amortized guide covers local "
                 "latents only: guide global sites with an AutoGuide and combine them with AutoGuideList"
             )
-        if any(not f.vectorized for f in site["cond_indep_stack"]):
-            raise NotImplementedError(f"latent site '{name}' is in a sequential plate; use vectorized plates")
     for name in observed_names:
         if name not in samples or not sites[name]["is_observed"]:
             observed = sorted(n for n in samples if sites[n]["is_observed"])
@@ -295,6 +316,7 @@ def call_plates(
     """
     for p in specs:
         if p.name in given:
+            _check_given_plate_size(p, given[p.name], observed)
             continue
         size = p.size
         if p.size_source is not None:
@@ -303,6 +325,21 @@ def call_plates(
         subsample_size = None if p.subsample_size is None else min(p.subsample_size, size)
         given[p.name] = pyro.plate(p.name, size, subsample_size=subsample_size, dim=p.dim)
     return given
+
+
+def _check_given_plate_size(spec: PlateSpec, plate: pyro.plate, observed: list[torch.Tensor]) -> None:
+    """Raise unless a given plate whose size the data set has the size of this call's full-size observed value."""
+    if spec.size_source is None:
+        return
+    index, dim = spec.size_source
+    size = observed[index].shape[dim]
+    if plate.size != size:
+        raise ValueError(
+            f"plate '{spec.name}' given to the guide has size {plate.size}, but this call's observed values have "
+            f"{size} rows along it (a smaller last batch, say); an AutoGuideList fixes its plates at its first call "
+            f"unless it has create_plates: AutoGuideList(model, create_plates=lambda x, *args, **kwargs: "
+            f"pyro.plate('{spec.name}', x.shape[0])) (with the model's own arguments and plate options)"
+        )
 
 
 def user_plates(create_plates: Callable | None, args: tuple, kwargs: dict) -> dict[str, pyro.plate]:

@@ -330,6 +330,12 @@ class DDVI_ELBO(GuardedObjective):
         saves, so a resumed run continues the schedule where it stopped."""
         parts = guide_parts(guide, protocol=WakeSleepGuide)
         labels = guide_parts(guide, protocol=LabelGuide)
+        if self.classification_weight > 0 and not labels:
+            raise ValueError(
+                f"classification_weight={self.classification_weight} needs a label guide (a ClassifierGuide in an "
+                f"AutoGuideList) for its classification term, got {type(guide).__name__} with none; "
+                "use classification_weight=0 for a guide without labels"
+            )
         enumerated = any(part.enumerates(*args, **kwargs) for part in labels)
         training = torch.is_grad_enabled()
         warm = bool(parts) and min(part.training_steps for part in parts) < self.warmup_steps

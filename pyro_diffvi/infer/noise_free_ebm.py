@@ -31,6 +31,7 @@ References
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor
 
 from pyro_diffvi.infer.prior_objectives.base import (
@@ -45,6 +46,13 @@ from pyro_diffvi.samplers.noise_free import NoiseFreeSampler
 from pyro_diffvi.util import check_positive_float, check_positive_int
 
 __all__ = ["GradientFlowNLLLoss", "NoiseFreeEBMLoss"]
+
+
+def _check_vector_samples(z: Tensor) -> Tensor:
+    """``z`` detached, raising unless it is a finite floating-point tensor of shape ``(N, D)``."""
+    if torch.is_tensor(z) and z.dim() != 2:
+        raise ValueError(f"z must have shape (N, D) (vector events), got {tuple(z.shape)}")
+    return check_samples("z", z).detach()
 
 
 def _check_sampler(sampler) -> NoiseFreeSampler:
@@ -110,9 +118,7 @@ class NoiseFreeEBMLoss(PriorObjective):
 
     def loss(self, prior, z: Tensor, log_q: Tensor | None = None) -> Tensor:
         energy_fn = energy_function(prior)
-        z = check_samples("z", z).detach()
-        if z.dim() != 2:
-            raise ValueError(f"z must have shape (N, D) (vector events), got {tuple(z.shape)}")
+        z = _check_vector_samples(z)
         n = self.num_samples or z.shape[0]
         x0 = self.sampler.base(z.shape[1], dtype=z.dtype, device=z.device).sample((n,))
         use_generator = self.generator_weight > 0
@@ -168,9 +174,7 @@ class GradientFlowNLLLoss(PriorObjective):
 
     def loss(self, prior, z: Tensor, log_q: Tensor | None = None) -> Tensor:
         energy_fn = energy_function(prior)
-        z = check_samples("z", z).detach()
-        if z.dim() != 2:
-            raise ValueError(f"z must have shape (N, D) (vector events), got {tuple(z.shape)}")
+        z = _check_vector_samples(z)
         base = self.sampler.base(z.shape[1], dtype=z.dtype, device=z.device)
         result = gradient_flow_log_prob(energy_fn, z, base, time=self.sampler.time, num_steps=self.sampler.num_steps,
                                         method="rk4", create_graph=True)

@@ -158,7 +158,13 @@ def latent_nll(
     >>> matched.mean < collapsed.mean, matched.num_particles, matched.num_data
     (True, None, 500)
     """
-    kde = GaussianKDE(_as_matrix("latents", latents, min_rows=2), bandwidth=bandwidth)
+    latents = _as_matrix("latents", latents, min_rows=2)
     prior_samples = _as_matrix("prior_samples", prior_samples)
+    if latents.shape[1] != prior_samples.shape[1]:
+        raise ValueError(
+            f"latents and prior_samples must have the same dimension, got latents of shape {tuple(latents.shape)} "
+            f"and prior_samples of shape {tuple(prior_samples.shape)}"
+        )
+    kde = GaussianKDE(latents, bandwidth=bandwidth)
     nll = -kde.log_prob(prior_samples, chunk_size=chunk_size).detach().to(torch.float64)
     return data_estimate(nll, None)

@@ -74,6 +74,10 @@ def _flatten(name: str, samples: torch.Tensor) -> torch.Tensor:
         raise TypeError(f"{name} must be a torch.Tensor, got {type(samples).__name__}")
     if samples.dim() < 1 or samples.shape[0] == 0:
         raise ValueError(f"{name} must have shape (num_samples, ...) with num_samples >= 1")
+    if samples.is_complex():
+        raise TypeError(f"{name} must be a real tensor, got dtype {samples.dtype}")
+    if not samples.is_floating_point():  # integer or bool samples (counts, pixels): exact in float64
+        samples = samples.to(torch.float64)
     check_finite(name, samples)
     return samples.reshape(samples.shape[0], -1)
 
@@ -101,7 +105,8 @@ def mmd2(
 ) -> torch.Tensor:
     r"""Estimate of :math:`\mathrm{MMD}^2` between the distributions of ``x`` and ``y``.
 
-    :param x: samples, shape ``(m, ...)``; trailing dims are flattened (images allowed).
+    :param x: samples, shape ``(m, ...)``; trailing dims are flattened (images allowed); integer or bool
+        samples are compared as float64.
     :param y: samples, shape ``(n, ...)`` with the same trailing size as ``x``.
     :param sigmas: bandwidths of the Gaussian kernel mixture (default: the DDVI paper's).
     :param unbiased: U-statistic (``True``) or biased V-statistic (``False``).

@@ -171,6 +171,15 @@ class ConditionalFlow(nn.Module):
         affine = self.base_affine(context)
         return [affine, *layers] if self.flow == "iaf" else [*layers, affine]
 
+    def clear_cache(self) -> None:
+        """Drop the values the unconditional layers cache from their last call (torch's ``_cached_x_y``, Pyro's
+        ``_cached_log_scale``): tensors of that call's graph, which ``copy.deepcopy`` and ``pickle`` refuse."""
+        for layer in self.layers:
+            if getattr(layer, "_cached_x_y", None) is not None:
+                layer._cached_x_y = None, None
+            for name in [k for k in vars(layer) if k.startswith("_cached_") and k != "_cached_x_y"]:
+                setattr(layer, name, None)
+
     def forward(self, context: torch.Tensor | None = None) -> TransformedDistribution:
         """The density :math:`q(z|h)`: ``batch_shape = context.shape[:-1]`` (``()`` if unconditional),
         ``event_shape = (dim,)``."""

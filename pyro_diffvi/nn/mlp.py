@@ -8,6 +8,8 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import nn
 
+from pyro_diffvi.util import check_positive_int, check_widths
+
 _ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
     "relu": nn.ReLU,
     "leaky_relu": lambda: nn.LeakyReLU(0.2),
@@ -18,10 +20,12 @@ _ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
 }
 
 
-def activation(name: str) -> nn.Module:
+def activation(name: str, *, argument: str = "activation") -> nn.Module:
     """Build an activation module by name (``relu``, ``leaky_relu``, ``elu``, ``silu``, ``tanh``, ``softplus``).
 
     :param name: the activation's name; ``leaky_relu`` has negative slope 0.2.
+    :param argument: the caller's argument that gave ``name``, for the error message
+        (e.g. ``"denoiser_activation"``).
 
     Example:
 
@@ -31,9 +35,9 @@ def activation(name: str) -> nn.Module:
     """
     try:
         return _ACTIVATIONS[name]()
-    except KeyError:
+    except (KeyError, TypeError):
         raise ValueError(
-            f"activation must be one of {sorted(_ACTIVATIONS)}, got {name!r}"
+            f"{argument} must be one of {sorted(_ACTIVATIONS)}, got {name!r}"
         ) from None
 
 
@@ -42,7 +46,7 @@ class MLP(nn.Sequential):
 
     :param dim: input width.
     :param out_dim: output width.
-    :param hidden_dims: widths of the hidden layers.
+    :param hidden_dims: widths of the hidden layers, each ``>= 1`` (empty: one linear map).
     :param activation: name of the hidden activation (see :func:`activation`).
 
     Example:
@@ -68,6 +72,10 @@ class MLP(nn.Sequential):
         hidden_dims: Sequence[int] = (256, 256),
         activation: str = "relu",
     ) -> None:
+        dim = check_positive_int("dim", dim)
+        out_dim = check_positive_int("out_dim", out_dim)
+        hidden_dims = check_widths("hidden_dims", hidden_dims, allow_empty=True)
+        globals()["activation"](activation)  # an unknown name fails here, even without a hidden layer
         dims = [dim, *hidden_dims, out_dim]
         layers: list[nn.Module] = []
         for i, (a, b) in enumerate(zip(dims[:-1], dims[1:])):

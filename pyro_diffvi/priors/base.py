@@ -26,7 +26,7 @@ import torch
 from pyro.distributions import TorchDistribution, constraints
 
 from pyro_diffvi.ops.constants import LOG_2PI
-from pyro_diffvi.util import check_positive_int
+from pyro_diffvi.util import check_positive_int, tensor_device
 
 
 def normal_log_prob(x: torch.Tensor, loc: float | torch.Tensor, scale: float) -> torch.Tensor:
@@ -161,7 +161,7 @@ class StructuredPrior(TorchDistribution):
         if dtype is not None and not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
             raise ValueError(f"dtype must be a floating torch.dtype, got {dtype!r}")
         self._dtype = dtype or torch.get_default_dtype()
-        self._device = torch.empty(0, device=device).device
+        self._device = tensor_device(device)
         self._cache: dict = {}
         super().__init__(torch.Size(batch_shape), torch.Size((self.dim,)), validate_args=validate_args)
 
@@ -298,10 +298,11 @@ class StructuredPrior(TorchDistribution):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Draw ``(z, labels)`` with ``z.shape == sample_shape + batch_shape + (dim,)``.
 
+        :param sample_shape: the sample shape, a tuple or an int ``n`` (for ``(n,)``).
         :param generator: optional :class:`torch.Generator` (on this prior's device) for
             reproducible draws independent of the global seed.
         """
-        shape = self._extended_shape(sample_shape)[:-1]
+        shape = self._extended_shape(_as_sample_shape(sample_shape))[:-1]
         with torch.no_grad():
             labels = self.sample_labels(shape, generator=generator)
             return self._sample_given_labels(labels, generator), labels
@@ -319,6 +320,21 @@ class StructuredPrior(TorchDistribution):
             f"{type(self).__name__}(num_components={self.num_components}, dim={self.dim}, "
             f"batch_shape={tuple(self.batch_shape)})"
         )
+
+
+def _as_sample_shape(sample_shape: torch.Size | tuple | int) -> torch.Size:
+    """``sample_shape`` as a :class:`torch.Size`; an int ``n`` stands for ``(n,)``."""
+    if isinstance(sample_shape, bool):
+        raise TypeError(f"sample_shape must be a tuple of ints or an int, got {sample_shape!r}")
+    if isinstance(sample_shape, int):
+        sample_shape = (sample_shape,)
+    try:
+        shape = torch.Size(sample_shape)
+    except TypeError:
+        raise TypeError(f"sample_shape must be a tuple of ints or an int, got {sample_shape!r}") from None
+    if any(n < 0 for n in shape):
+        raise ValueError(f"sample_shape must have non-negative sizes, got {tuple(shape)}")
+    return shape
 
 
 class MixtureComponent(TorchDistribution):

@@ -20,7 +20,7 @@ from torch.func import functional_call
 
 from pyro_diffvi._pyro_compat import register_child
 from pyro_diffvi.distributions.energy import EnergyDistribution, prior_gradients_enabled
-from pyro_diffvi.util import check_module_name
+from pyro_diffvi.util import CheckedDevice, check_module_name
 
 __all__ = ["EnergyPrior"]
 
@@ -36,7 +36,7 @@ class _DetachedParameters:
         return functional_call(self.net, params, (z,))
 
 
-class EnergyPrior(PyroModule):
+class EnergyPrior(CheckedDevice, PyroModule):
     r"""Learnable neural-energy prior :math:`p_\theta(z) \propto e^{-E_\theta(z)}`.
 
     ``prior()`` returns an :class:`~pyro_diffvi.distributions.EnergyDistribution` (unnormalized ``log_prob``);

@@ -39,12 +39,12 @@ from torch import Tensor
 
 from pyro_diffvi._pyro_compat import register_child
 from pyro_diffvi.nn.flows import ConditionalFlow
-from pyro_diffvi.util import check_module_name
+from pyro_diffvi.util import CheckedDevice, check_module_name
 
 __all__ = ["FlowPrior"]
 
 
-class FlowPrior(PyroModule):
+class FlowPrior(CheckedDevice, PyroModule):
     r"""Learnable normalizing-flow prior :math:`p_\eta(z)` on :math:`\mathbb R^D` (dissertation Eq. 3.3);
     ``prior()`` returns the distribution (``batch_shape ()``, ``event_shape (D,)``) with the exact
     ``log_prob`` and ``rsample``.

@@ -17,12 +17,12 @@ from pyro_diffvi._pyro_compat import pyro_name
 from pyro_diffvi.distributions.energy import prior_gradients_enabled
 from pyro_diffvi.distributions.grbm import GRBM
 from pyro_diffvi.errors import DivergenceError
-from pyro_diffvi.util import check_module_name, check_positive_float, check_positive_int
+from pyro_diffvi.util import CheckedDevice, check_module_name, check_positive_float, check_positive_int
 
 __all__ = ["GRBMPrior"]
 
 
-class GRBMPrior(PyroModule):
+class GRBMPrior(CheckedDevice, PyroModule):
     r"""Learnable GRBM prior (Eq. 12 of the unnormalized-priors paper). ``prior()`` returns a
     :class:`~pyro_diffvi.distributions.GRBM` with batch shape ``()``.
 

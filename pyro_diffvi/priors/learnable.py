@@ -28,7 +28,7 @@ from pyro.nn import PyroModule
 from torch import nn
 
 from pyro_diffvi.priors.base import StructuredPrior
-from pyro_diffvi.util import check_positive_float, check_positive_int
+from pyro_diffvi.util import CheckedDevice, check_positive_float, check_positive_int
 
 __all__ = ["LearnableMixture", "ShiftedMixture"]
 
@@ -102,7 +102,7 @@ class ShiftedMixture(StructuredPrior):
         return f"ShiftedMixture(num_components={self.num_components}, dim={self.dim}, base={self.base!r})"
 
 
-class LearnableMixture(PyroModule):
+class LearnableMixture(CheckedDevice, PyroModule):
     r"""A clustering prior with learnable component locations (the DDVI paper's first clustering strategy,
     Sec. 4.2): :math:`p_\theta(z) = \sum_k \pi_k\, p_0(z - \mu_k)` with :math:`\mu_k` (and, with
     ``learn_weights=True``, :math:`\pi = \mathrm{softmax}(\alpha)`) as parameters. Calling the module returns

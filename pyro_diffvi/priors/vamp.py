@@ -25,12 +25,12 @@ from pyro.distributions import Categorical, MixtureSameFamily, Normal
 from pyro.nn import PyroModule
 from torch import Tensor, nn
 
-from pyro_diffvi.util import check_positive_int
+from pyro_diffvi.util import CheckedDevice, check_positive_int
 
 __all__ = ["VampPrior"]
 
 
-class VampPrior(PyroModule):
+class VampPrior(CheckedDevice, PyroModule):
     r"""Learnable VampPrior :math:`p(z) = \frac1K \sum_k q(z \mid u_k)`.
 
     ``prior()`` returns a normalized ``MixtureSameFamily`` of diagonal Gaussians (batch shape ``()``,

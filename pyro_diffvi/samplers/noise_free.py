@@ -278,6 +278,8 @@ class NoiseFreeSampler:
         :param num_probes: Hutchinson probes.
         :param generator: random generator for the probes.
         """
+        if trace not in ("exact", "hutchinson"):
+            raise ValueError(f"trace must be 'exact' or 'hutchinson', got {trace!r}")
         x = check_states("x", x)
         base = self.base(x.shape[1], dtype=x.dtype, device=x.device)
         if self.method == "euler":

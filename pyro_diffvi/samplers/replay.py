@@ -24,7 +24,7 @@ from torch import Tensor
 
 from pyro_diffvi.ops.types import EnergyFn
 from pyro_diffvi.samplers.langevin import langevin
-from pyro_diffvi.util import check_positive_int
+from pyro_diffvi.util import check_positive_int, check_probability
 
 InitFn = Callable[[int], Tensor]
 
@@ -51,11 +51,9 @@ class ReplayBuffer:
         check_positive_int("capacity", capacity)
         if not callable(init_fn):
             raise TypeError(f"init_fn must be callable (n -> tensor of n states), got {type(init_fn).__name__}")
-        if not (0.0 <= float(reinit_prob) <= 1.0):
-            raise ValueError(f"reinit_prob must be in [0, 1], got {reinit_prob!r}")
         self.capacity = capacity
         self.init_fn = init_fn
-        self.reinit_prob = float(reinit_prob)
+        self.reinit_prob = check_probability("reinit_prob", reinit_prob)
         self._states: Tensor | None = None
         self._next = 0  # position of the oldest entry once the buffer is full
         self.last_reinit_mask: Tensor | None = None
@@ -82,6 +80,11 @@ class ReplayBuffer:
         if self._states is None:
             self.last_reinit_mask = torch.ones(n, dtype=torch.bool, device=fresh.device)
             return fresh
+        if fresh.shape[1:] != self._states.shape[1:]:
+            raise ValueError(
+                f"init_fn({n}) must return states of the stored event shape {tuple(self._states.shape[1:])}, "
+                f"got shape {tuple(fresh.shape)}"
+            )
         idx = torch.randint(len(self), (n,), device=self._states.device)
         stored = self._states[idx].to(fresh.device)
         reinit = torch.rand(n, device=fresh.device) < self.reinit_prob

@@ -149,3 +149,17 @@ def test_bad_minibatch_arguments():
         Minibatches(x, torch.zeros(4))
     with pytest.raises(TypeError, match="images must be a floating-point"):
         Minibatches(torch.zeros(5, 2, dtype=torch.int64))
+
+
+def test_binarize_images_names_the_expected_range():
+    # Issue 25 case 24: 0-255 grey levels raised torch's "Expected p_in >= 0 && p_in <= 1".
+    with pytest.raises(ValueError, match=r"images must be grey levels in \[0, 1\], got values in \[0, 255\] "
+                                         r"\(for 0-255 grey levels pass images / 255\)"):
+        binarize_images(torch.tensor([0.0, 128.0, 255.0]))
+    with pytest.raises(ValueError, match=r"got values in \[-0.5, 1\]"):
+        binarize_images(torch.tensor([-0.5, 1.0]))
+    with pytest.raises(ValueError, match="images must be grey levels"):
+        binarize_images(torch.tensor([float("nan"), 0.5]))
+    with pytest.raises(TypeError, match="got dtype torch.uint8"):
+        binarize_images(torch.tensor([0, 255], dtype=torch.uint8))
+    assert binarize_images(torch.tensor([0.0, 1.0])).tolist() == [0.0, 1.0]  # the range's ends are grey levels

@@ -108,3 +108,13 @@ def test_bad_arguments_raise():
         potential("U5", torch.zeros(2))
     with pytest.raises(ValueError, match="trailing shape"):
         potential("U1", torch.zeros(3, 3))
+
+
+def test_cuda_without_cuda_is_the_librarys_clear_error():
+    # Issue 25, smaller: sample_toy(device="cuda") without CUDA was torch's "Torch not compiled with CUDA enabled".
+    if torch.cuda.is_available():
+        assert sample_toy("8gaussians", 4, device="cuda").is_cuda
+    else:
+        with pytest.raises(ValueError, match="device='cuda' requested but CUDA is not available"):
+            sample_toy("8gaussians", 4, device="cuda")
+    assert sample_toy("8gaussians", 4, device="cpu").device.type == "cpu"

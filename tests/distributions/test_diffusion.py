@@ -1,12 +1,17 @@
 """DiffusionPosterior: the bound term against step-by-step Gaussian log densities; shapes; errors."""
 
 
+import math
+
+import pyro
 import pyro.distributions as dist
 import pytest
 import torch
+from pyro.infer import JitTrace_ELBO
 
 from pyro_diffvi.diffusion import Denoiser, GaussianDiffusion
 from pyro_diffvi.distributions import DiffusionPosterior
+from pyro_diffvi.guides import DiffusionGuide
 
 
 def _posterior(variance="beta", context_dim=3, batch=(4,), T=4):
@@ -190,3 +195,26 @@ def test_path_gradient_is_unbiased():
     se = (plain.var(0) / plain.shape[0] + path.var(0) / path.shape[0]).sqrt()
     assert (diff.abs() < 4 * se + 1e-8).all(), (diff, se)
     assert path.var(0).sum() < plain.var(0).sum()
+
+
+@pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning")
+@pytest.mark.filterwarnings("ignore:`torch.jit.trace` is deprecated:DeprecationWarning")  # Pyro's JitTrace_ELBO
+def test_path_gradient_under_jit_names_the_option():
+    # Issue 25 case 17: JitTrace_ELBO + DiffusionGuide raised torch's "The stateless API can't be used with Jitted
+    # modules"; the path-derivative term is named with the fix, and path_gradient=False compiles.
+    def model(x):
+        with pyro.plate("data", x.shape[0]):
+            z = pyro.sample("z", dist.Normal(x.new_zeros(2), 1.0).to_event(1))
+            pyro.sample("x", dist.Normal(z, 1.0).to_event(1), obs=x)
+
+    x = torch.randn(5, 2)
+    small = dict(num_steps=2, encoder_hidden_dims=(8,), denoiser_hidden_dims=(8,))
+    guide = DiffusionGuide(model, "z", "x", **small)
+    guide(x)
+    message = "path_gradient=True .* cannot be compiled by torch.jit.* path_gradient=False"
+    with pytest.raises(RuntimeError, match=message):
+        JitTrace_ELBO().loss_and_grads(model, guide, x)
+    pyro.clear_param_store()
+    guide = DiffusionGuide(model, "z", "x", path_gradient=False, **small)
+    guide(x)
+    assert math.isfinite(JitTrace_ELBO().loss_and_grads(model, guide, x))

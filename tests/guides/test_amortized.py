@@ -289,3 +289,16 @@ def test_runs_on_cuda():
     svi = SVI(vae_model, guide, Adam({"lr": 1e-3}), Trace_ELBO())
     svi.step(x)
     assert all(p.device.type == "cuda" for p in guide.parameters())
+
+
+@pytest.mark.filterwarnings("ignore:Singular sample detected")  # torch's Wishart sampler, in the model's trace
+def test_a_latent_without_a_bijection_to_its_support_is_named():
+    # Issue 25 case 16: a Wishart (positive-definite) latent raised torch's "Cannot transform _PositiveDefinite
+    # constraints" without the site's name.
+    def model(y):
+        with pyro.plate("d", y.shape[0]):
+            cov = pyro.sample("cov", dist.Wishart(y.new_tensor(5.0), torch.eye(2, dtype=y.dtype)))
+            pyro.sample("y", dist.MultivariateNormal(y.new_zeros(2), cov), obs=y)
+
+    with pytest.raises(ValueError, match=r"latent site 'cov' has support PositiveDefinite\(\), which .*biject_to"):
+        GaussianGuide(model, "cov", "y")(torch.randn(4, 2, dtype=torch.float64))

@@ -225,3 +225,22 @@ def test_a_label_the_model_never_observes_is_enumerated_on_every_call():
     assert guide[0].enumerates(x)
     bound = -TraceEnum_ELBO(max_plate_nesting=1).loss(clustering, guide, x)
     assert bound < exact_log_px(x).sum().item()  # the mixture's exact log p(x) is the same as the model's
+
+
+def test_a_label_out_of_range_is_named_with_the_site_and_num_classes():
+    # Issue 25 case 13: a label of 7 in a 3-class model failed inside the model (torch's one_hot / index error).
+    x, y = data(6)
+    elbo = DDVI_ELBO(sleep="none")
+    bad = y.clone()
+    bad[2] = 7
+    message = r"labels of site 'y' must be classes in \[0, 3\) \(num_classes=3 .*\), got 1 value\(s\) .* e\.g\. 7"
+    with pytest.raises(ValueError, match=message):  # on the first call, before the model's full trace
+        elbo.loss(model, semi_supervised_guide(), x, bad)
+    guide = semi_supervised_guide()
+    elbo.loss(model, guide, x, y)  # set up on good labels: later calls are checked by the guide too
+    with pytest.raises(ValueError, match=message):
+        elbo.loss(model, guide, x, bad)
+    with pytest.raises(ValueError, match=r"e\.g\. -1"):
+        elbo.loss(model, guide, x, torch.full_like(y, -1))
+    with pytest.raises(TypeError, match="labels of site 'y' must be an integer tensor"):
+        guide[0].labels(x, y.bool())

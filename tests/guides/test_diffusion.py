@@ -134,6 +134,11 @@ def test_clear_errors():
         DiffusionGuide(linear_model, "z", "x", variance="fixed")
     with pytest.raises(ValueError, match="num_steps"):
         DiffusionGuide(linear_model, "z", "x", num_steps=0)
+    # issue 25 case 19: the guide's own argument is named, at construction (no call of the guide here)
+    with pytest.raises(ValueError, match="denoiser_activation must be one of"):
+        DiffusionGuide(linear_model, "z", "x", denoiser_activation="rellu")
+    with pytest.raises(ValueError, match="encoder_activation must be one of"):
+        DiffusionGuide(linear_model, "z", "x", encoder_activation="rellu")
     with pytest.raises(ValueError, match="sleep must be one of"):
         DDVI_ELBO(sleep="dream")
     with pytest.raises(ValueError, match="num_sleep_particles"):

@@ -59,6 +59,9 @@ def test_flow_guide_moves_to_cuda():
         ({"flow": "maf"}, "flow must be one of"),
         ({"count_bins": 0}, "count_bins"),
         ({"bound": -1.0}, "bound"),
+        ({"flow_hidden_dims": (0,)}, "each width of flow_hidden_dims"),
+        ({"flow_hidden_dims": 8}, "flow_hidden_dims must be a sequence"),
+        ({"encoder_activation": "rellu"}, "encoder_activation must be one of"),
     ],
 )
 
@@ -72,7 +75,8 @@ def test_bad_arguments_raise(kwargs, match):
 def test_narrow_hidden_dims_raise_before_training():
     problem = linear_gaussian("cpu")
     guide = FlowGuide(problem.model, latent="z", observed="x", flow_hidden_dims=(1,))
-    with pytest.raises(ValueError, match="hidden_dims"):
+    # issue 25 case 19: the guide's own argument and the site are named, not the network's hidden_dims
+    with pytest.raises(ValueError, match="flow_hidden_dims must be widths >= the dimension 2 of latent site 'z'"):
         guide(problem.x)
 
 

@@ -1,17 +1,23 @@
 """Structure discovery: site names, where an observed value lies among the model's arguments (subsampled too), the
 plates of the latent sites, encoder inputs, and the errors naming what is wrong."""
 
+import math
+
 import pyro
 import pyro.distributions as dist
 import pytest
 import torch
 from pyro import poutine
+from pyro.infer import Trace_ELBO
+from pyro.infer.autoguide import AutoGuideList, AutoNormal
 from torch.distributions import constraints
 
+from pyro_diffvi.guides import GaussianGuide
 from pyro_diffvi.guides.structure import (
     ObservedSource,
     as_names,
     check_observed_values,
+    check_sites,
     constrained,
     encoder_features,
     find_source,
@@ -79,3 +85,49 @@ def test_constrained_sites_are_mapped_to_their_support():
     assert constrained(base, 3, torch.Size([3]), constraints.real_vector) is base
     positive = constrained(base, 3, torch.Size([3]), constraints.independent(constraints.positive, 1))
     assert bool((positive.sample((10,)) > 0).all())
+
+
+def test_a_sequential_plate_is_named_as_such_not_as_global():
+    # Issue 25 case 15: a site of a `for i in pyro.plate(...)` loop was refused as "global" (outside every plate).
+    def loop(x):
+        for i in pyro.plate("data", x.shape[0]):
+            z = pyro.sample(f"z_{i}", dist.Normal(torch.zeros(2), 1.0).to_event(1))
+            pyro.sample(f"x_{i}", dist.Normal(z, 1.0).to_event(1), obs=x[i])
+
+    sites = poutine.trace(loop).get_trace(torch.zeros(3, 2)).nodes
+    with pytest.raises(NotImplementedError, match=r"latent site 'z_0' is in the sequential plate\(s\) \['data'\]"):
+        check_sites(sites, ["z_0"], ["x_0"])
+
+    def global_model(x):
+        z = pyro.sample("z", dist.Normal(torch.zeros(2), 1.0).to_event(1))
+        with pyro.plate("data", x.shape[0]):
+            pyro.sample("x", dist.Normal(z, 1.0).to_event(1), obs=x)
+
+    with pytest.raises(ValueError, match="latent site 'z' is global"):  # a truly global site is still named global
+        check_sites(poutine.trace(global_model).get_trace(torch.zeros(3, 2)).nodes, ["z"], ["x"])
+
+
+def test_a_list_plate_of_the_first_batch_size_is_named_when_the_batch_shrinks():
+    # Issue 25 case 14: an AutoGuideList without create_plates, given a smaller last batch, raised Pyro's
+    # "Shape mismatch inside plate('data') at site z dim -1, 8 vs 5".
+    def global_local(x):
+        scale = pyro.sample("scale", dist.LogNormal(0.0, 1.0))
+        with pyro.plate("data", x.shape[0]):
+            z = pyro.sample("z", dist.Normal(torch.zeros(2), 1.0).to_event(1))
+            pyro.sample("x", dist.Normal(z, scale).to_event(1), obs=x)
+
+    def make(create_plates=None):
+        guide = AutoGuideList(global_local, create_plates=create_plates)
+        guide.append(AutoNormal(poutine.block(global_local, expose=["scale"])))
+        guide.append(GaussianGuide(global_local, "z", "x", encoder_hidden_dims=(8,)))
+        return guide
+
+    guide = make()
+    Trace_ELBO().loss(global_local, guide, torch.randn(8, 2))
+    with pytest.raises(ValueError, match=r"plate 'data' given to the guide has size 8, but this call's observed values "
+                                         r"have 5 rows .* AutoGuideList\(model, create_plates="):
+        Trace_ELBO().loss(global_local, guide, torch.randn(5, 2))
+    pyro.clear_param_store()
+    fixed = make(create_plates=lambda x: pyro.plate("data", x.shape[0]))  # the fix the message names
+    for n in (8, 5):
+        assert math.isfinite(Trace_ELBO().loss(global_local, fixed, torch.randn(n, 2)))

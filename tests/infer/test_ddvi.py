@@ -303,3 +303,17 @@ def test_a_prior_whose_draws_overflow_is_named_in_the_sleep_term():
             svi.step(x)
             before = _snapshot(guide)
     assert _unchanged(before, guide)
+
+
+def test_classification_weight_without_a_label_guide_is_refused_before_any_step():
+    # Issue 25 case 9: classification_weight=5 with no ClassifierGuide was silently a classification term of 0.
+    model = _model(dist.Normal(torch.zeros(2), 1.0).to_event(1))
+    guide = DiffusionGuide(model, "z", "x", num_steps=2, encoder_hidden_dims=(8,), denoiser_hidden_dims=(8,))
+    x = torch.randn(5, 2)
+    guide(x)
+    before = _snapshot(guide)
+    svi = pyro.infer.SVI(model, guide, pyro.optim.Adam({"lr": 0.1}), DDVI_ELBO(classification_weight=5.0))
+    with pytest.raises(ValueError, match=r"classification_weight=5.0 needs a label guide .* got DiffusionGuide"):
+        svi.step(x)
+    assert _unchanged(before, guide)
+    assert math.isfinite(DDVI_ELBO(classification_weight=0.0).loss(model, guide, x))  # the default is unaffected

@@ -101,3 +101,7 @@ def test_bad_arguments_are_named():
         GradientFlowNLLLoss(sampler=NoiseFreeSampler(method="euler"))
     with pytest.raises(ValueError, match=r"z must have shape \(N, D\)"):
         NoiseFreeEBMLoss()(lambda x: x.sum((-1, -2)), torch.zeros(4, 2, 2))
+    # issue 25 case 25: data of shape (N,) is told the (N, D) rule it breaks, not one it satisfies
+    for objective in (NoiseFreeEBMLoss(), GradientFlowNLLLoss()):
+        with pytest.raises(ValueError, match=r"z must have shape \(N, D\) \(vector events\), got \(10,\)"):
+            objective(lambda x: 0.5 * x.pow(2).sum(-1), torch.zeros(10))

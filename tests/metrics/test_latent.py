@@ -63,7 +63,13 @@ def test_input_validation():
     with pytest.raises(ValueError, match="bandwidth"):
         GaussianKDE(x, bandwidth=-1.0)
     with pytest.raises(ValueError, match="columns"):
+        GaussianKDE(x).log_prob(torch.zeros(5, 3, dtype=torch.float64))
+    # issue 25 case 23: latent_nll names both of its arguments and their shapes
+    with pytest.raises(ValueError, match=r"latents and prior_samples must have the same dimension, got latents of "
+                                         r"shape \(10, 2\) and prior_samples of shape \(5, 3\)"):
         latent_nll(x, torch.zeros(5, 3, dtype=torch.float64))
+    with pytest.raises(ValueError, match="latents must have shape"):
+        latent_nll(x[:1], x)
     with pytest.raises(ValueError, match="singular"):
         GaussianKDE(torch.zeros(10, 2))
     bad = x.clone()

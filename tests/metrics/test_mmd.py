@@ -102,3 +102,17 @@ def test_input_validation():
         mmd2(x, x, chunk_size=0)
     with pytest.raises(TypeError, match="x must be a torch.Tensor"):
         mmd2(x.numpy(), x)
+
+
+def test_integer_samples_are_compared_as_their_float_values():
+    # Issue 25 case 22: integer tensors raised torch's cdist dtype error. By hand, sigma = 1, x = {0, 1},
+    # y = {0, 2}: the V-statistic is [(2 + 2e^{-1/2}) + (2 + 2e^{-2}) - 2(1 + e^{-2} + 2e^{-1/2})] / 4
+    # = (1 - e^{-1/2}) / 2.
+    x, y = torch.tensor([[0], [1]]), torch.tensor([[0], [2]])
+    v = mmd2(x, y, sigmas=(1.0,), unbiased=False)
+    assert v.dtype == torch.float64
+    assert v.item() == pytest.approx((1 - math.exp(-0.5)) / 2, rel=1e-12)
+    assert mmd2(x, y.float(), sigmas=(1.0,), unbiased=False).item() == pytest.approx(v.item(), rel=1e-6)
+    assert mmd(x.bool(), x.bool(), sigmas=(1.0,), unbiased=False).item() == 0.0
+    with pytest.raises(TypeError, match="x must be a real tensor"):
+        mmd2(x.to(torch.complex64), y)

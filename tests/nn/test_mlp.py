@@ -38,3 +38,27 @@ def test_time_embedding_is_sines_then_cosines():
     assert torch.equal(out, torch.tensor([[0.0, 0.0, 1.0, 1.0]]))
     with pytest.raises(ValueError, match="positive even"):
         SinusoidalTimeEmbedding(3)
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(hidden_dims=(0,)), "each width of hidden_dims must be an integer >= 1, got 0"),
+        (dict(hidden_dims=(8, -1)), "each width of hidden_dims"),
+        (dict(hidden_dims=8), "hidden_dims must be a sequence"),
+        (dict(activation="rellu"), "activation must be one of"),
+    ],
+)
+def test_mlp_refuses_bad_widths_at_construction(kwargs, match):
+    # Issue 25 case 12: a zero-width hidden layer made a network whose output is the constant bias.
+    with pytest.raises(ValueError, match=match):
+        MLP(2, 1, **kwargs)
+    with pytest.raises(ValueError, match="out_dim must be an integer >= 1"):
+        MLP(2, 0)
+
+
+def test_mlp_without_hidden_layers_is_one_affine_map():
+    net = MLP(3, 2, hidden_dims=())
+    (linear,) = net
+    x = torch.randn(4, 3)
+    assert torch.allclose(net(x), x @ linear.weight.T + linear.bias)

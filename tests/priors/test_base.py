@@ -221,3 +221,29 @@ def test_bad_values_and_labels_raise():
         prior.component_log_prob(torch.zeros(5, 2), torch.tensor([10]))
     with pytest.raises(TypeError, match="integer"):
         prior.component(torch.tensor([0.5]))
+
+
+@pytest.mark.parametrize("name", ["pinwheel", "ring"])
+def test_sample_with_labels_accepts_an_int(name):
+    # Issue 25 case 4: ``sample_with_labels(5)``, as docs/guide.md writes it, means ``(5,)``: the same draws
+    # as the tuple form under the same generator.
+    prior = {"pinwheel": Pinwheel(), "ring": GaussianRing()}[name]
+    z_int, labels_int = prior.sample_with_labels(5, generator=torch.Generator().manual_seed(0))
+    z_tup, labels_tup = prior.sample_with_labels((5,), generator=torch.Generator().manual_seed(0))
+    assert z_int.shape == (5, 2) and labels_int.shape == (5,)
+    assert torch.equal(z_int, z_tup) and torch.equal(labels_int, labels_tup)
+    assert prior.sample(3).shape == (3, 2)
+    with pytest.raises(TypeError, match="sample_shape"):
+        prior.sample_with_labels("5")
+    with pytest.raises(ValueError, match="sample_shape"):
+        prior.sample_with_labels(-1)
+
+
+def test_cuda_without_cuda_is_the_librarys_clear_error():
+    # Issue 25, smaller: Pinwheel(device="cuda") without CUDA was torch's "Torch not compiled with CUDA enabled".
+    if torch.cuda.is_available():
+        assert Pinwheel(device="cuda").sample((3,)).is_cuda
+    else:
+        with pytest.raises(ValueError, match="device='cuda' requested but CUDA is not available"):
+            Pinwheel(device="cuda")
+    assert Pinwheel(device=None).sample((3,)).device == torch.empty(0).device

@@ -98,3 +98,16 @@ def test_prior_names_keep_two_priors_apart():
     for bad in ("", 3):
         with pytest.raises(ValueError, match="name must be a non-empty str"):
             GRBMPrior(2, 3, name=bad)
+
+
+def test_moving_to_cuda_without_cuda_is_the_librarys_clear_error():
+    # Issue 25, smaller: GRBMPrior(...).to("cuda") without CUDA was torch's "Torch not compiled with CUDA enabled".
+    prior = GRBMPrior(2, 3)
+    if torch.cuda.is_available():
+        assert next(prior.to("cuda").parameters()).is_cuda
+    else:
+        for move in (lambda: prior.to("cuda"), lambda: prior.to(device="cuda:0"), prior.cuda):
+            with pytest.raises(ValueError, match="device='cuda.*' requested but CUDA is not available"):
+                move()
+    assert next(prior.to("cpu").parameters()).device.type == "cpu"
+    assert next(prior.to(torch.float64).parameters()).dtype == torch.float64  # a dtype alone still moves nothing

@@ -99,3 +99,10 @@ def test_bad_arguments_are_named():
                                      step_size=0.7, max_iter=50)
     with pytest.raises(ValueError, match="hutchinson"):
         NoiseFreeSampler().log_prob(quadratic, torch.zeros(1, 2, dtype=D64), trace="hutchinson")
+
+
+@pytest.mark.parametrize("method", ["euler", "rk4"])
+def test_a_misspelt_trace_is_named_as_itself(method):
+    # Issue 25 case 21: trace='exactt' under method='euler' was reported as 'hutchinson'.
+    with pytest.raises(ValueError, match="trace must be 'exact' or 'hutchinson', got 'exactt'"):
+        NoiseFreeSampler(method=method).log_prob(quadratic, torch.zeros(1, 2, dtype=D64), trace="exactt")

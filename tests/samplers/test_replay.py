@@ -100,3 +100,12 @@ def test_persistent_chains_do_not_push_divergent_states(device):
         out = persistent_langevin(energy, buf, 4, num_steps=200, step_size=1.0)
     assert out.shape == (4, 2) and len(buf) == 2
     assert torch.isfinite(buf.state_dict()["states"]).all()
+
+
+def test_init_fn_of_another_width_than_the_stored_states_is_named():
+    # Issue 25 case 20: fresh states of width 3 against stored states of width 2 were a torch size mismatch.
+    buf = ReplayBuffer(5, lambda n: torch.zeros(n, 3))
+    assert buf.sample(4).shape == (4, 3)  # empty: all fresh, no stored width to compare with
+    buf.push(torch.ones(4, 2))
+    with pytest.raises(ValueError, match=r"init_fn\(4\) must return states of the stored event shape \(2,\)"):
+        buf.sample(4)

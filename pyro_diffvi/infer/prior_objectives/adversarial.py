@@ -162,6 +162,7 @@ class AdversarialCDLoss(PriorObjective):
         q = self.flow()
         flat = q.rsample((n,))
         log_q = q.log_prob(flat)  # exact and cheap for its own sample (transform caches)
+        self.flow.clear_cache()  # the caches hold this graph's tensors, which deepcopy and pickle refuse
         return flat.reshape((n,) + tuple(self.event_shape)), log_q
 
     def loss(self, prior, z: Tensor, log_q: Tensor | None = None) -> Tensor:

@@ -99,7 +99,10 @@ def check_samples(name: str, z: Tensor, *, min_dim: int = 2) -> Tensor:
     if not torch.is_tensor(z):
         raise TypeError(f"{name} must be a torch.Tensor of shape (N,) + event_shape, got {type(z).__name__}")
     if z.dim() < min_dim or z.shape[0] < 1:
-        raise ValueError(f"{name} must have shape (N,) + event_shape with N >= 1, got {tuple(z.shape)}")
+        raise ValueError(
+            f"{name} must have shape (N,) + event_shape with N >= 1 and at least {min_dim - 1} event dimension(s), "
+            f"got {tuple(z.shape)}"
+        )
     if not z.is_floating_point():
         raise TypeError(f"{name} must be a floating-point tensor, got dtype {z.dtype}")
     return check_finite(name, z)

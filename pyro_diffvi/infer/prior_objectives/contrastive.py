@@ -22,7 +22,7 @@ from pyro_diffvi.infer.prior_objectives.base import (
 )
 from pyro_diffvi.ops.types import EnergyFn
 from pyro_diffvi.samplers.replay import ReplayBuffer, persistent_langevin, short_run_langevin
-from pyro_diffvi.util import check_positive_float, check_positive_int
+from pyro_diffvi.util import check_positive_float, check_positive_int, check_probability
 
 __all__ = ["ContrastiveDivergenceLoss"]
 
@@ -88,7 +88,7 @@ class ContrastiveDivergenceLoss(PriorObjective):
         self.num_samples = None if num_samples is None else check_positive_int("num_samples", num_samples)
         self.persistent = bool(persistent)
         self.buffer_size = check_positive_int("buffer_size", buffer_size)
-        self.reinit_prob = reinit_prob
+        self.reinit_prob = check_probability("reinit_prob", reinit_prob)
         self.init_scale = check_positive_float("init_scale", init_scale)
         self.noise_scale = check_positive_float("noise_scale", noise_scale)
         self.energy_reg_weight = check_positive_float("energy_reg_weight", energy_reg_weight, allow_zero=True)

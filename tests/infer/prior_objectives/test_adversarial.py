@@ -1,6 +1,8 @@
 """Adversarial contrastive divergence improves the likelihood (by quadrature) and splits its gradients."""
 
+import copy
 
+import pyro
 import torch
 
 from pyro_diffvi.infer.prior_objectives import (
@@ -64,3 +66,17 @@ def test_adversarial_cd_gradients_are_split():
             assert g is None or g.abs().max() == 0
         else:
             assert torch.allclose(g, e, atol=1e-10)
+
+
+def test_adversarial_cd_deep_copies_after_a_training_step():
+    # Issue 25 case 3 (deepcopy): the flow's transforms cached the last call's graph tensors, which deepcopy refused.
+    energy = QuadraticEnergy()
+    objective = AdversarialCDLoss(num_samples=16, num_transforms=2, hidden_dims=(8,))
+    data = gaussian_samples(16)
+    objective.loss(energy, data).backward()
+    twin = copy.deepcopy(objective)
+    assert all(torch.equal(a, b) for a, b in zip(objective.flow.state_dict().values(), twin.flow.state_dict().values()))
+    pyro.set_rng_seed(3)
+    expected = objective.loss(energy, data).item()
+    pyro.set_rng_seed(3)
+    assert twin.loss(energy, data).item() == expected  # the same flow, the same draws: the same loss

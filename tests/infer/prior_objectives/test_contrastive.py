@@ -25,3 +25,10 @@ def test_contrastive_divergence_fits_a_gaussian(persistent):
     assert torch.allclose(energy.mean.detach(), target_mean, atol=0.25)
     if persistent:
         assert len(objective.buffer) > 0
+
+
+@pytest.mark.parametrize("reinit_prob", [2.0, -0.5, "0.1"])
+def test_reinit_prob_is_checked_at_construction(reinit_prob):
+    # Issue 25, smaller: reinit_prob=2.0 was accepted and only refused by the replay buffer at the first step.
+    with pytest.raises(ValueError, match=r"reinit_prob must be a probability in \[0, 1\]"):
+        ContrastiveDivergenceLoss(persistent=True, reinit_prob=reinit_prob)
